@@ -1,0 +1,322 @@
+"""Every argument check and every error message of the library, in one place.
+
+Messages follow one rule: name the argument, state the rule, show what arrived, e.g.
+``input_shape[0] must equal weight.shape[1] * groups (3); got input_shape=(1, 28, 28).``
+Nothing here uses ``assert`` (it vanishes under ``python -O``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+FORMATS = ("csr", "csc", "coo", "bsr", "dia", "dok", "lil")
+_DIMS = {1: "1D", 2: "2D", 3: "3D"}
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def is_torch_tensor(obj) -> bool:
+    """True for a ``torch.Tensor``, without importing torch."""
+    return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """A numeric numpy array from a numpy array, torch tensor or nested sequence."""
+    if is_torch_tensor(value):
+        if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
+            raise TypeError(
+                f"{name} must have a dtype scipy.sparse supports (float32, float64, "
+                f"integer or complex); got {value.dtype}. Cast it with .float() or .double()."
+            )
+        value = value.detach().cpu().resolve_conj().resolve_neg().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(
+            f"{name} must be a numeric array (float32, float64, integer or complex); "
+            f"got dtype {arr.dtype}."
+        )
+    if arr.dtype == np.float16:
+        raise TypeError(
+            f"{name} must have a dtype scipy.sparse supports (float32, float64, integer "
+            f"or complex); got {arr.dtype}. Cast it with .astype(np.float32)."
+        )
+    return arr
+
+
+def check_weight(weight, name: str = "weight") -> np.ndarray:
+    w = as_array(weight, name)
+    if w.ndim not in (3, 4, 5):
+        raise ValueError(
+            f"{name} must have 3, 4 or 5 dimensions, (C_out, C_in/groups, *kernel) for a "
+            f"1D, 2D or 3D convolution; got {name}.ndim={w.ndim} (shape {tuple(w.shape)})."
+        )
+    if w.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {tuple(w.shape)}.")
+    return w
+
+
+# --------------------------------------------------------------------------- integers
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
+    """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``."""
+    rule = "positive integers" if minimum == 1 else "non-negative integers"
+    items = (value,) * n if _is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a tuple of {n} ints ({rule}); got {value!r}."
+        ) from None
+    if len(items) != n:
+        raise ValueError(
+            f"{name} must be an int or a tuple of {n} ints, one per spatial dimension of a "
+            f"{_DIMS.get(n, f'{n}D')} convolution; got {value!r}."
+        )
+    if not all(_is_int(v) for v in items):
+        raise TypeError(f"{name} must contain {rule}; got {value!r}.")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must contain {rule}; got {value!r}.")
+    return tuple(int(v) for v in items)
+
+
+def positive_int(name: str, value) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
+    """A shape of ``n`` positive ints; ``what`` describes the entries for the message."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple {what}; got {value!r}.") from None
+    if len(items) != n or not all(_is_int(v) for v in items):
+        hint = ""
+        if len(items) == n + 1:
+            hint = " (drop the batch dimension: it is the shape of one sample)"
+        raise ValueError(
+            f"{name} must be a tuple of {n} ints {what}; got {name}={tuple(value)!r}{hint}."
+        )
+    if any(v < 1 for v in items):
+        raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    return tuple(int(v) for v in items)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def check_padding_mode(padding_mode) -> str:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}; "
+            f"got {padding_mode!r}."
+        )
+    return padding_mode
+
+
+def check_format(format) -> str:
+    if format not in FORMATS:
+        raise ValueError(
+            f"format must be one of {', '.join(map(repr, FORMATS))} (scipy.sparse formats); "
+            f"got {format!r}."
+        )
+    return format
+
+
+def check_groups(groups, in_channels: int, out_channels: int, weight_shape) -> int:
+    groups = positive_int("groups", groups)
+    if out_channels % groups:
+        raise ValueError(
+            f"groups must divide the output channels weight.shape[0]={out_channels}; "
+            f"got groups={groups} (weight shape {tuple(weight_shape)})."
+        )
+    if in_channels != weight_shape[1] * groups:
+        raise ValueError(
+            f"input_shape[0] must equal weight.shape[1] * groups "
+            f"({weight_shape[1]} * {groups} = {weight_shape[1] * groups}); "
+            f"got input_shape[0]={in_channels}."
+        )
+    return groups
+
+
+# --------------------------------------------------------------------------- sample/batch
+
+
+def batched(arr: np.ndarray, name: str, channels: int, spatial: tuple[int, ...]) -> np.ndarray:
+    """View ``arr`` as ``(N, channels, *spatial)``; one sample ``(channels, *spatial)`` is N=1."""
+    sample = (channels, *spatial)
+    if tuple(arr.shape) == sample:
+        return arr.reshape(1, *sample)
+    if arr.ndim == len(sample) + 1 and tuple(arr.shape[1:]) == sample:
+        return arr
+    raise ValueError(
+        f"{name} must have shape (N, {', '.join(map(str, sample))}) or "
+        f"({', '.join(map(str, sample))}) for this layer; got {name}.shape={tuple(arr.shape)}."
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+_memory_limit: int | None = None
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``), or the physical total as fallback."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 8 * 2**30
+
+
+def set_memory_limit(nbytes: int | None) -> None:
+    """Set the largest matrix (in bytes) the library will build; ``None`` restores the default.
+
+    The default is half of the memory available when a matrix is asked for (or the
+    ``TOEPLITZ_CONV_MAX_BYTES`` environment variable when set). A matrix whose estimated size
+    exceeds the limit is refused with a ``ValueError`` before anything large is allocated.
+    """
+    global _memory_limit
+    if nbytes is not None:
+        nbytes = positive_int("nbytes", nbytes)
+    _memory_limit = nbytes
+
+
+def memory_limit() -> tuple[int, str]:
+    """The limit in force and where it comes from (for the message)."""
+    if _memory_limit is not None:
+        return _memory_limit, "set by toeplitz_conv.set_memory_limit"
+    env = os.environ.get("TOEPLITZ_CONV_MAX_BYTES")
+    if env:
+        try:
+            return int(float(env)), "from TOEPLITZ_CONV_MAX_BYTES"
+        except ValueError:
+            raise ValueError(
+                f"TOEPLITZ_CONV_MAX_BYTES must be a number of bytes; got {env!r}."
+            ) from None
+    return available_memory() // 2, "half of the available memory"
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"  # pragma: no cover
+
+
+def check_size(what: str, nbytes: int, detail: str) -> None:
+    """Refuse to build ``what`` if its estimated ``nbytes`` exceed the memory limit."""
+    limit, source = memory_limit()
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would need about {_human(nbytes)} ({detail}), more than the limit of "
+            f"{_human(limit)} ({source}). Use a smaller layer or raise the limit with "
+            f"toeplitz_conv.set_memory_limit(nbytes)."
+        )
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _lohi(lo, hi) -> str:
+    return str(lo) if lo == hi else f"(low {lo}, high {hi})"
+
+
+def check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
+    """torch's limits on padding for the non-zero padding modes."""
+    sizes = tuple(in_spatial) * 2
+    if mode == "reflect" and any(p >= n for p, n in zip(lo + hi, sizes)):
+        raise ValueError(
+            f"padding must be smaller than the input size in every dimension for "
+            f"padding_mode='reflect' (as in torch); got padding {_lohi(lo, hi)} for input "
+            f"size {tuple(in_spatial)}."
+        )
+    if mode == "circular" and any(p > n for p, n in zip(lo + hi, sizes)):
+        raise ValueError(
+            f"padding must not exceed the input size in any dimension for "
+            f"padding_mode='circular' (it would wrap around more than once, which torch "
+            f"refuses); got padding {_lohi(lo, hi)} for input size {tuple(in_spatial)}."
+        )
+
+
+def check_output_nonempty(out, in_shape, kernel, dilation, lo, hi) -> None:
+    if all(o >= 1 for o in out):
+        return
+    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    padded = tuple(i + a + b for i, a, b in zip(in_shape[1:], lo, hi))
+    raise ValueError(
+        f"the output would be empty: the padded input {padded} is smaller than the dilated "
+        f"kernel {eff} (kernel {tuple(kernel)}, dilation {tuple(dilation)}); got "
+        f"input_shape={tuple(in_shape)}, padding {_lohi(lo, hi)}."
+    )
+
+
+def check_output_padding(output_padding, stride, dilation) -> None:
+    if any(a >= s and a >= d for a, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"output_padding must be smaller than either stride or dilation in every "
+            f"dimension (as in torch); got output_padding={output_padding}, stride={stride}, "
+            f"dilation={dilation}."
+        )
+
+
+def check_transpose_groups(groups, weight_shape, in_channels: int) -> int:
+    groups = positive_int("groups", groups)
+    if in_channels != weight_shape[0]:
+        raise ValueError(
+            f"input_shape[0] must equal weight.shape[0] ({weight_shape[0]}) for a transposed "
+            f"convolution (weight layout (C_in, C_out/groups, *kernel)); got "
+            f"input_shape[0]={in_channels}."
+        )
+    if weight_shape[0] % groups:
+        raise ValueError(
+            f"groups must divide the input channels weight.shape[0]={weight_shape[0]} of a "
+            f"transposed convolution; got groups={groups}."
+        )
+    return groups
+
+
+def check_transpose_output_nonempty(out, in_shape, kernel, stride, padding, dilation, output_padding) -> None:
+    if all(o >= 1 for o in out):
+        return
+    raise ValueError(
+        f"the output of the transposed convolution would be empty: (i - 1) * stride - "
+        f"2 * padding + dilation * (kernel - 1) + output_padding + 1 = {tuple(out)}; got "
+        f"input_shape={tuple(in_shape)}, kernel {tuple(kernel)}, stride={stride}, "
+        f"padding={padding}, dilation={dilation}, output_padding={output_padding}."
+    )
+
+
+def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
+    """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message."""
+    try:
+        wshape = tuple(weight_shape)
+    except TypeError:
+        raise TypeError(f"weight shape must be a tuple of ints {layout}; got {weight_shape!r}.") from None
+    if len(wshape) not in (3, 4, 5):
+        raise ValueError(
+            f"weight must have 3, 4 or 5 dimensions, {layout} for a 1D, 2D or 3D "
+            f"convolution; got weight shape {wshape}."
+        )
+    if not all(_is_int(s) for s in wshape) or any(s < 1 for s in wshape):
+        raise ValueError(f"weight shape must contain positive ints {layout}; got {wshape}.")
+    return tuple(int(s) for s in wshape)

@@ -1,0 +1,293 @@
+"""Convolution layers as scipy.sparse matrices: forward, transpose, weight gradient, im2col.
+
+Conventions (PyTorch's): cross-correlation as ``torch.nn.functional.conv{1,2,3}d`` (no
+kernel flip); weight ``(C_out, C_in/groups, *kernel)``, transposed-convolution weight
+``(C_in, C_out/groups, *kernel)``; one sample is flattened in C order (channel, then
+spatial), so row ``r`` of C indexes ``y.reshape(-1)`` and column ``c`` indexes
+``x.reshape(-1)``.
+
+Each function here is a thin reading of the triples built in :mod:`toeplitz_conv.pattern`.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validate as v
+from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
+from .pattern import conv_pattern, estimate_nnz, index_dtype
+
+_GEOMETRY_DOC = """stride : int or tuple of int, default 1
+    padding : int, tuple of int, 'same' or 'valid', default 0
+        As in torch: an int pads every side by it; ``'same'`` pads
+        ``dilation * (kernel - 1)`` in total, the odd extra on the high side.
+    dilation : int or tuple of int, default 1
+    groups : int, default 1
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        Exactly as ``torch.nn.ConvNd(padding_mode=...)``."""
+
+
+def _geometry_doc(f):
+    """Put the shared parameter text in place of ``GEOMETRY_PARAMETERS`` in a docstring."""
+    f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", _GEOMETRY_DOC)
+    return f
+
+
+def _check_matrix_size(what: str, g: ConvGeometry, itemsize: int, copies: int = 1) -> None:
+    """Refuse a matrix too large for memory before allocating it (estimate in the message)."""
+    nnz = estimate_nnz(g)
+    idx = np.dtype(index_dtype(nnz, *g.shape)).itemsize
+    block = prod(g.out_spatial) * g.taps * 24  # the index table and its temporaries
+    nbytes = copies * (nnz * (itemsize + idx) + (g.shape[0] + 1) * idx) + block
+    v.check_size(what, nbytes, f"{nnz:,} nonzeros, shape {g.shape[0]:,} x {g.shape[1]:,}")
+
+
+def _csr(data, indices, indptr, shape, format: str):
+    m = sp.csr_array((data, indices, indptr), shape=shape)
+    m.has_canonical_format = True  # sorted, no duplicates: built that way
+    return m if format == "csr" else m.asformat(format)
+
+
+@_geometry_doc
+def conv_matrix(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                padding_mode="zeros", format="csr"):
+    """The sparse matrix C of a convolution layer: ``y.ravel() = C @ x.ravel()``.
+
+    Parameters
+    ----------
+    weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
+        1D, 2D or 3D convolution by ``weight.ndim`` (3, 4 or 5). The matrix has its dtype.
+    input_shape : (C_in, *spatial) tuple of int
+        Shape of one sample, no batch dimension.
+    GEOMETRY_PARAMETERS
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    C : (C_out * prod(out_spatial), C_in * prod(in_spatial)) scipy.sparse array
+        Canonical CSR by default: indices sorted, no duplicates, int32 while they fit.
+
+    Notes
+    -----
+    Cross-correlation, as ``torch.nn.functional.conv2d``. For zero padding one entry is::
+
+        C[(co, o), (ci, i)] = W[co, ci - g * C_in/groups, k]    where  i = o * s - p + k * d
+
+    (per spatial axis, ``g = co // (C_out/groups)``). Other padding modes map the padded
+    position ``i`` back into the input; taps that land on the same column add.
+    The input gradient is ``C.T @ delta``, which is ``conv_transposeNd``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> w, x = np.random.rand(4, 3, 3, 3), np.random.rand(3, 8, 8)
+    >>> C = conv_matrix(w, x.shape, stride=2, padding=1)
+    >>> C.shape, C.nnz
+    ((64, 192), 1452)
+    >>> ref = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), stride=2, padding=1)
+    >>> np.allclose(C @ x.ravel(), ref.numpy().ravel())
+    True
+    """
+    w = v.check_weight(weight)
+    fmt = v.check_format(format)
+    g = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups, padding_mode=padding_mode)
+    _check_matrix_size("conv_matrix", g, w.dtype.itemsize)
+    return _csr(*conv_pattern(g).matrix_arrays(w), g.shape, fmt)
+
+
+def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_padding=0,
+                          dilation=1, groups=1, format="csr"):
+    """The sparse matrix of a transposed convolution (``conv_transposeNd``).
+
+    Parameters
+    ----------
+    weight : (C_in, C_out/groups, *kernel) array_like or torch.Tensor
+        torch's transposed-convolution layout.
+    input_shape : (C_in, *spatial) tuple of int
+        Shape of one input sample of the transposed convolution.
+    stride, padding, output_padding, dilation, groups : int or tuple of int
+        As ``torch.nn.functional.conv_transpose2d``; ``output_padding`` must be smaller than
+        the stride or the dilation.
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    T : (C_out * prod(out_spatial), C_in * prod(in_spatial)) scipy.sparse array
+        ``T == conv_matrix(weight, (C_out, *out_spatial), ...).T``: the transposed
+        convolution is the adjoint of the convolution with the same weight, and the input
+        gradient of that convolution. Output size per axis:
+        ``(i - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> w, x = np.random.rand(2, 3, 3, 3), np.random.rand(2, 4, 4)
+    >>> T = conv_transpose_matrix(w, x.shape, stride=2, padding=1, output_padding=1)
+    >>> T.shape
+    (192, 32)
+    >>> ref = F.conv_transpose2d(torch.from_numpy(x)[None], torch.from_numpy(w), stride=2,
+    ...                          padding=1, output_padding=1)
+    >>> np.allclose(T @ x.ravel(), ref.numpy().ravel())
+    True
+    """
+    w = v.check_weight(weight)
+    fmt = v.check_format(format)
+    g = conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
+                                output_padding=output_padding, dilation=dilation, groups=groups)
+    _check_matrix_size("conv_transpose_matrix", g, w.dtype.itemsize, copies=2)
+    C = _csr(*conv_pattern(g).matrix_arrays(w), g.shape, "csr")
+    return C.T.asformat(fmt)  # the CSC of C is the CSR of C.T: one linear pass, no sort
+
+
+def _batch_pair(x, grad_output, g: ConvGeometry, x_name: str, d_name: str):
+    xa = v.batched(v.as_array(x, x_name), x_name, g.in_channels, g.in_spatial)
+    da = v.batched(v.as_array(grad_output, d_name), d_name, g.out_channels, g.out_spatial)
+    if xa.shape[0] != da.shape[0]:
+        raise ValueError(
+            f"{x_name} and {d_name} must hold the same number of samples; got "
+            f"{x_name}.shape={tuple(xa.shape)} and {d_name}.shape={tuple(da.shape)}."
+        )
+    return xa, da
+
+
+@_geometry_doc
+def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                     padding_mode="zeros"):
+    """``dL/dW`` of a convolution, summed over the batch, from the matrix's triples.
+
+    Parameters
+    ----------
+    x : (N, C_in, *spatial) or (C_in, *spatial) array_like or torch.Tensor
+        The layer's input.
+    grad_output : (N, C_out, *out_spatial) or (C_out, *out_spatial) array_like
+        ``dL/dy``, with the same number of samples as ``x``.
+    weight_shape : (C_out, C_in/groups, *kernel) tuple of int
+    GEOMETRY_PARAMETERS
+
+    Returns
+    -------
+    dW : (C_out, C_in/groups, *kernel) ndarray
+        Equal to autograd's ``weight.grad``. Since ``C(W)[row, col] += W.flat[tap]`` for each
+        triple, ``dW.flat[tap] = sum over triples and samples of delta[row] * x[col]``; it is
+        computed as one gather (the im2col matrix of each sample) and a matrix product,
+        never by calling a convolution routine.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x, w = torch.rand(5, 3, 8, 8, dtype=torch.float64), torch.rand(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> y = F.conv2d(x, w, stride=2, padding=1)
+    >>> delta = torch.rand_like(y)
+    >>> y.backward(delta)
+    >>> dW = conv_weight_grad(x, delta, w.shape, stride=2, padding=1)
+    >>> np.allclose(dW, w.grad.numpy())
+    True
+    """
+    g = conv_geometry(weight_shape, _channel_shape(x, weight_shape, groups), stride=stride,
+                      padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    xa, da = _batch_pair(x, grad_output, g, "x", "grad_output")
+    return conv_pattern(g).weight_grad(xa, da)
+
+
+def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0,
+                               output_padding=0, dilation=1, groups=1):
+    """``dL/dW`` of a transposed convolution, summed over the batch.
+
+    The transposed convolution is ``y = C(W).T @ x``, so with rows and columns of the same
+    triples swapped, ``dW.flat[tap] = sum x[row] * grad_output[col]``: the weight gradient of
+    the matching convolution with input ``grad_output`` and output gradient ``x``.
+
+    Parameters
+    ----------
+    x : (N, C_in, *spatial) or (C_in, *spatial) array_like
+        Input of the transposed convolution.
+    grad_output : (N, C_out, *out_spatial) or (C_out, *out_spatial) array_like
+    weight_shape : (C_in, C_out/groups, *kernel) tuple of int
+    stride, padding, output_padding, dilation, groups : as ``conv_transpose_matrix``
+
+    Returns
+    -------
+    dW : (C_in, C_out/groups, *kernel) ndarray, equal to autograd's ``weight.grad``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x = torch.rand(2, 4, 5, 5, dtype=torch.float64)
+    >>> w = torch.rand(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> y = F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
+    >>> y.backward(torch.ones_like(y))
+    >>> dW = conv_transpose_weight_grad(x, torch.ones_like(y), w.shape, stride=2, padding=1,
+    ...                                 output_padding=1)
+    >>> np.allclose(dW, w.grad.numpy())
+    True
+    """
+    g = conv_transpose_geometry(weight_shape, _channel_shape(x, weight_shape, None),
+                                stride=stride, padding=padding, output_padding=output_padding,
+                                dilation=dilation, groups=groups)
+    # the convolution of this geometry maps grad_output's space to x's space
+    da, xa = _batch_pair(grad_output, x, g, "grad_output", "x")
+    return conv_pattern(g).weight_grad(da, xa)
+
+
+@_geometry_doc
+def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                         padding_mode="zeros", format="csr"):
+    """Sparse Jacobian of the output w.r.t. the weights for one sample (the im2col matrix).
+
+    Parameters
+    ----------
+    x : (C_in, *spatial) array_like or torch.Tensor
+        One sample (a leading batch axis of size 1 is accepted).
+    weight_shape : (C_out, C_in/groups, *kernel) tuple of int
+    GEOMETRY_PARAMETERS
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    J : (C_out * prod(out_spatial), prod(weight_shape)) scipy.sparse array
+        ``J[row, tap] = x[col]`` for each triple (the same triples as :func:`conv_matrix`,
+        read with ``tap`` as the column), so ``J @ W.ravel() == conv(x, W).ravel()`` and
+        ``J.T @ delta.ravel()`` is the weight gradient. Block diagonal over output channels.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x, w = np.random.rand(3, 6, 6), np.random.rand(2, 3, 3, 3)
+    >>> J = conv_weight_jacobian(x, w.shape, padding=1)
+    >>> ref = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), padding=1)
+    >>> np.allclose(J @ w.ravel(), ref.numpy().ravel())
+    True
+    """
+    fmt = v.check_format(format)
+    g = conv_geometry(weight_shape, _channel_shape(x, weight_shape, groups), stride=stride,
+                      padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    xa = v.batched(v.as_array(x, "x"), "x", g.in_channels, g.in_spatial)
+    if xa.shape[0] != 1:
+        raise ValueError(
+            f"x must be one sample (C_in, *spatial) for the Jacobian; got x.shape={tuple(xa.shape)}."
+        )
+    nnz = g.out_channels * prod(g.out_spatial) * g.taps
+    v.check_size("conv_weight_jacobian", nnz * (xa.dtype.itemsize + 8),
+                 f"at most {nnz:,} nonzeros, shape {g.shape[0]:,} x {prod(g.weight_shape):,}")
+    data, indices, indptr = conv_pattern(g).weight_jacobian_arrays(xa[0])
+    return _csr(data, indices, indptr, (g.shape[0], prod(g.weight_shape)), fmt)
+
+
+def _channel_shape(x, weight_shape, groups):
+    """``input_shape`` of one sample of ``x`` (a sample or a batch), checked against the weight."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    wshape = v.check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)" if groups is not None
+                                  else "(C_in, C_out/groups, *kernel)")
+    n = len(wshape) - 1  # channels + spatial
+    if len(shape) == n:
+        return shape
+    if len(shape) == n + 1:
+        return shape[1:]
+    raise ValueError(
+        f"x must have shape (N, C_in, *spatial) or (C_in, *spatial) with {n - 1} spatial axes "
+        f"for weight shape {wshape}; got x.shape={shape}."
+    )
