@@ -2,7 +2,10 @@
 
 geometry -> (row, col, tap) triples -> readings: the convolution matrix ``C``, its transpose
 (the transposed convolution and input gradient), the weight gradient and the im2col Jacobian.
+The scipy core imports without torch; names that need torch are imported on first use.
 """
+
+import importlib
 
 from ._validate import set_memory_limit
 from .conv import (
@@ -21,6 +24,15 @@ from .geometry import (
 )
 from .pattern import ConvPattern, conv_pattern
 
+# --- pooling and whole networks (issue 3)
+# --- figures (issue 5)
+# --- spectra and operators (issue 6)
+
+# Names whose modules import torch: loaded on first access (name -> module).
+_LAZY = {
+    # --- torch.sparse (issue 4)
+}
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -37,4 +49,20 @@ __all__ = [
     "conv_weight_grad",
     "conv_weight_jacobian",
     "set_memory_limit",
+    # --- issue 3
+    # --- issue 4
+    # --- issue 5
+    # --- issue 6
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'toeplitz_conv' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
