@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from . import _validate as v
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
-from .pattern import conv_pattern, estimate_nnz, index_dtype
+from .pattern import _TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz, index_dtype
 
 _GEOMETRY_DOC = """stride : int or tuple of int, default 1
     padding : int, tuple of int, 'same' or 'valid', default 0
@@ -40,7 +40,7 @@ def _check_matrix_size(what: str, g: ConvGeometry, itemsize: int, copies: int = 
     """Refuse a matrix too large for memory before allocating it (estimate in the message)."""
     nnz = estimate_nnz(g)
     idx = np.dtype(index_dtype(nnz, *g.shape)).itemsize
-    block = prod(g.out_spatial) * g.taps * 24  # the index table and its temporaries
+    block = prod(g.out_spatial) * g.taps * _TABLE_BYTES_PER_ENTRY  # the index table
     nbytes = copies * (nnz * (itemsize + idx) + (g.shape[0] + 1) * idx) + block
     v.check_size(what, nbytes, f"{nnz:,} nonzeros, shape {g.shape[0]:,} x {g.shape[1]:,}")
 

@@ -27,9 +27,11 @@ from math import prod
 
 import numpy as np
 
+from ._validate import check_size
 from .geometry import ConvGeometry
 
 _INT32_MAX = np.iinfo(np.int32).max
+_TABLE_BYTES_PER_ENTRY = 24  # int64 columns + mask while building, int32/int64 table kept
 
 
 def index_dtype(*maxima: int) -> type:
@@ -85,6 +87,9 @@ class ConvPattern:
         self.cout_g = g.out_channels // g.groups
         self.p_in, self.p_out = prod(g.in_spatial), prod(g.out_spatial)
         self.pad_col = self.cin_g * self.p_in
+        entries = self.p_out * g.taps
+        check_size("the index table of this layer", entries * _TABLE_BYTES_PER_ENTRY,
+                   f"{self.p_out:,} output positions x {g.taps:,} taps")
         self.src = self._source_table()
         self._block_csr()
         for arr in (self.src, self.indptr, self.cols, self.taps, self.starts, self.row_taps):
