@@ -59,6 +59,17 @@ def check_weight(weight, name: str = "weight") -> np.ndarray:
     return w
 
 
+def matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np.ndarray:
+    """A numeric array of exactly ``shape`` (the geometry's weight shape)."""
+    w = as_array(weight, name)
+    if tuple(w.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have this layer's weight shape {tuple(shape)}; got "
+            f"{name}.shape={tuple(w.shape)}."
+        )
+    return w
+
+
 # --------------------------------------------------------------------------- integers
 
 
@@ -135,7 +146,9 @@ def check_format(format) -> str:
     return format
 
 
-def check_groups(groups, in_channels: int, out_channels: int, weight_shape) -> int:
+def check_groups(groups, in_channels: int, out_channels: int, weight_shape,
+                 label: tuple = ("input_shape[0]", "input_shape", None)) -> int:
+    """``label``: how the message names the channel count and the shape the user passed."""
     groups = positive_int("groups", groups)
     if out_channels % groups:
         raise ValueError(
@@ -144,9 +157,9 @@ def check_groups(groups, in_channels: int, out_channels: int, weight_shape) -> i
         )
     if in_channels != weight_shape[1] * groups:
         raise ValueError(
-            f"input_shape[0] must equal weight.shape[1] * groups "
+            f"{label[0]} must equal weight.shape[1] * groups "
             f"({weight_shape[1]} * {groups} = {weight_shape[1] * groups}); "
-            f"got input_shape[0]={in_channels}."
+            f"got {label[0]}={in_channels}."
         )
     return groups
 
@@ -165,6 +178,53 @@ def batched(arr: np.ndarray, name: str, channels: int, spatial: tuple[int, ...])
         f"{name} must have shape (N, {', '.join(map(str, sample))}) or "
         f"({', '.join(map(str, sample))}) for this layer; got {name}.shape={tuple(arr.shape)}."
     )
+
+
+def sample_shape(x, weight_shape, name: str = "x"):
+    """One sample's shape of ``x`` (a sample or a batch) and the labels for its messages.
+
+    Returns ``(shape, label)``; ``label = (channel expression, shape expression, x.shape)``
+    lets the geometry checks name ``x`` rather than an ``input_shape`` the user never passed.
+    """
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    n = len(weight_shape) - 1  # channels + spatial axes
+    if len(shape) == n:
+        return shape, (f"{name}.shape[0]", f"{name}.shape", shape)
+    if len(shape) == n + 1:
+        return shape[1:], (f"{name}.shape[1]", f"{name}.shape", shape)
+    raise ValueError(
+        f"{name} must have shape (N, C_in, *spatial) or (C_in, *spatial) with {n - 1} spatial axes "
+        f"for weight shape {tuple(weight_shape)}; got {name}.shape={shape}."
+    )
+
+
+def one_sample(arr: np.ndarray, name: str) -> None:
+    if arr.shape[0] != 1:
+        raise ValueError(
+            f"{name} must be one sample (C_in, *spatial) for the Jacobian; got "
+            f"{name}.shape={tuple(arr.shape)}."
+        )
+
+
+def same_batch(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{a_name} and {b_name} must hold the same number of samples; got "
+            f"{a_name}.shape={tuple(a.shape)} and {b_name}.shape={tuple(b.shape)}."
+        )
+
+
+def size_tuple(name: str, value) -> tuple[tuple[int, ...], bool]:
+    """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
+    if _is_int(value):
+        return int_tuple(name, value, 1, minimum=1), True
+    try:
+        n = len(tuple(value))
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}.") from None
+    if n not in (1, 2, 3):
+        raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
+    return int_tuple(name, value, n, minimum=1), False
 
 
 # --------------------------------------------------------------------------- memory
@@ -258,15 +318,17 @@ def check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
         )
 
 
-def check_output_nonempty(out, in_shape, kernel, dilation, lo, hi) -> None:
+def check_output_nonempty(out, in_shape, kernel, dilation, lo, hi,
+                          label: tuple = ("input_shape[0]", "input_shape", None)) -> None:
     if all(o >= 1 for o in out):
         return
     eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
     padded = tuple(i + a + b for i, a, b in zip(in_shape[1:], lo, hi))
+    shown = tuple(in_shape) if label[2] is None else tuple(label[2])
     raise ValueError(
         f"the output would be empty: the padded input {padded} is smaller than the dilated "
         f"kernel {eff} (kernel {tuple(kernel)}, dilation {tuple(dilation)}); got "
-        f"input_shape={tuple(in_shape)}, padding {_lohi(lo, hi)}."
+        f"{label[1]}={shown}, padding {_lohi(lo, hi)}."
     )
 
 
@@ -279,13 +341,14 @@ def check_output_padding(output_padding, stride, dilation) -> None:
         )
 
 
-def check_transpose_groups(groups, weight_shape, in_channels: int) -> int:
+def check_transpose_groups(groups, weight_shape, in_channels: int,
+                           label: tuple = ("input_shape[0]", "input_shape", None)) -> int:
     groups = positive_int("groups", groups)
     if in_channels != weight_shape[0]:
         raise ValueError(
-            f"input_shape[0] must equal weight.shape[0] ({weight_shape[0]}) for a transposed "
+            f"{label[0]} must equal weight.shape[0] ({weight_shape[0]}) for a transposed "
             f"convolution (weight layout (C_in, C_out/groups, *kernel)); got "
-            f"input_shape[0]={in_channels}."
+            f"{label[0]}={in_channels}."
         )
     if weight_shape[0] % groups:
         raise ValueError(

@@ -146,11 +146,7 @@ def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_pa
 def _batch_pair(x, grad_output, g: ConvGeometry, x_name: str, d_name: str):
     xa = v.batched(v.as_array(x, x_name), x_name, g.in_channels, g.in_spatial)
     da = v.batched(v.as_array(grad_output, d_name), d_name, g.out_channels, g.out_spatial)
-    if xa.shape[0] != da.shape[0]:
-        raise ValueError(
-            f"{x_name} and {d_name} must hold the same number of samples; got "
-            f"{x_name}.shape={tuple(xa.shape)} and {d_name}.shape={tuple(da.shape)}."
-        )
+    v.same_batch(xa, da, x_name, d_name)
     return xa, da
 
 
@@ -187,8 +183,9 @@ def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilat
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    g = conv_geometry(weight_shape, _channel_shape(x, weight_shape, groups), stride=stride,
-                      padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    shape, label = v.sample_shape(x, _weight_shape(weight_shape))
+    g = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups, padding_mode=padding_mode, _label=label)
     xa, da = _batch_pair(x, grad_output, g, "x", "grad_output")
     return conv_pattern(g).weight_grad(xa, da)
 
@@ -225,9 +222,10 @@ def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, paddin
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    g = conv_transpose_geometry(weight_shape, _channel_shape(x, weight_shape, None),
-                                stride=stride, padding=padding, output_padding=output_padding,
-                                dilation=dilation, groups=groups)
+    shape, label = v.sample_shape(x, _weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)"))
+    g = conv_transpose_geometry(weight_shape, shape, stride=stride, padding=padding,
+                                output_padding=output_padding, dilation=dilation, groups=groups,
+                                _label=label)
     # the convolution of this geometry maps grad_output's space to x's space
     da, xa = _batch_pair(grad_output, x, g, "grad_output", "x")
     return conv_pattern(g).weight_grad(da, xa)
@@ -263,13 +261,11 @@ def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, gr
     True
     """
     fmt = v.check_format(format)
-    g = conv_geometry(weight_shape, _channel_shape(x, weight_shape, groups), stride=stride,
-                      padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    shape, label = v.sample_shape(x, _weight_shape(weight_shape))
+    g = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
+                      groups=groups, padding_mode=padding_mode, _label=label)
     xa = v.batched(v.as_array(x, "x"), "x", g.in_channels, g.in_spatial)
-    if xa.shape[0] != 1:
-        raise ValueError(
-            f"x must be one sample (C_in, *spatial) for the Jacobian; got x.shape={tuple(xa.shape)}."
-        )
+    v.one_sample(xa, "x")
     nnz = g.out_channels * prod(g.out_spatial) * g.taps
     v.check_size("conv_weight_jacobian", nnz * (xa.dtype.itemsize + 8),
                  f"at most {nnz:,} nonzeros, shape {g.shape[0]:,} x {prod(g.weight_shape):,}")
@@ -277,17 +273,5 @@ def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, gr
     return _csr(data, indices, indptr, (g.shape[0], prod(g.weight_shape)), fmt)
 
 
-def _channel_shape(x, weight_shape, groups):
-    """``input_shape`` of one sample of ``x`` (a sample or a batch), checked against the weight."""
-    shape = tuple(getattr(x, "shape", np.shape(x)))
-    wshape = v.check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)" if groups is not None
-                                  else "(C_in, C_out/groups, *kernel)")
-    n = len(wshape) - 1  # channels + spatial
-    if len(shape) == n:
-        return shape
-    if len(shape) == n + 1:
-        return shape[1:]
-    raise ValueError(
-        f"x must have shape (N, C_in, *spatial) or (C_in, *spatial) with {n - 1} spatial axes "
-        f"for weight shape {wshape}; got x.shape={shape}."
-    )
+def _weight_shape(weight_shape, layout="(C_out, C_in/groups, *kernel)"):
+    return v.check_weight_shape(weight_shape, layout)

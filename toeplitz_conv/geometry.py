@@ -91,6 +91,16 @@ def _padding(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int, ...]
     return pad, pad
 
 
+def _conv_out(i, lo, hi, k, s, d) -> tuple[int, ...]:
+    """``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per axis."""
+    return tuple((i_ + a + b - d_ * (k_ - 1) - 1) // s_ + 1 for i_, a, b, k_, s_, d_ in zip(i, lo, hi, k, s, d))
+
+
+def _conv_transpose_out(i, k, s, p, d, a) -> tuple[int, ...]:
+    """``(i - 1) s - 2 p + d (k - 1) + a + 1`` per axis."""
+    return tuple((i_ - 1) * s_ - 2 * p_ + d_ * (k_ - 1) + a_ + 1 for i_, k_, s_, p_, d_, a_ in zip(i, k, s, p, d, a))
+
+
 def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
     """Spatial output size of a convolution (the convolution arithmetic).
 
@@ -115,14 +125,14 @@ def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1
     >>> conv_output_size(56, 3, stride=2, padding=1)
     28
     """
-    scalar = v._is_int(input_size)
-    n = 1 if scalar else len(tuple(input_size))
-    i = v.int_tuple("input_size", input_size, n, minimum=1)
+    i, scalar = v.size_tuple("input_size", input_size)
+    n = len(i)
     k = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
     s = v.int_tuple("stride", stride, n, minimum=1)
     d = v.int_tuple("dilation", dilation, n, minimum=1)
     lo, hi = _padding(padding, n, k, d, s)
-    out = tuple((i_ + a + b - d_ * (k_ - 1) - 1) // s_ + 1 for i_, a, b, d_, k_, s_ in zip(i, lo, hi, d, k, s))
+    out = _conv_out(i, lo, hi, k, s, d)
+    v.check_output_nonempty(out, (0, *i), k, d, lo, hi, ("input_size", "input_size", i))
     return out[0] if scalar else out
 
 
@@ -138,15 +148,16 @@ def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, 
     >>> conv_transpose_output_size(28, 3, stride=2, padding=1, output_padding=1)
     56
     """
-    scalar = v._is_int(input_size)
-    n = 1 if scalar else len(tuple(input_size))
-    i = v.int_tuple("input_size", input_size, n, minimum=1)
+    i, scalar = v.size_tuple("input_size", input_size)
+    n = len(i)
     k = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
     s = v.int_tuple("stride", stride, n, minimum=1)
     d = v.int_tuple("dilation", dilation, n, minimum=1)
     p = v.int_tuple("padding", padding, n, minimum=0)
     a = v.int_tuple("output_padding", output_padding, n, minimum=0)
-    out = tuple((i_ - 1) * s_ - 2 * p_ + d_ * (k_ - 1) + a_ + 1 for i_, s_, p_, d_, k_, a_ in zip(i, s, p, d, k, a))
+    v.check_output_padding(a, s, d)
+    out = _conv_transpose_out(i, k, s, p, d, a)
+    v.check_transpose_output_nonempty(out, (0, *i), k, s, p, d, a)
     return out[0] if scalar else out
 
 
@@ -154,8 +165,12 @@ def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, 
 
 
 def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros") -> ConvGeometry:
-    """Validate a convolution's arguments (torch's rules) and normalise them."""
+                  padding_mode="zeros", _label=("input_shape[0]", "input_shape", None)) -> ConvGeometry:
+    """Validate a convolution's arguments (torch's rules) and normalise them.
+
+    Parameters are those of :func:`~toeplitz_conv.conv_matrix` (``weight_shape`` in place of
+    the weight). ``_label`` is internal: how messages name the input when it came from ``x``.
+    """
     wshape = v.check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
     in_shape = v.shape_tuple(
@@ -166,17 +181,18 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     s = v.int_tuple("stride", stride, n, minimum=1)
     d = v.int_tuple("dilation", dilation, n, minimum=1)
     k = wshape[2:]
-    g = v.check_groups(groups, in_shape[0], wshape[0], wshape)
+    g = v.check_groups(groups, in_shape[0], wshape[0], wshape, _label)
     lo, hi = _padding(padding, n, k, d, s)
     i = in_shape[1:]
     v.check_padding_fits(mode, lo, hi, i)
-    out = tuple((i_ + a + b - d_ * (k_ - 1) - 1) // s_ + 1 for i_, a, b, d_, k_, s_ in zip(i, lo, hi, d, k, s))
-    v.check_output_nonempty(out, in_shape, k, d, lo, hi)
+    out = _conv_out(i, lo, hi, k, s, d)
+    v.check_output_nonempty(out, in_shape, k, d, lo, hi, _label)
     return ConvGeometry(in_shape[0], wshape[0], g, k, i, out, s, d, lo, hi, mode)
 
 
 def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, output_padding=0,
-                            dilation=1, groups=1) -> ConvGeometry:
+                            dilation=1, groups=1,
+                            _label=("input_shape[0]", "input_shape", None)) -> ConvGeometry:
     """Geometry of the convolution whose matrix transposed is ``conv_transposeNd``'s matrix.
 
     The transposed convolution with weight ``(C_in, C_out/groups, *kernel)`` maps
@@ -202,9 +218,9 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     p = v.int_tuple("padding", padding, n, minimum=0)
     a = v.int_tuple("output_padding", output_padding, n, minimum=0)
     v.check_output_padding(a, s, d)
-    g = v.check_transpose_groups(groups, wshape, in_shape[0])
+    g = v.check_transpose_groups(groups, wshape, in_shape[0], _label)
     k = wshape[2:]
-    out = conv_transpose_output_size(in_shape[1:], k, stride=s, padding=p, output_padding=a, dilation=d)
+    out = _conv_transpose_out(in_shape[1:], k, s, p, d, a)
     v.check_transpose_output_nonempty(out, in_shape, k, s, p, d, a)
     conv = conv_geometry(wshape, (wshape[1] * g, *out), stride=s, padding=p, dilation=d, groups=g)
     return ConvGeometry(conv.in_channels, conv.out_channels, g, k, conv.in_spatial, in_shape[1:],

@@ -27,7 +27,7 @@ from math import prod
 
 import numpy as np
 
-from ._validate import check_size
+from ._validate import check_size, matching_weight
 from .geometry import ConvGeometry
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -167,13 +167,17 @@ class ConvPattern:
         t0, t1 = int(self.row_taps[r0]), int(self.row_taps[r1])
         return np.add.reduceat(np.take(w3, self.taps[t0:t1], axis=2), self.starts[e0:e1] - t0, axis=2)
 
-    def values(self, weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def values(self, weight, out: np.ndarray | None = None) -> np.ndarray:
         """``C.data`` for ``weight``, in CSR order: the one gather that rebuilds C.
+
+        ``weight`` (numpy or torch) must have this geometry's weight shape; ``out`` may be
+        an existing matrix's ``C.data`` to refresh it in place (no new sort, no new indices).
 
         Rows that sum the same taps (all interior positions of an image row, say) share
         their values, so runs of them are written as broadcast copies.
         """
         g = self.geometry
+        weight = matching_weight(weight, g.weight_shape)
         w3 = np.ascontiguousarray(weight).reshape(g.groups, self.cout_g, g.taps)
         L = self.cols.size
         if out is None:
@@ -194,7 +198,7 @@ class ConvPattern:
         return out
 
     # ------------------------------------------------------------------ reading: matrix
-    def matrix_arrays(self, weight: np.ndarray):
+    def matrix_arrays(self, weight):
         """``(data, indices, indptr)`` of the CSR matrix ``C(weight)``."""
         g = self.geometry
         nnz = self.nnz
@@ -240,12 +244,13 @@ class ConvPattern:
 
         For each sample the triples give the im2col matrix ``U[r, t] = x[src[r, t]]`` (one
         gather); ``dW[co, t] = sum_r delta[co, r] U[r, t]`` is then a matrix product per
-        group. ``x`` is ``(N, C_in, *in)``, ``delta`` is ``(N, C_out, *out)``.
+        group. ``x`` is ``(N, C_in, *in)``, ``delta`` is ``(N, C_out, *out)``. For complex
+        data it is ``sum delta * conj(x)``, torch's convention for complex gradients.
         """
         g = self.geometry
         n = x.shape[0]
         dtype = np.result_type(x, delta)
-        xp = self._padded_groups(x.astype(dtype, copy=False))
+        xp = self._padded_groups(np.conj(x).astype(dtype, copy=False) if np.iscomplexobj(x) else x.astype(dtype, copy=False))
         d = np.ascontiguousarray(
             delta.astype(dtype, copy=False).reshape(n, g.groups, self.cout_g, self.p_out).transpose(1, 2, 0, 3)
         )
