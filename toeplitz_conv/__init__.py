@@ -25,6 +25,8 @@ from .geometry import (
 from .pattern import ConvPattern, conv_pattern
 
 # --- pooling and whole networks (issue 3)
+from .network import Network, compile, softmax_cross_entropy
+from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
 # --- figures (issue 5)
 # --- spectra and operators (issue 6)
 
@@ -50,6 +52,12 @@ __all__ = [
     "conv_weight_jacobian",
     "set_memory_limit",
     # --- issue 3
+    "Network",
+    "adaptive_avg_pool_matrix",
+    "avg_pool_matrix",
+    "compile",
+    "max_pool_matrix",
+    "softmax_cross_entropy",
     # --- issue 4
     # --- issue 5
     # --- issue 6

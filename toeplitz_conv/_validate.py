@@ -383,3 +383,139 @@ def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
     if not all(_is_int(s) for s in wshape) or any(s < 1 for s in wshape):
         raise ValueError(f"weight shape must contain positive ints {layout}; got {wshape}.")
     return tuple(int(s) for s in wshape)
+
+
+# ---- pooling and networks (issue 3)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def pool_input_shape(value, name: str) -> tuple[int, ...]:
+    """The shape of one sample ``(C, *spatial)`` with 1, 2 or 3 spatial axes."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a tuple (C, *spatial) of one sample with 1, 2 or 3 spatial axes; "
+            f"got {value!r}."
+        ) from None
+    if len(items) not in (2, 3, 4) or not all(_is_int(s) for s in items):
+        raise ValueError(
+            f"{name} must be a tuple of 2, 3 or 4 ints (C, *spatial) of one sample for 1D, 2D "
+            f"or 3D pooling; got {name}={items!r}."
+        )
+    if any(s < 1 for s in items):
+        raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    return tuple(int(s) for s in items)
+
+
+def pool_sample(x: np.ndarray, name: str) -> None:
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{name} must be one sample (C, *spatial) with 1, 2 or 3 spatial axes (no batch "
+            f"axis); got {name}.shape={tuple(x.shape)}."
+        )
+
+
+def pool_stride(stride, kernel: tuple[int, ...], n: int) -> tuple[int, ...]:
+    """torch's default: ``stride=None`` (or an empty tuple) means ``stride=kernel_size``."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel
+    return int_tuple("stride", stride, n, minimum=1)
+
+
+def check_pool_padding(padding, kernel) -> None:
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(
+            f"padding must be at most half of kernel_size in every dimension (as in torch); "
+            f"got padding={padding} for kernel_size={kernel}."
+        )
+
+
+def check_pool_output(what: str, out, in_shape, kernel, stride, padding, dilation) -> None:
+    if all(o >= 1 for o in out):
+        return
+    raise ValueError(
+        f"{what}: the output would be empty, the kernel (kernel_size={kernel}, "
+        f"dilation={dilation}) is larger than the padded input; got input_shape="
+        f"{tuple(in_shape)}, padding={padding}, stride={stride} (output size {tuple(out)})."
+    )
+
+
+def adaptive_output_size(output_size, in_spatial) -> tuple[int, ...]:
+    n = len(in_spatial)
+    items = (output_size,) * n if (_is_int(output_size) or output_size is None) else output_size
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(
+            f"output_size must be an int or a tuple of {n} ints (or None to keep an axis); "
+            f"got {output_size!r}."
+        ) from None
+    if len(items) != n or not all(o is None or _is_int(o) for o in items):
+        raise ValueError(
+            f"output_size must be an int or a tuple of {n} ints (or None to keep an axis), one "
+            f"per spatial axis of the input; got output_size={output_size!r}."
+        )
+    out = tuple(i if o is None else int(o) for o, i in zip(items, in_spatial))
+    if any(o < 1 for o in out):
+        raise ValueError(f"output_size must contain positive sizes; got output_size={output_size!r}.")
+    return out
+
+
+def unsupported_module(name: str, module, supported) -> None:
+    raise TypeError(
+        f"compile does not support module {name!r} of type {type(module).__name__}; supported: "
+        f"{', '.join(supported)}."
+    )
+
+
+def module_in_training(name: str, module, why: str) -> None:
+    raise ValueError(
+        f"module {name!r} ({type(module).__name__}) must be in eval mode to be compiled: {why}. "
+        f"Call model.eval() first."
+    )
+
+
+def network_input(x: np.ndarray, input_shape) -> np.ndarray:
+    shape = tuple(input_shape)
+    if x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
+        return x
+    hint = " (add a batch axis: x[None])" if tuple(x.shape) == shape else ""
+    raise ValueError(
+        f"x must be a batch of shape (N, {', '.join(map(str, shape))}) for this network "
+        f"(compiled for input_shape={shape}); got x.shape={tuple(x.shape)}{hint}."
+    )
+
+
+def backward_before_forward() -> None:
+    raise ValueError("backward needs the activations of a forward pass; call forward(x) first.")
+
+
+def grad_output_shape(got, expected) -> None:
+    raise ValueError(
+        f"grad_output must have the shape of the last forward's output {tuple(expected)}; "
+        f"got grad_output.shape={tuple(got)}."
+    )
+
+def max_pool_window_in_padding(in_shape, kernel, padding, dilation) -> None:
+    raise ValueError(
+        f"max pooling has a window that reads only padding (its dilated taps skip the whole "
+        f"input), where torch outputs -inf and an index outside the input; got input_shape="
+        f"{tuple(in_shape)}, kernel_size={kernel}, padding={padding}, dilation={dilation}. "
+        f"Use less padding or dilation."
+    )
+
+
+def check_avg_pool3d_input(in_spatial, kernel) -> None:
+    """torch's avg_pool3d (only it) refuses an unpadded input smaller than the kernel."""
+    if len(kernel) == 3 and any(i < k for i, k in zip(in_spatial, kernel)):
+        raise ValueError(
+            f"input_shape's spatial size must be at least kernel_size in every dimension for 3D "
+            f"average pooling (as in torch's avg_pool3d, even with padding); got spatial size "
+            f"{tuple(in_spatial)} for kernel_size={tuple(kernel)}."
+        )

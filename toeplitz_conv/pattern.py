@@ -57,6 +57,31 @@ def _axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarra
     return np.where(i >= n_in, 2 * (n_in - 1) - i, i)
 
 
+def window_table(axes, in_spatial, *, channels: int = 1, fill: int = -1) -> np.ndarray:
+    """Per-axis positions ``(O_j, K_j)`` -> the table ``(prod O, channels * prod K)``.
+
+    Entry ``[r, t]`` is the flat input column (C order: channel, then spatial) read by tap
+    ``t = (c, k_1, ..., k_n)`` of output position ``r = (o_1, ..., o_n)``, or ``fill`` where
+    any axis reads padding (position ``-1``). Built by broadcasting over
+    ``(o_1, ..., o_n, c, k_1, ..., k_n)``, so a row scans its taps in C order.
+    """
+    n = len(axes)
+    p_in = prod(in_spatial)
+    col = (np.arange(channels) * p_in).reshape((1,) * n + (-1,) + (1,) * n)
+    invalid = np.zeros((1,) * (2 * n + 1), dtype=bool)
+    for j, pos in enumerate(axes):
+        shape = [1] * (2 * n + 1)
+        shape[j], shape[n + 1 + j] = pos.shape
+        pos = pos.reshape(shape)
+        col = col + pos * prod(in_spatial[j + 1:])
+        invalid = invalid | (pos < 0)
+    dtype = index_dtype(channels * p_in, abs(fill))
+    table = np.where(invalid, fill, col).astype(dtype, copy=False)
+    out_sp, ker = tuple(p.shape[0] for p in axes), tuple(p.shape[1] for p in axes)
+    table = np.ascontiguousarray(np.broadcast_to(table, out_sp + (channels,) + ker))
+    return table.reshape(prod(out_sp), channels * prod(ker))
+
+
 def estimate_nnz(g: ConvGeometry) -> int:
     """Stored entries of the matrix, exact for zero padding, an upper bound otherwise."""
     per_axis = [
@@ -99,22 +124,10 @@ class ConvPattern:
 
     # ------------------------------------------------------------------ geometry -> table
     def _source_table(self) -> np.ndarray:
-        g, n = self.geometry, self.geometry.ndim
-        istride = [prod(g.in_spatial[j + 1:]) for j in range(n)]
-        # broadcast over (o_1, ..., o_n, c_in, k_1, ..., k_n): row-major (position, tap) order
-        col = (np.arange(self.cin_g) * self.p_in).reshape((1,) * n + (-1,) + (1,) * n)
-        invalid = np.zeros((1,) * (2 * n + 1), dtype=bool)
-        for j in range(n):
-            pos = _axis_positions(g.out_spatial[j], g.kernel[j], g.stride[j], g.dilation[j],
-                                  g.pad_lo[j], g.in_spatial[j], g.padding_mode)
-            shape = [1] * (2 * n + 1)
-            shape[j], shape[n + 1 + j] = pos.shape
-            pos = pos.reshape(shape)
-            col = col + pos * istride[j]
-            invalid = invalid | (pos < 0)
-        dtype = index_dtype(self.pad_col)
-        src = np.where(invalid, self.pad_col, col).astype(dtype, copy=False)
-        return np.ascontiguousarray(np.broadcast_to(src, g.out_spatial + (self.cin_g,) + g.kernel)).reshape(self.p_out, g.taps)
+        g = self.geometry
+        axes = [_axis_positions(g.out_spatial[j], g.kernel[j], g.stride[j], g.dilation[j],
+                                g.pad_lo[j], g.in_spatial[j], g.padding_mode) for j in range(g.ndim)]
+        return window_table(axes, g.in_spatial, channels=self.cin_g, fill=self.pad_col)
 
     # ------------------------------------------------------------------ table -> block CSR
     def _block_csr(self) -> None:

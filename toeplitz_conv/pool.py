@@ -1,0 +1,327 @@
+"""Pooling layers as scipy.sparse matrices: average, max (per sample) and adaptive average.
+
+Pooling is a depthwise convolution with a kernel of ones: each output position reads a
+window of input positions of its own channel. The windows of one channel are one table,
+
+    ``src[r, t]``: the input position (within the channel) read by tap ``t`` of output
+    position ``r``, or ``-1`` where the tap reads padding,
+
+built per axis exactly as :mod:`toeplitz_conv.pattern` builds a convolution's
+(``i = o * stride - padding + t * dilation``) and combined by broadcasting. Each pooling is
+one reading of it, with PyTorch's semantics (``ceil_mode``, ``count_include_pad``,
+``divisor_override``, tie-breaking of max pooling):
+
+- average pooling: every valid tap with coefficient ``1 / divisor(r)``;
+- max pooling: one tap per row, the first maximum of the window in scan order, as torch's
+  ``return_indices`` picks it (data-dependent: a selection matrix per sample);
+- adaptive average pooling: windows ``[floor(o i / O), ceil((o + 1) i / O))`` per axis.
+
+The matrix of ``C`` channels is block diagonal, the same block per channel; rows and
+columns follow the library's convention (one sample flattened in C order: channel, then
+spatial).
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validate as v
+from .pattern import _axis_positions, index_dtype, window_table
+
+# --------------------------------------------------------------------------- window tables
+
+
+def _pool_out_size(i, k, s, p, d, ceil_mode):
+    """torch's ``pooling_output_shape`` for one axis."""
+    num = i + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    o = num // s + 1
+    if ceil_mode and (o - 1) * s >= i + p:  # the last window must start inside input or left pad
+        o -= 1
+    return o
+
+
+def _outer(factors):
+    """Product over axes of per-axis vectors, flattened in C order: ``(prod O,)``."""
+    out = np.ones((), dtype=np.float64)
+    for f in factors:
+        out = np.multiply.outer(out, np.asarray(f, dtype=np.float64))
+    return out.reshape(-1)
+
+
+def _block_diag_csr(src, coef, channels, p_in, dtype):
+    """The matrix ``kron(I_channels, B)`` where ``B[r, src[r, t]] = coef[r]`` (valid taps)."""
+    p_out = src.shape[0]
+    keep = src >= 0
+    counts = keep.sum(axis=1)
+    cols = src[keep]  # ascending in each row: positions grow with the tap index
+    nnz = channels * cols.size
+    v.check_size("the pooling matrix", nnz * (np.dtype(dtype).itemsize + 8),
+                 f"{nnz:,} nonzeros, shape {channels * p_out:,} x {channels * p_in:,}")
+    idx = index_dtype(nnz, channels * p_in, channels * p_out)
+    vals = np.repeat(np.asarray(coef, dtype=dtype), counts)
+    indices = (np.arange(channels, dtype=idx)[:, None] * p_in + cols.astype(idx)[None, :]).reshape(-1)
+    indptr = np.zeros(channels * p_out + 1, dtype=idx)
+    np.cumsum(np.tile(counts.astype(idx), channels), out=indptr[1:])
+    m = sp.csr_array((np.tile(vals, channels), indices, indptr), shape=(channels * p_out, channels * p_in))
+    m.has_canonical_format = True
+    return m
+
+
+class PoolGeometry:
+    """Normalised arguments of a fixed-window pooling of one sample ``(C, *in_spatial)``."""
+
+    def __init__(self, input_shape, kernel_size, stride, padding, dilation, ceil_mode, what):
+        shape = v.pool_input_shape(input_shape, "input_shape")
+        n = len(shape) - 1
+        self.channels, self.in_spatial = shape[0], shape[1:]
+        self.kernel = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
+        self.stride = v.pool_stride(stride, self.kernel, n)
+        self.padding = v.int_tuple("padding", padding, n, minimum=0)
+        self.dilation = v.int_tuple("dilation", dilation, n, minimum=1)
+        self.ceil_mode = v.check_bool("ceil_mode", ceil_mode)
+        v.check_pool_padding(self.padding, self.kernel)
+        self.out_spatial = tuple(
+            _pool_out_size(i, k, s, p, d, self.ceil_mode)
+            for i, k, s, p, d in zip(self.in_spatial, self.kernel, self.stride, self.padding, self.dilation)
+        )
+        v.check_pool_output(what, self.out_spatial, shape, self.kernel, self.stride, self.padding,
+                            self.dilation)
+
+    @property
+    def in_shape(self):
+        return (self.channels, *self.in_spatial)
+
+    @property
+    def out_shape(self):
+        return (self.channels, *self.out_spatial)
+
+    def axis_tables(self):
+        return [
+            _axis_positions(o, k, s, d, p, i, "zeros")
+            for o, k, s, d, p, i in zip(self.out_spatial, self.kernel, self.stride, self.dilation,
+                                        self.padding, self.in_spatial)
+        ]
+
+    def table(self):
+        """``src``: ``(P_out, prod(kernel))`` flat input positions, ``-1`` for padding."""
+        return window_table(self.axis_tables(), self.in_spatial)
+
+
+# --------------------------------------------------------------------------- average
+
+
+def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True, divisor_override=None, dtype=np.float64, format="csr"):
+    """The fixed sparse matrix P of average pooling: ``y.ravel() = P @ x.ravel()``.
+
+    Parameters
+    ----------
+    input_shape : (C, *spatial) tuple of int
+        Shape of one sample; 1, 2 or 3 spatial axes for ``avg_pool1d/2d/3d``.
+    kernel_size : int or tuple of int
+    stride : int or tuple of int, default ``kernel_size``
+    padding : int or tuple of int, default 0
+        Implicit zero padding on both sides, at most half the kernel (as in torch).
+    ceil_mode : bool, default False
+        Use ceil instead of floor for the output size (a last, partial window is kept when
+        it starts inside the input or the left padding), as torch.
+    count_include_pad : bool, default True
+        Count padded positions in the divisor (torch's rule: the window clipped to the
+        padded input); otherwise divide by the number of input positions read.
+    divisor_override : int, optional
+        Divide every window by this number instead.
+    dtype : numpy dtype, default float64
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    P : (C * prod(out_spatial), C * prod(spatial)) scipy.sparse array
+        Block diagonal over channels. ``P.T @ delta`` is the input gradient (the average
+        unpooling of ``delta``).
+
+    Notes
+    -----
+    One entry, per channel, for the window of output ``o`` (per axis
+    ``start = o * stride - padding``)::
+
+        P[o, i] = 1 / divisor(o)    for start <= i < start + kernel, 0 <= i < input size
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x = np.random.rand(2, 5, 5)
+    >>> P = avg_pool_matrix(x.shape, 2, padding=1, ceil_mode=True, count_include_pad=False)
+    >>> P.shape
+    (18, 50)
+    >>> ref = F.avg_pool2d(torch.from_numpy(x), 2, padding=1, ceil_mode=True,
+    ...                    count_include_pad=False)
+    >>> np.allclose(P @ x.ravel(), ref.numpy().ravel())
+    True
+    """
+    fmt = v.check_format(format)
+    g = PoolGeometry(input_shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool_matrix")
+    count_include_pad = v.check_bool("count_include_pad", count_include_pad)
+    v.check_avg_pool3d_input(g.in_spatial, g.kernel)
+    tables = g.axis_tables()
+    if divisor_override is not None:
+        divisor = np.full(prod(g.out_spatial), float(v.positive_int("divisor_override", divisor_override)))
+    elif count_include_pad:
+        # torch: the window clipped to the padded input, [start, min(start + k, i + p))
+        sizes = [np.minimum(np.arange(o) * s - p + k, i + p) - (np.arange(o) * s - p)
+                 for o, k, s, p, i in zip(g.out_spatial, g.kernel, g.stride, g.padding, g.in_spatial)]
+        divisor = _outer(sizes)
+    else:
+        divisor = _outer([(t >= 0).sum(axis=1) for t in tables])
+    with np.errstate(divide="ignore"):
+        coef = np.where(divisor > 0, 1.0 / np.where(divisor > 0, divisor, 1.0), 0.0)
+    m = _block_diag_csr(window_table(tables, g.in_spatial), coef, g.channels, prod(g.in_spatial), dtype)
+    return m if fmt == "csr" else m.asformat(fmt)
+
+
+def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, format="csr"):
+    """The sparse matrix of adaptive average pooling (``adaptive_avg_pool1d/2d/3d``).
+
+    Parameters
+    ----------
+    input_shape : (C, *spatial) tuple of int
+        Shape of one sample; 1, 2 or 3 spatial axes.
+    output_size : int or tuple of (int or None)
+        Spatial output size; ``None`` keeps that axis's input size, ``1`` everywhere is
+        global average pooling.
+    dtype : numpy dtype, default float64
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    P : (C * prod(output_size), C * prod(spatial)) scipy.sparse array
+
+    Notes
+    -----
+    Output ``o`` of an axis of input size ``i`` and output size ``O`` averages the inputs
+    ``floor(o * i / O) <= j < ceil((o + 1) * i / O)``, as torch; windows may overlap.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x = np.random.rand(3, 7, 10)
+    >>> P = adaptive_avg_pool_matrix(x.shape, (3, None))
+    >>> P.shape
+    (90, 210)
+    >>> ref = F.adaptive_avg_pool2d(torch.from_numpy(x), (3, None))
+    >>> np.allclose(P @ x.ravel(), ref.numpy().ravel())
+    True
+    >>> G = adaptive_avg_pool_matrix(x.shape, 1)  # global average pooling
+    >>> np.allclose(G @ x.ravel(), x.mean(axis=(1, 2)))
+    True
+    """
+    fmt = v.check_format(format)
+    shape = v.pool_input_shape(input_shape, "input_shape")
+    in_sp = shape[1:]
+    out_sp = v.adaptive_output_size(output_size, in_sp)
+    tables, counts = [], []
+    for i, o in zip(in_sp, out_sp):
+        oo = np.arange(o)
+        start = (oo * i) // o
+        end = -((-(oo + 1) * i) // o)  # ceil
+        width = int((end - start).max())
+        pos = start[:, None] + np.arange(width)[None, :]
+        tables.append(np.where(pos < end[:, None], pos, -1))
+        counts.append(end - start)
+    m = _block_diag_csr(window_table(tables, in_sp), 1.0 / _outer(counts), shape[0], prod(in_sp), dtype)
+    return m if fmt == "csr" else m.asformat(fmt)
+
+
+# --------------------------------------------------------------------------- max
+
+
+def max_pool_indices(x, g: PoolGeometry, src=None):
+    """Flat input position (within the channel) picked by each output of max pooling.
+
+    ``x`` is ``(N, C, P_in)``; returns ``(N, C, P_out)`` int64. torch's rule (CPU kernel):
+    scan the window in C order and keep the first strict maximum; a NaN wins (the last NaN
+    of the window); padding is never picked (if every input read is ``-inf``, the first
+    input position of the window). A window that reads only padding (possible with
+    dilation, e.g. input size 1, kernel 2, dilation 2, padding 1) is refused: torch outputs
+    ``-inf`` there with an index outside the input.
+    """
+    src = g.table() if src is None else src
+    n, c, p_in = x.shape
+    xp = np.empty((n, c, p_in + 1), dtype=np.result_type(x.dtype, np.float32))
+    xp[:, :, :p_in] = x
+    xp[:, :, p_in] = -np.inf
+    vals = np.take(xp, np.where(src >= 0, src, p_in), axis=2)  # (N, C, P_out, K)
+    tap = np.argmax(vals, axis=3)
+    nan = np.isnan(vals)
+    if nan.any():
+        last_nan = nan.shape[3] - 1 - np.argmax(nan[..., ::-1], axis=3)
+        tap = np.where(nan.any(axis=3), last_nan, tap)
+    valid = src >= 0
+    if not valid.all():
+        first_valid = np.argmax(valid, axis=1)  # (P_out,)
+        picked_pad = ~np.take_along_axis(valid[None, None], tap[..., None], axis=3)[..., 0]
+        tap = np.where(picked_pad, first_valid, tap)
+    idx = np.take_along_axis(np.broadcast_to(src, (n, c) + src.shape), tap[..., None], axis=3)[..., 0]
+    if (idx < 0).any():
+        v.max_pool_window_in_padding(g.in_shape, g.kernel, g.padding, g.dilation)
+    return idx
+
+
+def selection_matrix(idx, p_in, dtype):
+    """0/1 CSR with one entry per row: ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx (C, P_out)``."""
+    c, p_out = idx.shape
+    it = index_dtype(c * p_out, c * p_in)
+    cols = (np.arange(c, dtype=np.int64)[:, None] * p_in + idx).reshape(-1).astype(it)
+    m = sp.csr_array((np.ones(c * p_out, dtype=dtype), cols, np.arange(c * p_out + 1, dtype=it)),
+                     shape=(c * p_out, c * p_in))
+    m.has_canonical_format = True
+    return m
+
+
+def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+                    format="csr"):
+    """The 0/1 selection matrix S of max pooling for one sample: ``S @ x.ravel()`` is the output.
+
+    Max pooling is linear only per input: S depends on where each window's maximum is.
+
+    Parameters
+    ----------
+    x : (C, *spatial) array_like or torch.Tensor
+        One sample (no batch axis); 1, 2 or 3 spatial axes for ``max_pool1d/2d/3d``.
+    kernel_size : int or tuple of int
+    stride : int or tuple of int, default ``kernel_size``
+    padding : int or tuple of int, default 0
+        Implicit ``-inf`` padding, at most half the kernel (as in torch).
+    dilation : int or tuple of int, default 1
+    ceil_mode : bool, default False
+    format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+
+    Returns
+    -------
+    S : (C * prod(out_spatial), C * prod(spatial)) scipy.sparse array, dtype of ``x``
+        One 1 per row, in the column torch's ``return_indices`` reports (ties: the first
+        maximum of the window in scan order; a NaN wins). ``S.T @ delta`` is exactly
+        autograd's input gradient: ``delta`` scattered back to the argmax positions.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, torch.nn.functional as F
+    >>> x = np.random.rand(2, 6, 6)
+    >>> S = max_pool_matrix(x, 3, stride=2, padding=1)
+    >>> S.shape, S.nnz
+    ((18, 72), 18)
+    >>> ref, ind = F.max_pool2d(torch.from_numpy(x), 3, stride=2, padding=1, return_indices=True)
+    >>> np.array_equal(S @ x.ravel(), ref.numpy().ravel())
+    True
+    >>> np.array_equal(S.indices % 36, ind.numpy().ravel())  # column within the channel
+    True
+    """
+    fmt = v.check_format(format)
+    xa = v.as_array(x, "x")
+    v.pool_sample(xa, "x")
+    g = PoolGeometry(xa.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool_matrix")
+    idx = max_pool_indices(xa.reshape(1, g.channels, -1), g)[0]
+    m = selection_matrix(idx, prod(g.in_spatial), xa.dtype)
+    return m if fmt == "csr" else m.asformat(fmt)
