@@ -28,6 +28,16 @@ from .pattern import ConvPattern, conv_pattern
 from .network import Network, compile, softmax_cross_entropy
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
 # --- figures (issue 5)
+from .plot import (
+    field_figure,
+    gradient_figure,
+    network_figure,
+    spy,
+    symbolic_conv_matrix,
+    symbolic_conv_transpose_matrix,
+    symbolic_figure,
+    weight_symbols,
+)
 # --- spectra and operators (issue 6)
 
 # Names whose modules import torch: loaded on first access (name -> module).
@@ -60,6 +70,14 @@ __all__ = [
     "softmax_cross_entropy",
     # --- issue 4
     # --- issue 5
+    "field_figure",
+    "gradient_figure",
+    "network_figure",
+    "spy",
+    "symbolic_conv_matrix",
+    "symbolic_conv_transpose_matrix",
+    "symbolic_figure",
+    "weight_symbols",
     # --- issue 6
 ]
 

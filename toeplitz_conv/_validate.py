@@ -519,3 +519,119 @@ def check_avg_pool3d_input(in_spatial, kernel) -> None:
             f"average pooling (as in torch's avg_pool3d, even with padding); got spatial size "
             f"{tuple(in_spatial)} for kernel_size={tuple(kernel)}."
         )
+
+
+# ---- figures and command line (issue 5)
+
+
+def check_matrix(C, name: str = "C"):
+    """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like."""
+    import scipy.sparse as sp
+
+    if sp.issparse(C):
+        if C.ndim != 2:
+            raise ValueError(f"{name} must be a 2D matrix; got {C.ndim} dimensions.")
+        return sp.csr_array(C)
+    arr = as_array(C, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2D matrix (scipy.sparse or array_like); got {name}.shape={tuple(arr.shape)}."
+        )
+    return sp.csr_array(arr)
+
+
+def check_index_shape(name: str, shape, size: int, what: str):
+    """``None``, or the shape of what the ``size`` rows/columns index, checked against it."""
+    if shape is None:
+        return None
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple (channels, *spatial); got {shape!r}.") from None
+    if not items or not all(_is_int(s) and s >= 1 for s in items):
+        raise ValueError(f"{name} must be a tuple of positive ints (channels, *spatial); got {shape!r}.")
+    if int(np.prod(items)) != size:
+        raise ValueError(
+            f"{name} must describe the {size} {what} of the matrix (its product must be {size}); "
+            f"got {name}={items} (product {int(np.prod(items))})."
+        )
+    return tuple(int(s) for s in items)
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return value
+
+
+def check_flat_index(name: str, index, shape) -> int:
+    """A flat C-order index from an int or a (channel, *position) tuple inside ``shape``."""
+    size = int(np.prod(shape))
+    if _is_int(index):
+        if not 0 <= index < size:
+            raise ValueError(f"{name} must be in [0, {size}) for shape {tuple(shape)}; got {index}.")
+        return int(index)
+    try:
+        items = tuple(index)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple (channel, *position); got {index!r}.") from None
+    if len(items) != len(shape) or not all(_is_int(i) and 0 <= i < s for i, s in zip(items, shape)):
+        raise ValueError(
+            f"{name} must be a flat index or a tuple of {len(shape)} indices inside shape "
+            f"{tuple(shape)}; got {index!r}."
+        )
+    return int(np.ravel_multi_index(items, shape))
+
+
+def check_channel(name: str, value, count: int) -> int:
+    if not _is_int(value) or not 0 <= value < count:
+        raise ValueError(f"{name} must be an int in [0, {count}); got {value!r}.")
+    return int(value)
+
+
+def check_gradient_figure_shapes(x: np.ndarray, weight: np.ndarray, ndim: int) -> None:
+    """gradient_figure draws 1D or 2D layers: ``x`` has ``ndim`` axes, the weight ``ndim + 1``."""
+    if weight.ndim != ndim + 1 or x.ndim != ndim:
+        raise ValueError(
+            "gradient_figure draws a 2D layer (x (C_in, H, W) or (H, W), weight "
+            "(C_out, C_in/groups, kH, kW) or (kH, kW)) or a 1D one (x (C_in, L), weight "
+            f"(C_out, C_in/groups, k)); got x.shape={tuple(x.shape)}, weight.shape={tuple(weight.shape)}."
+        )
+
+
+SYMBOLIC_MAX_ENTRIES = 65536
+
+
+def check_symbolic_size(rows: int, cols: int) -> None:
+    if rows * cols > SYMBOLIC_MAX_ENTRIES:
+        raise ValueError(
+            f"the symbolic matrix is for small layers (at most {SYMBOLIC_MAX_ENTRIES:,} entries); "
+            f"got {rows:,} x {cols:,}. Use conv_matrix for the numbers and spy to see them."
+        )
+
+
+def parse_sizes(name: str, text: str, *, words=(), minimum: int = 1):
+    """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same')."""
+    if text in words:
+        return text
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        extra = f" or {', '.join(map(repr, words))}" if words else ""
+        raise ValueError(f"{name} must be sizes like 3x8x8 or 2{extra}; got {text!r}.") from None
+    if any(s < minimum for s in sizes):
+        rule = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must contain {rule} sizes; got {text!r}.")
+    return sizes
+
+
+def parse_count(name: str, text: str) -> int:
+    """A command-line positive integer such as ``--groups 2``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be one positive integer; got {text!r}.") from None
+    if value < 1:
+        raise ValueError(f"{name} must be one positive integer; got {text!r}.")
+    return value
