@@ -39,6 +39,7 @@ from .plot import (
     weight_symbols,
 )
 # --- spectra and operators (issue 6)
+from .spectral import ConvOperator, Spectrum, conv_operator, operator_norm, singular_values
 
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {
@@ -79,6 +80,11 @@ __all__ = [
     "symbolic_figure",
     "weight_symbols",
     # --- issue 6
+    "ConvOperator",
+    "Spectrum",
+    "conv_operator",
+    "operator_norm",
+    "singular_values",
 ]
 
 

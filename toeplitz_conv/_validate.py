@@ -635,3 +635,53 @@ def parse_count(name: str, text: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be one positive integer; got {text!r}.")
     return value
+
+
+# ---- spectra (issue 6)
+
+
+def check_spectral_method(method, allowed) -> str:
+    if method not in allowed:
+        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}.")
+    return method
+
+
+def check_k(k, limit: int) -> int:
+    """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
+    if not _is_int(k):
+        raise TypeError(f"k must be a positive integer or None (all values); got {k!r}.")
+    if not 1 <= k <= limit:
+        raise ValueError(
+            f"k must be between 1 and min(C.shape) = {limit} (the number of singular values "
+            f"of this layer's matrix); got k={k}."
+        )
+    return int(k)
+
+
+def check_tol(tol) -> float:
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a float in [0, 1) (0: machine precision); got {tol!r}.")
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol must be a float in [0, 1) (0: machine precision); got tol={tol!r}.")
+    return float(tol)
+
+
+def fft_not_applicable(reason: str) -> None:
+    raise ValueError(
+        f"method='fft' needs a circulant layer: padding_mode='circular', stride 1 and an output "
+        f"as large as the input; got {reason}. Use method='auto', 'dense' or 'svds'."
+    )
+
+
+def svds_needs_k(limit: int) -> None:
+    raise ValueError(
+        f"method='svds' computes the top k singular values only: pass k (1 <= k < {limit}); "
+        f"got k=None. For all of them use method='dense' (or 'fft' when it applies)."
+    )
+
+
+def svds_k_too_large(k: int, shape) -> None:
+    raise ValueError(
+        f"k must be smaller than min(C.shape) = {min(shape)} for method='svds' (ARPACK's "
+        f"limit; the matrix is {shape[0]} x {shape[1]}); got k={k}. Use method='dense'."
+    )
