@@ -44,6 +44,12 @@ from .spectral import ConvOperator, Spectrum, conv_operator, operator_norm, sing
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {
     # --- torch.sparse (issue 4)
+    "ToeplitzConv1d": "torch_sparse",
+    "ToeplitzConv2d": "torch_sparse",
+    "ToeplitzConv3d": "torch_sparse",
+    "convert": "torch_sparse",
+    "to_torch_sparse": "torch_sparse",
+    "sparse_conv": "torch_sparse",
 }
 
 __version__ = "0.1.0"
@@ -70,6 +76,12 @@ __all__ = [
     "max_pool_matrix",
     "softmax_cross_entropy",
     # --- issue 4
+    "ToeplitzConv1d",
+    "ToeplitzConv2d",
+    "ToeplitzConv3d",
+    "convert",
+    "to_torch_sparse",
+    "sparse_conv",
     # --- issue 5
     "field_figure",
     "gradient_figure",

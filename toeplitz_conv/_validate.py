@@ -685,3 +685,16 @@ def svds_k_too_large(k: int, shape) -> None:
         f"k must be smaller than min(C.shape) = {min(shape)} for method='svds' (ARPACK's "
         f"limit; the matrix is {shape[0]} x {shape[1]}); got k={k}. Use method='dense'."
     )
+
+
+# ---- torch.sparse (issue 4)
+
+
+def check_torch_layout(layout, allowed: tuple, name: str = "layout") -> str:
+    """A sparse layout name among ``allowed`` (torch.sparse layouts this function supports)."""
+    if not isinstance(layout, str) or layout not in allowed:
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, allowed))} (torch.sparse layouts "
+            f"supported here); got {layout!r}."
+        )
+    return layout

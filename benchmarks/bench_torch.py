@@ -1,0 +1,137 @@
+"""ToeplitzConv2d (torch.sparse products) vs nn.Conv2d: forward and forward+backward.
+
+Ratios are measured in one run, each side the minimum of many runs after a warm-up (oneDNN's
+time on the small layers is bimodal). ``THP_MEM_ALLOC_ENABLE=1`` is set before torch is
+imported so that its large allocations use transparent huge pages.
+
+    python benchmarks/bench_torch.py            # full table (CPU, and CUDA when present)
+    python benchmarks/bench_torch.py --quick    # smoke run: few repeats, batch 1 and 4
+
+Columns: times in ms; ``ratio`` = Toeplitz / nn.Conv2d (lower is better, < 1 is faster);
+forward+backward computes the input, weight and bias gradients on both sides. ``refresh``
+is the one gather that rebuilds the matrix values after a weight update, over one forward.
+"""
+
+import os
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+import toeplitz_conv as tc  # noqa: E402
+
+# (name, C_in, H, C_out, kernel, stride, padding): the layers of the core benchmark
+LAYERS = [
+    ("1x28x28 -> 3@5x5", 1, 28, 3, 5, 1, 0),
+    ("3x32x32 -> 16@3x3 p1", 3, 32, 16, 3, 1, 1),
+    ("64x56x56 -> 64@3x3 p1", 64, 56, 64, 3, 1, 1),
+    ("64x56x56 -> 128@3x3 s2 p1", 64, 56, 128, 3, 2, 1),
+]
+TARGETS = {"1x28x28 -> 3@5x5": 1.0, "3x32x32 -> 16@3x3 p1": 3.0, "64x56x56 -> 64@3x3 p1": 4.0}
+
+
+def best_time(fn, device, reps, budget_s):
+    """Minimum wall time of ``fn`` over at most ``reps`` runs (and about ``budget_s``)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    fn()
+    sync()
+    best, spent, n = float("inf"), 0.0, 0
+    while n < reps and (n < 3 or spent < budget_s):
+        t = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t
+        best, spent, n = min(best, dt), spent + dt, n + 1
+    return best
+
+
+def bench_layer(layer, batch, device, reps, budget_s):
+    name, cin, h, cout, k, s, p = layer
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p).to(device)
+    twin = tc.ToeplitzConv2d.from_conv(conv)
+    x = torch.randn(batch, cin, h, h, device=device, requires_grad=True)
+    with torch.no_grad():
+        delta = torch.randn_like(conv(x))
+        err = (twin(x) - conv(x)).abs().max().item()
+
+    def fwd(m):
+        def run():
+            with torch.no_grad():
+                m(x)
+        return run
+
+    def fwd_bwd(m):
+        def run():
+            x.grad = None
+            m.zero_grad(set_to_none=True)
+            m(x).backward(delta)
+        return run
+
+    row = {"layer": name, "batch": batch, "err": err}
+    for what, make in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        t_conv = best_time(make(conv), device, reps, budget_s)
+        t_toep = best_time(make(twin), device, reps, budget_s)
+        # interleave a second round: the machine may be shared, keep the better of each
+        t_conv = min(t_conv, best_time(make(conv), device, reps, budget_s))
+        t_toep = min(t_toep, best_time(make(twin), device, reps, budget_s))
+        row[what] = (t_conv, t_toep)
+    (values,) = twin._values.values()
+    s_ = values.structure
+    row["layout"] = f"{s_.layout} {s_.tile}x{s_.tile}" if s_.layout == "bsr" else "csr"
+    row["nnz"] = tc.conv_pattern(s_.geometry).nnz
+    with torch.no_grad():  # what the module does after an optimizer step: one in-place gather
+        M = values.matrix(twin.weight)
+        row["refresh"] = best_time(lambda: s_.refill(M, twin.weight), device, reps, budget_s)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, small batches")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for both sides (default: torch's)")
+    parser.add_argument("--layers", default=None,
+                        help="comma-separated layer numbers 1-4 to run (default: all)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    layers = LAYERS if not args.layers else [LAYERS[int(i) - 1] for i in args.layers.split(",")]
+    reps, budget, batches = (3, 0.2, (1, 4)) if args.quick else (30, 3.0, (1, 64))
+
+    devices = [torch.device("cpu")]
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} CPU threads, THP_MEM_ALLOC_ENABLE="
+          f"{os.environ.get('THP_MEM_ALLOC_ENABLE')}")
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    else:
+        print("GPU: none (CUDA not available): CPU only")
+
+    for device in devices:
+        print(f"\n## {device.type.upper()} (float32; ms, min of up to {reps} runs per side)\n")
+        print("| layer | batch | storage | nnz | conv fwd | toeplitz fwd | ratio | conv fwd+bwd "
+              "| toeplitz fwd+bwd | ratio | refresh / fwd |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for layer in layers:
+            for batch in batches:
+                r = bench_layer(layer, batch, device, reps, budget)
+                (cf, tf), (cb, tb) = r["fwd"], r["fwd+bwd"]
+                target = TARGETS.get(r["layer"]) if batch == 64 and device.type == "cpu" else None
+                mark = "" if target is None else (" (target <= %gx: %s)" % (target, "met" if tb / cb <= target else "missed"))
+                print(f"| {r['layer']} | {batch} | {r['layout']} | {r['nnz']:,} | {cf * 1e3:.3f} | "
+                      f"{tf * 1e3:.3f} | {tf / cf:.2f}x | {cb * 1e3:.3f} | {tb * 1e3:.3f} | "
+                      f"{tb / cb:.2f}x{mark} | {r['refresh'] / tf:.3f} |", flush=True)
+                if r["err"] > 1e-3:
+                    print(f"  WARNING: max |toeplitz - conv| = {r['err']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
