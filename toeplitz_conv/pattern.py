@@ -62,23 +62,33 @@ def window_table(axes, in_spatial, *, channels: int = 1, fill: int = -1) -> np.n
 
     Entry ``[r, t]`` is the flat input column (C order: channel, then spatial) read by tap
     ``t = (c, k_1, ..., k_n)`` of output position ``r = (o_1, ..., o_n)``, or ``fill`` where
-    any axis reads padding (position ``-1``). Built by broadcasting over
-    ``(o_1, ..., o_n, c, k_1, ..., k_n)``, so a row scans its taps in C order.
+    any axis reads padding (position ``-1``); with several channels ``fill`` must be
+    ``channels * P_in`` (one past the last column). The spatial part is built by
+    broadcasting over ``(o_1, ..., o_n, k_1, ..., k_n)``; the channels add one offset each,
+    so a row scans its taps in C order.
     """
     n = len(axes)
     p_in = prod(in_spatial)
-    col = (np.arange(channels) * p_in).reshape((1,) * n + (-1,) + (1,) * n)
-    invalid = np.zeros((1,) * (2 * n + 1), dtype=bool)
-    for j, pos in enumerate(axes):
-        shape = [1] * (2 * n + 1)
-        shape[j], shape[n + 1 + j] = pos.shape
-        pos = pos.reshape(shape)
-        col = col + pos * prod(in_spatial[j + 1:])
-        invalid = invalid | (pos < 0)
-    dtype = index_dtype(channels * p_in, abs(fill))
-    table = np.where(invalid, fill, col).astype(dtype, copy=False)
     out_sp, ker = tuple(p.shape[0] for p in axes), tuple(p.shape[1] for p in axes)
-    table = np.ascontiguousarray(np.broadcast_to(table, out_sp + (channels,) + ker))
+    end = channels * p_in
+    dtype = index_dtype(end + (channels - 1) * p_in, abs(fill))
+    spatial = np.zeros((1,) * (2 * n), dtype=dtype)
+    invalid = np.zeros((1,) * (2 * n), dtype=bool)
+    for j, pos in enumerate(axes):
+        shape = [1] * (2 * n)
+        shape[j], shape[n + j] = pos.shape
+        pos = pos.reshape(shape)
+        spatial = spatial + (pos * prod(in_spatial[j + 1:])).astype(dtype)
+        invalid = invalid | (pos < 0)
+    spatial = np.where(invalid, fill if channels == 1 else end, spatial).astype(dtype, copy=False)
+    spatial = np.broadcast_to(spatial, out_sp + ker).reshape(prod(out_sp), 1, prod(ker))
+    if channels == 1:
+        return np.ascontiguousarray(spatial[:, 0])
+    if fill != end:
+        raise ValueError(f"fill must be channels * P_in = {end} with several channels; got {fill}.")
+    table = np.empty((prod(out_sp), channels, prod(ker)), dtype=dtype)
+    np.add(spatial, (np.arange(channels, dtype=dtype) * p_in)[None, :, None], out=table)
+    np.minimum(table, end, out=table)  # padding read from any channel -> the one fill column
     return table.reshape(prod(out_sp), channels * prod(ker))
 
 
@@ -117,7 +127,7 @@ class ConvPattern:
                    f"{self.p_out:,} output positions x {g.taps:,} taps")
         self.src = self._source_table()
         self._block_csr()
-        for arr in (self.src, self.indptr, self.cols, self.taps, self.starts, self.row_taps):
+        for arr in (self.src, self.indptr, self.cols, self._taps, self.starts, getattr(self, "_keep", None)):
             if arr is not None:
                 arr.flags.writeable = False
         self._runs = None
@@ -135,12 +145,11 @@ class ConvPattern:
         if self.geometry.padding_mode == "zeros":
             # along a row, taps run over (c_in, k_1, ..., k_n) and the positions they read
             # grow with each index: the valid columns are already sorted and unique
-            keep = src != self.pad_col
-            counts = keep.sum(axis=1)
+            keep = self._keep = src != self.pad_col
+            counts = np.count_nonzero(keep, axis=1)
             self.cols = src[keep]
-            self.taps = np.broadcast_to(np.arange(taps, dtype=src.dtype), src.shape)[keep]
+            self._taps = None  # the tap of each entry: np.nonzero(keep)[1], made when asked
             self.starts = None
-            self.row_taps = _cumsum0(counts)
             self._program = keep
         else:
             # every tap reads a real column; sort each row and merge repeated columns
@@ -150,11 +159,18 @@ class ConvPattern:
             new[:, 1:] = ssrc[:, 1:] != ssrc[:, :-1]
             counts = new.sum(axis=1)
             self.cols = ssrc[new]
-            self.taps = order.reshape(-1)
+            self._taps = order.reshape(-1)
             self.starts = np.flatnonzero(new).astype(src.dtype)
-            self.row_taps = np.arange(self.p_out + 1, dtype=np.int64) * taps
             self._program = np.concatenate([order, new], axis=1)
         self.indptr = _cumsum0(counts)
+
+    @property
+    def taps(self) -> np.ndarray:
+        """The weight tap of each triple of one block, in CSR order (read-only)."""
+        if self._taps is None:
+            self._taps = np.nonzero(self._keep)[1].astype(self.src.dtype)
+            self._taps.flags.writeable = False
+        return self._taps
 
     @property
     def nnz(self) -> int:
@@ -169,15 +185,15 @@ class ConvPattern:
             same = np.all(prog[1:] == prog[:-1], axis=1) if prog.shape[1] else np.ones(len(prog) - 1, bool)
             first = np.flatnonzero(np.concatenate([[True], ~same]))
             self._runs = list(zip(first.tolist(), np.diff(np.append(first, len(prog))).tolist()))
-            self._program = None
+            self._program = None  # (zero padding keeps it as self._keep)
         return self._runs
 
     def _row_values(self, w3: np.ndarray, r0: int, r1: int) -> np.ndarray:
         """Values of block rows ``r0:r1`` for all channels: ``(G, C_out/G, entries)``."""
+        if self.starts is None:  # zero padding: the valid taps of these rows, in order
+            return np.take(w3, np.nonzero(self._keep[r0:r1])[1], axis=2)
         e0, e1 = int(self.indptr[r0]), int(self.indptr[r1])
-        if self.starts is None:
-            return np.take(w3, self.taps[e0:e1], axis=2)
-        t0, t1 = int(self.row_taps[r0]), int(self.row_taps[r1])
+        t0, t1 = r0 * self.geometry.taps, r1 * self.geometry.taps  # every tap of every row
         return np.add.reduceat(np.take(w3, self.taps[t0:t1], axis=2), self.starts[e0:e1] - t0, axis=2)
 
     def values(self, weight, out: np.ndarray | None = None) -> np.ndarray:
@@ -252,7 +268,7 @@ class ConvPattern:
         xp[:, :, :-1] = x.reshape(n, g.groups, self.pad_col).transpose(1, 0, 2)
         return xp
 
-    def weight_grad(self, x: np.ndarray, delta: np.ndarray, *, chunk_bytes: int = 2**27) -> np.ndarray:
+    def weight_grad(self, x: np.ndarray, delta: np.ndarray, *, chunk_bytes: int = 2**25) -> np.ndarray:
         """``dL/dW`` summed over the batch, from the triples.
 
         For each sample the triples give the im2col matrix ``U[r, t] = x[src[r, t]]`` (one
@@ -267,15 +283,18 @@ class ConvPattern:
         d = np.ascontiguousarray(
             delta.astype(dtype, copy=False).reshape(n, g.groups, self.cout_g, self.p_out).transpose(1, 2, 0, 3)
         )
-        dw = np.zeros((g.groups, self.cout_g, g.taps), dtype=dtype)
+        # accumulate dW^T = U^T D^T: a short inner dimension per chunk keeps BLAS efficient
+        # (the long D @ U product stalls when its threads share the cores)
+        dwt = np.zeros((g.groups, g.taps, self.cout_g), dtype=dtype)
         per_sample = g.groups * self.src.size * dtype.itemsize
         step = max(1, chunk_bytes // max(per_sample, 1))
         for a in range(0, n, step):
             b = min(n, a + step)
+            k = (b - a) * self.p_out
             u = np.take(xp[:, a:b], self.src, axis=2)  # (G, nb, P_out, taps): im2col
-            dw += np.matmul(d[:, :, a:b].reshape(g.groups, self.cout_g, (b - a) * self.p_out),
-                            u.reshape(g.groups, (b - a) * self.p_out, g.taps))
-        return dw.reshape(g.weight_shape)
+            dwt += np.matmul(u.reshape(g.groups, k, g.taps).transpose(0, 2, 1),
+                             d[:, :, a:b].reshape(g.groups, self.cout_g, k).transpose(0, 2, 1))
+        return dwt.transpose(0, 2, 1).reshape(g.weight_shape)
 
     def weight_jacobian_arrays(self, x: np.ndarray):
         """``(data, indices, indptr)`` of the CSR Jacobian ``J[row, co * taps + t] = x[src]``.
