@@ -279,3 +279,18 @@ def test_set_memory_limit_wins_over_env(monkeypatch, memory_limit):
     memory_limit(None)
     with pytest.raises(ValueError, match=r"TOEPLITZ_CONV_MAX_BYTES"):
         tc.conv_matrix(W, (2, 8, 8))
+
+
+def test_values_out_must_be_contiguous_and_sized():
+    w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    p = tc.conv_pattern(tc.conv_geometry(w.shape, (3, 5, 5), padding=1))
+    C = tc.conv_matrix(w, (3, 5, 5), padding=1)
+    with pytest.raises(ValueError, match=rf"out must be a C-contiguous numpy array of {C.nnz:,} entries.*got shape \(10,\)"):
+        p.values(w, out=np.empty(10))
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous.*C-contiguous=False"):
+        p.values(w, out=np.empty(2 * C.nnz)[::2])
+    with pytest.raises(ValueError, match=r"got list"):
+        p.values(w, out=[0.0] * C.nnz)
+    C.data[:] = 0
+    p.values(2 * w, out=C.data)  # in place, one gather
+    np.testing.assert_array_equal(C.toarray(), tc.conv_matrix(2 * w, (3, 5, 5), padding=1).toarray())

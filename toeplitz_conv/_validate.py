@@ -70,6 +70,17 @@ def matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np.
     return w
 
 
+def check_out_array(out, size: int) -> None:
+    """``out`` of ``ConvPattern.values``: written in place, so it must be a contiguous array."""
+    if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or out.size != size:
+        got = (f"shape {out.shape}, C-contiguous={out.flags.c_contiguous}"
+               if isinstance(out, np.ndarray) else type(out).__name__)
+        raise ValueError(
+            f"out must be a C-contiguous numpy array of {size:,} entries (C.data of this "
+            f"layer's matrix); got {got}."
+        )
+
+
 # --------------------------------------------------------------------------- integers
 
 

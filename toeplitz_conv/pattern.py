@@ -27,7 +27,7 @@ from math import prod
 
 import numpy as np
 
-from ._validate import check_size, matching_weight
+from ._validate import check_out_array, check_size, matching_weight
 from .geometry import ConvGeometry
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -141,7 +141,7 @@ class ConvPattern:
 
     # ------------------------------------------------------------------ table -> block CSR
     def _block_csr(self) -> None:
-        src, taps = self.src, self.geometry.taps
+        src = self.src
         if self.geometry.padding_mode == "zeros":
             # along a row, taps run over (c_in, k_1, ..., k_n) and the positions they read
             # grow with each index: the valid columns are already sorted and unique
@@ -211,7 +211,8 @@ class ConvPattern:
         L = self.cols.size
         if out is None:
             out = np.empty((g.groups, self.cout_g, L), dtype=weight.dtype)
-        out = out.reshape(g.groups, self.cout_g, L)
+        check_out_array(out, self.nnz)
+        out = out.reshape(g.groups, self.cout_g, L)  # a view: out is contiguous
         runs = self._row_runs()
         if len(runs) > max(64, self.p_out // 8):  # too irregular: one plain gather
             out[...] = self._row_values(w3, 0, self.p_out)
