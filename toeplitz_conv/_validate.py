@@ -264,6 +264,17 @@ def set_memory_limit(nbytes: int | None) -> None:
     The default is half of the memory available when a matrix is asked for (or the
     ``TOEPLITZ_CONV_MAX_BYTES`` environment variable when set). A matrix whose estimated size
     exceeds the limit is refused with a ``ValueError`` before anything large is allocated.
+
+    Examples
+    --------
+    >>> import numpy as np, toeplitz_conv as tc
+    >>> tc.set_memory_limit(10_000)
+    >>> try:
+    ...     tc.conv_matrix(np.ones((8, 8, 3, 3)), (8, 32, 32), padding=1)
+    ... except ValueError as e:
+    ...     print(str(e).split(" about")[0], "more than the limit" in str(e))
+    conv_matrix would need True
+    >>> tc.set_memory_limit(None)   # back to the default
     """
     global _memory_limit
     if nbytes is not None:

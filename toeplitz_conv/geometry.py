@@ -170,6 +170,14 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
 
     Parameters are those of :func:`~toeplitz_conv.conv_matrix` (``weight_shape`` in place of
     the weight). ``_label`` is internal: how messages name the input when it came from ``x``.
+
+    Examples
+    --------
+    >>> g = conv_geometry((16, 3, 3, 3), (3, 32, 32), stride=2, padding=1)
+    >>> g.out_shape, g.shape, g.taps
+    ((16, 16, 16), (4096, 3072), 27)
+    >>> conv_geometry((4, 1, 4), (1, 10), padding="same").pad_lo   # odd extra goes high
+    (1,)
     """
     wshape = v.check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
@@ -201,6 +209,12 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     back to ``(C_in, *i')``: the returned geometry is that convolution, with its output
     limited to ``i'`` positions (``output_padding`` >= stride, allowed when smaller than the
     dilation, would otherwise add one).
+
+    Examples
+    --------
+    >>> g = conv_transpose_geometry((8, 4, 3, 3), (8, 14, 14), stride=2, padding=1, output_padding=1)
+    >>> g.in_shape, g.out_shape      # the convolution maps the 4x28x28 output back to 8x14x14
+    ((4, 28, 28), (8, 14, 14))
     """
     wshape = v.check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
     n = len(wshape) - 2

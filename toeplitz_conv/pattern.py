@@ -325,5 +325,20 @@ def _cumsum0(counts: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def conv_pattern(geometry: ConvGeometry) -> ConvPattern:
-    """The (cached) :class:`ConvPattern` of a geometry; its arrays are read-only."""
+    """The (cached) :class:`ConvPattern` of a geometry; its arrays are read-only.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, toeplitz_conv as tc
+    >>> w = np.random.rand(4, 3, 3, 3)
+    >>> p = tc.conv_pattern(tc.conv_geometry(w.shape, (3, 6, 6), padding=1, padding_mode="reflect"))
+    >>> row, col, tap = p.triples()              # C[row, col] += W.flat[tap]
+    >>> C = tc.conv_matrix(w, (3, 6, 6), padding=1, padding_mode="reflect")
+    >>> T = sp.coo_array((w.ravel()[tap], (row, col)), shape=C.shape)   # duplicates add
+    >>> np.allclose(T.toarray(), C.toarray())
+    True
+    >>> _ = p.values(2 * w, out=C.data)  # new weights: one gather into the same structure
+    >>> np.allclose(C.toarray(), 2 * T.toarray())
+    True
+    """
     return ConvPattern(geometry)
