@@ -139,22 +139,22 @@ def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- options
 
 
-def check_padding_mode(padding_mode) -> str:
-    if padding_mode not in PADDING_MODES:
+def check_choice(name: str, value, choices, note: str | None = None) -> str:
+    """``value`` must be one of the strings ``choices``; ``note`` says what they are."""
+    if not isinstance(value, str) or value not in choices:
+        what = f" ({note})" if note else ""
         raise ValueError(
-            f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}; "
-            f"got {padding_mode!r}."
+            f"{name} must be one of {', '.join(map(repr, choices))}{what}; got {value!r}."
         )
-    return padding_mode
+    return value
+
+
+def check_padding_mode(padding_mode) -> str:
+    return check_choice("padding_mode", padding_mode, PADDING_MODES)
 
 
 def check_format(format) -> str:
-    if format not in FORMATS:
-        raise ValueError(
-            f"format must be one of {', '.join(map(repr, FORMATS))} (scipy.sparse formats); "
-            f"got {format!r}."
-        )
-    return format
+    return check_choice("format", format, FORMATS, "scipy.sparse formats")
 
 
 def check_groups(groups, in_channels: int, out_channels: int, weight_shape,
@@ -580,12 +580,6 @@ def check_index_shape(name: str, shape, size: int, what: str):
     return tuple(int(s) for s in items)
 
 
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
-    return value
-
-
 def check_flat_index(name: str, index, shape) -> int:
     """A flat C-order index from an int or a (channel, *position) tuple inside ``shape``."""
     size = int(np.prod(shape))
@@ -662,12 +656,6 @@ def parse_count(name: str, text: str) -> int:
 # ---- spectra (issue 6)
 
 
-def check_spectral_method(method, allowed) -> str:
-    if method not in allowed:
-        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}.")
-    return method
-
-
 def check_k(k, limit: int) -> int:
     """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
     if not _is_int(k):
@@ -707,16 +695,3 @@ def svds_k_too_large(k: int, shape) -> None:
         f"k must be smaller than min(C.shape) = {min(shape)} for method='svds' (ARPACK's "
         f"limit; the matrix is {shape[0]} x {shape[1]}); got k={k}. Use method='dense'."
     )
-
-
-# ---- torch.sparse (issue 4)
-
-
-def check_torch_layout(layout, allowed: tuple, name: str = "layout") -> str:
-    """A sparse layout name among ``allowed`` (torch.sparse layouts this function supports)."""
-    if not isinstance(layout, str) or layout not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, allowed))} (torch.sparse layouts "
-            f"supported here); got {layout!r}."
-        )
-    return layout

@@ -476,7 +476,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
               padding_mode=padding_mode)
     g = conv_geometry(w.shape, input_shape, **kw)
-    method = v.check_spectral_method(method, ("auto", "fft", "dense", "svds"))
+    method = v.check_choice("method", method, ("auto", "fft", "dense", "svds"))
     if k is not None:
         k = v.check_k(k, min(g.shape))
     tol = v.check_tol(tol)
@@ -534,7 +534,7 @@ def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     w = v.check_weight(weight)
     g = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                       groups=groups, padding_mode=padding_mode)
-    method = v.check_spectral_method(method, ("auto", "fft", "dense", "svds"))
+    method = v.check_choice("method", method, ("auto", "fft", "dense", "svds"))
     tol = v.check_tol(tol)
     if min(g.shape) == 1 and method in ("auto", "svds"):
         method = "fft" if method == "auto" and fft_applies(g) is None else "dense"

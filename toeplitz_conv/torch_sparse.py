@@ -39,6 +39,7 @@ __all__ = ["to_torch_sparse", "sparse_conv", "ToeplitzConv1d", "ToeplitzConv2d",
            "ToeplitzConv3d", "convert"]
 
 _MATMUL_DTYPES = (torch.float32, torch.float64)
+_LAYOUT_NOTE = "torch.sparse layouts supported here"
 _DEVICES = ("cpu", "cuda")
 _MIN_BSR_TILE = 4  # below it, CSR
 _MAX_BSR_TILE = 8  # MKL's BSR kernel measured ~1.8x faster on 8x8 tiles than on 64x64
@@ -92,7 +93,7 @@ def to_torch_sparse(C, *, device=None, dtype=None, layout="csr"):
             f"C must be a scipy.sparse array or matrix (e.g. toeplitz_conv.conv_matrix(...)); "
             f"got {type(C).__name__}."
         )
-    layout = v.check_torch_layout(layout, ("csr", "coo"), "layout")
+    layout = v.check_choice("layout", layout, ("csr", "coo"), _LAYOUT_NOTE)
     device = torch.device("cpu") if device is None else torch.device(device)
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.float32; got {dtype!r}.")
@@ -480,7 +481,7 @@ def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, group
 def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_layout):
     g = conv_geometry(tuple(weight.shape), tuple(x.shape[1:]), stride=stride, padding=padding,
                       dilation=dilation, groups=groups, padding_mode=padding_mode)
-    layout = v.check_torch_layout(sparse_layout, ("auto", "csr", "bsr"), "sparse_layout")
+    layout = v.check_choice("sparse_layout", sparse_layout, ("auto", "csr", "bsr"), _LAYOUT_NOTE)
     if layout == "auto":
         layout = _auto_layout(g, x.device)
     return _structure(g, x.device, layout)
@@ -497,7 +498,7 @@ class _ToeplitzConvNd:
 
     def __init__(self, *args, sparse_layout="auto", **kwargs):
         super().__init__(*args, **kwargs)
-        self.sparse_layout = v.check_torch_layout(sparse_layout, ("auto", "csr", "bsr"), "sparse_layout")
+        self.sparse_layout = v.check_choice("sparse_layout", sparse_layout, ("auto", "csr", "bsr"), _LAYOUT_NOTE)
         self._values = {}
 
     @classmethod
@@ -618,7 +619,7 @@ def convert(model, *, sparse_layout="auto"):
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-    v.check_torch_layout(sparse_layout, ("auto", "csr", "bsr"), "sparse_layout")
+    v.check_choice("sparse_layout", sparse_layout, ("auto", "csr", "bsr"), _LAYOUT_NOTE)
     if type(model) in _TWINS:
         return _TWINS[type(model)].from_conv(model, sparse_layout=sparse_layout)
     for name, child in list(model.named_children()):
