@@ -73,6 +73,46 @@ def test_matches_torch_conv(name, mode, layout):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
 
 
+@pytest.mark.parametrize("layout, groups, mode", [("csr", 1, "zeros"), ("csr", 2, "reflect"),
+                                                   ("bsr", 1, "zeros"), ("bsr", 2, "circular")])
+def test_many_chunks_and_blocks_match_torch(monkeypatch, layout, groups, mode):
+    """Wide activations (several transpose blocks) and a weight gradient gathered in many
+    chunks, the last one short, agree with nn.Conv2d."""
+    import toeplitz_conv.torch_sparse as ts
+
+    monkeypatch.setattr(ts, "_GATHER_CHUNK_BYTES", 3 * 1024)
+    monkeypatch.setattr(ts, "_TRANSPOSE_BLOCK", 700)
+    _structure.cache_clear()
+    conv, twin = _pair(2, 8, 8, 3, 1, 1, 1, groups, mode, layout)
+    x = torch.randn(3, 8, 17, 19, dtype=torch.float64, requires_grad=True)
+    y_ref, y = conv(x), twin(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    (values,) = twin._values.values()
+    assert values.structure.layout == layout
+    delta = torch.randn_like(y_ref)
+    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
+    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
+    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
+    _structure.cache_clear()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_csr_is_the_public_matrix(mode):
+    """On CSR the torch path stores conv_matrix itself (channel-first order) and its
+    transpose, with int32 indices."""
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    g = tc.conv_geometry(tuple(w.shape), (4, 7, 8), padding=2, groups=2, padding_mode=mode)
+    s = _structure(g, torch.device("cpu"), "csr")
+    C, CT = s.matrix(w), s.matrix(w, transpose=True)
+    ref = tc.conv_matrix(w.numpy(), (4, 7, 8), padding=2, groups=2, padding_mode=mode)
+    assert C.crow_indices().dtype == torch.int32 and CT.col_indices().dtype == torch.int32
+    np.testing.assert_array_equal(C.crow_indices().numpy(), ref.indptr)
+    np.testing.assert_array_equal(C.col_indices().numpy(), ref.indices)
+    np.testing.assert_allclose(C.values().numpy(), ref.data, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(CT.to_dense().numpy(), ref.T.toarray(), rtol=0, atol=1e-14)
+
+
 def test_unbatched_input_and_no_bias():
     conv, twin = _pair(2, 3, 4, 3, 1, 1, 1, 1, "reflect", bias=False)
     x = torch.randn(3, 6, 6, dtype=torch.float64)
