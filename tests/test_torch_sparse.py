@@ -97,6 +97,51 @@ def test_many_chunks_and_blocks_match_torch(monkeypatch, layout, groups, mode):
     _structure.cache_clear()
 
 
+def _grads_match(conv, twin, x):
+    y_ref, y = conv(x), twin(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    delta = torch.randn_like(y_ref)
+    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
+    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
+    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+@pytest.mark.parametrize("name", ["1d-stride-dil", "2d-depthwise", "2d-bsr-tiles", "3d"])
+def test_cuda_policy_on_cpu_tensors_matches_torch(monkeypatch, name, mode):
+    """The choices the CUDA path makes (CSR for 'auto', the bias added after the product,
+    one-copy transposes, 64 MiB gather chunks, no kept scratch) run here on CPU tensors:
+    everything CUDA executes except cuSPARSE's kernels themselves."""
+    import toeplitz_conv.torch_sparse as ts
+
+    cuda = ts._policy(torch.device("cuda"))
+    assert cuda != ts._policy(torch.device("cpu"))
+    monkeypatch.setattr(ts, "_policy", lambda device: cuda)
+    _structure.cache_clear()
+    ndim, cin, cout, k, s, p, d, groups, spatial = GEOMETRIES[name]
+    conv, twin = _pair(ndim, cin, cout, k, s, p, d, groups, mode)
+    _grads_match(conv, twin, torch.randn(3, cin, *spatial, dtype=torch.float64, requires_grad=True))
+    (values,) = twin._values.values()
+    assert values.structure.policy is cuda and values.structure.layout == "csr"
+    _structure.cache_clear()
+
+
+def test_gather_scratch_follows_batch_and_dtype():
+    """The weight gradient's scratch buffer, kept between calls and shared by modules of one
+    geometry, grows with the batch and follows the dtype."""
+    conv, twin = _pair(2, 3, 4, 3, 1, 1, 1, 1, "zeros")
+    for n in (2, 5, 1, 5):
+        _grads_match(conv, twin, torch.randn(n, 3, 6, 7, dtype=torch.float64, requires_grad=True))
+    conv.float(), twin.float()
+    x = torch.randn(4, 3, 6, 7, requires_grad=True)
+    y = twin(x)
+    gw = torch.autograd.grad(y, twin.weight, torch.ones_like(y))[0]
+    ref = torch.autograd.grad(conv(x), conv.weight, torch.ones_like(y))[0]
+    assert gw.dtype == torch.float32
+    torch.testing.assert_close(gw, ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["zeros", "reflect"])
 def test_csr_is_the_public_matrix(mode):
     """On CSR the torch path stores conv_matrix itself (channel-first order) and its

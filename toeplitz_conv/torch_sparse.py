@@ -23,9 +23,11 @@ so its parameters, ``state_dict``, ``.to(device)`` and initialisation are torch'
 
 from __future__ import annotations
 
+import threading
 import warnings
 from functools import lru_cache
 from math import gcd, prod
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -44,8 +46,28 @@ _LAYOUT_NOTE = "torch.sparse layouts supported here"
 _DEVICES = ("cpu", "cuda")
 _MIN_BSR_TILE = 4  # below it, CSR
 _MAX_BSR_TILE = 8  # MKL's BSR kernel measured ~1.8x faster on 8x8 tiles than on 64x64
-_GATHER_CHUNK_BYTES = 2**22  # gathered input rows per chunk of the weight gradient (4 MiB best)
-_TRANSPOSE_BLOCK = 2048  # columns per block when rows go back to (N, C, P)
+_GATHER_CHUNK_BYTES = 2**22  # CPU: gathered input rows per chunk of the weight gradient (4 MiB best)
+_GATHER_CHUNK_BYTES_GPU = 2**26  # CUDA: fewer, larger chunks (each chunk is two kernel launches)
+_TRANSPOSE_BLOCK = 2048  # CPU: columns per block when rows go back to (N, C, P)
+
+
+class _Policy(NamedTuple):
+    """How the products run on one kind of device: every CPU/CUDA difference, in one place
+    (so that the CUDA choices can be exercised on CPU tensors by the tests)."""
+
+    bsr: bool  # 'auto' may store BSR (MKL's square-tile kernel; on CUDA, CSR via cuSPARSE)
+    bias_in_addmm: bool  # the bias as the start of the product (addmm) or added after it
+    gather_chunk_bytes: int  # gathered input rows per chunk of the weight gradient
+    transpose_block: Optional[int]  # columns per block of a rows -> (N, C, P) copy; None: one copy
+    keep_scratch: bool  # keep the weight gradient's gather buffer between calls
+
+
+def _policy(device: torch.device) -> _Policy:
+    if device.type == "cpu":
+        return _Policy(True, True, _GATHER_CHUNK_BYTES, _TRANSPOSE_BLOCK, True)
+    # CUDA: one kernel per copy, fewer and larger chunks (each is two kernel launches), and
+    # the caching allocator instead of a scratch buffer
+    return _Policy(False, False, _GATHER_CHUNK_BYTES_GPU, None, False)
 
 
 def _compressed(crow, col, values, size, layout):
@@ -257,6 +279,7 @@ class _Structure:
         pat = conv_pattern(g)
         G, K = g.groups, prod(g.kernel)
         self.geometry, self.layout, self.device = g, layout, device
+        self.policy = _policy(device)
         self.channels_last = layout == "bsr"
         # MKL's BSR kernel takes square blocks only: tiles of gcd(C_out/G, C_in/G)
         self.tile = _bsr_tile(pat.cout_g, pat.cin_g) if layout == "bsr" else 1
@@ -276,6 +299,7 @@ class _Structure:
         rows = np.where(pad[None], f_in, src[None] + np.arange(G)[:, None, None] * pat.pad_col)
         self.gather = torch.from_numpy(np.ascontiguousarray(rows.transpose(0, 2, 1))).to(device)
         self._chunks = {}
+        self._scratch = threading.local()  # the weight gradient's gather buffer, per thread
 
     def _bsr_pair(self, pat, g, device):
         """C and C.T as BSR in channels-last order, from the spatial (position, tap) table."""
@@ -347,7 +371,7 @@ class _Structure:
         n = out.shape[0]
         if self.channels_last:  # (P, C, N) -> (C, P, N): one copy of runs of N
             Y = Y.view(-1, channels, n).transpose(0, 1).reshape(-1, n)
-        _transpose_into(out.view(n, -1), Y)
+        _transpose_into(out.view(n, -1), Y, self.policy.transpose_block)
         return out
 
     def bias_rows(self, bias, n):
@@ -365,6 +389,17 @@ class _Structure:
                                            for a in range(0, P, step)]
         return chunks
 
+    def _gather_buffer(self, numel, like):
+        """A scratch buffer of at least ``numel`` elements, kept between calls (CPU): a fresh
+        multi-MiB buffer costs its page faults on every call, measured 14x the gather into
+        it on 1x28x28 -> 3@5x5 at batch 64. CUDA's caching allocator makes this moot."""
+        if not self.policy.keep_scratch:
+            return like.new_empty(numel)
+        buf = getattr(self._scratch, "buf", None)
+        if buf is None or buf.dtype != like.dtype or buf.numel() < numel:
+            buf = self._scratch.buf = like.new_empty(numel)
+        return buf[:numel]
+
     def weight_grad(self, X, D):
         """``dW.flat[tap] = sum delta[row] * x[col]`` over the triples, grouped by tap.
 
@@ -378,8 +413,8 @@ class _Structure:
         n, taps, P = X.shape[1], self.gather.shape[1], self.p_out
         Dv = D.view(G, self.cout_g, P, n)
         dwt = X.new_zeros((G, taps, self.cout_g))  # dW^T = U @ D^T: MKL's faster orientation
-        step = max(1, _GATHER_CHUNK_BYTES // max(G * taps * n * X.element_size(), 1))
-        buf = X.new_empty(G * taps * min(step, P) * n)  # one buffer for every chunk
+        step = max(1, self.policy.gather_chunk_bytes // max(G * taps * n * X.element_size(), 1))
+        buf = self._gather_buffer(G * taps * min(step, P) * n, X)  # one for every chunk
         for a, idx in self._gather_chunks(step):
             b = a + idx.numel() // (G * taps)
             U = torch.index_select(X, 0, idx, out=buf[:idx.numel() * n].view(-1, n))
@@ -392,10 +427,13 @@ class _Structure:
         return dwt.transpose(1, 2).reshape(g.weight_shape)
 
 
-def _transpose_into(dst, src):
-    """``dst[:] = src.T`` for a wide ``(n, F)`` destination, a block of columns at a time
-    (a plain strided copy measured ~1.7x slower on the 64 x 200,704 activations)."""
-    block = _TRANSPOSE_BLOCK
+def _transpose_into(dst, src, block):
+    """``dst[:] = src.T`` for a wide ``(n, F)`` destination, ``block`` columns at a time (on
+    the CPU a plain strided copy measured up to ~1.7x slower on the 64 x 200,704
+    activations), or in one copy (``block=None``: one kernel on CUDA)."""
+    if block is None:
+        dst.copy_(src.t())
+        return
     for a in range(0, src.shape[0], block):
         dst[:, a:a + block].copy_(src[a:a + block].t())
 
@@ -423,7 +461,7 @@ def _structure(g: ConvGeometry, device: torch.device, layout: str) -> _Structure
 def _auto_layout(g: ConvGeometry, device: torch.device) -> str:
     """BSR on the CPU when the square tiles (gcd of the channel blocks) are big enough."""
     tile = _bsr_tile(g.in_channels // g.groups, g.out_channels // g.groups)
-    return "bsr" if device.type == "cpu" and tile >= _MIN_BSR_TILE else "csr"
+    return "bsr" if _policy(device).bsr and tile >= _MIN_BSR_TILE else "csr"
 
 
 # --------------------------------------------------------------------------- autograd
@@ -464,7 +502,7 @@ class _ToeplitzConvFunction(torch.autograd.Function):
         X = s.rows(x, zero_row=True)
         Xop = s.operand(X[:-1], g.in_channels)
         C = values.matrix(weight)
-        if bias is not None and x.device.type == "cpu":
+        if bias is not None and s.policy.bias_in_addmm:
             Y = torch.addmm(s.bias_rows(bias, n), C, Xop)  # the bias is the product's start
         else:
             Y = C @ Xop
