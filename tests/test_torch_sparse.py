@@ -142,6 +142,30 @@ def test_gather_scratch_follows_batch_and_dtype():
     torch.testing.assert_close(gw, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["csr", "bsr"])
+def test_results_never_alias_the_kept_scratch_buffers(monkeypatch, layout):
+    """Outputs and gradients are new tensors: a later call, which reuses the thread's scratch
+    buffers, leaves earlier results as they were; buffers over the cap are not kept."""
+    import toeplitz_conv.torch_sparse as ts
+
+    conv, twin = _pair(2, 8, 8, 3, 1, 1, 1, 1, "zeros", layout)
+    xs = [torch.randn(3, 8, 6, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    outs = [twin(x) for x in xs]
+    grads = [torch.autograd.grad(y, (x, twin.weight), torch.ones_like(y)) for x, y in zip(xs, outs)]
+    for x, y, (gx, gw) in zip(xs, outs, grads):
+        y_ref = conv(x)
+        torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+        ref = torch.autograd.grad(y_ref, (x, conv.weight), torch.ones_like(y_ref))
+        torch.testing.assert_close(gx, ref[0], rtol=0, atol=1e-10)
+        torch.testing.assert_close(gw, ref[1], rtol=0, atol=1e-10)
+    kept = {b.untyped_storage().data_ptr() for b in ts._POOL.buffers.values()}
+    assert kept and kept.isdisjoint(t.untyped_storage().data_ptr() for t in (*outs, *grads[0]))
+    monkeypatch.setattr(ts, "_SCRATCH_MAX_BYTES", 1024)
+    ts._POOL.buffers.clear()
+    _grads_match(conv, twin, torch.randn(3, 8, 6, 6, dtype=torch.float64, requires_grad=True))
+    assert all(b.numel() * b.element_size() <= 1024 for b in ts._POOL.buffers.values())
+
+
 @pytest.mark.parametrize("mode", ["zeros", "reflect"])
 def test_csr_is_the_public_matrix(mode):
     """On CSR the torch path stores conv_matrix itself (channel-first order) and its

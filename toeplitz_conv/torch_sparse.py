@@ -49,6 +49,7 @@ _MAX_BSR_TILE = 8  # MKL's BSR kernel measured ~1.8x faster on 8x8 tiles than on
 _GATHER_CHUNK_BYTES = 2**22  # CPU: gathered input rows per chunk of the weight gradient (4 MiB best)
 _GATHER_CHUNK_BYTES_GPU = 2**26  # CUDA: fewer, larger chunks (each chunk is two kernel launches)
 _TRANSPOSE_BLOCK = 2048  # CPU: columns per block when rows go back to (N, C, P)
+_SCRATCH_MAX_BYTES = 2**24  # CPU: intermediates kept between calls up to 16 MiB each
 
 
 class _Policy(NamedTuple):
@@ -56,18 +57,47 @@ class _Policy(NamedTuple):
     (so that the CUDA choices can be exercised on CPU tensors by the tests)."""
 
     bsr: bool  # 'auto' may store BSR (MKL's square-tile kernel; on CUDA, CSR via cuSPARSE)
-    bias_in_addmm: bool  # the bias as the start of the product (addmm) or added after it
+    addmm: bool  # products as addmm into a given buffer, the bias as its start; else M @ X + b
     gather_chunk_bytes: int  # gathered input rows per chunk of the weight gradient
     transpose_block: Optional[int]  # columns per block of a rows -> (N, C, P) copy; None: one copy
-    keep_scratch: bool  # keep the weight gradient's gather buffer between calls
+    keep_scratch: bool  # keep the intermediates' buffers between calls (_scratch)
 
 
 def _policy(device: torch.device) -> _Policy:
     if device.type == "cpu":
         return _Policy(True, True, _GATHER_CHUNK_BYTES, _TRANSPOSE_BLOCK, True)
     # CUDA: one kernel per copy, fewer and larger chunks (each is two kernel launches), and
-    # the caching allocator instead of a scratch buffer
+    # the caching allocator instead of kept buffers
     return _Policy(False, False, _GATHER_CHUNK_BYTES_GPU, None, False)
+
+
+class _ScratchPool(threading.local):
+    """Per-thread CPU buffers for the intermediates that die within one call, one per role.
+
+    On the machines this was measured on, a fresh 4 MiB buffer costs ~1.5 ms of page faults,
+    25x filling a warm one (3x32x32 -> 16@3x3 at batch 64 has four such intermediates per
+    forward+backward). Kept up to ``_SCRATCH_MAX_BYTES`` each, so at most a few tens of MiB
+    per thread; larger ones are allocated per call (transparent huge pages make those cheap).
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+
+_POOL = _ScratchPool()
+
+
+def _scratch(role, shape, like, policy):
+    """An uninitialised ``shape`` buffer of ``like``'s dtype and device for role ``role``
+    ('rows', 'operand', 'product', 'gather'): the thread's kept buffer where the policy keeps
+    them and it is small enough, else a new one. Never returned to the caller."""
+    numel = prod(shape)
+    if not policy.keep_scratch or numel * like.element_size() > _SCRATCH_MAX_BYTES:
+        return like.new_empty(shape)
+    buf = _POOL.buffers.get(role)
+    if buf is None or buf.dtype != like.dtype or buf.device != like.device or buf.numel() < numel:
+        buf = _POOL.buffers[role] = like.new_empty(numel)
+    return buf[:numel].view(shape)
 
 
 def _compressed(crow, col, values, size, layout):
@@ -299,7 +329,6 @@ class _Structure:
         rows = np.where(pad[None], f_in, src[None] + np.arange(G)[:, None, None] * pat.pad_col)
         self.gather = torch.from_numpy(np.ascontiguousarray(rows.transpose(0, 2, 1))).to(device)
         self._chunks = {}
-        self._scratch = threading.local()  # the weight gradient's gather buffer, per thread
 
     def _bsr_pair(self, pat, g, device):
         """C and C.T as BSR in channels-last order, from the spatial (position, tap) table."""
@@ -345,32 +374,59 @@ class _Structure:
         return M
 
     # ------------------------------------------------------------------ activations <-> rows
-    @staticmethod
-    def rows(t, zero_row=False):
+    def scratch(self, role, shape, like):
+        """A buffer for an intermediate that dies within the call (see ``_scratch``)."""
+        return _scratch(role, shape, like, self.policy)
+
+    def rows(self, t, zero_row=False, role=None):
         """``(N, C, *spatial)`` as channel-first rows ``(C * P (+ 1), N)``: one 2D transpose.
 
-        ``zero_row`` appends a row of zeros (the input rows: padding taps read it).
+        ``zero_row`` appends a row of zeros (the input rows: padding taps read it). With a
+        ``role`` the rows go to that scratch buffer (delta's rows), else to a new tensor
+        (the input rows, kept for the backward).
         """
         n = t.shape[0]
         f = t[0].numel()
-        buf = t.new_empty((f + zero_row, n))
+        shape = (f + zero_row, n)
+        buf = t.new_empty(shape) if role is None else self.scratch(role, shape, t)
         if zero_row:
             buf[f].zero_()
         buf[:f].copy_(t.reshape(n, f).t())
         return buf
 
+    def _reorder(self, rows, channels, inverse=False):
+        """``(C, P, N)`` rows as ``(P, C, N)`` (or back): one copy of contiguous runs of
+        ``N``, into the 'operand' scratch buffer."""
+        n = rows.shape[1]
+        buf = self.scratch("operand", rows.shape, rows)
+        if inverse:
+            buf.view(channels, -1, n).copy_(rows.view(-1, channels, n).transpose(0, 1))
+        else:
+            buf.view(-1, channels, n).copy_(rows.view(channels, -1, n).transpose(0, 1))
+        return buf
+
     def operand(self, rows, channels):
         """The rows in this structure's order: channel-first as they are, or channels-last
-        ``(P, C, N)`` by one copy of contiguous runs of ``N`` (BSR)."""
-        if not self.channels_last:
-            return rows
-        return rows.view(channels, -1, rows.shape[1]).transpose(0, 1).reshape(-1, rows.shape[1])
+        ``(P, C, N)`` (BSR)."""
+        return self._reorder(rows, channels) if self.channels_last else rows
+
+    def product(self, M, dense, bias_rows=None):
+        """``M @ dense (+ bias_rows)``: on the CPU an ``addmm`` into the 'product' scratch
+        buffer, the bias as its start (``beta=0`` without one; ``M @ dense`` measured ~2x
+        slower on CSR), on CUDA ``M @ dense`` then ``+= bias_rows``."""
+        if not self.policy.addmm:
+            Y = M @ dense
+            return Y if bias_rows is None else Y.add_(bias_rows)
+        out = self.scratch("product", (M.shape[0], dense.shape[1]), dense)
+        if bias_rows is None:
+            return torch.addmm(out, M, dense, beta=0, out=out)
+        return torch.addmm(bias_rows, M, dense, out=out)
 
     def unrows(self, Y, channels, out):
         """Product rows ``Y`` (this structure's order) into ``out``, an ``(N, C, P)`` view."""
         n = out.shape[0]
-        if self.channels_last:  # (P, C, N) -> (C, P, N): one copy of runs of N
-            Y = Y.view(-1, channels, n).transpose(0, 1).reshape(-1, n)
+        if self.channels_last:  # (P, C, N) -> (C, P, N)
+            Y = self._reorder(Y, channels, inverse=True)
         _transpose_into(out.view(n, -1), Y, self.policy.transpose_block)
         return out
 
@@ -389,17 +445,6 @@ class _Structure:
                                            for a in range(0, P, step)]
         return chunks
 
-    def _gather_buffer(self, numel, like):
-        """A scratch buffer of at least ``numel`` elements, kept between calls (CPU): a fresh
-        multi-MiB buffer costs its page faults on every call, measured 14x the gather into
-        it on 1x28x28 -> 3@5x5 at batch 64. CUDA's caching allocator makes this moot."""
-        if not self.policy.keep_scratch:
-            return like.new_empty(numel)
-        buf = getattr(self._scratch, "buf", None)
-        if buf is None or buf.dtype != like.dtype or buf.numel() < numel:
-            buf = self._scratch.buf = like.new_empty(numel)
-        return buf[:numel]
-
     def weight_grad(self, X, D):
         """``dW.flat[tap] = sum delta[row] * x[col]`` over the triples, grouped by tap.
 
@@ -414,7 +459,7 @@ class _Structure:
         Dv = D.view(G, self.cout_g, P, n)
         dwt = X.new_zeros((G, taps, self.cout_g))  # dW^T = U @ D^T: MKL's faster orientation
         step = max(1, self.policy.gather_chunk_bytes // max(G * taps * n * X.element_size(), 1))
-        buf = self._gather_buffer(G * taps * min(step, P) * n, X)  # one for every chunk
+        buf = self.scratch("gather", (G * taps * min(step, P) * n,), X)  # one for every chunk
         for a, idx in self._gather_chunks(step):
             b = a + idx.numel() // (G * taps)
             U = torch.index_select(X, 0, idx, out=buf[:idx.numel() * n].view(-1, n))
@@ -499,16 +544,10 @@ class _ToeplitzConvFunction(torch.autograd.Function):
         s = values.structure
         g = s.geometry
         n = x.shape[0]
-        X = s.rows(x, zero_row=True)
-        Xop = s.operand(X[:-1], g.in_channels)
+        X = s.rows(x, zero_row=True)  # a new tensor: kept for the weight gradient
         C = values.matrix(weight)
-        if bias is not None and s.policy.bias_in_addmm:
-            Y = torch.addmm(s.bias_rows(bias, n), C, Xop)  # the bias is the product's start
-        else:
-            Y = C @ Xop
-            if bias is not None:
-                Y.add_(s.bias_rows(bias, n))
-        del Xop
+        Y = s.product(C, s.operand(X[:-1], g.in_channels),
+                      None if bias is None else s.bias_rows(bias, n))
         out = torch.empty((n, *g.out_shape), dtype=x.dtype, device=x.device)
         s.unrows(Y, g.out_channels, out.view(n, g.out_channels, s.p_out))
         ctx.save_for_backward(X, weight)
@@ -523,9 +562,9 @@ class _ToeplitzConvFunction(torch.autograd.Function):
         s, g = values.structure, values.structure.geometry
         n = grad.shape[0]
         gx = gw = gb = None
-        D = s.rows(grad)
+        D = s.rows(grad, role="rows")
         if ctx.needs_input_grad[0]:
-            dX = values.matrix(weight, transpose=True) @ s.operand(D, g.out_channels)
+            dX = s.product(values.matrix(weight, transpose=True), s.operand(D, g.out_channels))
             gx = grad.new_empty((n, *g.in_shape))
             s.unrows(dX, g.in_channels, gx.view(n, g.in_channels, s.p_in))
         if ctx.needs_input_grad[1]:
