@@ -1,0 +1,34 @@
+"""The torch benchmark script still runs and checks itself (a smoke run: a few repeats, small
+batches; nothing about speed is asserted here, speed lives in benchmarks/RESULTS.md)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def _load(name):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_torch_quick_prints_both_tables(capsys):
+    _load("bench_torch").main(["--quick", "--layers", "1", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "| 1x28x28 -> 3@5x5 | 4 | csr | 43,200 |" in out
+    assert "| 1x28x28 -> 3@5x5 | 4 | `C.T @ D` |" in out
+    assert "WARNING" not in out  # the script compares its output with nn.Conv2d first
+
+
+def test_bench_torch_refuses_cuda_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda is valid here")
+    with pytest.raises(SystemExit):
+        _load("bench_torch").main(["--device", "cuda"])
