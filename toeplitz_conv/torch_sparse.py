@@ -16,6 +16,11 @@ it is block sparse with dense ``C_out/G x C_in/G`` blocks, one per kernel tap an
 into square tiles of up to 8 x 8 (MKL takes no other shape; 8 x 8 measured fastest).
 :func:`to_torch_sparse` converts any scipy matrix as it is.
 
+Every difference between CPU and CUDA is one field of ``_Policy``. On the CPU the
+intermediates that die within a call (delta's rows, the reordered operand, the product, the
+weight gradient's gather) live in per-thread buffers kept between calls (at most 16 MiB each),
+because fresh multi-MiB buffers cost more in page faults than the work done in them.
+
 Conventions follow PyTorch: cross-correlation, weight ``(C_out, C_in/groups, *kernel)``,
 ``ToeplitzConvNd`` takes the constructor of ``nn.ConvNd`` (it *is* an ``nn.ConvNd`` subclass,
 so its parameters, ``state_dict``, ``.to(device)`` and initialisation are torch's own).
