@@ -49,18 +49,7 @@ TARGETS = {"cpu": {"1x28x28 -> 3@5x5": 1.0, "3x32x32 -> 16@3x3 p1": 3.0,
 
 def best_time(fn, device, reps, budget_s):
     """Minimum wall time of ``fn`` over at most ``reps`` runs (and about ``budget_s``)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    fn()
-    sync()
-    best, spent, n = float("inf"), 0.0, 0
-    while n < reps and (n < 3 or spent < budget_s):
-        t = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - t
-        best, spent, n = min(best, dt), spent + dt, n + 1
-    return best
+    return best_times({"fn": fn}, device, reps, budget_s)["fn"]
 
 
 def copy_bandwidth(device, reps, budget_s):

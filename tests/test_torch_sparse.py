@@ -51,6 +51,17 @@ def _fits(spatial, p, mode):
     return mode not in ("reflect", "circular") or isinstance(p, str) or all(p < n for n in spatial)
 
 
+def _grads_match(conv, twin, x):
+    """Output, input, weight and bias gradients of ``twin`` equal those of ``conv``."""
+    y_ref, y = conv(x), twin(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    delta = torch.randn_like(y_ref)
+    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
+    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
+    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
+
+
 FORCED = ["1d-stride-dil", "2d-stride>kernel", "2d-depthwise", "2d-bsr-tiles", "3d"]
 CASES = [(name, "auto") for name in GEOMETRIES] + [(n, lay) for n in FORCED for lay in ("csr", "bsr")]
 
@@ -63,14 +74,7 @@ def test_matches_torch_conv(name, mode, layout):
     if not _fits(spatial, p, mode) or (p == "same" and mode != "zeros" and ndim > 2):
         pytest.skip("padding too large for this mode")
     conv, twin = _pair(ndim, cin, cout, k, s, p, d, groups, mode, layout)
-    x = torch.randn(3, cin, *spatial, dtype=torch.float64, requires_grad=True)
-    y_ref, y = conv(x), twin(x)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    delta = torch.randn_like(y_ref)
-    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
-    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
-    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
+    _grads_match(conv, twin, torch.randn(3, cin, *spatial, dtype=torch.float64, requires_grad=True))
 
 
 @pytest.mark.parametrize("layout, groups, mode", [("csr", 1, "zeros"), ("csr", 2, "reflect"),
@@ -84,27 +88,10 @@ def test_many_chunks_and_blocks_match_torch(monkeypatch, layout, groups, mode):
     monkeypatch.setattr(ts, "_TRANSPOSE_BLOCK", 700)
     _structure.cache_clear()
     conv, twin = _pair(2, 8, 8, 3, 1, 1, 1, groups, mode, layout)
-    x = torch.randn(3, 8, 17, 19, dtype=torch.float64, requires_grad=True)
-    y_ref, y = conv(x), twin(x)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    _grads_match(conv, twin, torch.randn(3, 8, 17, 19, dtype=torch.float64, requires_grad=True))
     (values,) = twin._values.values()
     assert values.structure.layout == layout
-    delta = torch.randn_like(y_ref)
-    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
-    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
-    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
     _structure.cache_clear()
-
-
-def _grads_match(conv, twin, x):
-    y_ref, y = conv(x), twin(x)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    delta = torch.randn_like(y_ref)
-    ref = torch.autograd.grad(y_ref, (x, conv.weight, conv.bias), delta)
-    got = torch.autograd.grad(y, (x, twin.weight, twin.bias), delta)
-    for a, b, what in zip(got, ref, ("input", "weight", "bias")):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{what} gradient")
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
@@ -128,8 +115,8 @@ def test_cuda_policy_on_cpu_tensors_matches_torch(monkeypatch, name, mode):
 
 
 def test_gather_scratch_follows_batch_and_dtype():
-    """The weight gradient's scratch buffer, kept between calls and shared by modules of one
-    geometry, grows with the batch and follows the dtype."""
+    """The thread's kept scratch buffers (the weight gradient's gather among them) grow with
+    the batch and follow the dtype."""
     conv, twin = _pair(2, 3, 4, 3, 1, 1, 1, 1, "zeros")
     for n in (2, 5, 1, 5):
         _grads_match(conv, twin, torch.randn(n, 3, 6, 7, dtype=torch.float64, requires_grad=True))

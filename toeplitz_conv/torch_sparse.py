@@ -403,11 +403,9 @@ class _Structure:
         """``(C, P, N)`` rows as ``(P, C, N)`` (or back): one copy of contiguous runs of
         ``N``, into the 'operand' scratch buffer."""
         n = rows.shape[1]
+        a, b = (-1, channels) if inverse else (channels, -1)  # the source's two leading axes
         buf = self.scratch("operand", rows.shape, rows)
-        if inverse:
-            buf.view(channels, -1, n).copy_(rows.view(-1, channels, n).transpose(0, 1))
-        else:
-            buf.view(-1, channels, n).copy_(rows.view(channels, -1, n).transpose(0, 1))
+        buf.view(b, a, n).copy_(rows.view(a, b, n).transpose(0, 1))
         return buf
 
     def operand(self, rows, channels):
