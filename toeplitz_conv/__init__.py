@@ -7,7 +7,7 @@ The scipy core imports without torch; names that need torch are imported on firs
 
 import importlib
 
-from ._validate import set_memory_limit
+from .memory import set_memory_limit
 from .conv import (
     conv_matrix,
     conv_transpose_matrix,
@@ -39,7 +39,8 @@ from .plot import (
     weight_symbols,
 )
 # --- spectra and operators (issue 6)
-from .spectral import ConvOperator, Spectrum, conv_operator, operator_norm, singular_values
+from .operator import ConvOperator, conv_operator, dot_test
+from .spectral import Spectrum, operator_norm, singular_values
 
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {

@@ -14,44 +14,56 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
-import scipy.sparse as sp
 
-from . import _validate as v
-from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
-from .pattern import _TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz, index_dtype
+from ._args import as_array, batched, same_batch
+from ._sparse import check_format, csr
+from .geometry import (ConvGeometry, InputLabel, check_weight, check_weight_shape, conv_geometry,
+                       conv_transpose_geometry, with_geometry_doc)
+from .memory import check_size
+from .pattern import TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz, index_dtype
 
-_GEOMETRY_DOC = """stride : int or tuple of int, default 1
-    padding : int, tuple of int, 'same' or 'valid', default 0
-        As in torch: an int pads every side by it; ``'same'`` pads
-        ``dilation * (kernel - 1)`` in total, the odd extra on the high side.
-    dilation : int or tuple of int, default 1
-    groups : int, default 1
-    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
-        Exactly as ``torch.nn.ConvNd(padding_mode=...)``."""
+_CONV_LAYOUT = "(C_out, C_in/groups, *kernel)"
+_TRANSPOSE_LAYOUT = "(C_in, C_out/groups, *kernel)"
 
 
-def _geometry_doc(f):
-    """Put the shared parameter text in place of ``GEOMETRY_PARAMETERS`` in a docstring."""
-    f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", _GEOMETRY_DOC)
-    return f
-
-
-def _check_matrix_size(what: str, g: ConvGeometry, itemsize: int, copies: int = 1) -> None:
+def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int = 1) -> None:
     """Refuse a matrix too large for memory before allocating it (estimate in the message)."""
-    nnz = estimate_nnz(g)
-    idx = np.dtype(index_dtype(nnz, *g.shape)).itemsize
-    block = prod(g.out_spatial) * g.taps * _TABLE_BYTES_PER_ENTRY  # the index table
-    nbytes = copies * (nnz * (itemsize + idx) + (g.shape[0] + 1) * idx) + block
-    v.check_size(what, nbytes, f"{nnz:,} nonzeros, shape {g.shape[0]:,} x {g.shape[1]:,}")
+    nnz = estimate_nnz(geom)
+    idx = np.dtype(index_dtype(nnz, *geom.shape)).itemsize
+    block = prod(geom.out_spatial) * geom.taps * TABLE_BYTES_PER_ENTRY  # the index table
+    nbytes = copies * (nnz * (itemsize + idx) + (geom.shape[0] + 1) * idx) + block
+    check_size(what, nbytes, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
 
 
-def _csr(data, indices, indptr, shape, format: str):
-    m = sp.csr_array((data, indices, indptr), shape=shape)
-    m.has_canonical_format = True  # sorted, no duplicates: built that way
-    return m if format == "csr" else m.asformat(format)
+def _sample_shape(x, weight_shape, name: str = "x"):
+    """One sample's shape of ``x`` (a sample or a batch) and how messages name it.
+
+    Returns ``(shape, label)``; the :class:`~toeplitz_conv.geometry.InputLabel` lets the
+    geometry's checks name ``x`` rather than an ``input_shape`` the user never passed.
+    """
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    n = len(weight_shape) - 1  # channels + spatial axes
+    if len(shape) == n:
+        return shape, InputLabel(f"{name}.shape[0]", f"{name}.shape", shape)
+    if len(shape) == n + 1:
+        return shape[1:], InputLabel(f"{name}.shape[1]", f"{name}.shape", shape)
+    raise ValueError(
+        f"{name} must have shape (N, C_in, *spatial) or (C_in, *spatial) with {n - 1} spatial axes "
+        f"for weight shape {tuple(weight_shape)}; got {name}.shape={shape}."
+    )
 
 
-@_geometry_doc
+def _batch_pair(x, grad_output, geom: ConvGeometry, x_name: str, d_name: str):
+    xa = batched(as_array(x, x_name), x_name, geom.in_channels, geom.in_spatial)
+    da = batched(as_array(grad_output, d_name), d_name, geom.out_channels, geom.out_spatial)
+    same_batch(xa, da, x_name, d_name)
+    return xa, da
+
+
+# --------------------------------------------------------------------------- C and C.T
+
+
+@with_geometry_doc
 def conv_matrix(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
                 padding_mode="zeros", format="csr"):
     """The sparse matrix C of a convolution layer: ``y.ravel() = C @ x.ravel()``.
@@ -91,12 +103,12 @@ def conv_matrix(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=
     >>> np.allclose(C @ x.ravel(), ref.numpy().ravel())
     True
     """
-    w = v.check_weight(weight)
-    fmt = v.check_format(format)
-    g = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups, padding_mode=padding_mode)
-    _check_matrix_size("conv_matrix", g, w.dtype.itemsize)
-    return _csr(*conv_pattern(g).matrix_arrays(w), g.shape, fmt)
+    w = check_weight(weight)
+    fmt = check_format(format)
+    geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode)
+    _check_matrix_size("conv_matrix", geom, w.dtype.itemsize)
+    return csr(*conv_pattern(geom).matrix_arrays(w), geom.shape, fmt)
 
 
 def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_padding=0,
@@ -134,23 +146,19 @@ def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_pa
     >>> np.allclose(T @ x.ravel(), ref.numpy().ravel())
     True
     """
-    w = v.check_weight(weight)
-    fmt = v.check_format(format)
-    g = conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
-                                output_padding=output_padding, dilation=dilation, groups=groups)
-    _check_matrix_size("conv_transpose_matrix", g, w.dtype.itemsize, copies=2)
-    C = _csr(*conv_pattern(g).matrix_arrays(w), g.shape, "csr")
+    w = check_weight(weight)
+    fmt = check_format(format)
+    geom = conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
+                                   output_padding=output_padding, dilation=dilation, groups=groups)
+    _check_matrix_size("conv_transpose_matrix", geom, w.dtype.itemsize, copies=2)
+    C = csr(*conv_pattern(geom).matrix_arrays(w), geom.shape)
     return C.T.asformat(fmt)  # the CSC of C is the CSR of C.T: one linear pass, no sort
 
 
-def _batch_pair(x, grad_output, g: ConvGeometry, x_name: str, d_name: str):
-    xa = v.batched(v.as_array(x, x_name), x_name, g.in_channels, g.in_spatial)
-    da = v.batched(v.as_array(grad_output, d_name), d_name, g.out_channels, g.out_spatial)
-    v.same_batch(xa, da, x_name, d_name)
-    return xa, da
+# --------------------------------------------------------------------------- weight gradients
 
 
-@_geometry_doc
+@with_geometry_doc
 def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
                      padding_mode="zeros"):
     """``dL/dW`` of a convolution, summed over the batch, from the matrix's triples.
@@ -183,11 +191,11 @@ def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilat
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    shape, label = v.sample_shape(x, _weight_shape(weight_shape))
-    g = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups, padding_mode=padding_mode, _label=label)
-    xa, da = _batch_pair(x, grad_output, g, "x", "grad_output")
-    return conv_pattern(g).weight_grad(xa, da)
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT))
+    geom = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, _label=label)
+    xa, da = _batch_pair(x, grad_output, geom, "x", "grad_output")
+    return conv_pattern(geom).weight_grad(xa, da)
 
 
 def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0,
@@ -222,16 +230,16 @@ def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, paddin
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    shape, label = v.sample_shape(x, _weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)"))
-    g = conv_transpose_geometry(weight_shape, shape, stride=stride, padding=padding,
-                                output_padding=output_padding, dilation=dilation, groups=groups,
-                                _label=label)
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _TRANSPOSE_LAYOUT))
+    geom = conv_transpose_geometry(weight_shape, shape, stride=stride, padding=padding,
+                                   output_padding=output_padding, dilation=dilation, groups=groups,
+                                   _label=label)
     # the convolution of this geometry maps grad_output's space to x's space
-    da, xa = _batch_pair(grad_output, x, g, "grad_output", "x")
-    return conv_pattern(g).weight_grad(da, xa)
+    da, xa = _batch_pair(grad_output, x, geom, "grad_output", "x")
+    return conv_pattern(geom).weight_grad(da, xa)
 
 
-@_geometry_doc
+@with_geometry_doc
 def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
                          padding_mode="zeros", format="csr"):
     """Sparse Jacobian of the output w.r.t. the weights for one sample (the im2col matrix).
@@ -260,18 +268,18 @@ def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, gr
     >>> np.allclose(J @ w.ravel(), ref.numpy().ravel())
     True
     """
-    fmt = v.check_format(format)
-    shape, label = v.sample_shape(x, _weight_shape(weight_shape))
-    g = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups, padding_mode=padding_mode, _label=label)
-    xa = v.batched(v.as_array(x, "x"), "x", g.in_channels, g.in_spatial)
-    v.one_sample(xa, "x")
-    nnz = g.out_channels * prod(g.out_spatial) * g.taps
-    v.check_size("conv_weight_jacobian", nnz * (xa.dtype.itemsize + 8),
-                 f"at most {nnz:,} nonzeros, shape {g.shape[0]:,} x {prod(g.weight_shape):,}")
-    data, indices, indptr = conv_pattern(g).weight_jacobian_arrays(xa[0])
-    return _csr(data, indices, indptr, (g.shape[0], prod(g.weight_shape)), fmt)
-
-
-def _weight_shape(weight_shape, layout="(C_out, C_in/groups, *kernel)"):
-    return v.check_weight_shape(weight_shape, layout)
+    fmt = check_format(format)
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT))
+    geom = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, _label=label)
+    xa = batched(as_array(x, "x"), "x", geom.in_channels, geom.in_spatial)
+    if xa.shape[0] != 1:
+        raise ValueError(
+            f"x must be one sample (C_in, *spatial) for the Jacobian; got "
+            f"x.shape={tuple(xa.shape)}."
+        )
+    nnz = geom.out_channels * prod(geom.out_spatial) * geom.taps
+    check_size("conv_weight_jacobian", nnz * (xa.dtype.itemsize + 8),
+               f"at most {nnz:,} nonzeros, shape {geom.shape[0]:,} x {prod(geom.weight_shape):,}")
+    data, indices, indptr = conv_pattern(geom).weight_jacobian_arrays(xa[0])
+    return csr(data, indices, indptr, (geom.shape[0], prod(geom.weight_shape)), fmt)

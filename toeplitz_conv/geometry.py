@@ -1,4 +1,4 @@
-"""Normalised geometry of a convolution layer and the convolution arithmetic.
+"""Normalised geometry of a convolution layer, the convolution arithmetic and their checks.
 
 Output sizes follow the relations of Dumoulin & Visin, *A guide to convolution arithmetic for
 deep learning* (2016), as PyTorch implements them::
@@ -7,15 +7,47 @@ deep learning* (2016), as PyTorch implements them::
     transposed:  o' = (i' - 1) s - 2 p + d (k - 1) + a + 1
 
 A :class:`ConvGeometry` is everything that fixes the sparsity pattern of a convolution matrix
-(shapes, stride, padding, dilation, groups, padding mode) and nothing else: no weights.
+(shapes, stride, padding, dilation, groups, padding mode) and nothing else: no weights. Every
+rule torch applies to these arguments is checked here, with its message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import NamedTuple, Optional
 
-from . import _validate as v
+from ._args import as_array, check_choice, int_tuple, is_int, positive_int, shape_tuple
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+#: The parameter text shared by every function that takes a convolution's geometry.
+GEOMETRY_PARAMETERS = """stride : int or tuple of int, default 1
+    padding : int, tuple of int, 'same' or 'valid', default 0
+        As in torch: an int pads every side by it; ``'same'`` pads
+        ``dilation * (kernel - 1)`` in total, the odd extra on the high side.
+    dilation : int or tuple of int, default 1
+    groups : int, default 1
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        Exactly as ``torch.nn.ConvNd(padding_mode=...)``."""
+
+
+def with_geometry_doc(f):
+    """Put :data:`GEOMETRY_PARAMETERS` in place of ``GEOMETRY_PARAMETERS`` in a docstring."""
+    f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", GEOMETRY_PARAMETERS)
+    return f
+
+
+class InputLabel(NamedTuple):
+    """How messages name the input: its channel count, its shape and the shape to show
+    (``None``: the input shape itself). A layer called on ``x`` names ``x.shape[1]``."""
+
+    channels: str = "input_shape[0]"
+    shape: str = "input_shape"
+    value: Optional[tuple] = None
+
+
+INPUT_SHAPE = InputLabel()
 
 
 @dataclass(frozen=True)
@@ -45,8 +77,18 @@ class ConvGeometry:
         return len(self.kernel)
 
     @property
+    def cin_per_group(self) -> int:
+        """Input channels each output channel reads: ``C_in / groups``."""
+        return self.in_channels // self.groups
+
+    @property
+    def cout_per_group(self) -> int:
+        """Output channels of each group: ``C_out / groups``."""
+        return self.out_channels // self.groups
+
+    @property
     def weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+        return (self.out_channels, self.cin_per_group, *self.kernel)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -64,7 +106,148 @@ class ConvGeometry:
     @property
     def taps(self) -> int:
         """Weights seen by one output entry: ``C_in/groups * prod(kernel)``."""
-        return self.in_channels // self.groups * prod(self.kernel)
+        return self.cin_per_group * prod(self.kernel)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_padding_mode(padding_mode) -> str:
+    return check_choice("padding_mode", padding_mode, PADDING_MODES)
+
+
+def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
+    """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message."""
+    try:
+        wshape = tuple(weight_shape)
+    except TypeError:
+        raise TypeError(f"weight shape must be a tuple of ints {layout}; got {weight_shape!r}.") from None
+    if len(wshape) not in (3, 4, 5):
+        raise ValueError(
+            f"weight must have 3, 4 or 5 dimensions, {layout} for a 1D, 2D or 3D "
+            f"convolution; got weight shape {wshape}."
+        )
+    if not all(is_int(s) for s in wshape) or any(s < 1 for s in wshape):
+        raise ValueError(f"weight shape must contain positive ints {layout}; got {wshape}.")
+    return tuple(int(s) for s in wshape)
+
+
+def check_weight(weight, name: str = "weight"):
+    """A convolution weight as a numeric array of 3, 4 or 5 dimensions."""
+    w = as_array(weight, name)
+    if w.ndim not in (3, 4, 5):
+        raise ValueError(
+            f"{name} must have 3, 4 or 5 dimensions, (C_out, C_in/groups, *kernel) for a "
+            f"1D, 2D or 3D convolution; got {name}.ndim={w.ndim} (shape {tuple(w.shape)})."
+        )
+    if w.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {tuple(w.shape)}.")
+    return w
+
+
+def _sample_shape(input_shape, n: int) -> tuple[int, ...]:
+    return shape_tuple("input_shape", input_shape, n + 1,
+                       f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel")
+
+
+def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
+    """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
+    if is_int(value):
+        return int_tuple(name, value, 1, minimum=1), True
+    try:
+        n = len(tuple(value))
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}.") from None
+    if n not in (1, 2, 3):
+        raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
+    return int_tuple(name, value, n, minimum=1), False
+
+
+def _groups(groups, in_channels: int, out_channels: int, weight_shape, label: InputLabel) -> int:
+    groups = positive_int("groups", groups)
+    if out_channels % groups:
+        raise ValueError(
+            f"groups must divide the output channels weight.shape[0]={out_channels}; "
+            f"got groups={groups} (weight shape {tuple(weight_shape)})."
+        )
+    if in_channels != weight_shape[1] * groups:
+        raise ValueError(
+            f"{label.channels} must equal weight.shape[1] * groups "
+            f"({weight_shape[1]} * {groups} = {weight_shape[1] * groups}); "
+            f"got {label.channels}={in_channels}."
+        )
+    return groups
+
+
+def _transpose_groups(groups, weight_shape, in_channels: int, label: InputLabel) -> int:
+    groups = positive_int("groups", groups)
+    if in_channels != weight_shape[0]:
+        raise ValueError(
+            f"{label.channels} must equal weight.shape[0] ({weight_shape[0]}) for a transposed "
+            f"convolution (weight layout (C_in, C_out/groups, *kernel)); got "
+            f"{label.channels}={in_channels}."
+        )
+    if weight_shape[0] % groups:
+        raise ValueError(
+            f"groups must divide the input channels weight.shape[0]={weight_shape[0]} of a "
+            f"transposed convolution; got groups={groups}."
+        )
+    return groups
+
+
+def _lohi(lo, hi) -> str:
+    return str(lo) if lo == hi else f"(low {lo}, high {hi})"
+
+
+def _check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
+    """torch's limits on padding for the non-zero padding modes."""
+    sizes = tuple(in_spatial) * 2
+    if mode == "reflect" and any(p >= n for p, n in zip(lo + hi, sizes)):
+        raise ValueError(
+            f"padding must be smaller than the input size in every dimension for "
+            f"padding_mode='reflect' (as in torch); got padding {_lohi(lo, hi)} for input "
+            f"size {tuple(in_spatial)}."
+        )
+    if mode == "circular" and any(p > n for p, n in zip(lo + hi, sizes)):
+        raise ValueError(
+            f"padding must not exceed the input size in any dimension for "
+            f"padding_mode='circular' (it would wrap around more than once, which torch "
+            f"refuses); got padding {_lohi(lo, hi)} for input size {tuple(in_spatial)}."
+        )
+
+
+def _check_output_nonempty(out, in_shape, kernel, dilation, lo, hi, label: InputLabel) -> None:
+    if all(o >= 1 for o in out):
+        return
+    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    padded = tuple(i + a + b for i, a, b in zip(in_shape[1:], lo, hi))
+    shown = tuple(in_shape) if label.value is None else tuple(label.value)
+    raise ValueError(
+        f"the output would be empty: the padded input {padded} is smaller than the dilated "
+        f"kernel {eff} (kernel {tuple(kernel)}, dilation {tuple(dilation)}); got "
+        f"{label.shape}={shown}, padding {_lohi(lo, hi)}."
+    )
+
+
+def _check_output_padding(output_padding, stride, dilation) -> None:
+    if any(a >= s and a >= d for a, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"output_padding must be smaller than either stride or dilation in every "
+            f"dimension (as in torch); got output_padding={output_padding}, stride={stride}, "
+            f"dilation={dilation}."
+        )
+
+
+def _check_transpose_output_nonempty(out, in_shape, kernel, stride, padding, dilation,
+                                     output_padding) -> None:
+    if all(o >= 1 for o in out):
+        return
+    raise ValueError(
+        f"the output of the transposed convolution would be empty: (i - 1) * stride - "
+        f"2 * padding + dilation * (kernel - 1) + output_padding + 1 = {tuple(out)}; got "
+        f"input_shape={tuple(in_shape)}, kernel {tuple(kernel)}, stride={stride}, "
+        f"padding={padding}, dilation={dilation}, output_padding={output_padding}."
+    )
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -87,7 +270,7 @@ def _padding(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int, ...]
         raise ValueError(
             f"padding must be an int, a tuple of {n} ints, 'same' or 'valid'; got {padding!r}."
         )
-    pad = v.int_tuple("padding", padding, n, minimum=0)
+    pad = int_tuple("padding", padding, n, minimum=0)
     return pad, pad
 
 
@@ -125,14 +308,14 @@ def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1
     >>> conv_output_size(56, 3, stride=2, padding=1)
     28
     """
-    i, scalar = v.size_tuple("input_size", input_size)
+    i, scalar = _spatial_size("input_size", input_size)
     n = len(i)
-    k = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
-    s = v.int_tuple("stride", stride, n, minimum=1)
-    d = v.int_tuple("dilation", dilation, n, minimum=1)
+    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
     lo, hi = _padding(padding, n, k, d, s)
     out = _conv_out(i, lo, hi, k, s, d)
-    v.check_output_nonempty(out, (0, *i), k, d, lo, hi, ("input_size", "input_size", i))
+    _check_output_nonempty(out, (0, *i), k, d, lo, hi, InputLabel("input_size", "input_size", i))
     return out[0] if scalar else out
 
 
@@ -148,16 +331,16 @@ def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, 
     >>> conv_transpose_output_size(28, 3, stride=2, padding=1, output_padding=1)
     56
     """
-    i, scalar = v.size_tuple("input_size", input_size)
+    i, scalar = _spatial_size("input_size", input_size)
     n = len(i)
-    k = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
-    s = v.int_tuple("stride", stride, n, minimum=1)
-    d = v.int_tuple("dilation", dilation, n, minimum=1)
-    p = v.int_tuple("padding", padding, n, minimum=0)
-    a = v.int_tuple("output_padding", output_padding, n, minimum=0)
-    v.check_output_padding(a, s, d)
+    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
+    p = int_tuple("padding", padding, n, minimum=0)
+    a = int_tuple("output_padding", output_padding, n, minimum=0)
+    _check_output_padding(a, s, d)
     out = _conv_transpose_out(i, k, s, p, d, a)
-    v.check_transpose_output_nonempty(out, (0, *i), k, s, p, d, a)
+    _check_transpose_output_nonempty(out, (0, *i), k, s, p, d, a)
     return out[0] if scalar else out
 
 
@@ -165,42 +348,40 @@ def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, 
 
 
 def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros", _label=("input_shape[0]", "input_shape", None)) -> ConvGeometry:
+                  padding_mode="zeros", _label=INPUT_SHAPE) -> ConvGeometry:
     """Validate a convolution's arguments (torch's rules) and normalise them.
 
     Parameters are those of :func:`~toeplitz_conv.conv_matrix` (``weight_shape`` in place of
-    the weight). ``_label`` is internal: how messages name the input when it came from ``x``.
+    the weight). ``_label`` is internal: how messages name the input when it came from ``x``
+    (an :class:`InputLabel`).
 
     Examples
     --------
-    >>> g = conv_geometry((16, 3, 3, 3), (3, 32, 32), stride=2, padding=1)
-    >>> g.out_shape, g.shape, g.taps
+    >>> geom = conv_geometry((16, 3, 3, 3), (3, 32, 32), stride=2, padding=1)
+    >>> geom.out_shape, geom.shape, geom.taps
     ((16, 16, 16), (4096, 3072), 27)
     >>> conv_geometry((4, 1, 4), (1, 10), padding="same").pad_lo   # odd extra goes high
     (1,)
     """
-    wshape = v.check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
+    wshape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = v.shape_tuple(
-        "input_shape", input_shape, n + 1,
-        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel",
-    )
-    mode = v.check_padding_mode(padding_mode)
-    s = v.int_tuple("stride", stride, n, minimum=1)
-    d = v.int_tuple("dilation", dilation, n, minimum=1)
+    in_shape = _sample_shape(input_shape, n)
+    _label = InputLabel(*_label)
+    mode = check_padding_mode(padding_mode)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
     k = wshape[2:]
-    g = v.check_groups(groups, in_shape[0], wshape[0], wshape, _label)
+    groups = _groups(groups, in_shape[0], wshape[0], wshape, _label)
     lo, hi = _padding(padding, n, k, d, s)
     i = in_shape[1:]
-    v.check_padding_fits(mode, lo, hi, i)
+    _check_padding_fits(mode, lo, hi, i)
     out = _conv_out(i, lo, hi, k, s, d)
-    v.check_output_nonempty(out, in_shape, k, d, lo, hi, _label)
-    return ConvGeometry(in_shape[0], wshape[0], g, k, i, out, s, d, lo, hi, mode)
+    _check_output_nonempty(out, in_shape, k, d, lo, hi, _label)
+    return ConvGeometry(in_shape[0], wshape[0], groups, k, i, out, s, d, lo, hi, mode)
 
 
 def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, output_padding=0,
-                            dilation=1, groups=1,
-                            _label=("input_shape[0]", "input_shape", None)) -> ConvGeometry:
+                            dilation=1, groups=1, _label=INPUT_SHAPE) -> ConvGeometry:
     """Geometry of the convolution whose matrix transposed is ``conv_transposeNd``'s matrix.
 
     The transposed convolution with weight ``(C_in, C_out/groups, *kernel)`` maps
@@ -212,30 +393,29 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
 
     Examples
     --------
-    >>> g = conv_transpose_geometry((8, 4, 3, 3), (8, 14, 14), stride=2, padding=1, output_padding=1)
-    >>> g.in_shape, g.out_shape      # the convolution maps the 4x28x28 output back to 8x14x14
+    >>> geom = conv_transpose_geometry((8, 4, 3, 3), (8, 14, 14), stride=2, padding=1, output_padding=1)
+    >>> geom.in_shape, geom.out_shape     # the convolution maps the 4x28x28 output back to 8x14x14
     ((4, 28, 28), (8, 14, 14))
     """
-    wshape = v.check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
+    wshape = check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = v.shape_tuple(
-        "input_shape", input_shape, n + 1,
-        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel",
-    )
+    in_shape = _sample_shape(input_shape, n)
+    _label = InputLabel(*_label)
     if isinstance(padding, str):
         raise ValueError(
             f"padding of a transposed convolution must be an int or a tuple of {n} ints "
             f"(torch has no 'same'/'valid' for it); got {padding!r}."
         )
-    s = v.int_tuple("stride", stride, n, minimum=1)
-    d = v.int_tuple("dilation", dilation, n, minimum=1)
-    p = v.int_tuple("padding", padding, n, minimum=0)
-    a = v.int_tuple("output_padding", output_padding, n, minimum=0)
-    v.check_output_padding(a, s, d)
-    g = v.check_transpose_groups(groups, wshape, in_shape[0], _label)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
+    p = int_tuple("padding", padding, n, minimum=0)
+    a = int_tuple("output_padding", output_padding, n, minimum=0)
+    _check_output_padding(a, s, d)
+    groups = _transpose_groups(groups, wshape, in_shape[0], _label)
     k = wshape[2:]
     out = _conv_transpose_out(in_shape[1:], k, s, p, d, a)
-    v.check_transpose_output_nonempty(out, in_shape, k, s, p, d, a)
-    conv = conv_geometry(wshape, (wshape[1] * g, *out), stride=s, padding=p, dilation=d, groups=g)
-    return ConvGeometry(conv.in_channels, conv.out_channels, g, k, conv.in_spatial, in_shape[1:],
-                        s, d, p, p, "zeros")
+    _check_transpose_output_nonempty(out, in_shape, k, s, p, d, a)
+    conv = conv_geometry(wshape, (wshape[1] * groups, *out), stride=s, padding=p, dilation=d,
+                         groups=groups)
+    return ConvGeometry(conv.in_channels, conv.out_channels, groups, k, conv.in_spatial,
+                        in_shape[1:], s, d, p, p, "zeros")

@@ -11,13 +11,14 @@ group) shifted by ``co * P_out`` rows, ``group * C_in/groups * P_in`` columns an
 ``taps = C_in/groups * prod(kernel)``. The block is held as one table:
 
     ``src[r, t]``: the column (within the group) that tap ``t`` of output position ``r`` reads,
-    or ``P_group = C_in/groups * P_in`` where it reads zero padding.
+    or ``P_group = C_in/groups * P_in`` -- one past the last column -- where it reads padding.
 
-Each reading of the library is a few vectorised lines over this table: the CSR matrix
-(:meth:`ConvPattern.matrix`), the weight gradient (:meth:`ConvPattern.weight_grad`), the
-im2col Jacobian (:meth:`ConvPattern.weight_jacobian`) and the explicit triples
-(:meth:`ConvPattern.triples`). Padding modes other than zeros only change which column a
-padded tap reads, so several taps may land on one column: they add.
+Each reading of the library is a few vectorised lines over this table: the values of the CSR
+matrix (:meth:`ConvPattern.values`), the explicit triples (:meth:`ConvPattern.triples`), and,
+through the one :func:`im2col` gather, the weight gradient (:meth:`ConvPattern.weight_grad`),
+the im2col Jacobian (:meth:`ConvPattern.weight_jacobian_arrays`), the matrix-free operator
+and max pooling. Padding modes other than zeros only change which column a padded tap reads,
+so several taps may land on one column: they add.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from math import prod
 
 import numpy as np
 
-from ._validate import check_out_array, check_size, matching_weight
+from ._args import as_array
 from .geometry import ConvGeometry
+from .memory import check_size
 
 _INT32_MAX = np.iinfo(np.int32).max
-_TABLE_BYTES_PER_ENTRY = 24  # int64 columns + mask while building, int32/int64 table kept
+#: bytes per entry of the ``(P_out, taps)`` table while it is built (int64 columns and a
+#: mask), the int32/int64 table kept: what a size estimate counts for it
+TABLE_BYTES_PER_ENTRY = 24
 
 
 def index_dtype(*maxima: int) -> type:
@@ -39,7 +43,34 @@ def index_dtype(*maxima: int) -> type:
     return np.int32 if max(maxima) <= _INT32_MAX else np.int64
 
 
-def _axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarray:
+def row_pointers(counts: np.ndarray, repeats: int = 1, dtype=np.int64) -> np.ndarray:
+    """``indptr`` of a compressed matrix whose rows hold ``counts`` entries, the block of rows
+    repeated ``repeats`` times: ``[0, cumsum(tile(counts, repeats))]``."""
+    indptr = np.zeros(counts.size * repeats + 1, dtype=dtype)
+    np.cumsum(np.tile(counts.astype(dtype, copy=False), repeats), out=indptr[1:])
+    return indptr
+
+
+def stacked_indices(counts: np.ndarray, cols: np.ndarray, offsets: np.ndarray, shape):
+    """``(indices, indptr)`` of a CSR matrix of ``shape`` made of one block of rows stacked
+    ``len(offsets)`` times: each copy's rows hold ``counts`` entries, copy ``i`` has the
+    columns ``cols + offsets[i]`` (``cols`` one list for every copy, or one per copy,
+    ``(len(offsets), L)``). Indices are int32 while they fit.
+
+    A convolution stacks its block once per output channel (shifted to the group's columns),
+    pooling and the Jacobian once per channel (block diagonal).
+    """
+    reps, width = len(offsets), cols.shape[-1]
+    idx = index_dtype(reps * width, *shape)
+    indices = np.empty((reps, width), dtype=idx)
+    np.add(cols.astype(idx, copy=False), np.asarray(offsets).astype(idx)[:, None], out=indices)
+    return indices.reshape(-1), row_pointers(counts, reps, idx)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarray:
     """Input position read by tap ``k`` of output ``o`` along one axis; -1 for zero padding.
 
     ``i = o * stride - pad_lo + k * dilation``, then mapped into ``[0, n_in)`` by the padding
@@ -57,21 +88,20 @@ def _axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarra
     return np.where(i >= n_in, 2 * (n_in - 1) - i, i)
 
 
-def window_table(axes, in_spatial, *, channels: int = 1, fill: int = -1) -> np.ndarray:
+def window_table(axes, in_spatial, *, channels: int = 1) -> np.ndarray:
     """Per-axis positions ``(O_j, K_j)`` -> the table ``(prod O, channels * prod K)``.
 
     Entry ``[r, t]`` is the flat input column (C order: channel, then spatial) read by tap
-    ``t = (c, k_1, ..., k_n)`` of output position ``r = (o_1, ..., o_n)``, or ``fill`` where
-    any axis reads padding (position ``-1``); with several channels ``fill`` must be
-    ``channels * P_in`` (one past the last column). The spatial part is built by
-    broadcasting over ``(o_1, ..., o_n, k_1, ..., k_n)``; the channels add one offset each,
-    so a row scans its taps in C order.
+    ``t = (c, k_1, ..., k_n)`` of output position ``r = (o_1, ..., o_n)``, or
+    ``channels * P_in`` (one past the last column) where any axis reads padding (position
+    ``-1``). The spatial part is built by broadcasting over ``(o_1, ..., o_n, k_1, ..., k_n)``;
+    the channels add one offset each, so a row scans its taps in C order.
     """
     n = len(axes)
     p_in = prod(in_spatial)
     out_sp, ker = tuple(p.shape[0] for p in axes), tuple(p.shape[1] for p in axes)
     end = channels * p_in
-    dtype = index_dtype(end + (channels - 1) * p_in, abs(fill))
+    dtype = index_dtype(end + (channels - 1) * p_in)
     spatial = np.zeros((1,) * (2 * n), dtype=dtype)
     invalid = np.zeros((1,) * (2 * n), dtype=bool)
     for j, pos in enumerate(axes):
@@ -80,25 +110,67 @@ def window_table(axes, in_spatial, *, channels: int = 1, fill: int = -1) -> np.n
         pos = pos.reshape(shape)
         spatial = spatial + (pos * prod(in_spatial[j + 1:])).astype(dtype)
         invalid = invalid | (pos < 0)
-    spatial = np.where(invalid, fill if channels == 1 else end, spatial).astype(dtype, copy=False)
+    spatial = np.where(invalid, end, spatial).astype(dtype, copy=False)
     spatial = np.broadcast_to(spatial, out_sp + ker).reshape(prod(out_sp), 1, prod(ker))
     if channels == 1:
         return np.ascontiguousarray(spatial[:, 0])
-    if fill != end:
-        raise ValueError(f"fill must be channels * P_in = {end} with several channels; got {fill}.")
     table = np.empty((prod(out_sp), channels, prod(ker)), dtype=dtype)
     np.add(spatial, (np.arange(channels, dtype=dtype) * p_in)[None, :, None], out=table)
     np.minimum(table, end, out=table)  # padding read from any channel -> the one fill column
     return table.reshape(prod(out_sp), channels * prod(ker))
 
 
-def estimate_nnz(g: ConvGeometry) -> int:
+def im2col(x: np.ndarray, table: np.ndarray, *, axis: int = -1, fill=0, dtype=None) -> np.ndarray:
+    """The im2col gather, the one every reading of a window table uses.
+
+    ``x`` holds, along ``axis``, the columns a table indexes (one group's input features, or
+    one channel's positions); the table points one past the last of them where a tap reads
+    padding, which reads ``fill``. Returns ``x`` with ``axis`` replaced by the table's axes:
+    ``U[..., r, t, ...] = x[..., table[r, t], ...]``, in ``dtype`` (default ``x.dtype``).
+    """
+    axis = axis % x.ndim
+    shape = list(x.shape)
+    shape[axis] += 1
+    xp = np.empty(shape, dtype=x.dtype if dtype is None else dtype)
+    head = (slice(None),) * axis
+    xp[head + (slice(0, -1),)] = x
+    xp[head + (-1,)] = fill
+    return np.take(xp, table, axis=axis)
+
+
+def estimate_nnz(geom: ConvGeometry) -> int:
     """Stored entries of the matrix, exact for zero padding, an upper bound otherwise."""
     per_axis = [
-        int((_axis_positions(o, k, s, d, lo, n, g.padding_mode) >= 0).sum())
-        for o, k, s, d, lo, n in zip(g.out_spatial, g.kernel, g.stride, g.dilation, g.pad_lo, g.in_spatial)
+        int((axis_positions(o, k, s, d, lo, n, geom.padding_mode) >= 0).sum())
+        for o, k, s, d, lo, n in zip(geom.out_spatial, geom.kernel, geom.stride, geom.dilation,
+                                     geom.pad_lo, geom.in_spatial)
     ]
-    return g.out_channels * (g.in_channels // g.groups) * prod(per_axis)
+    return geom.out_channels * geom.cin_per_group * prod(per_axis)
+
+
+def _matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np.ndarray:
+    """A numeric array of exactly ``shape`` (the geometry's weight shape)."""
+    w = as_array(weight, name)
+    if tuple(w.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have this layer's weight shape {tuple(shape)}; got "
+            f"{name}.shape={tuple(w.shape)}."
+        )
+    return w
+
+
+def _check_out_array(out, size: int) -> None:
+    """``out`` of ``ConvPattern.values``: written in place, so it must be a contiguous array."""
+    if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or out.size != size:
+        got = (f"shape {out.shape}, C-contiguous={out.flags.c_contiguous}"
+               if isinstance(out, np.ndarray) else type(out).__name__)
+        raise ValueError(
+            f"out must be a C-contiguous numpy array of {size:,} entries (C.data of this "
+            f"layer's matrix); got {got}."
+        )
+
+
+# --------------------------------------------------------------------------- the pattern
 
 
 class ConvPattern:
@@ -110,6 +182,9 @@ class ConvPattern:
     src : (P_out, taps) int ndarray
         Column within the group read by each tap of each output position of one output
         channel; ``pad_col`` where the tap reads zero padding.
+    p_in, p_out, pad_col : int
+        Input and output positions, and ``C_in/groups * P_in``: one past the group's last
+        column, where padding taps point.
     indptr, cols : CSR of one block, columns sorted and unique in each row
     taps, starts : the taps summed into each block entry: entry ``e`` is the sum of
         ``W[co].flat[taps[starts[e]:starts[e + 1]]]`` (``starts is None``: one tap each,
@@ -117,14 +192,12 @@ class ConvPattern:
     """
 
     def __init__(self, geometry: ConvGeometry):
-        g = self.geometry = geometry
-        self.cin_g = g.in_channels // g.groups
-        self.cout_g = g.out_channels // g.groups
-        self.p_in, self.p_out = prod(g.in_spatial), prod(g.out_spatial)
-        self.pad_col = self.cin_g * self.p_in
-        entries = self.p_out * g.taps
-        check_size("the index table of this layer", entries * _TABLE_BYTES_PER_ENTRY,
-                   f"{self.p_out:,} output positions x {g.taps:,} taps")
+        geom = self.geometry = geometry
+        self.p_in, self.p_out = prod(geom.in_spatial), prod(geom.out_spatial)
+        self.pad_col = geom.cin_per_group * self.p_in
+        entries = self.p_out * geom.taps
+        check_size("the index table of this layer", entries * TABLE_BYTES_PER_ENTRY,
+                   f"{self.p_out:,} output positions x {geom.taps:,} taps")
         self.src = self._source_table()
         self._block_csr()
         for arr in (self.src, self.indptr, self.cols, self._taps, self.starts, getattr(self, "_keep", None)):
@@ -134,10 +207,11 @@ class ConvPattern:
 
     # ------------------------------------------------------------------ geometry -> table
     def _source_table(self) -> np.ndarray:
-        g = self.geometry
-        axes = [_axis_positions(g.out_spatial[j], g.kernel[j], g.stride[j], g.dilation[j],
-                                g.pad_lo[j], g.in_spatial[j], g.padding_mode) for j in range(g.ndim)]
-        return window_table(axes, g.in_spatial, channels=self.cin_g, fill=self.pad_col)
+        geom = self.geometry
+        axes = [axis_positions(geom.out_spatial[j], geom.kernel[j], geom.stride[j], geom.dilation[j],
+                               geom.pad_lo[j], geom.in_spatial[j], geom.padding_mode)
+                for j in range(geom.ndim)]
+        return window_table(axes, geom.in_spatial, channels=geom.cin_per_group)
 
     # ------------------------------------------------------------------ table -> block CSR
     def _block_csr(self) -> None:
@@ -162,7 +236,7 @@ class ConvPattern:
             self._taps = order.reshape(-1)
             self.starts = np.flatnonzero(new).astype(src.dtype)
             self._program = np.concatenate([order, new], axis=1)
-        self.indptr = _cumsum0(counts)
+        self.indptr = row_pointers(counts)
 
     @property
     def taps(self) -> np.ndarray:
@@ -176,6 +250,12 @@ class ConvPattern:
     def nnz(self) -> int:
         """Stored entries of the full matrix."""
         return self.geometry.out_channels * int(self.cols.size)
+
+    def column_offsets(self) -> np.ndarray:
+        """``(C_out,)``: the first column of each output channel's group, ``group * P_group``;
+        the columns of output channel ``co``'s rows are ``cols + column_offsets()[co]``."""
+        geom = self.geometry
+        return (np.arange(geom.out_channels) // geom.cout_per_group) * self.pad_col
 
     # ------------------------------------------------------------------ reading: values
     def _row_runs(self):
@@ -205,14 +285,15 @@ class ConvPattern:
         Rows that sum the same taps (all interior positions of an image row, say) share
         their values, so runs of them are written as broadcast copies.
         """
-        g = self.geometry
-        weight = matching_weight(weight, g.weight_shape)
-        w3 = np.ascontiguousarray(weight).reshape(g.groups, self.cout_g, g.taps)
+        geom = self.geometry
+        groups, cout_g = geom.groups, geom.cout_per_group
+        weight = _matching_weight(weight, geom.weight_shape)
+        w3 = np.ascontiguousarray(weight).reshape(groups, cout_g, geom.taps)
         L = self.cols.size
         if out is None:
-            out = np.empty((g.groups, self.cout_g, L), dtype=weight.dtype)
-        check_out_array(out, self.nnz)
-        out = out.reshape(g.groups, self.cout_g, L)  # a view: out is contiguous
+            out = np.empty((groups, cout_g, L), dtype=weight.dtype)
+        _check_out_array(out, self.nnz)
+        out = out.reshape(groups, cout_g, L)  # a view: out is contiguous
         runs = self._row_runs()
         if len(runs) > max(64, self.p_out // 8):  # too irregular: one plain gather
             out[...] = self._row_values(w3, 0, self.p_out)
@@ -223,23 +304,17 @@ class ConvPattern:
             if width == 0:
                 continue
             view = out[:, :, e0:e1]
-            view.shape = (g.groups, self.cout_g, n, width)  # raises rather than copies
+            view.shape = (groups, cout_g, n, width)  # raises rather than copies
             view[...] = self._row_values(w3, r0, r0 + 1)[:, :, None, :]
         return out
 
     # ------------------------------------------------------------------ reading: matrix
     def matrix_arrays(self, weight):
         """``(data, indices, indptr)`` of the CSR matrix ``C(weight)``."""
-        g = self.geometry
-        nnz = self.nnz
-        idx = index_dtype(nnz, g.shape[1], g.shape[0])
-        group_offset = (np.arange(g.groups, dtype=idx) * self.pad_col)[:, None, None]
-        indices = np.empty((g.groups, self.cout_g, self.cols.size), dtype=idx)
-        np.add(self.cols.astype(idx, copy=False)[None, None, :], group_offset, out=indices)
-        counts = np.diff(self.indptr).astype(idx)
-        indptr = np.zeros(g.shape[0] + 1, dtype=idx)
-        np.cumsum(np.tile(counts, g.out_channels), out=indptr[1:])
-        return self.values(weight).reshape(-1), indices.reshape(-1), indptr
+        geom = self.geometry
+        indices, indptr = stacked_indices(np.diff(self.indptr), self.cols, self.column_offsets(),
+                                          geom.shape)
+        return self.values(weight).reshape(-1), indices, indptr
 
     # ------------------------------------------------------------------ reading: triples
     def triples(self):
@@ -247,28 +322,21 @@ class ConvPattern:
 
         Repeated ``(row, col)`` pairs (non-zero padding modes) are kept: they add.
         """
-        g = self.geometry
+        geom = self.geometry
         if self.starts is None:
             brow = np.repeat(np.arange(self.p_out), np.diff(self.indptr))
             bcol, btap = self.cols, self.taps
         else:
-            brow = np.repeat(np.arange(self.p_out), g.taps)
+            brow = np.repeat(np.arange(self.p_out), geom.taps)
             btap = self.taps.astype(np.int64)
-            bcol = np.take_along_axis(self.src, self.taps.reshape(self.p_out, g.taps), axis=1).reshape(-1)
-        co = np.arange(g.out_channels)[:, None]
+            bcol = np.take_along_axis(self.src, self.taps.reshape(self.p_out, geom.taps), axis=1).reshape(-1)
+        co = np.arange(geom.out_channels)[:, None]
         row = co * self.p_out + brow[None, :]
-        col = (co // self.cout_g) * self.pad_col + bcol[None, :]
-        tap = co * g.taps + btap[None, :]
+        col = self.column_offsets()[:, None] + bcol[None, :]
+        tap = co * geom.taps + btap[None, :]
         return row.reshape(-1), col.reshape(-1), tap.reshape(-1)
 
     # ------------------------------------------------------------------ reading: gradients
-    def _padded_groups(self, x: np.ndarray) -> np.ndarray:
-        """``x`` of shape ``(N, C_in, *in)`` as ``(G, N, C_in/G * P_in + 1)``, a zero appended."""
-        g, n = self.geometry, x.shape[0]
-        xp = np.zeros((g.groups, n, self.pad_col + 1), dtype=x.dtype)
-        xp[:, :, :-1] = x.reshape(n, g.groups, self.pad_col).transpose(1, 0, 2)
-        return xp
-
     def weight_grad(self, x: np.ndarray, delta: np.ndarray, *, chunk_bytes: int = 2**25) -> np.ndarray:
         """``dL/dW`` summed over the batch, from the triples.
 
@@ -277,50 +345,42 @@ class ConvPattern:
         group. ``x`` is ``(N, C_in, *in)``, ``delta`` is ``(N, C_out, *out)``. For complex
         data it is ``sum delta * conj(x)``, torch's convention for complex gradients.
         """
-        g = self.geometry
+        geom = self.geometry
+        groups, cout_g, taps = geom.groups, geom.cout_per_group, geom.taps
         n = x.shape[0]
         dtype = np.result_type(x, delta)
-        xp = self._padded_groups(np.conj(x).astype(dtype, copy=False) if np.iscomplexobj(x) else x.astype(dtype, copy=False))
+        xg = (np.conj(x) if np.iscomplexobj(x) else x).reshape(n, groups, self.pad_col).transpose(1, 0, 2)
         d = np.ascontiguousarray(
-            delta.astype(dtype, copy=False).reshape(n, g.groups, self.cout_g, self.p_out).transpose(1, 2, 0, 3)
+            delta.astype(dtype, copy=False).reshape(n, groups, cout_g, self.p_out).transpose(1, 2, 0, 3)
         )
         # accumulate dW^T = U^T D^T: a short inner dimension per chunk keeps BLAS efficient
         # (the long D @ U product stalls when its threads share the cores)
-        dwt = np.zeros((g.groups, g.taps, self.cout_g), dtype=dtype)
-        per_sample = g.groups * self.src.size * dtype.itemsize
+        dwt = np.zeros((groups, taps, cout_g), dtype=dtype)
+        per_sample = groups * self.src.size * dtype.itemsize
         step = max(1, chunk_bytes // max(per_sample, 1))
         for a in range(0, n, step):
             b = min(n, a + step)
             k = (b - a) * self.p_out
-            u = np.take(xp[:, a:b], self.src, axis=2)  # (G, nb, P_out, taps): im2col
-            dwt += np.matmul(u.reshape(g.groups, k, g.taps).transpose(0, 2, 1),
-                             d[:, :, a:b].reshape(g.groups, self.cout_g, k).transpose(0, 2, 1))
-        return dwt.transpose(0, 2, 1).reshape(g.weight_shape)
+            u = im2col(xg[:, a:b], self.src, axis=2, dtype=dtype)  # (G, nb, P_out, taps)
+            dwt += np.matmul(u.reshape(groups, k, taps).transpose(0, 2, 1),
+                             d[:, :, a:b].reshape(groups, cout_g, k).transpose(0, 2, 1))
+        return dwt.transpose(0, 2, 1).reshape(geom.weight_shape)
 
     def weight_jacobian_arrays(self, x: np.ndarray):
         """``(data, indices, indptr)`` of the CSR Jacobian ``J[row, co * taps + t] = x[src]``.
 
         ``x`` is one sample ``(C_in, *in)``; ``J @ W.ravel() == conv(x, W).ravel()``.
+        Block diagonal: output channel ``co``'s block is shifted by ``co * taps`` columns.
         """
-        g = self.geometry
+        geom = self.geometry
         keep = self.src != self.pad_col
-        counts = keep.sum(axis=1)
-        jtap = np.broadcast_to(np.arange(g.taps), self.src.shape)[keep]
-        xg = x.reshape(g.groups, self.pad_col)
-        vals = np.take(xg, self.src[keep], axis=1)  # (G, L)
-        idx = index_dtype(g.out_channels * jtap.size, g.out_channels * g.taps)
-        co = np.arange(g.out_channels, dtype=idx).reshape(g.groups, self.cout_g, 1)
-        indices = (co * g.taps + jtap.astype(idx)[None, None, :]).reshape(-1)
-        data = np.broadcast_to(vals[:, None, :], (g.groups, self.cout_g, jtap.size)).reshape(-1)
-        indptr = np.zeros(g.shape[0] + 1, dtype=idx)
-        np.cumsum(np.tile(counts.astype(idx), g.out_channels), out=indptr[1:])
-        return data, indices, indptr
-
-
-def _cumsum0(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
+        jtap = np.broadcast_to(np.arange(geom.taps), self.src.shape)[keep]
+        vals = im2col(x.reshape(geom.groups, self.pad_col), self.src, axis=1)[:, keep]  # (G, L)
+        data = np.broadcast_to(vals[:, None, :], (geom.groups, geom.cout_per_group, jtap.size))
+        offsets = np.arange(geom.out_channels) * geom.taps
+        indices, indptr = stacked_indices(keep.sum(axis=1), jtap, offsets,
+                                          (geom.shape[0], geom.out_channels * geom.taps))
+        return data.reshape(-1), indices, indptr
 
 
 @lru_cache(maxsize=16)

@@ -4,7 +4,7 @@ Pooling is a depthwise convolution with a kernel of ones: each output position r
 window of input positions of its own channel. The windows of one channel are one table,
 
     ``src[r, t]``: the input position (within the channel) read by tap ``t`` of output
-    position ``r``, or ``-1`` where the tap reads padding,
+    position ``r``, or ``P_in`` (one past the last position) where the tap reads padding,
 
 built per axis exactly as :mod:`toeplitz_conv.pattern` builds a convolution's
 (``i = o * stride - padding + t * dilation``) and combined by broadcasting. Each pooling is
@@ -26,12 +26,32 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
-import scipy.sparse as sp
 
-from . import _validate as v
-from .pattern import _axis_positions, index_dtype, window_table
+from ._args import as_array, check_bool, int_tuple, is_int, positive_int
+from ._sparse import check_format, csr
+from .memory import check_size
+from .pattern import axis_positions, im2col, stacked_indices, window_table
 
-# --------------------------------------------------------------------------- window tables
+# --------------------------------------------------------------------------- geometry
+
+
+def _sample_shape(value, name: str) -> tuple[int, ...]:
+    """The shape of one sample ``(C, *spatial)`` with 1, 2 or 3 spatial axes."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a tuple (C, *spatial) of one sample with 1, 2 or 3 spatial axes; "
+            f"got {value!r}."
+        ) from None
+    if len(items) not in (2, 3, 4) or not all(is_int(s) for s in items):
+        raise ValueError(
+            f"{name} must be a tuple of 2, 3 or 4 ints (C, *spatial) of one sample for 1D, 2D "
+            f"or 3D pooling; got {name}={items!r}."
+        )
+    if any(s < 1 for s in items):
+        raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    return tuple(int(s) for s in items)
 
 
 def _pool_out_size(i, k, s, p, d, ceil_mode):
@@ -43,52 +63,37 @@ def _pool_out_size(i, k, s, p, d, ceil_mode):
     return o
 
 
-def _outer(factors):
-    """Product over axes of per-axis vectors, flattened in C order: ``(prod O,)``."""
-    out = np.ones((), dtype=np.float64)
-    for f in factors:
-        out = np.multiply.outer(out, np.asarray(f, dtype=np.float64))
-    return out.reshape(-1)
-
-
-def _block_diag_csr(src, coef, channels, p_in, dtype):
-    """The matrix ``kron(I_channels, B)`` where ``B[r, src[r, t]] = coef[r]`` (valid taps)."""
-    p_out = src.shape[0]
-    keep = src >= 0
-    counts = keep.sum(axis=1)
-    cols = src[keep]  # ascending in each row: positions grow with the tap index
-    nnz = channels * cols.size
-    v.check_size("the pooling matrix", nnz * (np.dtype(dtype).itemsize + 8),
-                 f"{nnz:,} nonzeros, shape {channels * p_out:,} x {channels * p_in:,}")
-    idx = index_dtype(nnz, channels * p_in, channels * p_out)
-    vals = np.repeat(np.asarray(coef, dtype=dtype), counts)
-    indices = (np.arange(channels, dtype=idx)[:, None] * p_in + cols.astype(idx)[None, :]).reshape(-1)
-    indptr = np.zeros(channels * p_out + 1, dtype=idx)
-    np.cumsum(np.tile(counts.astype(idx), channels), out=indptr[1:])
-    m = sp.csr_array((np.tile(vals, channels), indices, indptr), shape=(channels * p_out, channels * p_in))
-    m.has_canonical_format = True
-    return m
-
-
 class PoolGeometry:
-    """Normalised arguments of a fixed-window pooling of one sample ``(C, *in_spatial)``."""
+    """Normalised arguments of a fixed-window pooling of one sample ``(C, *in_spatial)``,
+    checked as torch checks them; ``what`` names the caller in the messages."""
 
     def __init__(self, input_shape, kernel_size, stride, padding, dilation, ceil_mode, what):
-        shape = v.pool_input_shape(input_shape, "input_shape")
+        shape = _sample_shape(input_shape, "input_shape")
         n = len(shape) - 1
         self.channels, self.in_spatial = shape[0], shape[1:]
-        self.kernel = v.int_tuple("kernel_size", kernel_size, n, minimum=1)
-        self.stride = v.pool_stride(stride, self.kernel, n)
-        self.padding = v.int_tuple("padding", padding, n, minimum=0)
-        self.dilation = v.int_tuple("dilation", dilation, n, minimum=1)
-        self.ceil_mode = v.check_bool("ceil_mode", ceil_mode)
-        v.check_pool_padding(self.padding, self.kernel)
+        self.kernel = int_tuple("kernel_size", kernel_size, n, minimum=1)
+        # torch's default: stride=None (or an empty tuple) means stride=kernel_size
+        empty = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+        self.stride = self.kernel if empty else int_tuple("stride", stride, n, minimum=1)
+        self.padding = int_tuple("padding", padding, n, minimum=0)
+        self.dilation = int_tuple("dilation", dilation, n, minimum=1)
+        self.ceil_mode = check_bool("ceil_mode", ceil_mode)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel)):
+            raise ValueError(
+                f"padding must be at most half of kernel_size in every dimension (as in torch); "
+                f"got padding={self.padding} for kernel_size={self.kernel}."
+            )
         self.out_spatial = tuple(
             _pool_out_size(i, k, s, p, d, self.ceil_mode)
             for i, k, s, p, d in zip(self.in_spatial, self.kernel, self.stride, self.padding, self.dilation)
         )
-        v.check_pool_output(what, self.out_spatial, shape, self.kernel, self.stride, self.padding,
-                            self.dilation)
+        if any(o < 1 for o in self.out_spatial):
+            raise ValueError(
+                f"{what}: the output would be empty, the kernel (kernel_size={self.kernel}, "
+                f"dilation={self.dilation}) is larger than the padded input; got input_shape="
+                f"{shape}, padding={self.padding}, stride={self.stride} (output size "
+                f"{self.out_spatial})."
+            )
 
     @property
     def in_shape(self):
@@ -100,14 +105,72 @@ class PoolGeometry:
 
     def axis_tables(self):
         return [
-            _axis_positions(o, k, s, d, p, i, "zeros")
+            axis_positions(o, k, s, d, p, i, "zeros")
             for o, k, s, d, p, i in zip(self.out_spatial, self.kernel, self.stride, self.dilation,
                                         self.padding, self.in_spatial)
         ]
 
     def table(self):
-        """``src``: ``(P_out, prod(kernel))`` flat input positions, ``-1`` for padding."""
+        """``src``: ``(P_out, prod(kernel))`` flat input positions, ``P_in`` for padding."""
         return window_table(self.axis_tables(), self.in_spatial)
+
+
+def adaptive_output_size(output_size, in_spatial) -> tuple[int, ...]:
+    """torch's ``output_size`` of adaptive pooling: an int, or per axis an int or ``None``
+    (keep the input's size)."""
+    n = len(in_spatial)
+    items = (output_size,) * n if (is_int(output_size) or output_size is None) else output_size
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(
+            f"output_size must be an int or a tuple of {n} ints (or None to keep an axis); "
+            f"got {output_size!r}."
+        ) from None
+    if len(items) != n or not all(o is None or is_int(o) for o in items):
+        raise ValueError(
+            f"output_size must be an int or a tuple of {n} ints (or None to keep an axis), one "
+            f"per spatial axis of the input; got output_size={output_size!r}."
+        )
+    out = tuple(i if o is None else int(o) for o, i in zip(items, in_spatial))
+    if any(o < 1 for o in out):
+        raise ValueError(f"output_size must contain positive sizes; got output_size={output_size!r}.")
+    return out
+
+
+# --------------------------------------------------------------------------- matrices
+
+
+def _outer(factors):
+    """Product over axes of per-axis vectors, flattened in C order: ``(prod O,)``."""
+    out = np.ones((), dtype=np.float64)
+    for f in factors:
+        out = np.multiply.outer(out, np.asarray(f, dtype=np.float64))
+    return out.reshape(-1)
+
+
+def _block_diagonal(src, coef, channels, p_in, dtype, fmt):
+    """The matrix ``kron(I_channels, B)`` where ``B[r, src[r, t]] = coef[r]`` (valid taps)."""
+    p_out = src.shape[0]
+    keep = src < p_in
+    counts = keep.sum(axis=1)
+    cols = src[keep]  # ascending in each row: positions grow with the tap index
+    nnz = channels * cols.size
+    check_size("the pooling matrix", nnz * (np.dtype(dtype).itemsize + 8),
+               f"{nnz:,} nonzeros, shape {channels * p_out:,} x {channels * p_in:,}")
+    shape = (channels * p_out, channels * p_in)
+    indices, indptr = stacked_indices(counts, cols, np.arange(channels) * p_in, shape)
+    vals = np.repeat(np.asarray(coef, dtype=dtype), counts)
+    return csr(np.tile(vals, channels), indices, indptr, shape, fmt)
+
+
+def selection_matrix(idx, p_in, dtype):
+    """0/1 CSR with one entry per row, ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx`` of shape
+    ``(C, P_out)``: block diagonal, one block per channel (a batch stacks ``N * C`` blocks)."""
+    c, p_out = idx.shape
+    indices, indptr = stacked_indices(np.ones(p_out, np.int64), idx, np.arange(c) * p_in,
+                                      (c * p_out, c * p_in))
+    return csr(np.ones(c * p_out, dtype=dtype), indices, indptr, (c * p_out, c * p_in))
 
 
 # --------------------------------------------------------------------------- average
@@ -161,24 +224,31 @@ def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mo
     >>> np.allclose(P @ x.ravel(), ref.numpy().ravel())
     True
     """
-    fmt = v.check_format(format)
-    g = PoolGeometry(input_shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool_matrix")
-    count_include_pad = v.check_bool("count_include_pad", count_include_pad)
-    v.check_avg_pool3d_input(g.in_spatial, g.kernel)
-    tables = g.axis_tables()
+    fmt = check_format(format)
+    geom = PoolGeometry(input_shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool_matrix")
+    count_include_pad = check_bool("count_include_pad", count_include_pad)
+    if len(geom.kernel) == 3 and any(i < k for i, k in zip(geom.in_spatial, geom.kernel)):
+        raise ValueError(  # torch's avg_pool3d (only it) refuses an input smaller than the kernel
+            f"input_shape's spatial size must be at least kernel_size in every dimension for 3D "
+            f"average pooling (as in torch's avg_pool3d, even with padding); got spatial size "
+            f"{geom.in_spatial} for kernel_size={geom.kernel}."
+        )
+    tables = geom.axis_tables()
     if divisor_override is not None:
-        divisor = np.full(prod(g.out_spatial), float(v.positive_int("divisor_override", divisor_override)))
+        divisor = np.full(prod(geom.out_spatial),
+                          float(positive_int("divisor_override", divisor_override)))
     elif count_include_pad:
         # torch: the window clipped to the padded input, [start, min(start + k, i + p))
         sizes = [np.minimum(np.arange(o) * s - p + k, i + p) - (np.arange(o) * s - p)
-                 for o, k, s, p, i in zip(g.out_spatial, g.kernel, g.stride, g.padding, g.in_spatial)]
+                 for o, k, s, p, i in zip(geom.out_spatial, geom.kernel, geom.stride,
+                                          geom.padding, geom.in_spatial)]
         divisor = _outer(sizes)
     else:
         divisor = _outer([(t >= 0).sum(axis=1) for t in tables])
     with np.errstate(divide="ignore"):
         coef = np.where(divisor > 0, 1.0 / np.where(divisor > 0, divisor, 1.0), 0.0)
-    m = _block_diag_csr(window_table(tables, g.in_spatial), coef, g.channels, prod(g.in_spatial), dtype)
-    return m if fmt == "csr" else m.asformat(fmt)
+    return _block_diagonal(window_table(tables, geom.in_spatial), coef, geom.channels,
+                           prod(geom.in_spatial), dtype, fmt)
 
 
 def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, format="csr"):
@@ -217,10 +287,10 @@ def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, form
     >>> np.allclose(G @ x.ravel(), x.mean(axis=(1, 2)))
     True
     """
-    fmt = v.check_format(format)
-    shape = v.pool_input_shape(input_shape, "input_shape")
+    fmt = check_format(format)
+    shape = _sample_shape(input_shape, "input_shape")
     in_sp = shape[1:]
-    out_sp = v.adaptive_output_size(output_size, in_sp)
+    out_sp = adaptive_output_size(output_size, in_sp)
     tables, counts = [], []
     for i, o in zip(in_sp, out_sp):
         oo = np.arange(o)
@@ -230,14 +300,12 @@ def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, form
         pos = start[:, None] + np.arange(width)[None, :]
         tables.append(np.where(pos < end[:, None], pos, -1))
         counts.append(end - start)
-    m = _block_diag_csr(window_table(tables, in_sp), 1.0 / _outer(counts), shape[0], prod(in_sp), dtype)
-    return m if fmt == "csr" else m.asformat(fmt)
+    return _block_diagonal(window_table(tables, in_sp), 1.0 / _outer(counts), shape[0],
+                           prod(in_sp), dtype, fmt)
 
 
-# --------------------------------------------------------------------------- max
 
-
-def max_pool_indices(x, g: PoolGeometry, src=None):
+def max_pool_indices(x, geom: PoolGeometry, src=None):
     """Flat input position (within the channel) picked by each output of max pooling.
 
     ``x`` is ``(N, C, P_in)``; returns ``(N, C, P_out)`` int64. torch's rule (CPU kernel):
@@ -247,37 +315,28 @@ def max_pool_indices(x, g: PoolGeometry, src=None):
     dilation, e.g. input size 1, kernel 2, dilation 2, padding 1) is refused: torch outputs
     ``-inf`` there with an index outside the input.
     """
-    src = g.table() if src is None else src
+    src = geom.table() if src is None else src
     n, c, p_in = x.shape
-    xp = np.empty((n, c, p_in + 1), dtype=np.result_type(x.dtype, np.float32))
-    xp[:, :, :p_in] = x
-    xp[:, :, p_in] = -np.inf
-    vals = np.take(xp, np.where(src >= 0, src, p_in), axis=2)  # (N, C, P_out, K)
+    vals = im2col(x, src, axis=2, fill=-np.inf, dtype=np.result_type(x.dtype, np.float32))
     tap = np.argmax(vals, axis=3)
     nan = np.isnan(vals)
     if nan.any():
         last_nan = nan.shape[3] - 1 - np.argmax(nan[..., ::-1], axis=3)
         tap = np.where(nan.any(axis=3), last_nan, tap)
-    valid = src >= 0
+    valid = src < p_in  # (P_out, K)
     if not valid.all():
         first_valid = np.argmax(valid, axis=1)  # (P_out,)
         picked_pad = ~np.take_along_axis(valid[None, None], tap[..., None], axis=3)[..., 0]
         tap = np.where(picked_pad, first_valid, tap)
     idx = np.take_along_axis(np.broadcast_to(src, (n, c) + src.shape), tap[..., None], axis=3)[..., 0]
-    if (idx < 0).any():
-        v.max_pool_window_in_padding(g.in_shape, g.kernel, g.padding, g.dilation)
+    if (idx >= p_in).any():
+        raise ValueError(
+            f"max pooling has a window that reads only padding (its dilated taps skip the "
+            f"whole input), where torch outputs -inf and an index outside the input; got "
+            f"input_shape={geom.in_shape}, kernel_size={geom.kernel}, padding={geom.padding}, "
+            f"dilation={geom.dilation}. Use less padding or dilation."
+        )
     return idx
-
-
-def selection_matrix(idx, p_in, dtype):
-    """0/1 CSR with one entry per row: ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx (C, P_out)``."""
-    c, p_out = idx.shape
-    it = index_dtype(c * p_out, c * p_in)
-    cols = (np.arange(c, dtype=np.int64)[:, None] * p_in + idx).reshape(-1).astype(it)
-    m = sp.csr_array((np.ones(c * p_out, dtype=dtype), cols, np.arange(c * p_out + 1, dtype=it)),
-                     shape=(c * p_out, c * p_in))
-    m.has_canonical_format = True
-    return m
 
 
 def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -318,10 +377,14 @@ def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_
     >>> np.array_equal(S.indices % 36, ind.numpy().ravel())  # column within the channel
     True
     """
-    fmt = v.check_format(format)
-    xa = v.as_array(x, "x")
-    v.pool_sample(xa, "x")
-    g = PoolGeometry(xa.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool_matrix")
-    idx = max_pool_indices(xa.reshape(1, g.channels, -1), g)[0]
-    m = selection_matrix(idx, prod(g.in_spatial), xa.dtype)
+    fmt = check_format(format)
+    xa = as_array(x, "x")
+    if xa.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"x must be one sample (C, *spatial) with 1, 2 or 3 spatial axes (no batch "
+            f"axis); got x.shape={tuple(xa.shape)}."
+        )
+    geom = PoolGeometry(xa.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool_matrix")
+    idx = max_pool_indices(xa.reshape(1, geom.channels, -1), geom)[0]
+    m = selection_matrix(idx, prod(geom.in_spatial), xa.dtype)
     return m if fmt == "csr" else m.asformat(fmt)

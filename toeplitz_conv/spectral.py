@@ -1,4 +1,4 @@
-"""Singular values and operator norms of convolution layers, and the layer as an operator.
+"""Singular values and operator norms of convolution layers.
 
 Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 
@@ -14,14 +14,8 @@ Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
     The dense SVD of the explicit matrix: every padding mode and stride, small layers only.
 ``'svds'``
     Lanczos (ARPACK ``eigsh``) on the normal operator ``A^H A`` (or ``A A^H``, whichever is
-    smaller) of the matrix-free :func:`conv_operator`: the top ``k`` values of any layer,
-    never storing ``C``.
-
-The operator is the convolution itself: ``matvec`` gathers the padded input through the
-pattern's table ``src`` and multiplies by the weight (im2col + matmul); ``rmatvec`` is its
-adjoint, the transposed convolution (weight product, then a scatter-add over the same table).
-It handles every padding mode, so it is also the transposed convolution of reflect-, replicate-
-and circular-padded layers, which torch does not provide.
+    smaller) of the matrix-free operator (:mod:`toeplitz_conv.operator`): the top ``k``
+    values of any layer, never storing ``C``.
 """
 
 from __future__ import annotations
@@ -33,10 +27,11 @@ from math import prod
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from . import _validate as v
-from .conv import _geometry_doc, conv_matrix
-from .geometry import ConvGeometry, conv_geometry
-from .pattern import conv_pattern
+from ._args import check_choice, is_int
+from .conv import conv_matrix
+from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
+from .memory import check_size
+from .operator import ConvOperator
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
 #: matrix's larger side is at most this: past it Lanczos wins (a 1024 x 1024 dense SVD takes
@@ -61,188 +56,43 @@ def _blas_threads(n: int | None):
         yield
 
 
-# --------------------------------------------------------------------------- the operator
+def _check_k(k, limit: int) -> int:
+    """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
+    if not is_int(k):
+        raise TypeError(f"k must be a positive integer or None (all values); got {k!r}.")
+    if not 1 <= k <= limit:
+        raise ValueError(
+            f"k must be between 1 and min(C.shape) = {limit} (the number of singular values "
+            f"of this layer's matrix); got k={k}."
+        )
+    return int(k)
 
 
-class ConvOperator(LinearOperator):
-    """A convolution layer as a matrix-free ``scipy.sparse.linalg.LinearOperator``.
-
-    Built by :func:`conv_operator`; ``A @ x`` is the convolution of one sample (flattened in
-    C order), ``A.H @ y`` the transposed convolution. Attributes: ``geometry``
-    (:class:`~toeplitz_conv.ConvGeometry`) and ``weight`` (the ndarray it applies).
-    """
-
-    #: bytes of the im2col block allowed per chunk of columns in ``matmat``/``rmatmat``
-    chunk_bytes = 2**27
-
-    def __init__(self, weight: np.ndarray, geometry: ConvGeometry):
-        g = self.geometry = geometry
-        pat = conv_pattern(g)
-        dtype = np.dtype(np.float64) if weight.dtype.kind in "iu" else weight.dtype
-        self.weight = weight.astype(dtype, copy=False)
-        self._w3 = np.ascontiguousarray(self.weight).reshape(g.groups, pat.cout_g, g.taps)
-        self._w3h = np.ascontiguousarray(self._w3.conj().transpose(0, 2, 1))
-        self._srcT = np.ascontiguousarray(pat.src.T)  # (taps, P_out)
-        self._pat = pat
-        super().__init__(dtype=dtype, shape=g.shape)
-
-    def _chunks(self, k: int, dtype):
-        per_col = self.geometry.groups * self._srcT.size * np.dtype(dtype).itemsize
-        step = max(1, self.chunk_bytes // max(per_col, 1))
-        return [(a, min(k, a + step)) for a in range(0, k, step)]
-
-    # forward: y[co, r] = sum_t W[co].flat[t] * xpad_group[src[r, t]]
-    def _matmat(self, X):
-        g, pat = self.geometry, self._pat
-        X = np.asarray(X)
-        dtype = np.result_type(self.dtype, X.dtype)
-        k = X.shape[1]
-        xg = np.zeros((g.groups, pat.pad_col + 1, k), dtype=dtype)  # last row: zero padding
-        xg[:, :-1] = X.reshape(g.groups, pat.pad_col, k)
-        Y = np.empty((g.groups, pat.cout_g, pat.p_out, k), dtype=dtype)
-        for a, b in self._chunks(k, dtype):
-            u = xg[:, self._srcT, a:b]  # (G, taps, P_out, kb): im2col, transposed
-            u = u.reshape(g.groups, g.taps, pat.p_out * (b - a))
-            Y[..., a:b] = np.matmul(self._w3, u).reshape(g.groups, pat.cout_g, pat.p_out, b - a)
-        return Y.reshape(g.shape[0], k)
-
-    # adjoint: the same table read backwards, a scatter-add (duplicates add)
-    def _rmatmat(self, D):
-        g, pat = self.geometry, self._pat
-        D = np.asarray(D)
-        dtype = np.result_type(self.dtype, D.dtype)
-        k = D.shape[1]
-        d = D.reshape(g.groups, pat.cout_g, pat.p_out * k)
-        X = np.empty((g.groups, pat.pad_col, k), dtype=dtype)
-        for a, b in self._chunks(k, dtype):
-            kb = b - a
-            db = d.reshape(g.groups, pat.cout_g, pat.p_out, k)[..., a:b].reshape(g.groups, pat.cout_g, -1)
-            vt = np.matmul(self._w3h.astype(dtype, copy=False), db)  # (G, taps, P_out * kb)
-            idx = self._srcT.reshape(-1) if kb == 1 else (
-                self._srcT[:, :, None].astype(np.int64) * kb + np.arange(kb)).reshape(-1)
-            n = (pat.pad_col + 1) * kb
-            for gi in range(g.groups):
-                w = vt[gi].reshape(-1)
-                if np.iscomplexobj(w):
-                    acc = np.bincount(idx, w.real, n) + 1j * np.bincount(idx, w.imag, n)
-                else:
-                    acc = np.bincount(idx, w, n)
-                X[gi, :, a:b] = acc.reshape(pat.pad_col + 1, kb)[:-1]
-        return X.reshape(g.shape[1], k)
-
-    def _matvec(self, x):
-        return self._matmat(np.asarray(x).reshape(-1, 1)).reshape(-1)
-
-    def _rmatvec(self, y):
-        return self._rmatmat(np.asarray(y).reshape(-1, 1)).reshape(-1)
-
-    def _adjoint(self):
-        return _Adjoint(self)
-
-
-class _Adjoint(LinearOperator):
-    """``A.H`` of a :class:`ConvOperator` (the transposed convolution), keeping ``matmat``."""
-
-    def __init__(self, op: ConvOperator):
-        self.op = op
-        super().__init__(dtype=op.dtype, shape=(op.shape[1], op.shape[0]))
-
-    def _matmat(self, X):
-        return self.op._rmatmat(X)
-
-    def _rmatmat(self, X):
-        return self.op._matmat(X)
-
-    def _matvec(self, x):
-        return self.op._rmatvec(x)
-
-    def _rmatvec(self, x):
-        return self.op._matvec(x)
-
-    def _adjoint(self):
-        return self.op
-
-
-@_geometry_doc
-def conv_operator(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros"):
-    """A convolution layer as a ``LinearOperator``, without storing its matrix.
-
-    Parameters
-    ----------
-    weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
-        1D, 2D or 3D convolution by ``weight.ndim``. Integer weights become float64.
-    input_shape : (C_in, *spatial) tuple of int
-        Shape of one sample, no batch dimension.
-    GEOMETRY_PARAMETERS
-
-    Returns
-    -------
-    A : (C_out * prod(out_spatial), C_in * prod(in_spatial)) ConvOperator
-        A ``scipy.sparse.linalg.LinearOperator`` with the weight's dtype. ``A @ x`` (a
-        ``(n,)`` vector or ``(n, k)`` block, C order: channel, then spatial) is the
-        convolution, equal to ``conv_matrix(...) @ x``; ``A.H @ y`` (``rmatvec``/``rmatmat``)
-        is the transposed convolution, for every padding mode. Works with ``svds``, ``lsqr``,
-        ``cg`` and friends. Memory: the ``(P_out, taps)`` index table, nothing per weight.
-
-    Notes
-    -----
-    Cross-correlation, as ``torch.nn.functional.conv2d``. With ``src`` the pattern's table
-    (the column within the group that tap ``t`` of output position ``r`` reads, or a zero
-    column for zero padding)::
-
-        y[co, r] = sum_t W[co].flat[t] * x_group[src[r, t]]            (matvec)
-        x_group[c] = sum_{r, t : src[r, t] = c} sum_co W[co].flat[t] * y[co, r]   (rmatvec)
-
-    The second is exactly the adjoint of the first: the dot test ``(A u) . v == u . (A^H v)``
-    holds to rounding.
-
-    Examples
-    --------
-    >>> import numpy as np, torch, torch.nn.functional as F
-    >>> w, x = np.random.rand(4, 3, 3, 3), np.random.rand(3, 8, 8)
-    >>> A = conv_operator(w, x.shape, stride=2, padding=1)
-    >>> A.shape
-    (64, 192)
-    >>> ref = F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), stride=2, padding=1)
-    >>> np.allclose(A @ x.ravel(), ref.numpy().ravel())
-    True
-    >>> u, y = np.random.rand(192), np.random.rand(64)
-    >>> bool(np.isclose((A @ u) @ y, u @ (A.H @ y)))             # the dot test
-    True
-
-    A deconvolution by least squares (``lsqr`` only calls ``matvec`` and ``rmatvec``):
-
-    >>> from scipy.sparse.linalg import lsqr
-    >>> w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
-    >>> A = conv_operator(w, (3, 8, 8), padding=1)
-    >>> x_hat = lsqr(A, A @ x.ravel(), atol=1e-14, btol=1e-14, iter_lim=2000)[0]
-    >>> bool(np.allclose(x_hat, x.ravel(), atol=1e-8))
-    True
-    """
-    w = v.check_weight(weight)
-    g = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups, padding_mode=padding_mode)
-    return ConvOperator(w, g)
+def _check_tol(tol) -> float:
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"tol must be a float in [0, 1) (0: machine precision); got {tol!r}.")
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol must be a float in [0, 1) (0: machine precision); got tol={tol!r}.")
+    return float(tol)
 
 
 # --------------------------------------------------------------------------- the FFT method
 
 
-def fft_applies(g: ConvGeometry) -> str | None:
+def fft_applies(geom: ConvGeometry) -> str | None:
     """``None`` when the FFT method is exact for this geometry, else the reason it is not."""
-    if g.padding_mode != "circular" and any(
-            k != 1 or lo or hi for k, lo, hi in zip(g.kernel, g.pad_lo, g.pad_hi)):
-        return f"padding_mode={g.padding_mode!r} (needs 'circular')"
-    if any(s != 1 for s in g.stride):
-        return f"stride={g.stride} (needs 1)"
-    if g.out_spatial != g.in_spatial:
-        return (f"the output {g.out_spatial} differs from the input {g.in_spatial} in size "
-                f"(needs padding summing to dilation * (kernel - 1), e.g. padding='same')")
+    if geom.padding_mode != "circular" and any(
+            k != 1 or lo or hi for k, lo, hi in zip(geom.kernel, geom.pad_lo, geom.pad_hi)):
+        return f"padding_mode={geom.padding_mode!r} (needs 'circular')"
+    if any(s != 1 for s in geom.stride):
+        return f"stride={geom.stride} (needs 1)"
+    if geom.out_spatial != geom.in_spatial:
+        return (f"the output {geom.out_spatial} differs from the input {geom.in_spatial} in size "
+                f"(needs padding summing to dilation * (kernel - 1), e.geom. padding='same')")
     return None
 
 
-def _fft_blocks(w: np.ndarray, g: ConvGeometry):
+def _fft_blocks(w: np.ndarray, geom: ConvGeometry):
     """The per-frequency matrices ``M(f)`` of a circulant layer, and their multiplicities.
 
     ``y[co, o] = sum_{ci, m} h[co, ci, m] x[ci, o + m mod n]`` with ``h`` the kernel wrapped
@@ -255,40 +105,40 @@ def _fft_blocks(w: np.ndarray, g: ConvGeometry):
     ``M(-f) = conj(M(f))`` has the same singular values) with ``weights`` the number of
     frequencies each index of the last axis stands for; ``weights is None`` for all of them.
     """
-    n = g.ndim
-    cout_g, cin_g = g.out_channels // g.groups, g.in_channels // g.groups
-    h = np.zeros((g.out_channels, cin_g, *g.in_spatial), dtype=np.result_type(w.dtype, np.float64))
+    n = geom.ndim
+    cout_g, cin_g = geom.cout_per_group, geom.cin_per_group
+    h = np.zeros((geom.out_channels, cin_g, *geom.in_spatial), dtype=np.result_type(w.dtype, np.float64))
     idx = [(np.arange(k) * d - lo) % size
-           for k, d, lo, size in zip(g.kernel, g.dilation, g.pad_lo, g.in_spatial)]
+           for k, d, lo, size in zip(geom.kernel, geom.dilation, geom.pad_lo, geom.in_spatial)]
     if all(len(np.unique(i)) == len(i) for i in idx):
         h[(slice(None), slice(None), *np.ix_(*idx))] = w
     else:  # the dilated kernel wraps around the image: taps on one position add
         np.add.at(h, (slice(None), slice(None), *np.ix_(*idx)), w)
     axes = tuple(range(2, 2 + n))
     if np.iscomplexobj(h):
-        M, weights = np.fft.ifftn(h, axes=axes) * prod(g.in_spatial), None
+        M, weights = np.fft.ifftn(h, axes=axes) * prod(geom.in_spatial), None
     else:
         M = np.fft.rfftn(h, axes=axes).conj()
-        last = g.in_spatial[-1]
+        last = geom.in_spatial[-1]
         weights = np.full(M.shape[-1], 2)
         weights[0] = 1
         if last % 2 == 0:
             weights[-1] = 1
-    M = np.moveaxis(M, (0, 1), (-2, -1)).reshape(*M.shape[2:], g.groups, cout_g, cin_g)
+    M = np.moveaxis(M, (0, 1), (-2, -1)).reshape(*M.shape[2:], geom.groups, cout_g, cin_g)
     return M, weights
 
 
-def _fft_singular_values(w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+def _fft_singular_values(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """All singular values (unsorted) of a circulant layer: the union of those of ``M(f)``."""
-    M, weights = _fft_blocks(w, g)
+    M, weights = _fft_blocks(w, geom)
     s = np.linalg.svd(M, compute_uv=False)  # (*freq, G, min(cout_g, cin_g))
     if weights is None:
         return s.reshape(-1)
-    s = np.moveaxis(s, g.ndim - 1, 0)  # last frequency axis first
+    s = np.moveaxis(s, geom.ndim - 1, 0)  # last frequency axis first
     return np.repeat(s.reshape(s.shape[0], -1), weights, axis=0).reshape(-1)
 
 
-def _warm_start(w: np.ndarray, g: ConvGeometry):
+def _warm_start(w: np.ndarray, geom: ConvGeometry):
     """A start vector for Lanczos near the top right singular vector, or ``None``.
 
     For stride 1 and an output as large as the input the layer differs from its circular
@@ -296,23 +146,23 @@ def _warm_start(w: np.ndarray, g: ConvGeometry):
     from the FFT method) and, for zero padding, damp it to zero at the border with the
     lowest Dirichlet mode ``sin(pi (i + 1) / (n + 1))`` along each axis.
     """
-    if any(s != 1 for s in g.stride) or g.out_spatial != g.in_spatial:
+    if any(s != 1 for s in geom.stride) or geom.out_spatial != geom.in_spatial:
         return None
-    circ = ConvGeometry(g.in_channels, g.out_channels, g.groups, g.kernel, g.in_spatial,
-                        g.out_spatial, g.stride, g.dilation, g.pad_lo, g.pad_hi, "circular")
+    circ = ConvGeometry(geom.in_channels, geom.out_channels, geom.groups, geom.kernel, geom.in_spatial,
+                        geom.out_spatial, geom.stride, geom.dilation, geom.pad_lo, geom.pad_hi, "circular")
     M, _ = _fft_blocks(w, circ)
     top = np.linalg.svd(M, compute_uv=False)[..., 0]  # (*freq, G)
     *f, gi = np.unravel_index(np.argmax(top), top.shape)
     a = np.linalg.svd(M[tuple(f) + (gi,)])[2][0].conj()  # top right singular vector of M(f)
-    cin_g = g.in_channels // g.groups
-    amp = np.zeros(g.in_channels, dtype=complex)
+    cin_g = geom.cin_per_group
+    amp = np.zeros(geom.in_channels, dtype=complex)
     amp[gi * cin_g:(gi + 1) * cin_g] = a
-    grids = np.meshgrid(*[np.arange(n) for n in g.in_spatial], indexing="ij")
-    phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, g.in_spatial))
-    x = amp.reshape(-1, *(1,) * g.ndim) * np.exp(1j * phase)[None]
-    if g.padding_mode == "zeros":
-        for j, n in enumerate(g.in_spatial):
-            shape = [1] * (g.ndim + 1)
+    grids = np.meshgrid(*[np.arange(n) for n in geom.in_spatial], indexing="ij")
+    phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, geom.in_spatial))
+    x = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]
+    if geom.padding_mode == "zeros":
+        for j, n in enumerate(geom.in_spatial):
+            shape = [1] * (geom.ndim + 1)
             shape[j + 1] = n
             x = x * np.sin(np.pi * (np.arange(n) + 1) / (n + 1)).reshape(shape)
     x = x.reshape(-1)
@@ -361,33 +211,33 @@ class Spectrum:
         return f"Spectrum(method={self.method!r}, shape={self.shape}, values={vals})"
 
 
-def _dense_values(w, g: ConvGeometry, kw) -> np.ndarray:
-    m, n = g.shape
+def _dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
+    m, n = geom.shape
     itemsize = 16 if np.iscomplexobj(w) else 8
-    v.check_size("the dense SVD of the convolution matrix", 3 * m * n * itemsize,
+    check_size("the dense SVD of the convolution matrix", 3 * m * n * itemsize,
                  f"a dense {m:,} x {n:,} matrix and its SVD workspace; ask for the top k "
                  f"values (k=...) to use method='svds' instead")
-    C = conv_matrix(w.astype(np.result_type(w.dtype, np.float64), copy=False), g.in_shape, **kw)
+    C = conv_matrix(w.astype(np.result_type(w.dtype, np.float64), copy=False), geom.in_shape, **kw)
     return np.linalg.svd(C.toarray(), compute_uv=False)
 
 
-def _lanczos_values(w, g: ConvGeometry, k: int, tol: float) -> np.ndarray:
+def _lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
     """Top ``k`` singular values from ARPACK's Lanczos on the smaller normal operator."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
-    A = ConvOperator(w, g)
+    A = ConvOperator(w, geom)
     m, n = A.shape
     if n <= m:
-        N = LinearOperator((n, n), matvec=lambda x: A._rmatvec(A._matvec(x)), dtype=A.dtype)
+        N = LinearOperator((n, n), matvec=lambda x: A.rmatvec(A.matvec(x)), dtype=A.dtype)
     else:
-        N = LinearOperator((m, m), matvec=lambda x: A._matvec(A._rmatvec(x)), dtype=A.dtype)
+        N = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
     rng = np.random.default_rng(0)
     v0 = rng.standard_normal(N.shape[0])
     if np.iscomplexobj(w):
         v0 = v0 + 1j * rng.standard_normal(N.shape[0])
     v0 /= np.linalg.norm(v0)
-    x = _warm_start(w, g) if k == 1 else None
+    x = _warm_start(w, geom) if k == 1 else None
     if x is not None:  # a little noise keeps every direction in the Krylov space
-        v0 = (x if n <= m else A._matvec(x)) + 1e-2 * v0
+        v0 = (x if n <= m else A.matvec(x)) + 1e-2 * v0
     ncv = min(N.shape[0], max(2 * k + 1, k + 32))
     with _blas_threads(LANCZOS_BLAS_THREADS):
         lam = eigsh(N, k=k, which="LA", tol=tol, v0=v0, ncv=ncv,
@@ -395,9 +245,9 @@ def _lanczos_values(w, g: ConvGeometry, k: int, tol: float) -> np.ndarray:
     return np.sqrt(np.clip(np.sort(lam)[::-1], 0, None))
 
 
-def _resolve(method, g: ConvGeometry, k):
-    reason = fft_applies(g)
-    m, n = g.shape
+def _resolve(method, geom: ConvGeometry, k):
+    reason = fft_applies(geom)
+    m, n = geom.shape
     if method == "auto":
         if reason is None:
             return "fft"
@@ -405,16 +255,25 @@ def _resolve(method, g: ConvGeometry, k):
             return "dense"
         return "svds"
     if method == "fft" and reason is not None:
-        v.fft_not_applicable(reason)
-    if method == "svds":
-        if k is None:
-            v.svds_needs_k(min(m, n))
-        if k >= min(m, n):
-            v.svds_k_too_large(k, g.shape)
+        raise ValueError(
+            f"method='fft' needs a circulant layer: padding_mode='circular', stride 1 and an "
+            f"output as large as the input; got {reason}. Use method='auto', 'dense' or 'svds'."
+        )
+    if method == "svds" and k is None:
+        raise ValueError(
+            f"method='svds' computes the top k singular values only: pass k (1 <= k < "
+            f"{min(m, n)}); got k=None. For all of them use method='dense' (or 'fft' when it "
+            f"applies)."
+        )
+    if method == "svds" and k >= min(m, n):
+        raise ValueError(
+            f"k must be smaller than min(C.shape) = {min(m, n)} for method='svds' (ARPACK's "
+            f"limit; the matrix is {m} x {n}); got k={k}. Use method='dense'."
+        )
     return method
 
 
-@_geometry_doc
+@with_geometry_doc
 def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
                     padding_mode="zeros", k=None, method="auto", tol=1e-12):
     """Exact singular values of a convolution layer's matrix, by the fastest exact method.
@@ -429,7 +288,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     k : int, optional
         Return only the ``k`` largest. Default: all ``min(C.shape)`` of them.
     method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
-        ``'fft'``: circular padding, stride 1, output size equal to the input size (e.g.
+        ``'fft'``: circular padding, stride 1, output size equal to the input size (e.geom.
         ``padding='same'``), any dilation and groups; ``'dense'``: SVD of the dense matrix;
         ``'svds'``: Lanczos on the matrix-free operator, top ``k < min(C.shape)`` only.
         ``'auto'`` takes ``'fft'`` whenever it applies (it is by far the fastest), else
@@ -472,30 +331,30 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     >>> s3.method, s3.values.shape
     ('svds', (3,))
     """
-    w = v.check_weight(weight)
+    w = check_weight(weight)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
               padding_mode=padding_mode)
-    g = conv_geometry(w.shape, input_shape, **kw)
-    method = v.check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    geom = conv_geometry(w.shape, input_shape, **kw)
+    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
     if k is not None:
-        k = v.check_k(k, min(g.shape))
-    tol = v.check_tol(tol)
-    method = _resolve(method, g, k)
+        k = _check_k(k, min(geom.shape))
+    tol = _check_tol(tol)
+    method = _resolve(method, geom, k)
     if method == "fft":
-        cin_g = g.in_channels // g.groups
-        v.check_size("the FFT of the kernel", 3 * g.out_channels * cin_g * prod(g.in_spatial) * 16,
-                     f"{g.out_channels} x {cin_g} complex matrices at {prod(g.in_spatial):,} frequencies")
-        s = _fft_singular_values(w, g)
+        cin_g = geom.cin_per_group
+        check_size("the FFT of the kernel", 3 * geom.out_channels * cin_g * prod(geom.in_spatial) * 16,
+                   f"{geom.out_channels} x {cin_g} complex matrices at {prod(geom.in_spatial):,} frequencies")
+        s = _fft_singular_values(w, geom)
     elif method == "dense":
-        s = _dense_values(w, g, kw)
+        s = _dense_values(w, geom, kw)
     else:
-        s = _lanczos_values(w, g, k, tol)
+        s = _lanczos_values(w, geom, k, tol)
     if k is not None and method != "svds":
         s = np.partition(s, s.size - k)[s.size - k:]
-    return Spectrum(np.sort(s)[::-1].astype(np.float64, copy=False), method, g.shape)
+    return Spectrum(np.sort(s)[::-1].astype(np.float64, copy=False), method, geom.shape)
 
 
-@_geometry_doc
+@with_geometry_doc
 def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
                   padding_mode="zeros", method="auto", tol=1e-10):
     """The largest singular value of a layer: its Lipschitz constant in the 2-norm.
@@ -531,13 +390,13 @@ def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     >>> bool(abs(sigma - exact) < 1e-9 * exact)
     True
     """
-    w = v.check_weight(weight)
-    g = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
-                      groups=groups, padding_mode=padding_mode)
-    method = v.check_choice("method", method, ("auto", "fft", "dense", "svds"))
-    tol = v.check_tol(tol)
-    if min(g.shape) == 1 and method in ("auto", "svds"):
-        method = "fft" if method == "auto" and fft_applies(g) is None else "dense"
+    w = check_weight(weight)
+    geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode)
+    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    tol = _check_tol(tol)
+    if min(geom.shape) == 1 and method in ("auto", "svds"):
+        method = "fft" if method == "auto" and fft_applies(geom) is None else "dense"
     return float(singular_values(w, input_shape, stride=stride, padding=padding,
                                  dilation=dilation, groups=groups, padding_mode=padding_mode,
                                  k=1, method=method, tol=tol).values[0])

@@ -276,7 +276,7 @@ def _csr_pair(pat, g: ConvGeometry):
     co = np.arange(g.out_channels, dtype=np.int64)[:, None]
     L = pat.cols.size
     crow = _cumsum0(np.tile(np.diff(pat.indptr), g.out_channels))
-    col = (pat.cols.astype(np.int64)[None, :] + (co // pat.cout_g) * pat.pad_col).reshape(-1)
+    col = (pat.cols.astype(np.int64)[None, :] + (co // g.cout_per_group) * pat.pad_col).reshape(-1)
     src = (pat.taps.astype(np.int64)[None, :] + co * g.taps).reshape(-1)
     owner = None
     if pat.starts is not None:  # entry e sums taps[starts[e]:starts[e + 1]]
@@ -317,8 +317,8 @@ class _Structure:
         self.policy = _policy(device)
         self.channels_last = layout == "bsr"
         # MKL's BSR kernel takes square blocks only: tiles of gcd(C_out/G, C_in/G)
-        self.tile = _bsr_tile(pat.cout_g, pat.cin_g) if layout == "bsr" else 1
-        self.cin_g, self.cout_g, self.K = pat.cin_g, pat.cout_g, K
+        self.tile = _bsr_tile(g.cout_per_group, g.cin_per_group) if layout == "bsr" else 1
+        self.cin_g, self.cout_g, self.K = g.cin_per_group, g.cout_per_group, K
         self.p_in, self.p_out = pat.p_in, pat.p_out
         f_in = g.shape[1]  # the zero row appended to the input rows (padding reads it)
         src = np.asarray(pat.src, dtype=np.int64)  # (P_out, taps): ci * P_in + q, or pad_col

@@ -1,0 +1,143 @@
+"""Generic argument normalisers shared by every area of the library.
+
+Only what is not about one area lives here: arrays from numpy, torch or sequences, integers
+and tuples of them, a choice among strings, a flag, a sample-or-batch array. The checks of one
+area (a geometry, a pooling window, a network, a figure, the command line) and their messages
+live with that area.
+
+Messages follow one rule: name the argument, state the rule, show what arrived, e.g.
+``stride must contain positive integers; got (2, 0).`` Nothing here uses ``assert`` (it
+vanishes under ``python -O``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_DIMS = {1: "1D", 2: "2D", 3: "3D"}
+
+# --------------------------------------------------------------------------- arrays
+
+
+def is_torch_tensor(obj) -> bool:
+    """True for a ``torch.Tensor``, without importing torch."""
+    return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """A numeric numpy array from a numpy array, torch tensor or nested sequence."""
+    if is_torch_tensor(value):
+        if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
+            raise TypeError(
+                f"{name} must have a dtype scipy.sparse supports (float32, float64, "
+                f"integer or complex); got {value.dtype}. Cast it with .float() or .double()."
+            )
+        value = value.detach().cpu().resolve_conj().resolve_neg().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(
+            f"{name} must be a numeric array (float32, float64, integer or complex); "
+            f"got dtype {arr.dtype}."
+        )
+    if arr.dtype == np.float16:
+        raise TypeError(
+            f"{name} must have a dtype scipy.sparse supports (float32, float64, integer "
+            f"or complex); got {arr.dtype}. Cast it with .astype(np.float32)."
+        )
+    return arr
+
+
+def batched(arr: np.ndarray, name: str, channels: int, spatial: tuple[int, ...]) -> np.ndarray:
+    """View ``arr`` as ``(N, channels, *spatial)``; one sample ``(channels, *spatial)`` is N=1."""
+    sample = (channels, *spatial)
+    if tuple(arr.shape) == sample:
+        return arr.reshape(1, *sample)
+    if arr.ndim == len(sample) + 1 and tuple(arr.shape[1:]) == sample:
+        return arr
+    raise ValueError(
+        f"{name} must have shape (N, {', '.join(map(str, sample))}) or "
+        f"({', '.join(map(str, sample))}) for this layer; got {name}.shape={tuple(arr.shape)}."
+    )
+
+
+def same_batch(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{a_name} and {b_name} must hold the same number of samples; got "
+            f"{a_name}.shape={tuple(a.shape)} and {b_name}.shape={tuple(b.shape)}."
+        )
+
+
+# --------------------------------------------------------------------------- integers
+
+
+def is_int(value) -> bool:
+    """An integer that is not a bool (numpy integers included)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
+    """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``."""
+    rule = "positive integers" if minimum == 1 else "non-negative integers"
+    items = (value,) * n if is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a tuple of {n} ints ({rule}); got {value!r}."
+        ) from None
+    if len(items) != n:
+        raise ValueError(
+            f"{name} must be an int or a tuple of {n} ints, one per spatial dimension of a "
+            f"{_DIMS.get(n, f'{n}D')} convolution; got {value!r}."
+        )
+    if not all(is_int(v) for v in items):
+        raise TypeError(f"{name} must contain {rule}; got {value!r}.")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must contain {rule}; got {value!r}.")
+    return tuple(int(v) for v in items)
+
+
+def positive_int(name: str, value) -> int:
+    if not is_int(value):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
+    """A shape of ``n`` positive ints; ``what`` describes the entries for the message."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple {what}; got {value!r}.") from None
+    if len(items) != n or not all(is_int(v) for v in items):
+        hint = ""
+        if len(items) == n + 1:
+            hint = " (drop the batch dimension: it is the shape of one sample)"
+        raise ValueError(
+            f"{name} must be a tuple of {n} ints {what}; got {name}={tuple(value)!r}{hint}."
+        )
+    if any(v < 1 for v in items):
+        raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    return tuple(int(v) for v in items)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def check_choice(name: str, value, choices, note: str | None = None) -> str:
+    """``value`` must be one of the strings ``choices``; ``note`` says what they are."""
+    if not isinstance(value, str) or value not in choices:
+        what = f" ({note})" if note else ""
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}{what}; got {value!r}."
+        )
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
