@@ -33,6 +33,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
+from toeplitz_conv.torch_sparse import runtime  # noqa: E402
 
 # (name, C_in, H, C_out, kernel, stride, padding): the layers of the core benchmark
 LAYERS = [
@@ -74,10 +75,10 @@ def bench_products(layer, batch, device, reps, budget_s, layout="auto"):
     with torch.no_grad():
         y = twin(x)
     (values,) = twin._values.values()
-    S, g = values.structure, values.structure.geometry
+    S, geom = values.structure, values.structure.geometry
     C, CT = values.matrix(twin.weight), values.matrix(twin.weight, transpose=True)
-    X = S.operand(S.rows(x), g.in_channels).clone()  # operand() returns a scratch buffer
-    D = S.operand(S.rows(torch.randn_like(y)), g.out_channels).clone()
+    X = runtime.operand(S, runtime.rows(S, x), geom.in_channels).clone()  # a scratch buffer
+    D = runtime.operand(S, runtime.rows(S, torch.randn_like(y)), geom.out_channels).clone()
     out = {}
     for what, M, dense in (("C @ X", C, X), ("C.T @ D", CT, D)):
         t = best_time(lambda: M @ dense, device, reps, budget_s)

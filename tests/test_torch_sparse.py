@@ -8,7 +8,8 @@ import numpy as np  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
-from toeplitz_conv.torch_sparse import _structure  # noqa: E402
+from toeplitz_conv.torch_sparse import runtime  # noqa: E402
+from toeplitz_conv.torch_sparse.structure import cached_structure  # noqa: E402
 
 CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 TWINS = {1: tc.ToeplitzConv1d, 2: tc.ToeplitzConv2d, 3: tc.ToeplitzConv3d}
@@ -82,16 +83,14 @@ def test_matches_torch_conv(name, mode, layout):
 def test_many_chunks_and_blocks_match_torch(monkeypatch, layout, groups, mode):
     """Wide activations (several transpose blocks) and a weight gradient gathered in many
     chunks, the last one short, agree with nn.Conv2d."""
-    import toeplitz_conv.torch_sparse as ts
-
-    monkeypatch.setattr(ts, "_GATHER_CHUNK_BYTES", 3 * 1024)
-    monkeypatch.setattr(ts, "_TRANSPOSE_BLOCK", 700)
-    _structure.cache_clear()
+    monkeypatch.setattr(runtime, "_GATHER_CHUNK_BYTES", 3 * 1024)
+    monkeypatch.setattr(runtime, "_TRANSPOSE_BLOCK", 700)
+    cached_structure.cache_clear()
     conv, twin = _pair(2, 8, 8, 3, 1, 1, 1, groups, mode, layout)
     _grads_match(conv, twin, torch.randn(3, 8, 17, 19, dtype=torch.float64, requires_grad=True))
     (values,) = twin._values.values()
     assert values.structure.layout == layout
-    _structure.cache_clear()
+    cached_structure.cache_clear()
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
@@ -100,18 +99,16 @@ def test_cuda_policy_on_cpu_tensors_matches_torch(monkeypatch, name, mode):
     """The choices the CUDA path makes (CSR for 'auto', the bias added after the product,
     one-copy transposes, 64 MiB gather chunks, no kept scratch) run here on CPU tensors:
     everything CUDA executes except cuSPARSE's kernels themselves."""
-    import toeplitz_conv.torch_sparse as ts
-
-    cuda = ts._policy(torch.device("cuda"))
-    assert cuda != ts._policy(torch.device("cpu"))
-    monkeypatch.setattr(ts, "_policy", lambda device: cuda)
-    _structure.cache_clear()
+    cuda = runtime.policy(torch.device("cuda"))
+    assert cuda != runtime.policy(torch.device("cpu"))
+    monkeypatch.setattr(runtime, "policy", lambda device: cuda)
+    cached_structure.cache_clear()
     ndim, cin, cout, k, s, p, d, groups, spatial = GEOMETRIES[name]
     conv, twin = _pair(ndim, cin, cout, k, s, p, d, groups, mode)
     _grads_match(conv, twin, torch.randn(3, cin, *spatial, dtype=torch.float64, requires_grad=True))
     (values,) = twin._values.values()
     assert values.structure.policy is cuda and values.structure.layout == "csr"
-    _structure.cache_clear()
+    cached_structure.cache_clear()
 
 
 def test_gather_scratch_follows_batch_and_dtype():
@@ -133,8 +130,6 @@ def test_gather_scratch_follows_batch_and_dtype():
 def test_results_never_alias_the_kept_scratch_buffers(monkeypatch, layout):
     """Outputs and gradients are new tensors: a later call, which reuses the thread's scratch
     buffers, leaves earlier results as they were; buffers over the cap are not kept."""
-    import toeplitz_conv.torch_sparse as ts
-
     conv, twin = _pair(2, 8, 8, 3, 1, 1, 1, 1, "zeros", layout)
     xs = [torch.randn(3, 8, 6, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     outs = [twin(x) for x in xs]
@@ -145,12 +140,12 @@ def test_results_never_alias_the_kept_scratch_buffers(monkeypatch, layout):
         ref = torch.autograd.grad(y_ref, (x, conv.weight), torch.ones_like(y_ref))
         torch.testing.assert_close(gx, ref[0], rtol=0, atol=1e-10)
         torch.testing.assert_close(gw, ref[1], rtol=0, atol=1e-10)
-    kept = {b.untyped_storage().data_ptr() for b in ts._POOL.buffers.values()}
+    kept = {b.untyped_storage().data_ptr() for b in runtime._POOL.buffers.values()}
     assert kept and kept.isdisjoint(t.untyped_storage().data_ptr() for t in (*outs, *grads[0]))
-    monkeypatch.setattr(ts, "_SCRATCH_MAX_BYTES", 1024)
-    ts._POOL.buffers.clear()
+    monkeypatch.setattr(runtime, "_SCRATCH_MAX_BYTES", 1024)
+    runtime._POOL.buffers.clear()
     _grads_match(conv, twin, torch.randn(3, 8, 6, 6, dtype=torch.float64, requires_grad=True))
-    assert all(b.numel() * b.element_size() <= 1024 for b in ts._POOL.buffers.values())
+    assert all(b.numel() * b.element_size() <= 1024 for b in runtime._POOL.buffers.values())
 
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect"])
@@ -159,7 +154,7 @@ def test_csr_is_the_public_matrix(mode):
     transpose, with int32 indices."""
     w = torch.randn(6, 2, 3, 3, dtype=torch.float64)
     g = tc.conv_geometry(tuple(w.shape), (4, 7, 8), padding=2, groups=2, padding_mode=mode)
-    s = _structure(g, torch.device("cpu"), "csr")
+    s = cached_structure(g, torch.device("cpu"), "csr")
     C, CT = s.matrix(w), s.matrix(w, transpose=True)
     ref = tc.conv_matrix(w.numpy(), (4, 7, 8), padding=2, groups=2, padding_mode=mode)
     assert C.crow_indices().dtype == torch.int32 and CT.col_indices().dtype == torch.int32
@@ -238,9 +233,9 @@ def test_structure_cached_per_geometry():
     x = torch.randn(1, 2, 6, 6)
     w = torch.randn(3, 2, 3, 3)
     tc.sparse_conv(x, w, padding=1)
-    hits = _structure.cache_info().hits
+    hits = cached_structure.cache_info().hits
     tc.sparse_conv(x, w * 2, padding=1)
-    assert _structure.cache_info().hits == hits + 1
+    assert cached_structure.cache_info().hits == hits + 1
 
 
 def test_state_dict_round_trip_and_repr():

@@ -3,11 +3,15 @@
 geometry -> (row, col, tap) triples -> readings: the convolution matrix ``C``, its transpose
 (the transposed convolution and input gradient), the weight gradient and the im2col Jacobian.
 The scipy core imports without torch; names that need torch are imported on first use.
+
+The modules, from the ground up: ``geometry`` (shapes and the convolution arithmetic),
+``pattern`` (the triples), ``conv`` and ``pool`` (their readings as matrices), ``operator``
+and ``spectral`` (matrix-free operators and singular values), ``network`` (whole models),
+``torch_sparse`` (the same matrices in torch), ``plot`` (figures) and ``cli`` (the command).
 """
 
 import importlib
 
-from .memory import set_memory_limit
 from .conv import (
     conv_matrix,
     conv_transpose_matrix,
@@ -22,12 +26,10 @@ from .geometry import (
     conv_transpose_geometry,
     conv_transpose_output_size,
 )
-from .pattern import ConvPattern, conv_pattern
-
-# --- pooling and whole networks (issue 3)
+from .memory import set_memory_limit
 from .network import Network, compile, softmax_cross_entropy
-from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
-# --- figures (issue 5)
+from .operator import ConvOperator, conv_operator, dot_test
+from .pattern import ConvPattern, conv_pattern
 from .plot import (
     field_figure,
     gradient_figure,
@@ -38,24 +40,18 @@ from .plot import (
     symbolic_figure,
     weight_symbols,
 )
-# --- spectra and operators (issue 6)
-from .operator import ConvOperator, conv_operator, dot_test
+from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
 from .spectral import Spectrum, operator_norm, singular_values
 
 # Names whose modules import torch: loaded on first access (name -> module).
-_LAZY = {
-    # --- torch.sparse (issue 4)
-    "ToeplitzConv1d": "torch_sparse",
-    "ToeplitzConv2d": "torch_sparse",
-    "ToeplitzConv3d": "torch_sparse",
-    "convert": "torch_sparse",
-    "to_torch_sparse": "torch_sparse",
-    "sparse_conv": "torch_sparse",
-}
+_LAZY = {name: "torch_sparse" for name in (
+    "ToeplitzConv1d", "ToeplitzConv2d", "ToeplitzConv3d", "convert", "to_torch_sparse", "sparse_conv",
+)}
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # convolution layers as matrices
     "ConvGeometry",
     "ConvPattern",
     "conv_geometry",
@@ -69,21 +65,21 @@ __all__ = [
     "conv_weight_grad",
     "conv_weight_jacobian",
     "set_memory_limit",
-    # --- issue 3
+    # pooling and whole networks
     "Network",
     "adaptive_avg_pool_matrix",
     "avg_pool_matrix",
     "compile",
     "max_pool_matrix",
     "softmax_cross_entropy",
-    # --- issue 4
+    # torch.sparse
     "ToeplitzConv1d",
     "ToeplitzConv2d",
     "ToeplitzConv3d",
     "convert",
     "to_torch_sparse",
     "sparse_conv",
-    # --- issue 5
+    # figures
     "field_figure",
     "gradient_figure",
     "network_figure",
@@ -92,10 +88,11 @@ __all__ = [
     "symbolic_conv_transpose_matrix",
     "symbolic_figure",
     "weight_symbols",
-    # --- issue 6
+    # operators and spectra
     "ConvOperator",
     "Spectrum",
     "conv_operator",
+    "dot_test",
     "operator_norm",
     "singular_values",
 ]

@@ -1,0 +1,269 @@
+"""Drop-in convolution modules and the functional form, through the torch.sparse matrices.
+
+``ToeplitzConvNd`` takes the constructor of ``nn.ConvNd`` (it *is* an ``nn.ConvNd`` subclass,
+so its parameters, ``state_dict``, ``.to(device)`` and initialisation are torch's own);
+:func:`convert` swaps them into a model; :func:`sparse_conv` is the functional form. Every call
+is checked here (types, devices, dtypes, channels) before it reaches the structure.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .._args import check_choice
+from ..geometry import conv_geometry
+from .function import ToeplitzConvFunction, Values
+from .structure import auto_layout, cached_structure
+from .tensors import LAYOUT_NOTE
+
+_MATMUL_DTYPES = (torch.float32, torch.float64)
+_DEVICES = ("cpu", "cuda")
+LAYOUTS = ("auto", "csr", "bsr")
+
+
+def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
+    """The checks of one call; returns the input with a batch axis and whether it was added."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input of {what} must be a torch.Tensor; got {type(input).__name__}.")
+    spatial = "DHW"[3 - ndim:]
+    if input.dim() not in (ndim + 1, ndim + 2):
+        raise ValueError(
+            f"input of {what} must have shape (N, C_in, {', '.join(spatial)}) or "
+            f"(C_in, {', '.join(spatial)}) ({ndim + 2}D or {ndim + 1}D); got input.shape="
+            f"{tuple(input.shape)} ({input.dim()}D)."
+        )
+    unbatched = input.dim() == ndim + 1
+    x = input.unsqueeze(0) if unbatched else input
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"input of {what} must have {in_channels} channels (in_channels), on axis "
+            f"{0 if unbatched else 1}; got input.shape={tuple(input.shape)}."
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(
+                f"input and {name} of {what} must be on the same device; got input on "
+                f"{x.device} and {name} on {t.device}. Move one with .to(device)."
+            )
+    if x.device.type not in _DEVICES:
+        raise ValueError(
+            f"{what} runs on 'cpu' or 'cuda' (torch.sparse products); got tensors on {x.device}."
+        )
+    if weight.dtype not in _MATMUL_DTYPES:
+        raise TypeError(
+            f"weight of {what} must be float32 or float64, the dtypes torch.sparse can "
+            f"multiply on {x.device.type}; got {weight.dtype}. Cast the module with "
+            f".float() or .double()."
+        )
+    for name, t in (("input", x), ("bias", bias)):
+        if t is not None and t.dtype != weight.dtype:
+            raise TypeError(
+                f"{name} of {what} must have the weight's dtype {weight.dtype}; got {t.dtype}."
+            )
+    return x, unbatched
+
+
+def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                  padding_mode="zeros", *, sparse_layout="auto"):
+    """Functional convolution through the sparse matrix, like ``F.conv1d/2d/3d``.
+
+    Parameters
+    ----------
+    input : (N, C_in, *spatial) or (C_in, *spatial) torch.Tensor
+    weight : (C_out, C_in/groups, *kernel) torch.Tensor
+    bias : (C_out,) torch.Tensor, optional
+    stride, padding, dilation, groups : as ``torch.nn.functional.conv2d``
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        As ``nn.Conv2d(padding_mode=...)`` (the functional torch API has zeros only).
+    sparse_layout : {'auto', 'csr', 'bsr'}, default 'auto'
+        Storage of the matrix: BSR (dense ``C_out/groups x C_in/groups`` blocks, one per tap;
+        the CPU default for wide layers) or CSR.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C_out, *out_spatial)``, differentiable in ``input``, ``weight`` and ``bias``.
+        The structure is cached per geometry and device; the values are gathered on every
+        call (the modules cache them per weight version).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, toeplitz_conv as tc
+    >>> x = torch.randn(2, 3, 7, 7, dtype=torch.float64, requires_grad=True)
+    >>> w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    >>> y = tc.sparse_conv(x, w, stride=2, padding=1)
+    >>> torch.allclose(y, F.conv2d(x, w, stride=2, padding=1))
+    True
+    >>> x, w = x[:1, :2, :4, :4].detach().requires_grad_(), w[:2, :2].detach().requires_grad_()
+    >>> f = lambda x, w: tc.sparse_conv(x, w, padding=1)
+    >>> torch.autograd.gradcheck(f, (x, w), fast_mode=True)
+    True
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor; got {type(weight).__name__}.")
+    n = weight.dim() - 2
+    if n not in (1, 2, 3):
+        raise ValueError(
+            f"weight must have 3, 4 or 5 dimensions, (C_out, C_in/groups, *kernel); got "
+            f"weight.shape={tuple(weight.shape)}."
+        )
+    what = f"sparse_conv ({n}D)"
+    x, unbatched = _check_call(input, weight, bias, n, weight.shape[1] * groups, what)
+    values = Values(_plan(weight, x, stride, padding, dilation, groups, padding_mode,
+                          sparse_layout), cache=False)
+    y = ToeplitzConvFunction.apply(x, weight, bias, values)
+    return y.squeeze(0) if unbatched else y
+
+
+def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_layout):
+    """The cached structure of this call's geometry on its device, in its storage layout."""
+    geom = conv_geometry(tuple(weight.shape), tuple(x.shape[1:]), stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, padding_mode=padding_mode)
+    layout = check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
+    if layout == "auto":
+        layout = auto_layout(geom, x.device)
+    return cached_structure(geom, x.device, layout)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class _ToeplitzConvNd:
+    """Mixin: ``nn.ConvNd`` whose forward is the sparse matrix product."""
+
+    _ndim: int
+    _torch_conv: type
+
+    def __init__(self, *args, sparse_layout="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sparse_layout = check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
+        self._values = {}
+
+    @classmethod
+    def from_conv(cls, conv, *, sparse_layout="auto"):
+        """A Toeplitz copy of ``conv`` (an ``nn.ConvNd`` of the same rank): same arguments,
+        device, dtype and weights (copied)."""
+        if not isinstance(conv, cls._torch_conv):
+            raise TypeError(
+                f"{cls.__name__}.from_conv needs an nn.{cls._torch_conv.__name__}; got "
+                f"{type(conv).__name__}."
+            )
+        w = conv.weight
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                  bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                  device=w.device, dtype=w.dtype, sparse_layout=sparse_layout)
+        with torch.no_grad():
+            new.weight.copy_(w)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        new.train(conv.training)
+        return new
+
+    def _apply(self, fn, *args, **kwargs):
+        self._values = {}  # new device or dtype: structures and values are rebuilt lazily
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {**state, "_values": {}}  # copies and pickles rebuild their matrices lazily
+
+    def refresh(self):
+        """Forget the cached matrix values (needed only after writing to ``weight.data``)."""
+        self._values = {}
+
+    def forward(self, input):
+        what = type(self).__name__
+        x, unbatched = _check_call(input, self.weight, self.bias, self._ndim, self.in_channels, what)
+        key = (tuple(x.shape[2:]), x.device)
+        vals = self._values.get(key)
+        if vals is None:
+            plan = _plan(self.weight, x, self.stride, self.padding, self.dilation, self.groups,
+                         self.padding_mode, self.sparse_layout)
+            vals = self._values[key] = Values(plan, cache=True)
+        y = ToeplitzConvFunction.apply(x, self.weight, self.bias, vals)
+        return y.squeeze(0) if unbatched else y
+
+    def extra_repr(self):
+        return super().extra_repr() + f", sparse_layout={self.sparse_layout!r}"
+
+
+_MODULE_DOC = """A drop-in ``nn.Conv{n}d`` whose forward is one torch.sparse matrix product.
+
+    Takes the constructor of ``torch.nn.Conv{n}d`` (``in_channels, out_channels, kernel_size,
+    stride, padding, dilation, groups, bias, padding_mode, device, dtype``) plus
+    ``sparse_layout`` ({{'auto', 'csr', 'bsr'}}); ``weight`` and ``bias`` are the same
+    parameters (it subclasses ``nn.Conv{n}d``), so optimizers, ``state_dict`` and
+    ``.to(device)`` work unchanged.
+
+    The sparsity structure is built once per input spatial size and device; the matrix values
+    (and those of its transpose, for the input gradient) are refreshed by one gather when the
+    weight's version changes, e.g. after an optimizer step. Writing through ``weight.data``
+    bypasses the version counter: call :meth:`refresh` after it. Backward: ``dx = C.T @ delta``
+    from a stored transpose, ``dW`` from a gather of input rows along the pattern and a matmul.
+
+    Examples
+    --------
+    >>> import torch, toeplitz_conv as tc
+    >>> conv = torch.nn.Conv{n}d(3, 4, 3, padding=1, padding_mode="circular").double()
+    >>> tconv = tc.ToeplitzConv{n}d.from_conv(conv)
+    >>> x = torch.randn({shape}, dtype=torch.float64)
+    >>> torch.allclose(tconv(x), conv(x))
+    True
+    >>> tconv(x).sum().backward(); conv(x).sum().backward()
+    >>> torch.allclose(tconv.weight.grad, conv.weight.grad)
+    True
+    """
+
+
+def _module(n: int, base: type) -> type:
+    shape = ", ".join(["2", "3"] + ["6"] * n)
+    cls = type(f"ToeplitzConv{n}d", (_ToeplitzConvNd, base),
+               {"_ndim": n, "_torch_conv": base, "__doc__": _MODULE_DOC.format(n=n, shape=shape),
+                "__module__": __package__})  # its public home: toeplitz_conv.torch_sparse
+    return cls
+
+
+ToeplitzConv1d = _module(1, nn.Conv1d)
+ToeplitzConv2d = _module(2, nn.Conv2d)
+ToeplitzConv3d = _module(3, nn.Conv3d)
+_TWINS = {nn.Conv1d: ToeplitzConv1d, nn.Conv2d: ToeplitzConv2d, nn.Conv3d: ToeplitzConv3d}
+
+
+def convert(model, *, sparse_layout="auto"):
+    """Swap every ``nn.Conv1d/2d/3d`` of ``model`` for its Toeplitz twin, keeping the weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Converted in place (a bare ``nn.ConvNd`` is returned converted). Only modules of the
+        exact types ``nn.Conv1d/2d/3d`` are swapped: subclasses may override ``forward``.
+    sparse_layout : {'auto', 'csr', 'bsr'}, default 'auto'
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``. The twins hold *copies* of the weights: build the optimizer afterwards.
+
+    Examples
+    --------
+    >>> import torch, toeplitz_conv as tc
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
+    >>> x = torch.randn(5, 1, 10, 10)
+    >>> ref = net(x)
+    >>> net = tc.convert(net)
+    >>> type(net[0]).__name__, torch.allclose(net(x), ref, atol=1e-5)
+    ('ToeplitzConv2d', True)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
+    if type(model) in _TWINS:
+        return _TWINS[type(model)].from_conv(model, sparse_layout=sparse_layout)
+    for name, child in list(model.named_children()):
+        if type(child) in _TWINS:
+            setattr(model, name, _TWINS[type(child)].from_conv(child, sparse_layout=sparse_layout))
+        else:
+            convert(child, sparse_layout=sparse_layout)
+    return model
