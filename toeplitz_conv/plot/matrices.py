@@ -1,0 +1,333 @@
+"""Spy plots and receptive fields: a convolution matrix drawn so that its structure shows.
+
+- :func:`spy`: the sparsity pattern of a matrix with the lines a reader should see (between
+  channel blocks and between image rows: the doubly block Toeplitz pattern); values as colour
+  for small matrices, markers for medium ones, a 2D histogram of the nonzeros for large ones.
+- :func:`field_figure`: a row of ``C`` on the input (the receptive field of one output) and a
+  column of ``C`` on the output (the projective field of one input).
+"""
+
+from __future__ import annotations
+
+from math import ceil, prod
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._args import as_array, check_choice, is_int, positive_int
+from .style import DIVERGING, new_axes, new_figure
+
+
+def check_matrix(C, name: str = "C"):
+    """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like."""
+    if sp.issparse(C):
+        if C.ndim != 2:
+            raise ValueError(f"{name} must be a 2D matrix; got {C.ndim} dimensions.")
+        return sp.csr_array(C)
+    arr = as_array(C, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2D matrix (scipy.sparse or array_like); got {name}.shape={tuple(arr.shape)}."
+        )
+    return sp.csr_array(arr)
+
+
+def check_index_shape(name: str, shape, size: int, what: str):
+    """``None``, or the shape of what the ``size`` rows/columns index, checked against it."""
+    if shape is None:
+        return None
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple (channels, *spatial); got {shape!r}.") from None
+    if not items or not all(is_int(s) and s >= 1 for s in items):
+        raise ValueError(f"{name} must be a tuple of positive ints (channels, *spatial); got {shape!r}.")
+    if int(np.prod(items)) != size:
+        raise ValueError(
+            f"{name} must describe the {size} {what} of the matrix (its product must be {size}); "
+            f"got {name}={items} (product {int(np.prod(items))})."
+        )
+    return tuple(int(s) for s in items)
+
+
+# --------------------------------------------------------------------------- spy
+
+
+def _index_label(shape, what: str, letter: str) -> str:
+    """'output index: y[c, h, w] in C order' style axis label."""
+    if shape is None:
+        return f"{what} index"
+    pos = ", ".join("dhw"[3 - (len(shape) - 1):]) if len(shape) > 1 else ""
+    return f"{what} index: {letter}[c{', ' + pos if pos else ''}] in C order"
+
+
+def _block_lines(ax, shape, n_other: int, axis: str) -> None:
+    """Lines between channel blocks (dark) and between image rows / planes (light)."""
+    channels, spatial = shape[0], shape[1:]
+    p = prod(spatial)
+    levels = []  # (step, colour, width): channel blocks, planes (3D), image rows (2D, 3D)
+    if len(spatial) >= 2:
+        levels.append((spatial[-1], "0.8", 0.4))
+    if len(spatial) == 3:
+        levels.append((spatial[-1] * spatial[-2], "0.55", 0.6))
+    levels.append((p, "0.15", 1.0))
+    total = channels * p
+    lines = {}
+    for step, colour, width in levels:
+        count = total // step - 1
+        if count <= 0 or count > (256 if step == p else 64):  # too many hide the pattern
+            continue
+        for k in range(1, total // step):
+            lines[k * step] = (colour, width)  # coarser levels overwrite finer ones
+    segments = {}
+    for pos, style in lines.items():
+        segments.setdefault(style, []).append(pos - 0.5)
+    for (colour, width), positions in segments.items():
+        if axis == "y":
+            ax.hlines(positions, -0.5, n_other - 0.5, colors=colour, linewidth=width, zorder=3)
+        else:
+            ax.vlines(positions, -0.5, n_other - 0.5, colors=colour, linewidth=width, zorder=3)
+
+
+def _channel_ticks(ax, shape, axis: str, letter: str) -> None:
+    """Ticks at the first index of each channel block with labels 'c0', 'c1', ... between
+    them; one channel: ticks at the first index of each image row."""
+    channels, spatial = shape[0], shape[1:]
+    p = prod(spatial)
+    set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
+    if channels == 1:
+        if len(spatial) >= 2 and p // spatial[-1] <= 8:
+            set_ticks(list(range(0, p, spatial[-1])) + [p - 1])
+        return
+    if channels > 24:
+        return
+    set_ticks([c * p for c in range(channels)] + [channels * p - 1])
+    centres = [c * p + (p - 1) / 2 for c in range(channels)]
+    set_ticks(centres, [f"{letter}{c}" for c in range(channels)], minor=True)
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    for t in which.get_minor_ticks():
+        t.tick1line.set_visible(False)
+        t.tick2line.set_visible(False)
+    ax.tick_params(axis=axis, which="minor", pad=14 if axis == "x" else 24,
+                   labelsize="small", labelcolor="0.3")
+
+
+def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bins=400,
+        title=None, colorbar=True, annotate="auto", cmap=None):
+    """Spy plot of a matrix, drawn to show the structure of a convolution matrix.
+
+    Parameters
+    ----------
+    C : (M, N) scipy.sparse array or matrix, or 2D array_like
+    ax : matplotlib Axes, optional
+        Drawn into; a new figure when omitted.
+    input_shape : (C_in, *spatial) tuple of int, optional
+        What a column indexes (one input sample); ``prod(input_shape)`` must be ``N``. Adds
+        lines between input channels and between image rows, and channel ticks.
+    output_shape : (C_out, *out_spatial) tuple of int, optional
+        What a row indexes; ``prod(output_shape)`` must be ``M``.
+    mode : {'auto', 'values', 'markers', 'density'}, default 'auto'
+        ``'values'``: every stored entry coloured by its value (diverging colormap, white
+        where nothing is stored); ``'markers'``: one marker per nonzero; ``'density'``: a 2D
+        histogram of the nonzeros on at most ``max_bins x max_bins`` cells (log colour), which
+        draws a 100k x 100k matrix in about the time of counting its nonzeros. ``'auto'``
+        picks values up to 250k entries, markers up to 20k nonzeros, density beyond.
+    max_bins : int, default 400
+        Cells along the longer side in ``'density'`` mode.
+    title : str, optional
+        Default: shape, nonzeros and density.
+    colorbar : bool, default True
+    annotate : bool or 'auto', default 'auto'
+        Write each value in its cell (``'values'`` mode; 'auto': up to 400 entries).
+    cmap : str or Colormap, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, toeplitz_conv as tc
+    >>> C = tc.conv_matrix(np.random.rand(4, 3, 3, 3), (3, 8, 8), stride=2, padding=1)
+    >>> ax = spy(C, input_shape=(3, 8, 8), output_shape=(4, 4, 4))
+    >>> ax.get_title()
+    '64 x 192, 1,452 nonzeros (density 11.8%)'
+    >>> import matplotlib.pyplot as plt; plt.close("all")
+    """
+    A = check_matrix(C, "C")
+    m, n = A.shape
+    in_shape = check_index_shape("input_shape", input_shape, n, "columns")
+    out_shape = check_index_shape("output_shape", output_shape, m, "rows")
+    mode = check_choice("mode", mode, ("auto", "values", "markers", "density"))
+    max_bins = positive_int("max_bins", max_bins)
+    if not A.has_canonical_format:  # sort and merge on a copy, never the caller's arrays
+        A = A.copy()
+        A.sum_duplicates()
+    nnz = A.nnz
+    if mode == "auto":
+        mode = "values" if m * n <= 250_000 else "markers" if nnz <= 20_000 else "density"
+    ax = new_axes(ax)
+    rows = np.repeat(np.arange(m), np.diff(A.indptr))
+    cols = A.indices
+    extent = (-0.5, n - 0.5, m - 0.5, -0.5)
+    if mode == "values":
+        dense = np.ma.masked_array(np.zeros((m, n), dtype=np.float64), mask=True)
+        vals = A.data.real if np.iscomplexobj(A.data) else A.data
+        dense[rows, cols] = vals
+        vmax = float(np.abs(vals).max()) if nnz else 1.0
+        vmax = vmax or 1.0
+        im = ax.imshow(dense, cmap=cmap or DIVERGING, vmin=-vmax, vmax=vmax,
+                       interpolation="nearest", extent=extent,
+                       aspect="equal" if max(m, n) <= 8 * min(m, n) else "auto")
+        if annotate == "auto":
+            annotate = m * n <= 400
+        if annotate:
+            for r, c, val in zip(rows, cols, vals):
+                ax.text(c, r, f"{val:.3g}", ha="center", va="center", fontsize="x-small",
+                        color="white" if abs(val) > 0.6 * vmax else "black")
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, shrink=0.8, label="value")
+    elif mode == "markers":
+        size = max(0.5, min(6.0, 300.0 / max(m, n)))
+        ax.plot(cols, rows, linestyle="none", marker="s", markersize=size,
+                markeredgewidth=0, color="tab:blue")
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        ax.set_aspect("equal" if max(m, n) <= 8 * min(m, n) else "auto")
+    else:
+        from matplotlib.colors import LogNorm
+
+        b = max(1, ceil(max(m, n) / max_bins))  # square cells of b x b entries
+        nr, nc = ceil(m / b), ceil(n / b)
+        counts = np.bincount((rows // b) * nc + cols // b, minlength=nr * nc).reshape(nr, nc)
+        img = np.ma.masked_equal(counts, 0)
+        im = ax.imshow(img, cmap=cmap or "viridis", norm=LogNorm(vmin=1, vmax=max(2, counts.max())),
+                       interpolation="nearest", extent=(-0.5, nc * b - 0.5, nr * b - 0.5, -0.5),
+                       aspect="equal" if max(m, n) <= 8 * min(m, n) else "auto")
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, shrink=0.8, label=f"nonzeros per {b}x{b} cell")
+    if out_shape is not None:
+        _block_lines(ax, out_shape, n, "y")
+        _channel_ticks(ax, out_shape, "y", "c")
+    if in_shape is not None:
+        _block_lines(ax, in_shape, m, "x")
+        _channel_ticks(ax, in_shape, "x", "c")
+    ax.set_ylabel(_index_label(out_shape, "output", "y"))
+    ax.set_xlabel(_index_label(in_shape, "input", "x"))
+    if title is None:
+        title = f"{m:,} x {n:,}, {nnz:,} nonzeros (density {100 * nnz / (m * n):.3g}%)"
+    ax.set_title(title)
+    return ax
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _check_flat_index(name: str, index, shape) -> int:
+    """A flat C-order index from an int or a (channel, *position) tuple inside ``shape``."""
+    size = int(np.prod(shape))
+    if is_int(index):
+        if not 0 <= index < size:
+            raise ValueError(f"{name} must be in [0, {size}) for shape {tuple(shape)}; got {index}.")
+        return int(index)
+    try:
+        items = tuple(index)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple (channel, *position); got {index!r}.") from None
+    if len(items) != len(shape) or not all(is_int(i) and 0 <= i < s for i, s in zip(items, shape)):
+        raise ValueError(
+            f"{name} must be a flat index or a tuple of {len(shape)} indices inside shape "
+            f"{tuple(shape)}; got {index!r}."
+        )
+    return int(np.ravel_multi_index(items, shape))
+
+
+def _flat_index(name, index, shape) -> int:
+    """A flat C-order index from an int or a (channel, *position) tuple, checked."""
+    if index is None:
+        return int(np.ravel_multi_index((0, *(s // 2 for s in shape[1:])), shape))
+    return _check_flat_index(name, index, shape)
+
+
+def _show_maps(fig, gs_row, maps, kind: str, letter: str, vmax, cmap):
+    """One image per channel of ``maps`` (C, *spatial); returns the last image."""
+    im = None
+    for c, img in enumerate(maps):
+        ax = fig.add_subplot(gs_row[c])
+        if img.ndim == 1:
+            img = img[None, :]
+        elif img.ndim == 3:  # 3D: the depth slice with the most weight
+            d = int(np.abs(img).sum(axis=(1, 2)).argmax())
+            img = img[d]
+            ax.set_xlabel(f"depth slice {d}")
+        im = ax.imshow(img, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{kind} channel {c}", fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return im
+
+
+def field_figure(C, input_shape, output_shape, *, output_index=None, input_index=None,
+                 max_channels=4, cmap=None):
+    """Receptive field (a row of C on the input) and projective field (a column on the output).
+
+    Row ``r`` of ``C`` holds the weights with which output ``y.flat[r]`` reads the input: put
+    back into the input's shape, it is that output's receptive field (the kernel, placed,
+    clipped or wrapped by padding). Column ``j`` holds where input ``x.flat[j]`` is sent: put
+    back into the output's shape, it is that input's projective field (the flipped kernel,
+    thinned by the stride) -- the transposed convolution of a unit impulse.
+
+    Parameters
+    ----------
+    C : (M, N) scipy.sparse array, e.g. from :func:`toeplitz_conv.conv_matrix`
+    input_shape : (C_in, *spatial) tuple of int
+    output_shape : (C_out, *out_spatial) tuple of int
+    output_index, input_index : int or tuple (channel, *position), optional
+        The output whose row and the input whose column are shown (flat index or
+        multi-index); default: the centre of channel 0.
+    max_channels : int, default 4
+        Channels shown per row of panels.
+    cmap : str or Colormap, optional
+
+    Returns
+    -------
+    fig : matplotlib Figure
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, toeplitz_conv as tc
+    >>> C = tc.conv_matrix(np.random.rand(2, 1, 3, 3), (1, 6, 6), stride=2, padding=1)
+    >>> fig = field_figure(C, (1, 6, 6), (2, 3, 3), output_index=(1, 0, 0))
+    >>> len(fig.axes)  # one input channel, two output channels, the colour bar
+    4
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    A = check_matrix(C, "C").tocsr()
+    m, n = A.shape
+    in_shape = check_index_shape("input_shape", input_shape, n, "columns")
+    out_shape = check_index_shape("output_shape", output_shape, m, "rows")
+    if in_shape is None or out_shape is None:
+        raise TypeError("field_figure needs input_shape and output_shape; got None.")
+    max_channels = positive_int("max_channels", max_channels)
+    r = _flat_index("output_index", output_index, out_shape)
+    j = _flat_index("input_index", input_index, in_shape)
+    row = A[[r], :].toarray().reshape(in_shape)[:max_channels]
+    col = A[:, [j]].toarray().reshape(out_shape)[:max_channels]
+    cols = max(len(row), len(col))
+    fig = new_figure((2.4 * cols + 1.2, 5.4))
+    gs = fig.add_gridspec(2, cols)
+    cmap = cmap or DIVERGING
+    vmax = float(max(np.abs(row).max(), np.abs(col).max())) or 1.0
+    _show_maps(fig, [gs[0, c] for c in range(len(row))], row, "input", "x", vmax, cmap)
+    im = _show_maps(fig, [gs[1, c] for c in range(len(col))], col, "output", "y", vmax, cmap)
+    ro = tuple(int(i) for i in np.unravel_index(r, out_shape))
+    jo = tuple(int(i) for i in np.unravel_index(j, in_shape))
+    fig.suptitle(f"top: receptive field of y{list(ro)} = row {r} of C on the input\n"
+                 f"bottom: projective field of x{list(jo)} = column {j} of C on the output",
+                 fontsize="medium")
+    fig.colorbar(im, ax=fig.axes, shrink=0.7, label="weight")
+    return fig

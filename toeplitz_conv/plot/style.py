@@ -1,0 +1,22 @@
+"""What every figure shares: the diverging colormap of values, and new axes or figures with
+constrained layout. matplotlib is imported only when a figure is drawn."""
+
+from __future__ import annotations
+
+#: Values are drawn in one diverging colormap, white at zero, in every figure.
+DIVERGING = "RdBu_r"
+
+
+def new_axes(ax, figsize=(6.4, 4.8)):
+    """``ax``, or the axes of a new figure with constrained layout."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize, layout="constrained")[1]
+
+
+def new_figure(figsize):
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=figsize, layout="constrained")

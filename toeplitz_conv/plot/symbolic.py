@@ -1,0 +1,193 @@
+"""The convolution matrix with the kernel's entries as symbols (sympy), for small layers,
+typeset as LaTeX in notebooks or drawn cell by cell. sympy is imported only when asked for."""
+
+from __future__ import annotations
+
+import itertools
+from math import prod
+
+import numpy as np
+
+from ..geometry import check_weight_shape, conv_geometry, conv_transpose_geometry
+from ..pattern import conv_pattern
+from .style import new_axes
+
+SYMBOLIC_MAX_ENTRIES = 65536
+
+
+def _check_size(rows: int, cols: int) -> None:
+    if rows * cols > SYMBOLIC_MAX_ENTRIES:
+        raise ValueError(
+            f"the symbolic matrix is for small layers (at most {SYMBOLIC_MAX_ENTRIES:,} entries); "
+            f"got {rows:,} x {cols:,}. Use conv_matrix for the numbers and spy to see them."
+        )
+
+
+def weight_symbols(weight_shape, name="w"):
+    """An object array of sympy symbols shaped like the weight: ``w_00``, ``w_01``, ...
+
+    A single-channel kernel is indexed by position only (``w_00`` .. ``w_22`` for 3x3, as in
+    the convolution-arithmetic guide); otherwise by ``(c_out, c_in, *position)``. Indices are
+    written together while they are single digits (``w_0121``), with commas past.
+
+    Examples
+    --------
+    >>> weight_symbols((1, 1, 2, 2))
+    array([[[[w_00, w_01],
+             [w_10, w_11]]]], dtype=object)
+    """
+    import sympy
+
+    shape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
+    single = shape[0] == 1 and shape[1] == 1
+    sep = "" if max(shape[2:] if single else shape) <= 10 else ","
+    out = np.empty(shape, dtype=object)
+    for idx in itertools.product(*(range(s) for s in shape)):
+        sub = idx[2:] if single else idx
+        out[idx] = sympy.Symbol(f"{name}_{sep.join(map(str, sub))}")
+    return out
+
+
+def symbolic_conv_matrix(weight_shape, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                         padding_mode="zeros", name="w"):
+    """The convolution matrix with the kernel's entries as symbols (sympy), for small layers.
+
+    Read off the same ``(row, col, tap)`` triples as :func:`toeplitz_conv.conv_matrix`:
+    ``C[row, col] += w.flat[tap]``. The 4x16 matrix of a 3x3 kernel on a 4x4 input is the
+    example drawn in Dumoulin & Visin's convolution-arithmetic guide. In a notebook the result
+    displays as LaTeX; ``sympy.latex(M)`` gives the source.
+
+    Parameters
+    ----------
+    weight_shape : (C_out, C_in/groups, *kernel) tuple of int
+    input_shape : (C_in, *spatial) tuple of int
+    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    name : str, default 'w'
+
+    Returns
+    -------
+    M : sympy.Matrix, (C_out * prod(out_spatial), C_in * prod(in_spatial))
+
+    Examples
+    --------
+    >>> M = symbolic_conv_matrix((1, 1, 3, 3), (1, 4, 4))
+    >>> M.shape
+    (4, 16)
+    >>> M[0, :6]
+    Matrix([[w_00, w_01, w_02, 0, w_10, w_11]])
+    >>> symbolic_conv_matrix((1, 1, 2), (1, 3), padding=1, padding_mode="circular")
+    Matrix([
+    [w_1,   0, w_0],
+    [w_0, w_1,   0],
+    [  0, w_0, w_1],
+    [w_1,   0, w_0]])
+    """
+    import sympy
+
+    geom = conv_geometry(weight_shape, input_shape, stride=stride, padding=padding,
+                      dilation=dilation, groups=groups, padding_mode=padding_mode)
+    m, n = geom.shape
+    _check_size(m, n)
+    symbols = weight_symbols(geom.weight_shape, name).reshape(-1)
+    M = sympy.zeros(m, n)
+    for r, c, t in zip(*conv_pattern(geom).triples()):
+        M[int(r), int(c)] += symbols[int(t)]
+    return M
+
+
+def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, padding=0,
+                                   output_padding=0, dilation=1, groups=1, name="w"):
+    """The transposed convolution's matrix with symbols, from its own definition (a scatter).
+
+    Written independently of the triples, as the transposed convolution is usually defined:
+    each input entry ``x[ci, o]`` adds ``w[ci, co, k] * x[ci, o]`` to the output at
+    ``o * stride - padding + k * dilation``. So
+    ``symbolic_conv_matrix(w.shape, out_shape, ...).T == symbolic_conv_transpose_matrix(...)``
+    is the statement "the transposed convolution is the transpose", entry by entry.
+
+    Parameters
+    ----------
+    weight_shape : (C_in, C_out/groups, *kernel) tuple of int
+        torch's transposed-convolution layout.
+    input_shape : (C_in, *spatial) tuple of int
+    stride, padding, output_padding, dilation, groups : as ``conv_transpose2d``
+    name : str, default 'w'
+
+    Returns
+    -------
+    M : sympy.Matrix, (C_out * prod(out_spatial), C_in * prod(in_spatial))
+
+    Examples
+    --------
+    >>> T = symbolic_conv_transpose_matrix((1, 1, 3, 3), (1, 2, 2))
+    >>> T == symbolic_conv_matrix((1, 1, 3, 3), (1, 4, 4)).T
+    True
+    """
+    import sympy
+
+    geom = conv_transpose_geometry(weight_shape, input_shape, stride=stride, padding=padding,
+                                output_padding=output_padding, dilation=dilation, groups=groups)
+    # geom is the convolution whose transpose this is: its input is our output
+    out_shape, in_shape = geom.in_shape, geom.out_shape
+    m, n = prod(out_shape), prod(in_shape)
+    _check_size(m, n)
+    w = weight_symbols(geom.weight_shape, name)
+    cin_g, cout_g = in_shape[0] // geom.groups, out_shape[0] // geom.groups  # of the transposed conv
+    M = sympy.zeros(m, n)
+    for ci, o in itertools.product(range(in_shape[0]), itertools.product(*map(range, in_shape[1:]))):
+        j = int(np.ravel_multi_index((ci, *o), in_shape))
+        grp = ci // cin_g
+        for co_local, k in itertools.product(range(cout_g), itertools.product(*map(range, geom.kernel))):
+            pos = tuple(oi * s - p + ki * d for oi, s, p, ki, d in
+                        zip(o, geom.stride, geom.pad_lo, k, geom.dilation))
+            if all(0 <= q < size for q, size in zip(pos, out_shape[1:])):
+                i = int(np.ravel_multi_index((grp * cout_g + co_local, *pos), out_shape))
+                M[i, j] += w[(ci, co_local, *k)]
+    return M
+
+
+def symbolic_figure(M, *, ax=None, title=None):
+    """Draw a (small) symbolic matrix as a grid of cells, each entry typeset (mathtext).
+
+    Parameters
+    ----------
+    M : sympy.Matrix
+        E.g. from :func:`symbolic_conv_matrix`.
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> ax = symbolic_figure(symbolic_conv_matrix((1, 1, 3, 3), (1, 4, 4)))
+    >>> len(ax.texts)  # the 36 stored entries
+    36
+    >>> import matplotlib.pyplot as plt; plt.close("all")
+    """
+    import sympy
+
+    m, n = M.shape
+    _check_size(m, n)
+    ax = new_axes(ax, figsize=(0.62 * n + 0.6, 0.5 * m + 0.8))
+    filled = np.zeros((m, n))
+    for (r, c), entry in np.ndenumerate(np.array(M.tolist(), dtype=object)):
+        if entry != 0:
+            filled[r, c] = 1
+            ax.text(c, r, f"${sympy.latex(entry)}$", ha="center", va="center", fontsize="small")
+    ax.imshow(filled, cmap="Blues", vmin=0, vmax=4, interpolation="nearest", aspect="equal")
+    ax.set_xticks(np.arange(-0.5, n), minor=True)
+    ax.set_yticks(np.arange(-0.5, m), minor=True)
+    ax.grid(which="minor", color="0.75", linewidth=0.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(m))
+    ax.tick_params(labelsize="x-small")
+    ax.set_xlabel("column = input index")
+    ax.set_ylabel("row = output index")
+    if title:
+        ax.set_title(title)
+    return ax
