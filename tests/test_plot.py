@@ -17,7 +17,6 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
-from toeplitz_conv import plot  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -236,8 +235,6 @@ def test_network_figure_from_matrices(rng):
 
 def test_network_figure_of_a_compiled_network():
     nn = torch.nn
-    if not hasattr(tc, "compile"):
-        pytest.skip("toeplitz_conv.compile (issue 3) is not there")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
