@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 import toeplitz_conv as tc
-
+from helpers import MODES, case, options, per_axis
 from toeplitz_conv.pattern import index_dtype
 
-MODES = ["zeros", "reflect", "replicate", "circular"]
 TOL = dict(rtol=1e-12, atol=1e-12)
 
 # torch warns that 'same' with an even kernel copies the input; the result is what we test
@@ -66,11 +65,6 @@ def test_forward_backward_2d(mode, groups):
 # Every case is valid for every padding mode (reflect padding < input, circular <= input).
 
 
-def case(id, w, inp, *, stride=1, padding=0, dilation=1, groups=1):
-    return pytest.param(dict(w=w, inp=inp, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups), id=id)
-
-
 CASES = [
     case("1d", (3, 2, 3), (2, 11), stride=2, padding=1),
     case("1d-dilation-pad-groups", (2, 2, 3), (4, 9), dilation=3, padding=2, groups=2),
@@ -97,17 +91,9 @@ CASES = [
 ]
 
 
-def geom_kw(c):
-    return {k: c[k] for k in ("stride", "padding", "dilation", "groups")}
-
-
 def rand(*shape, seed=0, dtype=torch.float64, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
-
-
-def per_axis(v, n):
-    return (v,) * n if isinstance(v, int) else tuple(v)
 
 
 def pad_lo_hi(c):
@@ -136,24 +122,24 @@ def test_forward_and_gradients(c, mode, batch):
     """C @ x == nn.ConvNd, C.T @ delta == autograd's dx, conv_weight_grad == autograd's dW."""
     w = rand(*c["w"], seed=1)
     x = rand(batch, *c["inp"], seed=2, requires_grad=True)
-    conv = torch_conv(x, w, mode, **geom_kw(c))
+    conv = torch_conv(x, w, mode, **options(c))
     y = conv(x)
     delta = rand(*y.shape, seed=3)
     y.backward(delta)
 
-    C = tc.conv_matrix(w.numpy(), c["inp"], padding_mode=mode, **geom_kw(c))
+    C = tc.conv_matrix(w.numpy(), c["inp"], padding_mode=mode, **options(c))
     assert isinstance(C, sp.csr_array)
     assert C.shape == (y[0].numel(), x[0].numel())
     assert C.dtype == np.float64
     np.testing.assert_allclose(C @ flat(x, batch), flat(y, batch), **TOL)
     np.testing.assert_allclose(C.T @ flat(delta, batch), flat(x.grad, batch), **TOL)
 
-    dW = tc.conv_weight_grad(x.detach().numpy(), delta.numpy(), c["w"], padding_mode=mode, **geom_kw(c))
+    dW = tc.conv_weight_grad(x.detach().numpy(), delta.numpy(), c["w"], padding_mode=mode, **options(c))
     assert dW.shape == tuple(c["w"]) and dW.dtype == np.float64
     np.testing.assert_allclose(dW, conv.weight.grad.numpy(), **TOL)
     if batch == 1:  # one sample without its batch axis
         dW1 = tc.conv_weight_grad(x.detach().numpy()[0], delta.numpy()[0], c["w"], padding_mode=mode,
-                                  **geom_kw(c))
+                                  **options(c))
         np.testing.assert_allclose(dW1, conv.weight.grad.numpy(), **TOL)
 
 
@@ -164,7 +150,7 @@ def test_input_gradient_is_conv_transpose(c):
     n = len(c["w"]) - 2
     w = rand(*c["w"], seed=4)
     x_shape = (2, *c["inp"])
-    y = getattr(F, f"conv{n}d")(torch.zeros(x_shape, dtype=torch.float64), w, **geom_kw(c))
+    y = getattr(F, f"conv{n}d")(torch.zeros(x_shape, dtype=torch.float64), w, **options(c))
     delta = rand(*y.shape, seed=5)
     lo, _ = pad_lo_hi(c)
     s, d = per_axis(c["stride"], n), per_axis(c["dilation"], n)
@@ -175,7 +161,7 @@ def test_input_gradient_is_conv_transpose(c):
                                             dilation=d, groups=c["groups"])
     ref = ref[(slice(None), slice(None)) + tuple(slice(0, ij) for ij in i)]
     assert tuple(ref.shape) == x_shape
-    C = tc.conv_matrix(w, c["inp"], **geom_kw(c))
+    C = tc.conv_matrix(w, c["inp"], **options(c))
     np.testing.assert_allclose(C.T @ flat(delta, 2), flat(ref, 2), **TOL)
 
 
@@ -184,21 +170,16 @@ def test_input_gradient_is_conv_transpose(c):
 # weight shape (C_in, C_out/groups, *kernel), input shape (C_in, *spatial) of the transposed conv.
 
 
-def tcase(id, w, inp, *, stride=1, padding=0, dilation=1, groups=1):
-    return pytest.param(dict(w=w, inp=inp, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups), id=id)
-
-
 TCASES = [
-    tcase("1d-stride3-pad1", (2, 3, 3), (2, 5), stride=3, padding=1),
-    tcase("1d-dilation-gt-stride", (2, 2, 3), (2, 6), dilation=3, padding=2),
-    tcase("1d-stride-gt-kernel", (1, 2, 2), (1, 4), stride=4),
-    tcase("2d-stride2-pad1", (3, 2, 3, 3), (3, 4, 5), stride=2, padding=1),
-    tcase("2d-nonsquare", (2, 3, 2, 3), (2, 3, 4), stride=(3, 2), padding=(0, 1), dilation=(1, 2)),
-    tcase("2d-groups-dilation", (4, 2, 3, 2), (4, 3, 3), stride=(2, 1), dilation=(1, 3), groups=2),
-    tcase("2d-depthwise", (3, 1, 3, 3), (3, 4, 4), stride=2, padding=1, groups=3),
-    tcase("2d-1x1-stride", (2, 2, 1, 1), (2, 3, 4), stride=(2, 3)),
-    tcase("3d", (2, 2, 2, 3, 2), (2, 3, 2, 3), stride=(2, 1, 2), padding=(0, 1, 1), dilation=(1, 2, 1)),
+    case("1d-stride3-pad1", (2, 3, 3), (2, 5), stride=3, padding=1),
+    case("1d-dilation-gt-stride", (2, 2, 3), (2, 6), dilation=3, padding=2),
+    case("1d-stride-gt-kernel", (1, 2, 2), (1, 4), stride=4),
+    case("2d-stride2-pad1", (3, 2, 3, 3), (3, 4, 5), stride=2, padding=1),
+    case("2d-nonsquare", (2, 3, 2, 3), (2, 3, 4), stride=(3, 2), padding=(0, 1), dilation=(1, 2)),
+    case("2d-groups-dilation", (4, 2, 3, 2), (4, 3, 3), stride=(2, 1), dilation=(1, 3), groups=2),
+    case("2d-depthwise", (3, 1, 3, 3), (3, 4, 4), stride=2, padding=1, groups=3),
+    case("2d-1x1-stride", (2, 2, 1, 1), (2, 3, 4), stride=(2, 3)),
+    case("3d", (2, 2, 2, 3, 2), (2, 3, 2, 3), stride=(2, 1, 2), padding=(0, 1, 1), dilation=(1, 2, 1)),
 ]
 
 
@@ -220,7 +201,7 @@ def test_conv_transpose_matrix_every_output_padding(c):
     n = len(c["w"]) - 2
     w = rand(*c["w"], seed=6)
     x = rand(2, *c["inp"], seed=7)
-    kw = geom_kw(c)
+    kw = options(c)
     for a in output_paddings(c):
         ref = getattr(F, f"conv_transpose{n}d")(x, w, output_padding=a, **kw)
         T = tc.conv_transpose_matrix(w.numpy(), c["inp"], output_padding=a, **kw)
@@ -244,7 +225,7 @@ def test_conv_transpose_matrix_every_output_padding(c):
 def test_conv_transpose_gradients_every_output_padding(c):
     """conv_transpose_weight_grad == autograd; T.T @ delta == autograd's input gradient."""
     n = len(c["w"]) - 2
-    kw = geom_kw(c)
+    kw = options(c)
     for a in output_paddings(c):
         w = rand(*c["w"], seed=8, requires_grad=True)
         x = rand(3, *c["inp"], seed=9, requires_grad=True)
@@ -281,12 +262,12 @@ JCASES = [c for c in CASES if c.id in (
 def test_weight_jacobian_vs_jacrev(c, mode):
     w = rand(*c["w"], seed=14)
     x = rand(1, *c["inp"], seed=15)
-    conv = torch_conv(x, w, mode, **geom_kw(c))
+    conv = torch_conv(x, w, mode, **options(c))
     jac = torch.func.jacrev(lambda W: torch.func.functional_call(conv, {"weight": W}, (x,)))(w)
     y = conv(x).detach()
     jac = jac.reshape(y.numel(), w.numel()).numpy()
 
-    J = tc.conv_weight_jacobian(x[0].numpy(), c["w"], padding_mode=mode, **geom_kw(c))
+    J = tc.conv_weight_jacobian(x[0].numpy(), c["w"], padding_mode=mode, **options(c))
     assert isinstance(J, sp.csr_array) and J.shape == jac.shape
     np.testing.assert_allclose(J.toarray(), jac, **TOL)
     np.testing.assert_allclose(J @ w.numpy().ravel(), y.numpy().ravel(), **TOL)
@@ -296,7 +277,7 @@ def test_weight_jacobian_vs_jacrev(c, mode):
     wg = w.clone().requires_grad_(True)
     torch.func.functional_call(conv, {"weight": wg}, (x,)).backward(delta)
     np.testing.assert_allclose(J.T @ delta.numpy().ravel(), wg.grad.numpy().ravel(), **TOL)
-    dW = tc.conv_weight_grad(x, delta, c["w"], padding_mode=mode, **geom_kw(c))
+    dW = tc.conv_weight_grad(x, delta, c["w"], padding_mode=mode, **options(c))
     np.testing.assert_allclose(J.T @ delta.numpy().ravel(), dW.ravel(), **TOL)
 
 
@@ -495,18 +476,18 @@ def test_non_contiguous_weight():
     "1d", "2d-dilation-pad", "2d-depthwise-multiplier", "2d-kernel-eq-padded-input",
     "2d-same-even-kernel", "3d-depthwise-dilated-strided", "3d-cube-pad1")])
 def test_pattern_values_rebuild_for_new_weights(c, mode):
-    g = tc.conv_geometry(c["w"], c["inp"], padding_mode=mode, **geom_kw(c))
+    g = tc.conv_geometry(c["w"], c["inp"], padding_mode=mode, **options(c))
     p = tc.conv_pattern(g)
     w1, w2 = rand(*c["w"], seed=36).numpy(), rand(*c["w"], seed=37).numpy()
-    C1 = tc.conv_matrix(w1, c["inp"], padding_mode=mode, **geom_kw(c))
-    C2 = tc.conv_matrix(w2, c["inp"], padding_mode=mode, **geom_kw(c))
+    C1 = tc.conv_matrix(w1, c["inp"], padding_mode=mode, **options(c))
+    C2 = tc.conv_matrix(w2, c["inp"], padding_mode=mode, **options(c))
     data = p.values(w2)
     assert np.array_equal(data.reshape(-1), C2.data)
     rebuilt = sp.csr_array((data.reshape(-1), C1.indices, C1.indptr), shape=C1.shape)
     assert np.array_equal(rebuilt.toarray(), C2.toarray())
     # and the rebuilt matrix is the convolution with the new weight
     x = rand(2, *c["inp"], seed=38)
-    ref = torch_conv(x, torch.from_numpy(w2), mode, **geom_kw(c))(x).detach()
+    ref = torch_conv(x, torch.from_numpy(w2), mode, **options(c))(x).detach()
     np.testing.assert_allclose(rebuilt @ flat(x, 2), flat(ref, 2), **TOL)
 
 
@@ -524,9 +505,9 @@ def test_pattern_values_accepts_torch_weight():
 def test_pattern_triples_reproduce_matrix(c, mode):
     # integer-valued weights: sums of duplicate taps are exact in any order
     W = np.random.default_rng(40).integers(-9, 10, size=c["w"]).astype(np.float64)
-    g = tc.conv_geometry(c["w"], c["inp"], padding_mode=mode, **geom_kw(c))
+    g = tc.conv_geometry(c["w"], c["inp"], padding_mode=mode, **options(c))
     row, col, tap = tc.conv_pattern(g).triples()
-    C = tc.conv_matrix(W, c["inp"], padding_mode=mode, **geom_kw(c))
+    C = tc.conv_matrix(W, c["inp"], padding_mode=mode, **options(c))
     assert row.shape == col.shape == tap.shape
     assert 0 <= tap.min() and tap.max() < W.size
     assert 0 <= row.min() and row.max() < C.shape[0] and 0 <= col.min() and col.max() < C.shape[1]

@@ -19,21 +19,21 @@ def meta(*shape):
     return torch.empty(*shape, device="meta")
 
 
-def torch_conv_shape(i, k, **kw):
-    """Spatial output shape from torch, or None where torch refuses the geometry."""
-    n = len(i)
+def torch_shape(op, i, k, **kw):
+    """Spatial output shape of torch's ``op`` ('conv' or 'conv_transpose'), or None where
+    torch refuses the geometry."""
     try:
-        return tuple(getattr(F, f"conv{n}d")(meta(1, 1, *i), meta(1, 1, *k), **kw).shape[2:])
+        return tuple(getattr(F, f"{op}{len(i)}d")(meta(1, 1, *i), meta(1, 1, *k), **kw).shape[2:])
     except RuntimeError:
         return None
+
+
+def torch_conv_shape(i, k, **kw):
+    return torch_shape("conv", i, k, **kw)
 
 
 def torch_conv_transpose_shape(i, k, **kw):
-    n = len(i)
-    try:
-        return tuple(getattr(F, f"conv_transpose{n}d")(meta(1, 1, *i), meta(1, 1, *k), **kw).shape[2:])
-    except RuntimeError:
-        return None
+    return torch_shape("conv_transpose", i, k, **kw)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")

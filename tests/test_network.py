@@ -280,6 +280,65 @@ def test_compile_errors(call, exc, match):
         call()
 
 
+def test_module_errors_name_the_module_and_say_so_by_their_class():
+    """Errors about a module itself come as they are (their class says so, not their text);
+    errors from a layer's arguments get the layer's name and input shape prepended."""
+    from toeplitz_conv.network import ModuleStateError, UnsupportedModuleError, supported_modules
+
+    with pytest.raises(UnsupportedModuleError) as info:
+        tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Softmax(dim=1)), (1, 5, 5))
+    assert isinstance(info.value, TypeError)
+    assert str(info.value) == (f"compile does not support module '1' of type Softmax; supported: "
+                               f"{', '.join(supported_modules())}.")
+    with pytest.raises(ModuleStateError) as info:
+        tc.compile(_trained_bn(), (1, 5, 5))
+    assert isinstance(info.value, ValueError) and str(info.value).startswith("module '1' (BatchNorm2d)")
+    with pytest.raises(ValueError) as info:
+        tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3)), (3, 5, 5))
+    assert not isinstance(info.value, ModuleStateError)
+    assert str(info.value).startswith("layer '0' (Conv2d) with input shape (3, 5, 5): input_shape[0]")
+
+
+# one instance of every supported module, with an input shape that fits it
+SUPPORTED_EXAMPLES = {
+    **{f"Conv{n}d": (lambda n=n: getattr(nn, f"Conv{n}d")(2, 3, 1), (2, *(3,) * n)) for n in (1, 2, 3)},
+    **{f"ConvTranspose{n}d": (lambda n=n: getattr(nn, f"ConvTranspose{n}d")(2, 3, 2), (2, *(3,) * n))
+       for n in (1, 2, 3)},
+    "Linear": (lambda: nn.Linear(4, 2), (4,)),
+    "Flatten": (nn.Flatten, (2, 3)),
+    **{f"AvgPool{n}d": (lambda n=n: getattr(nn, f"AvgPool{n}d")(2), (2, *(4,) * n)) for n in (1, 2, 3)},
+    **{f"MaxPool{n}d": (lambda n=n: getattr(nn, f"MaxPool{n}d")(2), (2, *(4,) * n)) for n in (1, 2, 3)},
+    **{f"AdaptiveAvgPool{n}d": (lambda n=n: getattr(nn, f"AdaptiveAvgPool{n}d")(1), (2, *(4,) * n))
+       for n in (1, 2, 3)},
+    **{f"BatchNorm{n}d": (lambda n=n: getattr(nn, f"BatchNorm{n}d")(2), (2, *(3,) * n)) for n in (1, 2, 3)},
+    **{name: (getattr(nn, name), (2, 3, 3, 3)) for name in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")},
+    **{name: (getattr(nn, name), (5,)) for name in ("Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU")},
+}
+
+
+def test_supported_modules_are_read_off_the_registry():
+    from toeplitz_conv.network import supported_modules
+
+    assert supported_modules() == ("Sequential", *SUPPORTED_EXAMPLES)
+    for name, (make, shape) in SUPPORTED_EXAMPLES.items():
+        net = tc.compile(make().double().eval(), shape)
+        assert net.layers[0].kind == name
+
+
+def test_subclasses_compile_as_their_base_but_activations_only_as_torch_defines_them():
+    class MyConv(nn.Conv2d):
+        pass
+
+    class MyReLU(nn.ReLU):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    net = tc.compile(MyConv(1, 2, 3).double(), (1, 5, 5))
+    assert net.layers[0].kind == "MyConv" and net.layers[0].matrix.shape == (18, 25)
+    with pytest.raises(TypeError, match=r"compile does not support module '' of type MyReLU"):
+        tc.compile(MyReLU(), (3,))
+
+
 @pytest.fixture
 def small_net():
     return tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()).double(),

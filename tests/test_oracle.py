@@ -17,12 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import toeplitz_conv as tc
-
-MODES = ["zeros", "reflect", "replicate", "circular"]
-
-
-def per_axis(v, n):
-    return (v,) * n if isinstance(v, int) else tuple(v)
+from helpers import MODES, per_axis
 
 
 def pads(w_shape, padding, dilation):

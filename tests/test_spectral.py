@@ -1,4 +1,4 @@
-"""Spectra and operators: the FFT method, operator norms and the matrix-free operator.
+"""Spectra: the FFT method, dense and Lanczos singular values, operator norms.
 
 Every spectrum is checked against the dense SVD of the explicit matrix; operator norms also
 against a power iteration built only from torch's conv2d / conv_transpose2d.
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.sparse.linalg import cg, lsqr, svds
+from scipy.sparse.linalg import svds
 
 import toeplitz_conv as tc
+from helpers import MODES
 from toeplitz_conv.spectral import DENSE_AUTO_MAX
 
-MODES = ["zeros", "reflect", "replicate", "circular"]
 
 
 def dense_sv(w, shape, **kw):
@@ -148,89 +148,6 @@ def test_operator_norm_vs_torch_power_iteration(geom):
     ref = torch_power_norm(w, shape, **geom)
     assert tc.operator_norm(w, shape, method="svds", **geom) == pytest.approx(ref, rel=1e-8)
     assert tc.operator_norm(w, shape, **geom) == pytest.approx(ref, rel=1e-8)
-
-
-# --------------------------------------------------------------------------- the operator
-
-OP_CASES = {
-    "2d-zeros-stride": ((4, 3, 3, 2), (3, 7, 6), dict(stride=(2, 1), padding=(2, 1), dilation=(1, 2))),
-    "2d-reflect-groups": ((4, 2, 3, 3), (4, 6, 6), dict(padding=1, groups=2, padding_mode="reflect")),
-    "2d-replicate": ((2, 3, 2, 3), (3, 5, 7), dict(padding=(1, 2), padding_mode="replicate")),
-    "2d-circular-wraps": ((2, 2, 5, 5), (2, 4, 4), dict(padding=4, padding_mode="circular")),
-    "1d": ((3, 2, 4), (2, 10), dict(stride=3, padding=2)),
-    "3d": ((2, 2, 2, 3, 2), (2, 3, 4, 5), dict(padding=1, stride=(1, 2, 1))),
-}
-
-
-@pytest.mark.parametrize("complex_weight", [False, True], ids=["real", "complex"])
-@pytest.mark.parametrize("case", OP_CASES.values(), ids=OP_CASES.keys())
-def test_operator_matches_matrix_and_dot_test(case, complex_weight):
-    wshape, shape, kw = case
-    rng = np.random.default_rng(9)
-    w = rng.standard_normal(wshape) + (1j * rng.standard_normal(wshape) if complex_weight else 0)
-    C = tc.conv_matrix(w, shape, **kw)
-    A = tc.conv_operator(w, shape, **kw)
-    assert A.shape == C.shape and A.dtype == C.dtype
-    m, n = C.shape
-    x, y = rng.standard_normal(n), rng.standard_normal(m)
-    X, Y = rng.standard_normal((n, 3)), rng.standard_normal((m, 3))
-    np.testing.assert_allclose(A @ x, C @ x, atol=1e-12)
-    np.testing.assert_allclose(A.matvec(x), C @ x, atol=1e-12)
-    np.testing.assert_allclose(A @ X, C @ X, atol=1e-12)
-    np.testing.assert_allclose(A.rmatvec(y), C.conj().T @ y, atol=1e-12)
-    np.testing.assert_allclose(A.H @ Y, C.conj().T @ Y, atol=1e-12)
-    np.testing.assert_allclose(A.rmatmat(Y), C.conj().T @ Y, atol=1e-12)
-    np.testing.assert_allclose(A.T @ y, C.T @ y, atol=1e-12)
-    # the dot test (A u) . v == u . (A^H v), complex inputs too
-    u = rng.standard_normal(n) + 1j * rng.standard_normal(n)
-    v = rng.standard_normal(m) + 1j * rng.standard_normal(m)
-    assert np.vdot(v, A @ u) == pytest.approx(np.vdot(A.H @ v, u), rel=1e-12)
-
-
-def test_operator_vs_torch_every_mode():
-    rng = np.random.default_rng(10)
-    w, x = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((3, 8, 9))
-    for mode in MODES:
-        conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False, padding_mode=mode).double()
-        conv.weight.data = torch.from_numpy(w)
-        ref = conv(torch.from_numpy(x)[None]).detach().numpy().ravel()
-        np.testing.assert_allclose(tc.conv_operator(w, x.shape, padding=1, padding_mode=mode) @ x.ravel(),
-                                   ref, atol=1e-12)
-
-
-def test_operator_chunks_many_columns(monkeypatch):
-    w = np.random.default_rng(11).standard_normal((3, 2, 3, 3))
-    A = tc.conv_operator(w, (2, 6, 5), padding=1, padding_mode="reflect")
-    monkeypatch.setattr(type(A), "chunk_bytes", 1)  # one column per chunk
-    C = tc.conv_matrix(w, (2, 6, 5), padding=1, padding_mode="reflect")
-    X = np.random.default_rng(0).standard_normal((60, 5))
-    Y = np.random.default_rng(1).standard_normal((90, 5))
-    np.testing.assert_allclose(A @ X, C @ X, atol=1e-12)
-    np.testing.assert_allclose(A.H @ Y, C.T @ Y, atol=1e-12)
-
-
-def test_operator_dtypes():
-    w = np.random.default_rng(12).standard_normal((2, 2, 3, 3))
-    assert tc.conv_operator(w.astype(np.float32), (2, 5, 5)).dtype == np.float32
-    assert tc.conv_operator(np.ones((2, 2, 3, 3), dtype=np.int64), (2, 5, 5)).dtype == np.float64
-    A = tc.conv_operator(torch.from_numpy(w), (2, 5, 5), padding=1)
-    np.testing.assert_allclose(A @ np.ones(50), tc.conv_matrix(w, (2, 5, 5), padding=1) @ np.ones(50))
-
-
-def test_lsqr_deconvolution_recovers_input():
-    rng = np.random.default_rng(13)
-    w = 0.2 * rng.standard_normal((4, 3, 3, 3))
-    w[:3, :, 1, 1] += np.eye(3)  # well conditioned: close to the identity plus one channel
-    x = rng.standard_normal((3, 16, 16))
-    A = tc.conv_operator(w, x.shape, padding=1)
-    b = A @ x.ravel()
-    x_hat, istop, itn = lsqr(A, b, atol=1e-14, btol=1e-14, iter_lim=500)[:3]
-    np.testing.assert_allclose(x_hat, x.ravel(), atol=1e-8)
-    # the same through the normal equations with cg
-    N = A.H @ A
-    x_cg, info = cg(N, A.H @ b, rtol=1e-13, maxiter=500)
-    assert info == 0
-    np.testing.assert_allclose(x_cg, x.ravel(), atol=1e-7)
 
 
 def test_svds_on_the_operator():

@@ -71,6 +71,14 @@ def same_batch(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
 # --------------------------------------------------------------------------- integers
 
 
+def as_tuple(value, message: str) -> tuple:
+    """``tuple(value)``, or a ``TypeError`` with ``message`` when ``value`` is no sequence."""
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(message) from None
+
+
 def is_int(value) -> bool:
     """An integer that is not a bool (numpy integers included)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -79,13 +87,8 @@ def is_int(value) -> bool:
 def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
     """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``."""
     rule = "positive integers" if minimum == 1 else "non-negative integers"
-    items = (value,) * n if is_int(value) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an int or a tuple of {n} ints ({rule}); got {value!r}."
-        ) from None
+    items = as_tuple((value,) * n if is_int(value) else value,
+                     f"{name} must be an int or a tuple of {n} ints ({rule}); got {value!r}.")
     if len(items) != n:
         raise ValueError(
             f"{name} must be an int or a tuple of {n} ints, one per spatial dimension of a "
@@ -108,10 +111,7 @@ def positive_int(name: str, value) -> int:
 
 def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
     """A shape of ``n`` positive ints; ``what`` describes the entries for the message."""
-    try:
-        items = tuple(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a tuple {what}; got {value!r}.") from None
+    items = as_tuple(value, f"{name} must be a tuple {what}; got {value!r}.")
     if len(items) != n or not all(is_int(v) for v in items):
         hint = ""
         if len(items) == n + 1:

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from . import verify
-from .geometry import PADDING_MODES
+from .conv import conv_matrix, conv_weight_grad
+from .geometry import PADDING_MODES, conv_geometry
 from .memory import human_bytes
+from .plot import gradient_figure, spy
 
 PROG = "toeplitz-conv"
 
@@ -89,11 +91,10 @@ def _one(value):
 
 def _demo(args) -> int:
     """A 1x4x4 input, a 3x3 kernel: C, the output, C.T @ delta and the weight gradient."""
-    import toeplitz_conv as tc
 
     x = np.arange(1.0, 17.0).reshape(1, 4, 4)
     w = np.array([[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]]])  # Sobel x
-    C = tc.conv_matrix(w, x.shape)
+    C = conv_matrix(w, x.shape)
     np.set_printoptions(linewidth=120, precision=4, suppress=True)
     print("A 3x3 kernel (Sobel) on a 4x4 image, no padding: y = C @ x with C of shape", C.shape)
     print(C.toarray())
@@ -102,7 +103,7 @@ def _demo(args) -> int:
     delta = np.array([1.0, -1.0, 0.5, 2.0])
     print("\ninput gradient C.T @ delta, delta =", delta)
     dx = (C.T @ delta).reshape(4, 4)
-    dW = tc.conv_weight_grad(x, delta.reshape(1, 2, 2), w.shape)
+    dW = conv_weight_grad(x, delta.reshape(1, 2, 2), w.shape)
     status = 0
     try:
         import torch
@@ -151,20 +152,19 @@ def _demo_figures(out: Path, x, w, delta) -> None:
         matplotlib.use("Agg")  # writing files only: no window
     import matplotlib.pyplot as plt
 
-    import toeplitz_conv as tc
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
-    C = tc.conv_matrix(w, x.shape)
+    C = conv_matrix(w, x.shape)
     fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
-    tc.spy(C, ax=ax, input_shape=x.shape, output_shape=(1, 2, 2),
+    spy(C, ax=ax, input_shape=x.shape, output_shape=(1, 2, 2),
            title="the demo's C: 3x3 Sobel kernel on a 4x4 image (4 x 16)")
     spy_path = out / "demo_spy.png"
     ax.figure.savefig(spy_path, dpi=100)
     plt.close(ax.figure)
-    fig = tc.gradient_figure(x, w, grad_output=delta.reshape(1, 2, 2))
+    fig = gradient_figure(x, w, grad_output=delta.reshape(1, 2, 2))
     grad_path = out / "demo_gradient.png"
     fig.savefig(grad_path, dpi=100)
     plt.close(fig)
@@ -175,7 +175,6 @@ def _demo_figures(out: Path, x, w, delta) -> None:
 
 
 def _spy(args) -> int:
-    import toeplitz_conv as tc
 
     kernel, inp = args.kernel, args.input
     if len(kernel) != len(inp) + 1 or len(kernel) not in (3, 4, 5):
@@ -186,10 +185,10 @@ def _spy(args) -> int:
         )
     opts = dict(stride=_one(args.stride), padding=_one(args.padding),
                 dilation=_one(args.dilation), groups=args.groups, padding_mode=args.padding_mode)
-    geom = tc.conv_geometry(kernel, inp, **opts)
+    geom = conv_geometry(kernel, inp, **opts)
     m, n = geom.shape
     w = np.random.default_rng(args.seed).standard_normal(kernel)
-    C = tc.conv_matrix(w, inp, **opts)
+    C = conv_matrix(w, inp, **opts)
     nbytes = C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
     print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(kernel)}, "
           f"random N(0, 1) weights, seed {args.seed})")
@@ -202,7 +201,7 @@ def _spy(args) -> int:
 
     figsize = (min(14.0, 3.0 + 8.0 * max(1.0, n / m) ** 0.5), 6.0)
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    tc.spy(C, ax=ax, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode)
+    spy(C, ax=ax, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode)
     out = Path(args.output)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -238,53 +237,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    demo = sub.add_parser(
+    demo_cmd = sub.add_parser(
         "demo", help="a small conv layer as a matrix, checked against PyTorch",
         description="A 3x3 kernel on a 4x4 image: prints C, y = C @ x, C.T @ delta next to "
                     "conv_transpose2d and the weight gradient, checks them against PyTorch, "
                     "and writes a spy plot and a gradient figure.")
-    demo.add_argument("--out", metavar="DIR", default=".",
+    demo_cmd.add_argument("--out", metavar="DIR", default=".",
                       help="folder for demo_spy.png and demo_gradient.png (default: current folder)")
-    demo.set_defaults(func=_demo)
+    demo_cmd.set_defaults(func=_demo)
 
-    spy = sub.add_parser(
+    spy_cmd = sub.add_parser(
         "spy", help="draw the matrix of any conv layer",
         description="Draw the matrix C of a conv layer with random weights (spy plot with "
                     "channel and image-row lines) and print its shape and size.",
         epilog="example: toeplitz-conv spy --input 3x8x8 --kernel 4x3x3x3 --stride 2 --padding 1 -o C.png")
-    spy.add_argument("--input", required=True, metavar="CxHxW",
+    spy_cmd.add_argument("--input", required=True, metavar="CxHxW",
                      type=_arg(_parse_sizes, "--input"),
                      help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
-    spy.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW",
+    spy_cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW",
                      type=_arg(_parse_sizes, "--kernel"),
                      help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
-    spy.add_argument("--stride", default=1, metavar="S", type=_arg(_parse_sizes, "--stride"),
+    spy_cmd.add_argument("--stride", default=1, metavar="S", type=_arg(_parse_sizes, "--stride"),
                      help="stride, e.g. 2 or 2x1 (default 1)")
-    spy.add_argument("--padding", default=0, metavar="P",
+    spy_cmd.add_argument("--padding", default=0, metavar="P",
                      type=_arg(_parse_sizes, "--padding", words=("same", "valid"), minimum=0),
                      help="padding, e.g. 1, 1x0, same or valid (default 0)")
-    spy.add_argument("--dilation", default=1, metavar="D", type=_arg(_parse_sizes, "--dilation"),
+    spy_cmd.add_argument("--dilation", default=1, metavar="D", type=_arg(_parse_sizes, "--dilation"),
                      help="dilation, e.g. 2 (default 1)")
-    spy.add_argument("--groups", default=1, metavar="G", type=_arg(_parse_count, "--groups"),
+    spy_cmd.add_argument("--groups", default=1, metavar="G", type=_arg(_parse_count, "--groups"),
                      help="groups (default 1)")
-    spy.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
+    spy_cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
                      help="as nn.Conv2d (default zeros)")
-    spy.add_argument("--mode", default="auto", choices=("auto", "values", "markers", "density"),
+    spy_cmd.add_argument("--mode", default="auto", choices=("auto", "values", "markers", "density"),
                      help="values as colour, markers, or a nonzero histogram (default auto)")
-    spy.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    spy.add_argument("--dpi", type=int, default=110, help="resolution of the image (default 110)")
-    spy.add_argument("-o", "--output", default="conv_matrix.png", metavar="FILE",
+    spy_cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    spy_cmd.add_argument("--dpi", type=int, default=110, help="resolution of the image (default 110)")
+    spy_cmd.add_argument("-o", "--output", default="conv_matrix.png", metavar="FILE",
                      help="image file to write (.png, .pdf, .svg; default conv_matrix.png)")
-    spy.set_defaults(func=_spy)
+    spy_cmd.set_defaults(func=_spy)
 
-    verify = sub.add_parser(
+    verify_cmd = sub.add_parser(
         "verify", help="check the library against PyTorch over a grid of geometries",
         description="Check conv matrices (forward), their transposes (input gradient and "
                     "conv_transposeNd), weight gradients, pooling matrices and a compiled "
                     "network against PyTorch in float64. Exit status 1 on any mismatch.")
-    verify.add_argument("--atol", type=float, default=1e-10,
+    verify_cmd.add_argument("--atol", type=float, default=1e-10,
                         help="largest absolute difference accepted (default 1e-10)")
-    verify.set_defaults(func=_verify)
+    verify_cmd.set_defaults(func=_verify)
     return parser
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import NamedTuple, Optional
 
-from ._args import as_array, check_choice, int_tuple, is_int, positive_int, shape_tuple
+from ._args import as_array, as_tuple, check_choice, int_tuple, is_int, positive_int, shape_tuple
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -118,10 +118,7 @@ def check_padding_mode(padding_mode) -> str:
 
 def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
     """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message."""
-    try:
-        wshape = tuple(weight_shape)
-    except TypeError:
-        raise TypeError(f"weight shape must be a tuple of ints {layout}; got {weight_shape!r}.") from None
+    wshape = as_tuple(weight_shape, f"weight shape must be a tuple of ints {layout}; got {weight_shape!r}.")
     if len(wshape) not in (3, 4, 5):
         raise ValueError(
             f"weight must have 3, 4 or 5 dimensions, {layout} for a 1D, 2D or 3D "
@@ -154,10 +151,7 @@ def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
     """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
     if is_int(value):
         return int_tuple(name, value, 1, minimum=1), True
-    try:
-        n = len(tuple(value))
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a tuple of ints; got {value!r}.") from None
+    n = len(as_tuple(value, f"{name} must be an int or a tuple of ints; got {value!r}."))
     if n not in (1, 2, 3):
         raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
     return int_tuple(name, value, n, minimum=1), False

@@ -41,6 +41,11 @@ class ConvOperator(LinearOperator):
         self._pat = pat
         super().__init__(dtype=dtype, shape=geom.shape)
 
+    def _operand(self, X):
+        """``X`` as an array, the dtype of the product and the number of columns."""
+        X = np.asarray(X)
+        return X, np.result_type(self.dtype, X.dtype), X.shape[1]
+
     def _chunks(self, k: int, dtype):
         per_col = self.geometry.groups * self._srcT.size * np.dtype(dtype).itemsize
         step = max(1, self.chunk_bytes // max(per_col, 1))
@@ -50,9 +55,7 @@ class ConvOperator(LinearOperator):
     def _matmat(self, X):
         geom, pat = self.geometry, self._pat
         groups, cout_g = geom.groups, geom.cout_per_group
-        X = np.asarray(X)
-        dtype = np.result_type(self.dtype, X.dtype)
-        k = X.shape[1]
+        X, dtype, k = self._operand(X)
         xg = X.reshape(groups, pat.pad_col, k)
         Y = np.empty((groups, cout_g, pat.p_out, k), dtype=dtype)
         for a, b in self._chunks(k, dtype):
@@ -65,9 +68,7 @@ class ConvOperator(LinearOperator):
     def _rmatmat(self, D):
         geom, pat = self.geometry, self._pat
         groups, cout_g = geom.groups, geom.cout_per_group
-        D = np.asarray(D)
-        dtype = np.result_type(self.dtype, D.dtype)
-        k = D.shape[1]
+        D, dtype, k = self._operand(D)
         d = D.reshape(groups, cout_g, pat.p_out, k)
         X = np.empty((groups, pat.pad_col, k), dtype=dtype)
         for a, b in self._chunks(k, dtype):
@@ -182,7 +183,7 @@ def conv_operator(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     return ConvOperator(w, geom)
 
 
-def dot_test(A, *, k: int = 3, rtol: float = 1e-10, seed=0) -> float:
+def dot_test(A, *, k: int = 3, rtol: float = 1e-10, complex_vectors=None, seed=0) -> float:
     """The dot test of a linear operator: ``(A u) . v == u . (A^H v)`` for random ``u``, ``v``.
 
     The standard check that a hand-written adjoint (a transposed convolution, a backward pass)
@@ -192,12 +193,13 @@ def dot_test(A, *, k: int = 3, rtol: float = 1e-10, seed=0) -> float:
     Parameters
     ----------
     A : (m, n) scipy.sparse array, ndarray or LinearOperator
-        E.g. :func:`toeplitz_conv.conv_matrix` or :func:`conv_operator`. Complex operators
-        are tested with complex vectors.
+        E.g. :func:`toeplitz_conv.conv_matrix` or :func:`conv_operator`.
     k : int, default 3
         Columns of the block test.
     rtol : float, default 1e-10
         Largest accepted gap relative to ``|A u| |v|``.
+    complex_vectors : bool, optional
+        Test with complex ``u`` and ``v`` (default: when ``A`` is complex).
     seed : int or numpy Generator, default 0
 
     Returns
@@ -228,13 +230,18 @@ def dot_test(A, *, k: int = 3, rtol: float = 1e-10, seed=0) -> float:
             f"{type(A).__name__}."
         ) from None
     k = positive_int("k", k)
+    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, (int, float, np.floating, np.integer)):
+        raise TypeError(f"rtol must be a non-negative float; got {rtol!r}.")
+    if not rtol >= 0:
+        raise ValueError(f"rtol must be a non-negative float; got rtol={rtol!r}.")
     rng = np.random.default_rng(seed)
     m, n = op.shape
-    cplx = np.iscomplexobj(np.ones(1, dtype=op.dtype))
+    if complex_vectors is None:
+        complex_vectors = np.dtype(op.dtype).kind == "c"
 
     def draw(*shape):
         r = rng.standard_normal(shape)
-        return r + 1j * rng.standard_normal(shape) if cplx else r
+        return r + 1j * rng.standard_normal(shape) if complex_vectors else r
 
     worst = 0.0
     for cols in (None, k):

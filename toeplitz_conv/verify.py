@@ -15,6 +15,10 @@ import warnings
 
 import numpy as np
 
+from .conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
+from .network import compile as compile_network
+from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
+
 
 class Progress:
     """A plain-text progress bar: redrawn in place on a terminal, milestones otherwise."""
@@ -45,7 +49,6 @@ def cases():
     import torch.nn as nn
     import torch.nn.functional as F
 
-    import toeplitz_conv as tc
 
     rng = np.random.default_rng(0)
     dt = torch.float64
@@ -94,7 +97,7 @@ def cases():
             return layer, xt, layer(xt)
 
         def forward(w=w, x=x, ishape=ishape, opts=opts, torch_conv=torch_conv):
-            C = tc.conv_matrix(w, ishape, **opts)
+            C = conv_matrix(w, ishape, **opts)
             _, _, y = torch_conv()
             return err(C @ x.reshape(2, -1).T, y.detach().numpy().reshape(2, -1).T)
 
@@ -102,9 +105,9 @@ def cases():
             layer, xt, y = torch_conv()
             delta = rand(*y.shape)
             y.backward(torch.from_numpy(delta))
-            C = tc.conv_matrix(w, ishape, **opts)
+            C = conv_matrix(w, ishape, **opts)
             e_dx = err(C.T @ delta.reshape(2, -1).T, xt.grad.numpy().reshape(2, -1).T)
-            dW = tc.conv_weight_grad(x, delta, w.shape, **opts)
+            dW = conv_weight_grad(x, delta, w.shape, **opts)
             return max(e_dx, err(dW, layer.weight.grad.numpy()))
 
         cases.append(("forward", label, forward))
@@ -122,12 +125,12 @@ def cases():
         w, x = rand(*wshape), rand(2, *ishape)
 
         def transposed(w=w, x=x, ishape=ishape, opts=opts):
-            T = tc.conv_transpose_matrix(w, ishape, **opts)
+            T = conv_transpose_matrix(w, ishape, **opts)
             xt, wt = torch.from_numpy(x), torch.from_numpy(w).requires_grad_(True)
             y = tfun[len(ishape) - 1](xt, wt, **opts)
             delta = rand(*y.shape)
             y.backward(torch.from_numpy(delta))
-            dW = tc.conv_transpose_weight_grad(x, delta, w.shape, **opts)
+            dW = conv_transpose_weight_grad(x, delta, w.shape, **opts)
             return max(err(T @ x.reshape(2, -1).T, y.detach().numpy().reshape(2, -1).T),
                        err(dW, wt.grad.numpy()))
 
@@ -143,7 +146,6 @@ def _pool_cases(rand, err):
     import torch
     import torch.nn.functional as F
 
-    import toeplitz_conv as tc
 
     avg = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
     mx = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -158,7 +160,7 @@ def _pool_cases(rand, err):
     ]:
         def check(ishape=ishape, k=k, opts=opts):
             x = rand(*ishape)
-            P = tc.avg_pool_matrix(ishape, k, **opts)
+            P = avg_pool_matrix(ishape, k, **opts)
             return err(P @ x.ravel(), avg[len(ishape) - 1](torch.from_numpy(x)[None], k, **opts).numpy())
         cases.append(("pooling", label, check))
     for label, ishape, k, opts in [
@@ -169,7 +171,7 @@ def _pool_cases(rand, err):
     ]:
         def check(ishape=ishape, k=k, opts=opts):
             x = rand(*ishape)
-            S = tc.max_pool_matrix(x, k, **opts)
+            S = max_pool_matrix(x, k, **opts)
             xt = torch.from_numpy(x)[None].requires_grad_(True)
             y = mx[len(ishape) - 1](xt, k, **opts)
             delta = rand(*y.shape)
@@ -180,7 +182,7 @@ def _pool_cases(rand, err):
                                 ("adaptive 2D global", (3, 5, 5), 1)]:
         def check(ishape=ishape, size=size):
             x = rand(*ishape)
-            P = tc.adaptive_avg_pool_matrix(ishape, size)
+            P = adaptive_avg_pool_matrix(ishape, size)
             return err(P @ x.ravel(), ada[len(ishape) - 1](torch.from_numpy(x)[None], size).numpy())
         cases.append(("pooling", label, check))
     return cases
@@ -191,7 +193,6 @@ def _network_cases(rand, err):
     import torch
     import torch.nn as nn
 
-    import toeplitz_conv as tc
 
     def build():
         torch.manual_seed(0)
@@ -204,7 +205,7 @@ def _network_cases(rand, err):
     def network():
         model = build()
         x = rand(2, 1, 8, 8)
-        net = tc.compile(model, (1, 8, 8))
+        net = compile_network(model, (1, 8, 8))
         xt = torch.from_numpy(x).requires_grad_(True)
         y = model(xt)
         ours = np.asarray(net.forward(x))

@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .._args import as_array, is_int
+from .._args import as_array, as_tuple, is_int
 from ..geometry import conv_geometry, conv_transpose_output_size
 from ..pool import PoolGeometry, adaptive_avg_pool_matrix, adaptive_output_size, avg_pool_matrix
 from .layers import (ACTIVATIONS, Activation, BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool,
@@ -271,10 +271,8 @@ def compile(module, input_shape):
         raise ImportError("compile needs PyTorch to read the model: pip install torch") from e
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}.")
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        raise TypeError(f"input_shape must be a tuple of ints (one sample, no batch axis); got {input_shape!r}.") from None
+    shape = as_tuple(input_shape, f"input_shape must be a tuple of ints (one sample, no batch axis); "
+                                  f"got {input_shape!r}.")
     if not shape or not all(is_int(s) and s >= 1 for s in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints (one sample, no batch axis); got input_shape={shape!r}.")
     shape = tuple(int(s) for s in shape)

@@ -14,7 +14,7 @@ from math import ceil, prod
 import numpy as np
 import scipy.sparse as sp
 
-from .._args import as_array, check_choice, is_int, positive_int
+from .._args import as_array, as_tuple, check_choice, is_int, positive_int
 from .style import DIVERGING, new_axes, new_figure
 
 
@@ -36,10 +36,7 @@ def check_index_shape(name: str, shape, size: int, what: str):
     """``None``, or the shape of what the ``size`` rows/columns index, checked against it."""
     if shape is None:
         return None
-    try:
-        items = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a tuple (channels, *spatial); got {shape!r}.") from None
+    items = as_tuple(shape, f"{name} must be a tuple (channels, *spatial); got {shape!r}.")
     if not items or not all(is_int(s) and s >= 1 for s in items):
         raise ValueError(f"{name} must be a tuple of positive ints (channels, *spatial); got {shape!r}.")
     if int(np.prod(items)) != size:
@@ -144,6 +141,7 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn into, titled with the matrix's shape, nonzeros and density.
 
     Examples
     --------
@@ -233,10 +231,7 @@ def _check_flat_index(name: str, index, shape) -> int:
         if not 0 <= index < size:
             raise ValueError(f"{name} must be in [0, {size}) for shape {tuple(shape)}; got {index}.")
         return int(index)
-    try:
-        items = tuple(index)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a tuple (channel, *position); got {index!r}.") from None
+    items = as_tuple(index, f"{name} must be an int or a tuple (channel, *position); got {index!r}.")
     if len(items) != len(shape) or not all(is_int(i) and 0 <= i < s for i, s in zip(items, shape)):
         raise ValueError(
             f"{name} must be a flat index or a tuple of {len(shape)} indices inside shape "
@@ -295,6 +290,8 @@ def field_figure(C, input_shape, output_shape, *, output_index=None, input_index
     Returns
     -------
     fig : matplotlib Figure
+        Top row: the row of ``C`` per input channel; bottom row: the column of ``C`` per
+        output channel; one colour bar for both (the same weights, the same colours).
 
     Examples
     --------

@@ -68,6 +68,7 @@ def network_figure(network, *, names=None, mode="auto", max_bins=200):
     Returns
     -------
     fig : matplotlib Figure
+        One panel per drawn layer, titled with its name, shape and nonzeros.
 
     Examples
     --------

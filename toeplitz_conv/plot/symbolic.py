@@ -67,6 +67,7 @@ def symbolic_conv_matrix(weight_shape, input_shape, *, stride=1, padding=0, dila
     Returns
     -------
     M : sympy.Matrix, (C_out * prod(out_spatial), C_in * prod(in_spatial))
+        Entry ``(row, col)``: the sum of the weight symbols of the triples that land on it.
 
     Examples
     --------
@@ -116,6 +117,7 @@ def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, paddi
     Returns
     -------
     M : sympy.Matrix, (C_out * prod(out_spatial), C_in * prod(in_spatial))
+        Column ``j`` holds where input entry ``j`` is scattered, times which weight.
 
     Examples
     --------
@@ -159,6 +161,7 @@ def symbolic_figure(M, *, ax=None, title=None):
     Returns
     -------
     ax : matplotlib Axes
+        A grid of the matrix's cells, each stored entry typeset in its cell.
 
     Examples
     --------

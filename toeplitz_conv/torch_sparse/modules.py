@@ -40,12 +40,20 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
             f"input of {what} must have {in_channels} channels (in_channels), on axis "
             f"{0 if unbatched else 1}; got input.shape={tuple(input.shape)}."
         )
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and t.device != x.device:
-            raise ValueError(
-                f"input and {name} of {what} must be on the same device; got input on "
-                f"{x.device} and {name} on {t.device}. Move one with .to(device)."
-            )
+    _check_tensors(x, weight, bias, what)
+    return x, unbatched
+
+
+def _check_tensors(x, weight, bias, what: str) -> None:
+    """Devices first, then dtypes: the tensors of one call where torch.sparse multiplies."""
+    with_bias = [("bias", bias)] if bias is not None else []
+    elsewhere = [(name, t) for name, t in [("weight", weight), *with_bias] if t.device != x.device]
+    if elsewhere:
+        name, t = elsewhere[0]
+        raise ValueError(
+            f"input and {name} of {what} must be on the same device; got input on "
+            f"{x.device} and {name} on {t.device}. Move one with .to(device)."
+        )
     if x.device.type not in _DEVICES:
         raise ValueError(
             f"{what} runs on 'cpu' or 'cuda' (torch.sparse products); got tensors on {x.device}."
@@ -56,16 +64,14 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
             f"multiply on {x.device.type}; got {weight.dtype}. Cast the module with "
             f".float() or .double()."
         )
-    for name, t in (("input", x), ("bias", bias)):
-        if t is not None and t.dtype != weight.dtype:
-            raise TypeError(
-                f"{name} of {what} must have the weight's dtype {weight.dtype}; got {t.dtype}."
-            )
-    return x, unbatched
+    cast = [(name, t) for name, t in [("input", x), *with_bias] if t.dtype != weight.dtype]
+    if cast:
+        name, t = cast[0]
+        raise TypeError(f"{name} of {what} must have the weight's dtype {weight.dtype}; got {t.dtype}.")
 
 
 def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros", *, sparse_layout="auto"):
+                padding_mode="zeros", *, sparse_layout="auto"):
     """Functional convolution through the sparse matrix, like ``F.conv1d/2d/3d``.
 
     Parameters
