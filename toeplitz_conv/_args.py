@@ -71,12 +71,13 @@ def same_batch(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
 # --------------------------------------------------------------------------- integers
 
 
-def as_tuple(value, message: str) -> tuple:
-    """``tuple(value)``, or a ``TypeError`` with ``message`` when ``value`` is no sequence."""
+def as_tuple(value, name: str, rule: str) -> tuple:
+    """``tuple(value)``, or ``TypeError: {name} must be {rule}; got {value!r}.`` when
+    ``value`` is no sequence (the message is written only then)."""
     try:
         return tuple(value)
     except TypeError:
-        raise TypeError(message) from None
+        raise TypeError(f"{name} must be {rule}; got {value!r}.") from None
 
 
 def is_int(value) -> bool:
@@ -87,8 +88,7 @@ def is_int(value) -> bool:
 def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
     """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``."""
     rule = "positive integers" if minimum == 1 else "non-negative integers"
-    items = as_tuple((value,) * n if is_int(value) else value,
-                     f"{name} must be an int or a tuple of {n} ints ({rule}); got {value!r}.")
+    items = (value,) * n if is_int(value) else as_tuple(value, name, f"an int or a tuple of {n} ints ({rule})")
     if len(items) != n:
         raise ValueError(
             f"{name} must be an int or a tuple of {n} ints, one per spatial dimension of a "
@@ -111,7 +111,7 @@ def positive_int(name: str, value) -> int:
 
 def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
     """A shape of ``n`` positive ints; ``what`` describes the entries for the message."""
-    items = as_tuple(value, f"{name} must be a tuple {what}; got {value!r}.")
+    items = as_tuple(value, name, f"a tuple {what}")
     if len(items) != n or not all(is_int(v) for v in items):
         hint = ""
         if len(items) == n + 1:

@@ -118,7 +118,7 @@ def check_padding_mode(padding_mode) -> str:
 
 def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
     """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message."""
-    wshape = as_tuple(weight_shape, f"weight shape must be a tuple of ints {layout}; got {weight_shape!r}.")
+    wshape = as_tuple(weight_shape, "weight shape", f"a tuple of ints {layout}")
     if len(wshape) not in (3, 4, 5):
         raise ValueError(
             f"weight must have 3, 4 or 5 dimensions, {layout} for a 1D, 2D or 3D "
@@ -151,7 +151,7 @@ def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
     """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
     if is_int(value):
         return int_tuple(name, value, 1, minimum=1), True
-    n = len(as_tuple(value, f"{name} must be an int or a tuple of ints; got {value!r}."))
+    n = len(as_tuple(value, name, "an int or a tuple of ints"))
     if n not in (1, 2, 3):
         raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
     return int_tuple(name, value, n, minimum=1), False
@@ -360,7 +360,7 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     wshape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
     in_shape = _sample_shape(input_shape, n)
-    _label = InputLabel(*_label)
+    _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
     mode = check_padding_mode(padding_mode)
     s = int_tuple("stride", stride, n, minimum=1)
     d = int_tuple("dilation", dilation, n, minimum=1)
@@ -394,7 +394,7 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     wshape = check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
     n = len(wshape) - 2
     in_shape = _sample_shape(input_shape, n)
-    _label = InputLabel(*_label)
+    _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
     if isinstance(padding, str):
         raise ValueError(
             f"padding of a transposed convolution must be an int or a tuple of {n} ints "

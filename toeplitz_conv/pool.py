@@ -37,8 +37,7 @@ from .pattern import axis_positions, im2col, stacked_indices, window_table
 
 def _sample_shape(value, name: str) -> tuple[int, ...]:
     """The shape of one sample ``(C, *spatial)`` with 1, 2 or 3 spatial axes."""
-    items = as_tuple(value, f"{name} must be a tuple (C, *spatial) of one sample with 1, 2 or 3 "
-                            f"spatial axes; got {value!r}.")
+    items = as_tuple(value, name, "a tuple (C, *spatial) of one sample with 1, 2 or 3 spatial axes")
     if len(items) not in (2, 3, 4) or not all(is_int(s) for s in items):
         raise ValueError(
             f"{name} must be a tuple of 2, 3 or 4 ints (C, *spatial) of one sample for 1D, 2D "
@@ -114,9 +113,9 @@ def adaptive_output_size(output_size, in_spatial) -> tuple[int, ...]:
     """torch's ``output_size`` of adaptive pooling: an int, or per axis an int or ``None``
     (keep the input's size)."""
     n = len(in_spatial)
-    items = as_tuple((output_size,) * n if (is_int(output_size) or output_size is None) else output_size,
-                     f"output_size must be an int or a tuple of {n} ints (or None to keep an axis); "
-                     f"got {output_size!r}.")
+    rule = f"an int or a tuple of {n} ints (or None to keep an axis)"
+    one = is_int(output_size) or output_size is None
+    items = (output_size,) * n if one else as_tuple(output_size, "output_size", rule)
     if len(items) != n or not all(o is None or is_int(o) for o in items):
         raise ValueError(
             f"output_size must be an int or a tuple of {n} ints (or None to keep an axis), one "

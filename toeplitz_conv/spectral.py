@@ -21,7 +21,7 @@ Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -148,15 +148,13 @@ def _warm_start(w: np.ndarray, geom: ConvGeometry):
     """
     if any(s != 1 for s in geom.stride) or geom.out_spatial != geom.in_spatial:
         return None
-    circ = ConvGeometry(geom.in_channels, geom.out_channels, geom.groups, geom.kernel, geom.in_spatial,
-                        geom.out_spatial, geom.stride, geom.dilation, geom.pad_lo, geom.pad_hi, "circular")
-    M, _ = _fft_blocks(w, circ)
+    M, _ = _fft_blocks(w, replace(geom, padding_mode="circular"))
     top = np.linalg.svd(M, compute_uv=False)[..., 0]  # (*freq, G)
-    *f, gi = np.unravel_index(np.argmax(top), top.shape)
-    a = np.linalg.svd(M[tuple(f) + (gi,)])[2][0].conj()  # top right singular vector of M(f)
+    *f, grp = np.unravel_index(np.argmax(top), top.shape)
+    a = np.linalg.svd(M[tuple(f) + (grp,)])[2][0].conj()  # top right singular vector of M(f)
     cin_g = geom.cin_per_group
     amp = np.zeros(geom.in_channels, dtype=complex)
-    amp[gi * cin_g:(gi + 1) * cin_g] = a
+    amp[grp * cin_g:(grp + 1) * cin_g] = a
     grids = np.meshgrid(*[np.arange(n) for n in geom.in_spatial], indexing="ij")
     phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, geom.in_spatial))
     x = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]

@@ -271,8 +271,7 @@ def compile(module, input_shape):
         raise ImportError("compile needs PyTorch to read the model: pip install torch") from e
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}.")
-    shape = as_tuple(input_shape, f"input_shape must be a tuple of ints (one sample, no batch axis); "
-                                  f"got {input_shape!r}.")
+    shape = as_tuple(input_shape, "input_shape", "a tuple of ints (one sample, no batch axis)")
     if not shape or not all(is_int(s) and s >= 1 for s in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints (one sample, no batch axis); got input_shape={shape!r}.")
     shape = tuple(int(s) for s in shape)

@@ -36,7 +36,7 @@ def check_index_shape(name: str, shape, size: int, what: str):
     """``None``, or the shape of what the ``size`` rows/columns index, checked against it."""
     if shape is None:
         return None
-    items = as_tuple(shape, f"{name} must be a tuple (channels, *spatial); got {shape!r}.")
+    items = as_tuple(shape, name, "a tuple (channels, *spatial)")
     if not items or not all(is_int(s) and s >= 1 for s in items):
         raise ValueError(f"{name} must be a tuple of positive ints (channels, *spatial); got {shape!r}.")
     if int(np.prod(items)) != size:
@@ -231,7 +231,7 @@ def _check_flat_index(name: str, index, shape) -> int:
         if not 0 <= index < size:
             raise ValueError(f"{name} must be in [0, {size}) for shape {tuple(shape)}; got {index}.")
         return int(index)
-    items = as_tuple(index, f"{name} must be an int or a tuple (channel, *position); got {index!r}.")
+    items = as_tuple(index, name, "an int or a tuple (channel, *position)")
     if len(items) != len(shape) or not all(is_int(i) and 0 <= i < s for i, s in zip(items, shape)):
         raise ValueError(
             f"{name} must be a flat index or a tuple of {len(shape)} indices inside shape "
