@@ -142,7 +142,7 @@ def check_weight(weight, name: str = "weight"):
     return w
 
 
-def _sample_shape(input_shape, n: int) -> tuple[int, ...]:
+def _input_shape(input_shape, n: int) -> tuple[int, ...]:
     return shape_tuple("input_shape", input_shape, n + 1,
                        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel")
 
@@ -359,7 +359,7 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     """
     wshape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = _sample_shape(input_shape, n)
+    in_shape = _input_shape(input_shape, n)
     _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
     mode = check_padding_mode(padding_mode)
     s = int_tuple("stride", stride, n, minimum=1)
@@ -393,7 +393,7 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     """
     wshape = check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = _sample_shape(input_shape, n)
+    in_shape = _input_shape(input_shape, n)
     _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
     if isinstance(padding, str):
         raise ValueError(

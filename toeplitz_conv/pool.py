@@ -35,7 +35,7 @@ from .pattern import axis_positions, im2col, stacked_indices, window_table
 # --------------------------------------------------------------------------- geometry
 
 
-def _sample_shape(value, name: str) -> tuple[int, ...]:
+def _input_shape(value, name: str) -> tuple[int, ...]:
     """The shape of one sample ``(C, *spatial)`` with 1, 2 or 3 spatial axes."""
     items = as_tuple(value, name, "a tuple (C, *spatial) of one sample with 1, 2 or 3 spatial axes")
     if len(items) not in (2, 3, 4) or not all(is_int(s) for s in items):
@@ -62,7 +62,7 @@ class PoolGeometry:
     checked as torch checks them; ``what`` names the caller in the messages."""
 
     def __init__(self, input_shape, kernel_size, stride, padding, dilation, ceil_mode, what):
-        shape = _sample_shape(input_shape, "input_shape")
+        shape = _input_shape(input_shape, "input_shape")
         n = len(shape) - 1
         self.channels, self.in_spatial = shape[0], shape[1:]
         self.kernel = int_tuple("kernel_size", kernel_size, n, minimum=1)
@@ -277,7 +277,7 @@ def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, form
     True
     """
     fmt = check_format(format)
-    shape = _sample_shape(input_shape, "input_shape")
+    shape = _input_shape(input_shape, "input_shape")
     in_sp = shape[1:]
     out_sp = adaptive_output_size(output_size, in_sp)
     tables, counts = [], []

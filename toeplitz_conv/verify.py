@@ -49,7 +49,6 @@ def cases():
     import torch.nn as nn
     import torch.nn.functional as F
 
-
     rng = np.random.default_rng(0)
     dt = torch.float64
 
@@ -83,7 +82,7 @@ def cases():
         ("3D stride 2 pad 1", (2, 2, 3, 3, 3), (2, 5, 5, 5), dict(stride=2, padding=1)),
         ("3D circular", (2, 1, 2, 3, 3), (1, 4, 4, 4), dict(padding=1, padding_mode="circular")),
     ]
-    cases = []
+    grid = []
     for label, wshape, ishape, opts in geometries:
         n = len(ishape) - 1
         w, x = rand(*wshape), rand(2, *ishape)
@@ -110,8 +109,8 @@ def cases():
             dW = conv_weight_grad(x, delta, w.shape, **opts)
             return max(e_dx, err(dW, layer.weight.grad.numpy()))
 
-        cases.append(("forward", label, forward))
-        cases.append(("input + weight gradient", label, backward))
+        grid.append(("forward", label, forward))
+        grid.append(("input + weight gradient", label, backward))
 
     tgeoms = [
         ("1D stride 2 out_pad 1", (2, 3, 3), (2, 5), dict(stride=2, padding=1, output_padding=1)),
@@ -134,11 +133,11 @@ def cases():
             return max(err(T @ x.reshape(2, -1).T, y.detach().numpy().reshape(2, -1).T),
                        err(dW, wt.grad.numpy()))
 
-        cases.append(("transposed conv", label, transposed))
+        grid.append(("transposed conv", label, transposed))
 
-    cases += _pool_cases(rand, err)
-    cases += _network_cases(rand, err)
-    return cases
+    grid += _pool_cases(rand, err)
+    grid += _network_cases(rand, err)
+    return grid
 
 
 def _pool_cases(rand, err):
@@ -146,11 +145,10 @@ def _pool_cases(rand, err):
     import torch
     import torch.nn.functional as F
 
-
     avg = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
     mx = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
     ada = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
-    cases = []
+    grid = []
     for label, ishape, k, opts in [
         ("avg 1D k2", (2, 8), 2, {}),
         ("avg 2D k3 s2 p1", (3, 7, 7), 3, dict(stride=2, padding=1)),
@@ -162,7 +160,7 @@ def _pool_cases(rand, err):
             x = rand(*ishape)
             P = avg_pool_matrix(ishape, k, **opts)
             return err(P @ x.ravel(), avg[len(ishape) - 1](torch.from_numpy(x)[None], k, **opts).numpy())
-        cases.append(("pooling", label, check))
+        grid.append(("pooling", label, check))
     for label, ishape, k, opts in [
         ("max 1D k3 s2", (2, 9), 3, dict(stride=2)),
         ("max 2D k2", (3, 6, 6), 2, {}),
@@ -177,22 +175,21 @@ def _pool_cases(rand, err):
             delta = rand(*y.shape)
             y.backward(torch.from_numpy(delta))
             return max(err(S @ x.ravel(), y.detach().numpy()), err(S.T @ delta.ravel(), xt.grad.numpy()))
-        cases.append(("pooling", label, check))
+        grid.append(("pooling", label, check))
     for label, ishape, size in [("adaptive 1D 7->3", (2, 7), 3), ("adaptive 2D 7x5->3x2", (2, 7, 5), (3, 2)),
                                 ("adaptive 2D global", (3, 5, 5), 1)]:
         def check(ishape=ishape, size=size):
             x = rand(*ishape)
             P = adaptive_avg_pool_matrix(ishape, size)
             return err(P @ x.ravel(), ada[len(ishape) - 1](torch.from_numpy(x)[None], size).numpy())
-        cases.append(("pooling", label, check))
-    return cases
+        grid.append(("pooling", label, check))
+    return grid
 
 
 def _network_cases(rand, err):
     """A compiled CNN against torch: forward, parameter and input gradients."""
     import torch
     import torch.nn as nn
-
 
     def build():
         torch.manual_seed(0)
