@@ -101,6 +101,16 @@ def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
     return tuple(int(v) for v in items)
 
 
+def real_number(name: str, value, rule: str, valid) -> float:
+    """A real number (not a bool) for which ``valid(value)`` holds; ``rule`` says which, as
+    ``{name} must be {rule}``: a ``TypeError`` for another type, a ``ValueError`` outside."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be {rule}; got {value!r}.")
+    if not valid(value):
+        raise ValueError(f"{name} must be {rule}; got {name}={value!r}.")
+    return float(value)
+
+
 def positive_int(name: str, value) -> int:
     if not is_int(value):
         raise TypeError(f"{name} must be a positive integer; got {value!r}.")

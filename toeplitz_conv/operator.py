@@ -1,7 +1,7 @@
 """A convolution layer as a matrix-free operator, and the dot test of any operator.
 
 The operator is the convolution itself, read from the pattern's table ``src`` without storing
-``C``: ``matvec`` is the one :func:`~toeplitz_conv.pattern.im2col` gather of the input followed
+``C``: ``matvec`` is the one :func:`~toeplitz_conv.indexing.im2col` gather of the input followed
 by a product with the weight; ``rmatvec`` is its adjoint, the transposed convolution (the
 weight's adjoint product, then a scatter-add over the same table). Forward and adjoint sit side
 by side, as in PyLops, and :func:`dot_test` checks that one is the adjoint of the other. The
@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-from ._args import positive_int
+from ._args import positive_int, real_number
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
-from .pattern import conv_pattern, im2col
+from .indexing import im2col
+from .pattern import conv_pattern
 
 
 class ConvOperator(LinearOperator):
@@ -230,10 +231,7 @@ def dot_test(A, *, k: int = 3, rtol: float = 1e-10, complex_vectors=None, seed=0
             f"{type(A).__name__}."
         ) from None
     k = positive_int("k", k)
-    if isinstance(rtol, (bool, np.bool_)) or not isinstance(rtol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"rtol must be a non-negative float; got {rtol!r}.")
-    if not rtol >= 0:
-        raise ValueError(f"rtol must be a non-negative float; got rtol={rtol!r}.")
+    rtol = real_number("rtol", rtol, "a non-negative float", lambda r: r >= 0)
     rng = np.random.default_rng(seed)
     m, n = op.shape
     if complex_vectors is None:

@@ -27,7 +27,7 @@ from math import prod
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from ._args import check_choice, is_int
+from ._args import check_choice, is_int, real_number
 from .conv import conv_matrix
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
 from .memory import check_size
@@ -69,11 +69,7 @@ def _check_k(k, limit: int) -> int:
 
 
 def _check_tol(tol) -> float:
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.floating, np.integer)):
-        raise TypeError(f"tol must be a float in [0, 1) (0: machine precision); got {tol!r}.")
-    if not 0 <= tol < 1:
-        raise ValueError(f"tol must be a float in [0, 1) (0: machine precision); got tol={tol!r}.")
-    return float(tol)
+    return real_number("tol", tol, "a float in [0, 1) (0: machine precision)", lambda t: 0 <= t < 1)
 
 
 # --------------------------------------------------------------------------- the FFT method
