@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import toeplitz_conv as tc
 from helpers import MODES, case, options, per_axis
-from toeplitz_conv.pattern import index_dtype
+from toeplitz_conv.indexing import index_dtype
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 
@@ -361,6 +361,7 @@ def test_index_dtype_switches_past_int32():
 
 def test_int64_index_path_builds_the_same_matrix(monkeypatch):
     """With the int32 limit lowered, the core takes its int64 path: same matrix, same products."""
+    import toeplitz_conv.indexing as indexing
     import toeplitz_conv.pattern as pattern
 
     w = rand(3, 2, 3, 2, seed=24).numpy()
@@ -368,7 +369,7 @@ def test_int64_index_path_builds_the_same_matrix(monkeypatch):
     kw = dict(stride=(1, 2), padding=1, padding_mode="reflect")
     ref = torch_conv(x, torch.from_numpy(w), "reflect", stride=(1, 2), padding=1)(x).detach()
     pattern.conv_pattern.cache_clear()
-    monkeypatch.setattr(pattern, "_INT32_MAX", 10)
+    monkeypatch.setattr(indexing, "_INT32_MAX", 10)
     try:
         C = tc.conv_matrix(w, (2, 6, 5), **kw)
         g = tc.conv_geometry(w.shape, (2, 6, 5), stride=(1, 2), padding=1, padding_mode="reflect")

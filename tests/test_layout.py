@@ -2,7 +2,7 @@
 
 - no source file over 450 lines, the generic argument module under 300;
 - one-way layering: a module imports only from its own floor or below
-  (geometry -> pattern -> readings -> networks, torch, figures -> the command);
+  (arithmetic -> geometry -> indexing/pattern -> readings -> networks, torch, figures -> the command);
 - no module imports another's private names (what two modules share is a public name of
   the module that owns it);
 - no control flow decided by reading an exception's text;
@@ -24,7 +24,8 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 # The floors, from the ground up: a module may import from its own floor or a lower one.
 FLOORS = {
-    "_args": 0, "memory": 1, "geometry": 2, "pattern": 3, "_sparse": 4, "conv": 5, "pool": 5,
+    "_args": 0, "memory": 1, "arithmetic": 2, "indexing": 2, "geometry": 3, "pattern": 4,
+    "_sparse": 4, "conv": 5, "pool": 5,
     "operator": 6, "spectral": 7, "network": 8, "torch_sparse": 8, "plot": 9, "verify": 10,
     "cli": 11, "__init__": 12, "__main__": 12,
 }
@@ -36,12 +37,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
 
 
+SUBPACKAGES = {module_name(p) for p in PACKAGE.glob("*/__init__.py")}
+
+
 def package_imports(name: str, source: str):
     """``(target module, imported name, line)`` for each import of the package's own code.
     ``target`` is relative to the package ('conv', 'network.layers'); '' is the package."""
     parts = name.split(".")
-    is_package = name in {module_name(p) for p in PACKAGE.rglob("__init__.py")} and name != "__init__"
-    here = parts if is_package else parts[:-1]
+    here = parts if name in SUBPACKAGES else parts[:-1]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = here[: len(here) - node.level + 1]

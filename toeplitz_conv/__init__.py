@@ -4,14 +4,15 @@ geometry -> (row, col, tap) triples -> readings: the convolution matrix ``C``, i
 (the transposed convolution and input gradient), the weight gradient and the im2col Jacobian.
 The scipy core imports without torch; names that need torch are imported on first use.
 
-The modules, from the ground up: ``geometry`` (shapes and the convolution arithmetic),
-``pattern`` (the triples), ``conv`` and ``pool`` (their readings as matrices), ``operator``
+The modules, from the ground up: ``arithmetic`` (output sizes), ``geometry`` (a layer's
+validated shapes), ``indexing`` (window tables, the im2col gather), ``pattern`` (the triples), ``conv`` and ``pool`` (their readings as matrices), ``operator``
 and ``spectral`` (matrix-free operators and singular values), ``network`` (whole models),
 ``torch_sparse`` (the same matrices in torch), ``plot`` (figures) and ``cli`` (the command).
 """
 
 import importlib
 
+from .arithmetic import conv_output_size, conv_transpose_output_size
 from .conv import (
     conv_matrix,
     conv_transpose_matrix,
@@ -19,13 +20,7 @@ from .conv import (
     conv_weight_grad,
     conv_weight_jacobian,
 )
-from .geometry import (
-    ConvGeometry,
-    conv_geometry,
-    conv_output_size,
-    conv_transpose_geometry,
-    conv_transpose_output_size,
-)
+from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .memory import set_memory_limit
 from .network import Network, compile, softmax_cross_entropy
 from .operator import ConvOperator, conv_operator, dot_test

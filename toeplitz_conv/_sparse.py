@@ -1,6 +1,6 @@
 """Index arrays -> scipy.sparse: the one place a matrix of the library is assembled.
 
-Every matrix is built as canonical CSR arrays (:mod:`toeplitz_conv.pattern` writes the indices
+Every matrix is built as canonical CSR arrays (:mod:`toeplitz_conv.indexing` writes the indices
 sorted and unique in each row) and converted to the format asked for at the end, as
 ``scipy.linalg``'s special matrices do.
 """

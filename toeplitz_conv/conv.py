@@ -17,10 +17,12 @@ import numpy as np
 
 from ._args import as_array, batched, same_batch
 from ._sparse import check_format, csr
-from .geometry import (ConvGeometry, InputLabel, check_weight, check_weight_shape, conv_geometry,
+from .arithmetic import InputLabel
+from .geometry import (ConvGeometry, check_weight, check_weight_shape, conv_geometry,
                        conv_transpose_geometry, with_geometry_doc)
 from .memory import check_size
-from .pattern import TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz, index_dtype
+from .indexing import index_dtype
+from .pattern import TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz
 
 _CONV_LAYOUT = "(C_out, C_in/groups, *kernel)"
 _TRANSPOSE_LAYOUT = "(C_in, C_out/groups, *kernel)"
@@ -38,7 +40,7 @@ def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int
 def _sample_shape(x, weight_shape, name: str = "x"):
     """One sample's shape of ``x`` (a sample or a batch) and how messages name it.
 
-    Returns ``(shape, label)``; the :class:`~toeplitz_conv.geometry.InputLabel` lets the
+    Returns ``(shape, label)``; the :class:`~toeplitz_conv.arithmetic.InputLabel` lets the
     geometry's checks name ``x`` rather than an ``input_shape`` the user never passed.
     """
     shape = tuple(getattr(x, "shape", np.shape(x)))

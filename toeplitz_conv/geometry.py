@@ -1,23 +1,18 @@
-"""Normalised geometry of a convolution layer, the convolution arithmetic and their checks.
-
-Output sizes follow the relations of Dumoulin & Visin, *A guide to convolution arithmetic for
-deep learning* (2016), as PyTorch implements them::
-
-    conv:        o  = floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1
-    transposed:  o' = (i' - 1) s - 2 p + d (k - 1) + a + 1
+"""Normalised geometry of a convolution layer and torch's rules on its arguments.
 
 A :class:`ConvGeometry` is everything that fixes the sparsity pattern of a convolution matrix
 (shapes, stride, padding, dilation, groups, padding mode) and nothing else: no weights. Every
-rule torch applies to these arguments is checked here, with its message.
+rule torch applies to these arguments is checked here, with its message; the output sizes come
+from the convolution arithmetic (:mod:`toeplitz_conv.arithmetic`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from typing import NamedTuple, Optional
-
 from ._args import as_array, as_tuple, check_choice, int_tuple, is_int, positive_int, shape_tuple
+from .arithmetic import (INPUT_SHAPE, InputLabel, check_output_padding, conv_out, conv_transpose_out,
+                         padding_sides, padding_text)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -36,18 +31,6 @@ def with_geometry_doc(f):
     """Put :data:`GEOMETRY_PARAMETERS` in place of ``GEOMETRY_PARAMETERS`` in a docstring."""
     f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", GEOMETRY_PARAMETERS)
     return f
-
-
-class InputLabel(NamedTuple):
-    """How messages name the input: its channel count, its shape and the shape to show
-    (``None``: the input shape itself). A layer called on ``x`` names ``x.shape[1]``."""
-
-    channels: str = "input_shape[0]"
-    shape: str = "input_shape"
-    value: Optional[tuple] = None
-
-
-INPUT_SHAPE = InputLabel()
 
 
 @dataclass(frozen=True)
@@ -147,16 +130,6 @@ def _input_shape(input_shape, n: int) -> tuple[int, ...]:
                        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel")
 
 
-def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
-    """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
-    if is_int(value):
-        return int_tuple(name, value, 1, minimum=1), True
-    n = len(as_tuple(value, name, "an int or a tuple of ints"))
-    if n not in (1, 2, 3):
-        raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
-    return int_tuple(name, value, n, minimum=1), False
-
-
 def _groups(groups, in_channels: int, out_channels: int, weight_shape, label: InputLabel) -> int:
     groups = positive_int("groups", groups)
     if out_channels % groups:
@@ -189,153 +162,21 @@ def _transpose_groups(groups, weight_shape, in_channels: int, label: InputLabel)
     return groups
 
 
-def _lohi(lo, hi) -> str:
-    return str(lo) if lo == hi else f"(low {lo}, high {hi})"
-
-
 def _check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
     """torch's limits on padding for the non-zero padding modes."""
     sizes = tuple(in_spatial) * 2
     if mode == "reflect" and any(p >= n for p, n in zip(lo + hi, sizes)):
         raise ValueError(
             f"padding must be smaller than the input size in every dimension for "
-            f"padding_mode='reflect' (as in torch); got padding {_lohi(lo, hi)} for input "
+            f"padding_mode='reflect' (as in torch); got padding {padding_text(lo, hi)} for input "
             f"size {tuple(in_spatial)}."
         )
     if mode == "circular" and any(p > n for p, n in zip(lo + hi, sizes)):
         raise ValueError(
             f"padding must not exceed the input size in any dimension for "
             f"padding_mode='circular' (it would wrap around more than once, which torch "
-            f"refuses); got padding {_lohi(lo, hi)} for input size {tuple(in_spatial)}."
+            f"refuses); got padding {padding_text(lo, hi)} for input size {tuple(in_spatial)}."
         )
-
-
-def _check_output_nonempty(out, in_shape, kernel, dilation, lo, hi, label: InputLabel) -> None:
-    if all(o >= 1 for o in out):
-        return
-    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
-    padded = tuple(i + a + b for i, a, b in zip(in_shape[1:], lo, hi))
-    shown = tuple(in_shape) if label.value is None else tuple(label.value)
-    raise ValueError(
-        f"the output would be empty: the padded input {padded} is smaller than the dilated "
-        f"kernel {eff} (kernel {tuple(kernel)}, dilation {tuple(dilation)}); got "
-        f"{label.shape}={shown}, padding {_lohi(lo, hi)}."
-    )
-
-
-def _check_output_padding(output_padding, stride, dilation) -> None:
-    if any(a >= s and a >= d for a, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(
-            f"output_padding must be smaller than either stride or dilation in every "
-            f"dimension (as in torch); got output_padding={output_padding}, stride={stride}, "
-            f"dilation={dilation}."
-        )
-
-
-def _check_transpose_output_nonempty(out, in_shape, kernel, stride, padding, dilation,
-                                     output_padding) -> None:
-    if all(o >= 1 for o in out):
-        return
-    raise ValueError(
-        f"the output of the transposed convolution would be empty: (i - 1) * stride - "
-        f"2 * padding + dilation * (kernel - 1) + output_padding + 1 = {tuple(out)}; got "
-        f"input_shape={tuple(in_shape)}, kernel {tuple(kernel)}, stride={stride}, "
-        f"padding={padding}, dilation={dilation}, output_padding={output_padding}."
-    )
-
-
-# --------------------------------------------------------------------------- arithmetic
-
-
-def _padding(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``padding`` (int, tuple, 'same', 'valid') -> (pad_lo, pad_hi), as torch reads it."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0,) * n, (0,) * n
-        if padding == "same":
-            if any(s != 1 for s in stride):
-                raise ValueError(
-                    f"padding='same' needs stride 1 in every dimension (as in torch, which "
-                    f"refuses it for strided convolutions); got stride={stride}."
-                )
-            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-            lo = tuple(t // 2 for t in total)  # torch puts the odd extra on the high side
-            return lo, tuple(t - lo_ for t, lo_ in zip(total, lo))
-        raise ValueError(
-            f"padding must be an int, a tuple of {n} ints, 'same' or 'valid'; got {padding!r}."
-        )
-    pad = int_tuple("padding", padding, n, minimum=0)
-    return pad, pad
-
-
-def _conv_out(i, lo, hi, k, s, d) -> tuple[int, ...]:
-    """``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per axis."""
-    return tuple((i_ + a + b - d_ * (k_ - 1) - 1) // s_ + 1 for i_, a, b, k_, s_, d_ in zip(i, lo, hi, k, s, d))
-
-
-def _conv_transpose_out(i, k, s, p, d, a) -> tuple[int, ...]:
-    """``(i - 1) s - 2 p + d (k - 1) + a + 1`` per axis."""
-    return tuple((i_ - 1) * s_ - 2 * p_ + d_ * (k_ - 1) + a_ + 1 for i_, k_, s_, p_, d_, a_ in zip(i, k, s, p, d, a))
-
-
-def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
-    """Spatial output size of a convolution (the convolution arithmetic).
-
-    Parameters
-    ----------
-    input_size : int or tuple of int
-        Spatial input size ``(*spatial)`` (no channel, no batch).
-    kernel_size : int or tuple of int
-    stride, dilation : int or tuple of int
-    padding : int, tuple of int, 'same' or 'valid'
-
-    Returns
-    -------
-    int or tuple of int
-        ``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per dimension; an int when
-        ``input_size`` is an int.
-
-    Examples
-    --------
-    >>> conv_output_size((28, 28), 5)
-    (24, 24)
-    >>> conv_output_size(56, 3, stride=2, padding=1)
-    28
-    """
-    i, scalar = _spatial_size("input_size", input_size)
-    n = len(i)
-    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
-    s = int_tuple("stride", stride, n, minimum=1)
-    d = int_tuple("dilation", dilation, n, minimum=1)
-    lo, hi = _padding(padding, n, k, d, s)
-    out = _conv_out(i, lo, hi, k, s, d)
-    _check_output_nonempty(out, (0, *i), k, d, lo, hi, InputLabel("input_size", "input_size", i))
-    return out[0] if scalar else out
-
-
-def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, output_padding=0, dilation=1):
-    """Spatial output size of a transposed convolution.
-
-    ``o' = (i' - 1) s - 2 p + d (k - 1) + a + 1`` per dimension, where ``a`` is
-    ``output_padding`` (it picks one of the ``s`` input sizes that a stride-``s`` convolution
-    maps to the same output size).
-
-    Examples
-    --------
-    >>> conv_transpose_output_size(28, 3, stride=2, padding=1, output_padding=1)
-    56
-    """
-    i, scalar = _spatial_size("input_size", input_size)
-    n = len(i)
-    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
-    s = int_tuple("stride", stride, n, minimum=1)
-    d = int_tuple("dilation", dilation, n, minimum=1)
-    p = int_tuple("padding", padding, n, minimum=0)
-    a = int_tuple("output_padding", output_padding, n, minimum=0)
-    _check_output_padding(a, s, d)
-    out = _conv_transpose_out(i, k, s, p, d, a)
-    _check_transpose_output_nonempty(out, (0, *i), k, s, p, d, a)
-    return out[0] if scalar else out
 
 
 # --------------------------------------------------------------------------- geometries
@@ -366,12 +207,10 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     d = int_tuple("dilation", dilation, n, minimum=1)
     k = wshape[2:]
     groups = _groups(groups, in_shape[0], wshape[0], wshape, _label)
-    lo, hi = _padding(padding, n, k, d, s)
-    i = in_shape[1:]
-    _check_padding_fits(mode, lo, hi, i)
-    out = _conv_out(i, lo, hi, k, s, d)
-    _check_output_nonempty(out, in_shape, k, d, lo, hi, _label)
-    return ConvGeometry(in_shape[0], wshape[0], groups, k, i, out, s, d, lo, hi, mode)
+    lo, hi = padding_sides(padding, n, k, d, s)
+    _check_padding_fits(mode, lo, hi, in_shape[1:])
+    out = conv_out(in_shape, k, s, d, lo, hi, _label)
+    return ConvGeometry(in_shape[0], wshape[0], groups, k, in_shape[1:], out, s, d, lo, hi, mode)
 
 
 def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, output_padding=0,
@@ -404,11 +243,10 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     d = int_tuple("dilation", dilation, n, minimum=1)
     p = int_tuple("padding", padding, n, minimum=0)
     a = int_tuple("output_padding", output_padding, n, minimum=0)
-    _check_output_padding(a, s, d)
+    check_output_padding(a, s, d)
     groups = _transpose_groups(groups, wshape, in_shape[0], _label)
     k = wshape[2:]
-    out = _conv_transpose_out(in_shape[1:], k, s, p, d, a)
-    _check_transpose_output_nonempty(out, in_shape, k, s, p, d, a)
+    out = conv_transpose_out(in_shape, k, s, p, d, a)
     conv = conv_geometry(wshape, (wshape[1] * groups, *out), stride=s, padding=p, dilation=d,
                          groups=groups)
     return ConvGeometry(conv.in_channels, conv.out_channels, groups, k, conv.in_spatial,

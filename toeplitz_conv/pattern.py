@@ -15,9 +15,10 @@ group) shifted by ``co * P_out`` rows, ``group * C_in/groups * P_in`` columns an
 
 Each reading of the library is a few vectorised lines over this table: the values of the CSR
 matrix (:meth:`ConvPattern.values`), the explicit triples (:meth:`ConvPattern.triples`), and,
-through the one :func:`im2col` gather, the weight gradient (:meth:`ConvPattern.weight_grad`),
-the im2col Jacobian (:meth:`ConvPattern.weight_jacobian_arrays`), the matrix-free operator
-and max pooling. Padding modes other than zeros only change which column a padded tap reads,
+through the one :func:`~toeplitz_conv.indexing.im2col` gather, the weight gradient
+(:meth:`ConvPattern.weight_grad`) and the im2col Jacobian
+(:meth:`ConvPattern.weight_jacobian_arrays`). The table itself is built by
+:func:`~toeplitz_conv.indexing.window_table`, which pooling shares. Padding modes other than zeros only change which column a padded tap reads,
 so several taps may land on one column: they add.
 """
 
@@ -30,112 +31,12 @@ import numpy as np
 
 from ._args import as_array
 from .geometry import ConvGeometry
+from .indexing import axis_positions, im2col, row_pointers, stacked_indices, window_table
 from .memory import check_size
 
-_INT32_MAX = np.iinfo(np.int32).max
 #: bytes per entry of the ``(P_out, taps)`` table while it is built (int64 columns and a
 #: mask), the int32/int64 table kept: what a size estimate counts for it
 TABLE_BYTES_PER_ENTRY = 24
-
-
-def index_dtype(*maxima: int) -> type:
-    """int32 while every index (and the nonzero count) fits, int64 past."""
-    return np.int32 if max(maxima) <= _INT32_MAX else np.int64
-
-
-def row_pointers(counts: np.ndarray, repeats: int = 1, dtype=np.int64) -> np.ndarray:
-    """``indptr`` of a compressed matrix whose rows hold ``counts`` entries, the block of rows
-    repeated ``repeats`` times: ``[0, cumsum(tile(counts, repeats))]``."""
-    indptr = np.zeros(counts.size * repeats + 1, dtype=dtype)
-    np.cumsum(np.tile(counts.astype(dtype, copy=False), repeats), out=indptr[1:])
-    return indptr
-
-
-def stacked_indices(counts: np.ndarray, cols: np.ndarray, offsets: np.ndarray, shape):
-    """``(indices, indptr)`` of a CSR matrix of ``shape`` made of one block of rows stacked
-    ``len(offsets)`` times: each copy's rows hold ``counts`` entries, copy ``i`` has the
-    columns ``cols + offsets[i]`` (``cols`` one list for every copy, or one per copy,
-    ``(len(offsets), L)``). Indices are int32 while they fit.
-
-    A convolution stacks its block once per output channel (shifted to the group's columns),
-    pooling and the Jacobian once per channel (block diagonal).
-    """
-    reps, width = len(offsets), cols.shape[-1]
-    idx = index_dtype(reps * width, *shape)
-    indices = np.empty((reps, width), dtype=idx)
-    np.add(cols.astype(idx, copy=False), np.asarray(offsets).astype(idx)[:, None], out=indices)
-    return indices.reshape(-1), row_pointers(counts, reps, idx)
-
-
-# --------------------------------------------------------------------------- windows
-
-
-def axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarray:
-    """Input position read by tap ``k`` of output ``o`` along one axis; -1 for zero padding.
-
-    ``i = o * stride - pad_lo + k * dilation``, then mapped into ``[0, n_in)`` by the padding
-    mode exactly as ``torch.nn.functional.pad`` does.
-    """
-    i = np.arange(n_out)[:, None] * stride - pad_lo + np.arange(k)[None, :] * dilation
-    if mode == "zeros":
-        return np.where((i >= 0) & (i < n_in), i, -1)
-    if mode == "replicate":
-        return np.clip(i, 0, n_in - 1)
-    if mode == "circular":
-        return np.mod(i, n_in)
-    # reflect (edge not repeated): -1 -> 1, n_in -> n_in - 2; padding < n_in reflects once
-    i = np.abs(i)
-    return np.where(i >= n_in, 2 * (n_in - 1) - i, i)
-
-
-def window_table(axes, in_spatial, *, channels: int = 1) -> np.ndarray:
-    """Per-axis positions ``(O_j, K_j)`` -> the table ``(prod O, channels * prod K)``.
-
-    Entry ``[r, t]`` is the flat input column (C order: channel, then spatial) read by tap
-    ``t = (c, k_1, ..., k_n)`` of output position ``r = (o_1, ..., o_n)``, or
-    ``channels * P_in`` (one past the last column) where any axis reads padding (position
-    ``-1``). The spatial part is built by broadcasting over ``(o_1, ..., o_n, k_1, ..., k_n)``;
-    the channels add one offset each, so a row scans its taps in C order.
-    """
-    n = len(axes)
-    p_in = prod(in_spatial)
-    out_sp, ker = tuple(p.shape[0] for p in axes), tuple(p.shape[1] for p in axes)
-    end = channels * p_in
-    dtype = index_dtype(end + (channels - 1) * p_in)
-    spatial = np.zeros((1,) * (2 * n), dtype=dtype)
-    invalid = np.zeros((1,) * (2 * n), dtype=bool)
-    for j, pos in enumerate(axes):
-        shape = [1] * (2 * n)
-        shape[j], shape[n + j] = pos.shape
-        pos = pos.reshape(shape)
-        spatial = spatial + (pos * prod(in_spatial[j + 1:])).astype(dtype)
-        invalid = invalid | (pos < 0)
-    spatial = np.where(invalid, end, spatial).astype(dtype, copy=False)
-    spatial = np.broadcast_to(spatial, out_sp + ker).reshape(prod(out_sp), 1, prod(ker))
-    if channels == 1:
-        return np.ascontiguousarray(spatial[:, 0])
-    table = np.empty((prod(out_sp), channels, prod(ker)), dtype=dtype)
-    np.add(spatial, (np.arange(channels, dtype=dtype) * p_in)[None, :, None], out=table)
-    np.minimum(table, end, out=table)  # padding read from any channel -> the one fill column
-    return table.reshape(prod(out_sp), channels * prod(ker))
-
-
-def im2col(x: np.ndarray, table: np.ndarray, *, axis: int = -1, fill=0, dtype=None) -> np.ndarray:
-    """The im2col gather, the one every reading of a window table uses.
-
-    ``x`` holds, along ``axis``, the columns a table indexes (one group's input features, or
-    one channel's positions); the table points one past the last of them where a tap reads
-    padding, which reads ``fill``. Returns ``x`` with ``axis`` replaced by the table's axes:
-    ``U[..., r, t, ...] = x[..., table[r, t], ...]``, in ``dtype`` (default ``x.dtype``).
-    """
-    axis = axis % x.ndim
-    shape = list(x.shape)
-    shape[axis] += 1
-    xp = np.empty(shape, dtype=x.dtype if dtype is None else dtype)
-    head = (slice(None),) * axis
-    xp[head + (slice(0, -1),)] = x
-    xp[head + (-1,)] = fill
-    return np.take(xp, table, axis=axis)
 
 
 def estimate_nnz(geom: ConvGeometry) -> int:
@@ -375,7 +276,7 @@ class ConvPattern:
         geom = self.geometry
         keep = self.src != self.pad_col
         jtap = np.broadcast_to(np.arange(geom.taps), self.src.shape)[keep]
-        vals = im2col(x.reshape(geom.groups, self.pad_col), self.src, axis=1)[:, keep]  # (G, L)
+        vals = im2col(x.reshape(geom.groups, self.pad_col), self.src[keep], axis=1)  # (G, L)
         data = np.broadcast_to(vals[:, None, :], (geom.groups, geom.cout_per_group, jtap.size))
         offsets = np.arange(geom.out_channels) * geom.taps
         indices, indptr = stacked_indices(keep.sum(axis=1), jtap, offsets,

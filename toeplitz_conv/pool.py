@@ -6,7 +6,7 @@ window of input positions of its own channel. The windows of one channel are one
     ``src[r, t]``: the input position (within the channel) read by tap ``t`` of output
     position ``r``, or ``P_in`` (one past the last position) where the tap reads padding,
 
-built per axis exactly as :mod:`toeplitz_conv.pattern` builds a convolution's
+built per axis by :mod:`toeplitz_conv.indexing` exactly as a convolution's
 (``i = o * stride - padding + t * dilation``) and combined by broadcasting. Each pooling is
 one reading of it, with PyTorch's semantics (``ceil_mode``, ``count_include_pad``,
 ``divisor_override``, tie-breaking of max pooling):
@@ -30,7 +30,7 @@ import numpy as np
 from ._args import as_array, as_tuple, check_bool, int_tuple, is_int, positive_int
 from ._sparse import check_format, csr
 from .memory import check_size
-from .pattern import axis_positions, im2col, stacked_indices, window_table
+from .indexing import axis_positions, im2col, stacked_indices, window_table
 
 # --------------------------------------------------------------------------- geometry
 
@@ -153,13 +153,13 @@ def _block_diagonal(src, coef, channels, p_in, dtype, fmt):
     return csr(np.tile(vals, channels), indices, indptr, shape, fmt)
 
 
-def selection_matrix(idx, p_in, dtype):
-    """0/1 CSR with one entry per row, ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx`` of shape
+def selection_matrix(idx, p_in, dtype, format="csr"):
+    """0/1 matrix with one entry per row, ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx`` of shape
     ``(C, P_out)``: block diagonal, one block per channel (a batch stacks ``N * C`` blocks)."""
     c, p_out = idx.shape
-    indices, indptr = stacked_indices(np.ones(p_out, np.int64), idx, np.arange(c) * p_in,
-                                      (c * p_out, c * p_in))
-    return csr(np.ones(c * p_out, dtype=dtype), indices, indptr, (c * p_out, c * p_in))
+    shape = (c * p_out, c * p_in)
+    indices, indptr = stacked_indices(np.ones(p_out, np.int64), idx, np.arange(c) * p_in, shape)
+    return csr(np.ones(c * p_out, dtype=dtype), indices, indptr, shape, format)
 
 
 # --------------------------------------------------------------------------- average
@@ -375,5 +375,4 @@ def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_
         )
     geom = PoolGeometry(xa.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool_matrix")
     idx = max_pool_indices(xa.reshape(1, geom.channels, -1), geom)[0]
-    m = selection_matrix(idx, prod(geom.in_spatial), xa.dtype)
-    return m if fmt == "csr" else m.asformat(fmt)
+    return selection_matrix(idx, prod(geom.in_spatial), xa.dtype, fmt)

@@ -12,7 +12,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .._args import as_array, as_tuple, is_int
-from ..geometry import conv_geometry, conv_transpose_output_size
+from ..arithmetic import conv_transpose_output_size
+from ..geometry import conv_geometry
 from ..pool import PoolGeometry, adaptive_avg_pool_matrix, adaptive_output_size, avg_pool_matrix
 from .layers import (ACTIVATIONS, Activation, BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool,
                      Reshape, leaky_relu)

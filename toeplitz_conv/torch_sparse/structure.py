@@ -23,7 +23,8 @@ import torch
 from .._sparse import csr
 from ..geometry import ConvGeometry
 from ..memory import check_size
-from ..pattern import conv_pattern, stacked_indices
+from ..indexing import stacked_indices
+from ..pattern import conv_pattern
 from . import runtime
 from .tensors import compressed
 

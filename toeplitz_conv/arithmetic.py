@@ -1,0 +1,171 @@
+"""The convolution arithmetic: output sizes from input sizes, and torch's rules on them.
+
+The relations of Dumoulin & Visin, *A guide to convolution arithmetic for deep learning*
+(2016), as PyTorch implements them, per spatial axis::
+
+    conv:        o  = floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1
+    transposed:  o' = (i' - 1) s - 2 p + d (k - 1) + a + 1
+
+where ``a`` (``output_padding``) picks one of the ``s`` input sizes that a stride-``s``
+convolution maps to the same output size. Each relation refuses an empty output with a
+message that names what the user passed (:class:`InputLabel`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from ._args import as_tuple, int_tuple, is_int
+
+
+class InputLabel(NamedTuple):
+    """How messages name the input: its channel count, its shape and the shape to show
+    (``None``: the input shape itself). A layer called on ``x`` names ``x.shape[1]``."""
+
+    channels: str = "input_shape[0]"
+    shape: str = "input_shape"
+    value: Optional[tuple] = None
+
+
+INPUT_SHAPE = InputLabel()
+
+
+# --------------------------------------------------------------------------- relations
+
+
+def padding_text(lo, hi) -> str:
+    """How a message shows padding: ``1``, or ``(low 1, high 2)`` where the sides differ."""
+    return str(lo) if lo == hi else f"(low {lo}, high {hi})"
+
+
+def padding_sides(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``padding`` (int, tuple, 'same', 'valid') -> (pad_lo, pad_hi), as torch reads it."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * n, (0,) * n
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(
+                    f"padding='same' needs stride 1 in every dimension (as in torch, which "
+                    f"refuses it for strided convolutions); got stride={stride}."
+                )
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            lo = tuple(t // 2 for t in total)  # torch puts the odd extra on the high side
+            return lo, tuple(t - lo_ for t, lo_ in zip(total, lo))
+        raise ValueError(
+            f"padding must be an int, a tuple of {n} ints, 'same' or 'valid'; got {padding!r}."
+        )
+    pad = int_tuple("padding", padding, n, minimum=0)
+    return pad, pad
+
+
+def check_output_padding(output_padding, stride, dilation) -> None:
+    if any(a >= s and a >= d for a, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(
+            f"output_padding must be smaller than either stride or dilation in every "
+            f"dimension (as in torch); got output_padding={output_padding}, stride={stride}, "
+            f"dilation={dilation}."
+        )
+
+
+def conv_out(in_shape, kernel, stride, dilation, lo, hi, label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
+    """``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per axis of ``in_shape[1:]``,
+    refused when empty."""
+    out = tuple((i + a + b - d * (k - 1) - 1) // s + 1
+                for i, a, b, k, s, d in zip(in_shape[1:], lo, hi, kernel, stride, dilation))
+    if all(o >= 1 for o in out):
+        return out
+    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    padded = tuple(i + a + b for i, a, b in zip(in_shape[1:], lo, hi))
+    shown = tuple(in_shape) if label.value is None else tuple(label.value)
+    raise ValueError(
+        f"the output would be empty: the padded input {padded} is smaller than the dilated "
+        f"kernel {eff} (kernel {tuple(kernel)}, dilation {tuple(dilation)}); got "
+        f"{label.shape}={shown}, padding {padding_text(lo, hi)}."
+    )
+
+
+def conv_transpose_out(in_shape, kernel, stride, padding, dilation, output_padding) -> tuple[int, ...]:
+    """``(i - 1) s - 2 p + d (k - 1) + a + 1`` per axis of ``in_shape[1:]``, refused when
+    empty."""
+    out = tuple((i - 1) * s - 2 * p + d * (k - 1) + a + 1
+                for i, k, s, p, d, a in zip(in_shape[1:], kernel, stride, padding, dilation, output_padding))
+    if all(o >= 1 for o in out):
+        return out
+    raise ValueError(
+        f"the output of the transposed convolution would be empty: (i - 1) * stride - "
+        f"2 * padding + dilation * (kernel - 1) + output_padding + 1 = {out}; got "
+        f"input_shape={tuple(in_shape)}, kernel {tuple(kernel)}, stride={stride}, "
+        f"padding={padding}, dilation={dilation}, output_padding={output_padding}."
+    )
+
+
+# --------------------------------------------------------------------------- output sizes
+
+
+def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
+    """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
+    if is_int(value):
+        return int_tuple(name, value, 1, minimum=1), True
+    n = len(as_tuple(value, name, "an int or a tuple of ints"))
+    if n not in (1, 2, 3):
+        raise ValueError(f"{name} must have 1, 2 or 3 spatial sizes; got {value!r}.")
+    return int_tuple(name, value, n, minimum=1), False
+
+
+def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Spatial output size of a convolution (the convolution arithmetic).
+
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size ``(*spatial)`` (no channel, no batch).
+    kernel_size : int or tuple of int
+    stride, dilation : int or tuple of int
+    padding : int, tuple of int, 'same' or 'valid'
+
+    Returns
+    -------
+    int or tuple of int
+        ``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per dimension; an int when
+        ``input_size`` is an int.
+
+    Examples
+    --------
+    >>> conv_output_size((28, 28), 5)
+    (24, 24)
+    >>> conv_output_size(56, 3, stride=2, padding=1)
+    28
+    """
+    i, scalar = _spatial_size("input_size", input_size)
+    n = len(i)
+    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
+    lo, hi = padding_sides(padding, n, k, d, s)
+    out = conv_out((0, *i), k, s, d, lo, hi, InputLabel("input_size", "input_size", i))
+    return out[0] if scalar else out
+
+
+def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, output_padding=0, dilation=1):
+    """Spatial output size of a transposed convolution.
+
+    ``o' = (i' - 1) s - 2 p + d (k - 1) + a + 1`` per dimension, where ``a`` is
+    ``output_padding`` (it picks one of the ``s`` input sizes that a stride-``s`` convolution
+    maps to the same output size).
+
+    Examples
+    --------
+    >>> conv_transpose_output_size(28, 3, stride=2, padding=1, output_padding=1)
+    56
+    """
+    i, scalar = _spatial_size("input_size", input_size)
+    n = len(i)
+    k = int_tuple("kernel_size", kernel_size, n, minimum=1)
+    s = int_tuple("stride", stride, n, minimum=1)
+    d = int_tuple("dilation", dilation, n, minimum=1)
+    p = int_tuple("padding", padding, n, minimum=0)
+    a = int_tuple("output_padding", output_padding, n, minimum=0)
+    check_output_padding(a, s, d)
+    out = conv_transpose_out((0, *i), k, s, p, d, a)
+    return out[0] if scalar else out
