@@ -130,3 +130,30 @@ def test_dot_test_errors():
         tc.dot_test(np.eye(3), rtol="1e-6")
     with pytest.raises(ValueError, match=r"rtol must be a non-negative float; got rtol=-1"):
         tc.dot_test(np.eye(3), rtol=-1)
+
+
+def test_dot_test_on_torchs_own_pair():
+    """torch's conv2d and conv_transpose2d (float64) pass as a forward/adjoint pair; the
+    transposed convolution with the flipped kernel (convolution vs cross-correlation) does not."""
+    F = torch.nn.functional
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(18))
+    shape_in, shape_out = (2, 7, 6), (3, 4, 3)
+
+    def pair(w_adjoint):
+        def fwd(U):
+            x = torch.from_numpy(np.ascontiguousarray(U.T)).reshape(-1, *shape_in)
+            return F.conv2d(x, w, stride=2, padding=1).reshape(U.shape[1], -1).numpy().T
+
+        def adj(V):
+            y = torch.from_numpy(np.ascontiguousarray(V.T)).reshape(-1, *shape_out)
+            return F.conv_transpose2d(y, w_adjoint, stride=2, padding=1,
+                                      output_padding=(0, 1)).reshape(V.shape[1], -1).numpy().T
+
+        n, m = int(np.prod(shape_in)), int(np.prod(shape_out))
+        return LinearOperator((m, n), matvec=lambda u: fwd(u[:, None])[:, 0], matmat=fwd,
+                              rmatvec=lambda v: adj(v[:, None])[:, 0], rmatmat=adj, dtype=np.float64)
+
+    assert tc.dot_test(pair(w)) < 1e-13
+    assert tc.dot_test(tc.conv_matrix(w, shape_in, stride=2, padding=1)) < 1e-13
+    with pytest.raises(AssertionError, match=r"dot test failed \(vectors\)"):
+        tc.dot_test(pair(w.flip(-1, -2)))
