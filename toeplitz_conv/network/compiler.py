@@ -13,8 +13,8 @@ import numpy as np
 
 from .._args import as_array, as_tuple, is_int
 from ..arithmetic import conv_transpose_output_size
-from ..geometry import conv_geometry
-from ..pool import PoolGeometry, adaptive_avg_pool_matrix, adaptive_output_size, avg_pool_matrix
+from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
+from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .layers import (ACTIVATIONS, Activation, BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool,
                      Reshape, leaky_relu)
 from .model import Network

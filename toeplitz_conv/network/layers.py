@@ -21,7 +21,8 @@ import scipy.sparse as sp
 from scipy.special import erf, expit
 
 from ..conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
-from ..pool import PoolGeometry, max_pool_indices, selection_matrix
+from ..geometry import PoolGeometry
+from ..pool import max_pool_indices, selection_matrix
 
 
 class Layer:
