@@ -1,23 +1,32 @@
 """A PyTorch model compiled into sparse matrices: a CNN is an MLP with structured weights.
 
-``compile(module, input_shape)`` reads a model once and returns a :class:`Network`: an
-ordered list of layers, each either an affine map ``z = W x + b`` with ``W`` a
-``scipy.sparse`` matrix (convolution, transposed convolution, linear, average pooling,
-eval-mode batch norm, flatten) or an elementwise function ``a = sigma(z)`` (ReLU, ...).
-Max pooling is a selection matrix that depends on the input, rebuilt at every forward.
+``compile(model, input_shape)`` traces a model once (``torch.fx``) and returns a
+:class:`Network`: a graph of nodes in topological order, each an affine map ``z = W x + b``
+with ``W`` a ``scipy.sparse`` matrix (convolution, transposed convolution, linear, pooling,
+padding, upsampling, reshapes and permutations, eval-mode batch norm), an elementwise
+function ``a = sigma(z)`` (ReLU, ...), a softmax, or a combination of several inputs (sum,
+concatenation, elementwise product). Max pooling is a selection matrix that depends on the
+input, rebuilt at every forward.
 
-- :mod:`.layers`: the layers, each backward beside its forward;
-- :mod:`.compiler`: the registry of supported modules and :func:`compile`;
-- :mod:`.model`: :class:`Network`, forward / backward / update / linear maps / to_mlp;
+- :mod:`.activations`: the elementwise functions, forward and derivative side by side;
+- :mod:`.layers`: the one-input layers, each backward beside its forward;
+- :mod:`.nodes`: the nodes with several inputs, and softmax;
+- :mod:`.linear_ops`: the matrices of parameter-free linear ops, read off torch;
+- :mod:`.call`, :mod:`.ops`, :mod:`.modules`: one traced call, and the registries of
+  supported functions, methods and modules that turn calls into nodes;
+- :mod:`.compiler`: :func:`compile` (trace, then build node by node);
+- :mod:`.model`: :class:`Network`, forward / backward / update / linear maps / Jacobian;
+- :mod:`.jacobian`, :mod:`.export`: exact Jacobians and linear maps; ``to_mlp``;
 - :mod:`.loss`: :func:`softmax_cross_entropy`.
 
 Everything is float64 numpy with float64 models (float32 stays float32); torch is needed
-only to read the module (and by :meth:`Network.to_mlp`).
+only to read the model (and by :meth:`Network.to_mlp`).
 """
 
-from .compiler import ModuleStateError, UnsupportedModuleError, compile, supported_modules
+from .call import ModuleStateError, UnsupportedModuleError, UntraceableModelError
+from .compiler import compile, supported_modules, supported_ops
 from .loss import softmax_cross_entropy
 from .model import Network
 
-__all__ = ["Network", "compile", "softmax_cross_entropy", "supported_modules",
-           "ModuleStateError", "UnsupportedModuleError"]
+__all__ = ["Network", "compile", "softmax_cross_entropy", "supported_modules", "supported_ops",
+           "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]

@@ -1,238 +1,348 @@
-"""Reading a PyTorch model into layers: one registry maps each supported module type to the
-builder of its layer, and the list of supported modules is read off that registry.
+"""Reading a PyTorch model into a graph of nodes: trace it with ``torch.fx``, then turn every
+call into a node of the network.
+
+``compile`` traces the model (registered modules stay single calls; other modules are traced
+through), runs the traced graph once on an example batch of two samples (to learn every
+shape and every value the code computes from shapes, such as ``x.size(0)``), and hands each
+call that depends on the input to its builder: the module registry (:mod:`.modules`) or the
+function and method registries (:mod:`.ops`). Every node is checked against torch's output
+on the example as it is built.
 
 torch is imported only here and only when a model is compiled.
 """
 
 from __future__ import annotations
 
-from math import prod
-from typing import Callable, NamedTuple
+import re
 
 import numpy as np
 
 from .._args import as_array, as_tuple, is_int
-from ..arithmetic import conv_transpose_output_size
-from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
-from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
-from .layers import (ACTIVATIONS, Activation, BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool,
-                     Reshape, leaky_relu)
+from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
+                   UntraceableModelError)
+from .linear_ops import BATCH
 from .model import Network
+from .modules import entry_of, registry, supported_modules
+from .ops import functions, methods
+
+__all__ = ["compile", "supported_modules", "supported_ops", "registry", "ModuleError",
+           "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]
 
 
-class ModuleError(Exception):
-    """Raised about a module itself; its message names the module, so :func:`compile` passes
-    it on as it is (other errors get the layer's name and input shape prepended)."""
+def supported_ops() -> tuple:
+    """The functions and tensor methods :func:`compile` accepts inside ``forward``."""
+    return tuple(functions()) + tuple(methods())
 
 
-class UnsupportedModuleError(ModuleError, TypeError):
-    """A module type that :func:`compile` has no layer for."""
+def _tracer():
+    import torch.fx
+    from torch import nn
+
+    class Tracer(torch.fx.Tracer):
+        """Registered modules and torch's own are single calls; user modules are traced through."""
+
+        def is_leaf_module(self, m, qualname):
+            if entry_of(m) is not None:
+                return True
+            if isinstance(m, nn.Sequential):
+                return False
+            return type(m).__module__.startswith("torch.nn")
+
+    tracer = Tracer()
+    tracer.record_stack_traces = True
+    return tracer
 
 
-class ModuleStateError(ModuleError, ValueError):
-    """A supported module in a state that is not a fixed map (training mode, say)."""
+def trace(model):
+    """The model as a ``torch.fx.GraphModule``; an :class:`UntraceableModelError` if fx fails."""
+    import torch.fx
+
+    tracer = _tracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UntraceableModelError(
+            f"compile could not trace the model ({type(model).__name__}) with torch.fx: {reason} "
+            f"Data-dependent Python control flow (an `if` or loop on tensor values) cannot be traced: "
+            f"write it with tensor ops (torch.where), or compile the traceable parts separately."
+        ) from e
+    return torch.fx.GraphModule(tracer.root, graph)
 
 
-def _in_training(name, module, why):
-    return ModuleStateError(
-        f"module {name!r} ({type(module).__name__}) must be in eval mode to be compiled: {why}. "
-        f"Call model.eval() first."
+def _source(node):
+    """`` at file:line `code` `` of the model's own line that made the node, else ''."""
+    import os
+
+    import torch
+
+    torch_dir = os.path.dirname(torch.__file__)
+    lines = (node.stack_trace or "").strip().splitlines()
+    found = ""
+    for i, line in enumerate(lines):
+        m = re.match(r'\s*File "(.+)", line (\d+), in', line)
+        if m and not m.group(1).startswith(torch_dir):
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            found = f" at {os.path.basename(m.group(1))}:{m.group(2)} `{code}`"
+    return found
+
+
+def _callee(gm, node):
+    """``(fn, label, kind, module, builder)`` of a call node; builder None if unsupported."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        entry = entry_of(m)
+        return m, node.target, type(m).__name__, m, entry and entry.build
+    if node.op == "call_function":
+        for name, (target, build) in functions().items():
+            if target is node.target:
+                return node.target, node.name, name, None, build
+        return node.target, node.name, _function_name(node.target), None, None
+    name = f".{node.target}"
+    build = methods().get(name, (None, None))[1]
+
+    def method(self, *args, **kwargs):
+        return getattr(self, node.target)(*args, **kwargs)
+    return method, node.name, name, None, build
+
+
+def _function_name(fn):
+    module = getattr(fn, "__module__", None) or ""
+    short = {"torch.nn.functional": "F", "_operator": "operator", "torch._C._nn": "torch._C._nn"}.get(module, module)
+    return f"{short}.{getattr(fn, '__name__', repr(fn))}" if short else getattr(fn, "__name__", repr(fn))
+
+
+def _unsupported(call, node):
+    if node.op == "call_module":
+        return UnsupportedModuleError(
+            f"compile does not support module {call.title!r} of type {call.kind}{call.where}; "
+            f"supported: {', '.join(supported_modules())}."
+        )
+    what = "method" if node.op == "call_method" else "function"
+    return UnsupportedModuleError(
+        f"compile does not support the {what} {call.kind} (node {node.name!r}{call.where}); "
+        f"supported functions and methods: {', '.join(supported_ops())}."
     )
 
 
-# --------------------------------------------------------------------------- builders
-# Each takes (name, module, input sample shape, params, parameter names, dtype) -> a Layer.
+def _params_in(value, param_names):
+    """Full names of the parameters found in a call's arguments."""
+    from torch.fx.node import map_aggregate
+
+    found = []
+    map_aggregate(value, lambda a: found.append(param_names[id(a)]) if id(a) in param_names else None)
+    return found
 
 
-def _conv(name, m, shape, params, pnames, dtype):
-    geom = conv_geometry(tuple(m.weight.shape), shape, stride=m.stride, padding=m.padding,
-                         dilation=m.dilation, groups=m.groups, padding_mode=m.padding_mode)
-    return Conv(name, m, shape, geom.out_shape, params, pnames)
+def _check_node(call, layer, examples, value, dtype):
+    """The node's output on the example equals torch's (a guard on every builder)."""
+    import torch
+
+    if tuple(layer.out_shape) != tuple(value.shape[1:]):
+        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) with output shape "
+                           f"{layer.out_shape}, but torch gives {tuple(value.shape[1:])}; please report this.")
+    Xs = [np.ascontiguousarray(e.detach().numpy().reshape(BATCH, -1).T, dtype=dtype) for e in examples]
+    Y = layer.run(Xs)
+    layer.clear()
+    ref = value.detach().to(torch.float64).numpy().reshape(BATCH, -1).T
+    tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
+    if not np.allclose(Y, ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max(initial=0)))):
+        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) but it differs from torch on "
+                           f"an example input (max difference {np.abs(Y - ref).max():.3g}); please report this.")
 
 
-def _conv_transpose(name, m, shape, params, pnames, dtype):
-    out = conv_transpose_output_size(tuple(shape[1:]), m.kernel_size, stride=m.stride, padding=m.padding,
-                                     output_padding=m.output_padding, dilation=m.dilation)
-    return ConvTranspose(name, m, shape, (m.out_channels, *out), params, pnames)
+_INPLACE = {"iadd", "isub", "imul", "itruediv"}
 
 
-def _linear(name, m, shape, params, pnames, dtype):
-    if shape[-1] != m.in_features:
-        raise ValueError(
-            f"the input's last axis must equal in_features={m.in_features}; got input "
-            f"shape {shape} (add a Flatten before it?)."
-        )
-    return Linear(name, m, shape, shape[:-1] + (m.out_features,), params, pnames)
+def _mutated(node, call):
+    """True if the call changes its first data operand in place."""
+    if node.op == "call_method":
+        return node.target.endswith("_")
+    if node.op == "call_function" and getattr(node.target, "__name__", "") in _INPLACE:
+        return True
+    return bool(call.kwargs.get("inplace") or getattr(call.module, "inplace", False))
 
 
-def _batch_norm(name, m, shape, params, pnames, dtype):
-    if m.training:
-        raise _in_training(name, m, "in training mode batch norm normalises by the batch "
-                                    "statistics, which is not a fixed linear map")
-    if m.running_mean is None:
-        raise ModuleStateError(
-            f"module {name!r} ({type(m).__name__}) must track running statistics "
-            f"(track_running_stats=True) to be compiled: without them it normalises by the "
-            f"batch statistics even in eval mode, which is not a fixed linear map; got "
-            f"track_running_stats=False."
-        )
-    if shape[0] != m.num_features:
-        raise ValueError(f"the input's channel axis must equal num_features={m.num_features}; got input shape {shape}.")
-    return BatchNorm(name, m, shape, params, pnames, dtype)
-
-
-def _avg_pool(name, m, shape, params, pnames, dtype):
-    P = avg_pool_matrix(shape, m.kernel_size, stride=m.stride, padding=m.padding,
-                        ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
-                        divisor_override=getattr(m, "divisor_override", None), dtype=dtype)
-    geom = PoolGeometry(shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode, type(m).__name__)
-    return Fixed(name, m, shape, geom.out_shape, P)
-
-
-def _adaptive_avg_pool(name, m, shape, params, pnames, dtype):
-    out = adaptive_output_size(m.output_size, shape[1:])
-    return Fixed(name, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=dtype))
-
-
-def _max_pool(name, m, shape, params, pnames, dtype):
-    if m.return_indices:
-        raise ModuleStateError(f"module {name!r} ({type(m).__name__}) must have return_indices=False: "
-                               f"a layer of the network passes on one tensor; got return_indices=True.")
-    return MaxPool(name, m, shape, dtype)
-
-
-def _dropout(name, m, shape, params, pnames, dtype):
-    if m.training:
-        raise _in_training(name, m, "in training mode dropout zeroes random entries")
-    return Reshape(name, m, shape, shape, dtype)
-
-
-def _identity(name, m, shape, params, pnames, dtype):
-    return Reshape(name, m, shape, shape, dtype)
-
-
-def _flatten(name, m, shape, params, pnames, dtype):
-    nd = len(shape) + 1
-    s, e = m.start_dim % nd, m.end_dim % nd
-    if s == 0:
-        raise ValueError(
-            f"Flatten {name!r} must keep the batch axis (start_dim >= 1); got "
-            f"start_dim={m.start_dim}."
-        )
-    return Reshape(name, m, shape, shape[: s - 1] + (prod(shape[s - 1: e]),) + shape[e:], dtype)
-
-
-def _gelu(m):
-    if m.approximate not in ("none", "tanh"):  # pragma: no cover - torch refuses it too
-        raise ValueError(f"GELU approximate must be 'none' or 'tanh'; got {m.approximate!r}.")
-    return ACTIVATIONS["gelu_tanh" if m.approximate == "tanh" else "gelu"]
-
-
-def _activation(function_of):
-    """The builder of an activation whose function ``function_of(module)`` gives."""
-    def build(name, m, shape, params, pnames, dtype):
-        return Activation(name, m, shape, function_of(m))
-    return build
-
-
-# --------------------------------------------------------------------------- the registry
-
-
-class Entry(NamedTuple):
-    """How one module type compiles: its builder, the names it stands for in the list of
-    supported modules, and whether subclasses compile the same way (activations: only the
-    torch class itself, since a subclass may change the function)."""
-
-    build: Callable
-    names: tuple
-    subclasses: bool = True
-
-
-_REGISTRY = None
-
-
-def registry() -> dict:
-    """``{module type: Entry}``, in the order of the supported list (needs torch)."""
-    global _REGISTRY
-    if _REGISTRY is None:
-        from torch import nn
-
-        def family(base, builder):  # nn.X1d, nn.X2d, nn.X3d
-            return {getattr(nn, f"{base}{n}d"): Entry(builder, (f"{base}{n}d",)) for n in (1, 2, 3)}
-
-        def function(module_type, function_of):
-            return {module_type: Entry(_activation(function_of), (module_type.__name__,), False)}
-
-        _REGISTRY = {
-            **family("Conv", _conv), **family("ConvTranspose", _conv_transpose),
-            nn.Linear: Entry(_linear, ("Linear",)),
-            nn.Flatten: Entry(_flatten, ("Flatten",)),
-            **family("AvgPool", _avg_pool), **family("MaxPool", _max_pool),
-            **family("AdaptiveAvgPool", _adaptive_avg_pool),
-            nn.modules.batchnorm._BatchNorm: Entry(_batch_norm, ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")),
-            nn.modules.dropout._DropoutNd: Entry(_dropout, ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")),
-            nn.Identity: Entry(_identity, ("Identity",)),
-            **function(nn.ReLU, lambda m: ACTIVATIONS["relu"]),
-            **function(nn.LeakyReLU, lambda m: leaky_relu(m.negative_slope)),
-            **function(nn.Sigmoid, lambda m: ACTIVATIONS["sigmoid"]),
-            **function(nn.Tanh, lambda m: ACTIVATIONS["tanh"]),
-            **function(nn.GELU, _gelu),
-        }
-    return _REGISTRY
-
-
-def supported_modules() -> tuple:
-    """The module names :func:`compile` accepts, read off the registry."""
-    return ("Sequential",) + tuple(name for entry in registry().values() for name in entry.names)
-
-
-def _entry(module):
-    """The registry entry of ``module``: its own type's, or its nearest registered base's."""
-    reg = registry()
-    for cls in type(module).__mro__:
-        entry = reg.get(cls)
-        if entry is not None and (entry.subclasses or cls is type(module)):
-            return entry
-    return None
-
-
-def _leaves(module, prefix=""):
-    """``(name, module)`` of the leaf modules in execution order (nested Sequential too)."""
-    from torch import nn
-
-    if isinstance(module, nn.Sequential):
-        for child_name, child in module._modules.items():  # named_children() drops repeats
-            yield from _leaves(child, f"{prefix}.{child_name}" if prefix else child_name)
-    else:
-        yield prefix, module
-
-
-def _layer(name, module, shape, params, pnames, dtype):
-    """The compiled layer of one leaf module with input sample shape ``shape``."""
-    entry = _entry(module)
-    if entry is None:
-        raise UnsupportedModuleError(
-            f"compile does not support module {name!r} of type {type(module).__name__}; "
-            f"supported: {', '.join(supported_modules())}."
-        )
+def _build(call, build):
+    """The builder's node, with argument errors prefixed by the node's name and input shape."""
     try:
-        return entry.build(name, module, shape, params, pnames, dtype)
+        return build(call)
     except ModuleError:
         raise
     except (ValueError, TypeError) as e:
-        raise type(e)(f"layer {name!r} ({type(module).__name__}) with input shape {shape}: {e}") from e
+        raise type(e)(f"layer {call.title!r} ({call.kind}) with input shape {call.shape}: {e}") from e
+
+
+def _add(call, build, examples, layers, dtype):
+    """Build the call's node, check it against torch on the example, append it; its value."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            value = call.apply(*[e.clone() for e in examples])
+    except Exception as e:  # torch refuses the call: let the builder's own checks say why
+        try:
+            _build(call, build)
+        except (AttributeError, IndexError, KeyError):
+            pass
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"layer {call.title!r} ({call.kind}){call.where} with input shape {call.shape}: "
+                         f"torch cannot run it: {reason}") from e
+    call.value = value
+    if not isinstance(value, torch.Tensor):
+        if _has_tensor(value):
+            _build(call, build)  # the builder may say why (return_indices=True, ...)
+            raise UnsupportedModuleError(f"{call.kind} (node {call.node!r}{call.where}) returns several "
+                                         f"tensors; compile needs each call to return one tensor.")
+        return value
+    layer = _build(call, build)
+    missing = set(_params_in((call.args, call.kwargs), call.param_ids)) - set(layer.param_names.values())
+    if missing:
+        raise UnsupportedModuleError(
+            f"{call.kind} {call.title!r}{call.where} reads parameter {sorted(missing)[0]!r} outside a "
+            f"layer: compile reads parameters only as the weights of the supported layers (their "
+            f"gradients would be lost otherwise).")
+    layer.inputs, layer.node = tuple(op.index for op in call.operands), call.node
+    layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
+    _check_node(call, layer, examples, value, dtype)
+    layers.append(layer)
+    return value
+
+
+def _walk(gm, model, shape, dtype, params, param_names):
+    """The layers (topological order) and the position of the output."""
+    import torch
+    from torch.fx.node import map_arg
+
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    x = torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(tdtype)
+    layers = []
+
+    def make_call(label, node, kind, module, fn, args, kwargs, operands, where=""):
+        call = Call(label=label, node=node, kind=kind, module=module, fn=fn, args=args, kwargs=kwargs,
+                    operands=operands, params=params, param_names=param_names, dtype=dtype, where=where)
+        call.pnames = {} if module is None else {
+            local: param_names[id(p)] for local, p in module.named_parameters(recurse=False)}
+        return call
+
+    if gm is None:  # the model is one registered module: one call
+        op = Operand(0, 0, shape)
+        call = make_call("", "model", type(model).__name__, model, model, (op,), {}, [op])
+        _add(call, entry_of(model).build, [x], layers, dtype)
+        return layers, 1
+    data, env, derived, output = {}, {}, set(), None  # derived: constants computed from parameters
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if not data:
+                data[node] = (0, x)
+            elif node.args:
+                env[node] = node.args[0]
+            else:
+                raise TypeError(f"compile needs a model whose forward takes one tensor; it also takes "
+                                f"{node.target!r} (give it a default, or wrap the model).")
+            continue
+        if node.op == "get_attr":
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            env[node] = value
+            if id(value) in param_names:
+                derived.add(node)
+            continue
+        if node.op == "output":
+            output = node.args[0]
+            continue
+        operands, examples = [], []
+
+        def lookup(n):
+            if n in data:
+                op = Operand(len(operands), data[n][0], tuple(data[n][1].shape[1:]))
+                operands.append(op)
+                examples.append(data[n][1])
+                return op
+            return env[n]
+
+        args, kwargs = map_arg(node.args, lookup), map_arg(node.kwargs, lookup)
+        fn, label, kind, module, build = _callee(gm, node)
+        call = make_call(label, node.name, kind, module, fn, args, kwargs, operands, _source(node))
+        if not operands:  # a constant: computed from parameters, buffers, literals
+            with torch.no_grad():
+                env[node] = call.apply()
+            if any(n in derived for n in node.all_input_nodes):
+                derived.add(node)
+            continue
+        stray = [n for n in node.all_input_nodes if n in derived and n.op != "get_attr"]
+        if stray:
+            raise UnsupportedModuleError(
+                f"{kind} {call.title!r}{call.where} reads {stray[0].name!r}, a tensor computed from "
+                f"parameters in forward: compile reads parameters only as the weights of the "
+                f"supported layers (their gradients would be lost otherwise).")
+        if build is None:
+            with torch.no_grad():
+                value = call.apply(*[e.clone() for e in examples])
+            if isinstance(value, torch.Tensor) or _has_tensor(value):
+                raise _unsupported(call, node)
+            env[node] = value  # a size, a shape: the example's, with a batch of 2
+            continue
+        if _mutated(node, call):
+            first = next(n for n in node.all_input_nodes if n in data)
+            later = [u for u in first.users if u is not node and _after(u, node)]
+            if later:
+                raise UnsupportedModuleError(
+                    f"{kind} {call.title!r}{call.where} changes {first.name!r} in place, and "
+                    f"{later[0].name!r} reads it afterwards: write it out of place (y = x + 1, "
+                    f"inplace=False).")
+        value = _add(call, build, examples, layers, dtype)
+        if isinstance(value, torch.Tensor):
+            data[node] = (len(layers), value)
+        else:
+            env[node] = value
+    if not (isinstance(output, torch.fx.Node) and output in data):
+        raise TypeError(f"compile needs a model that returns one tensor computed from its input; "
+                        f"it returns {_describe(output)}.")
+    return layers, data[output][0]
+
+
+def _after(user, node):
+    n = node.next
+    while n.op != "root":
+        if n is user:
+            return True
+        n = n.next
+    return False
+
+
+def _has_tensor(value):
+    import torch
+    from torch.fx.node import map_aggregate
+
+    found = []
+    map_aggregate(value, lambda a: found.append(a) if isinstance(a, torch.Tensor) else None)
+    return bool(found)
+
+
+def _describe(output):
+    if isinstance(output, (tuple, list)):
+        return f"a {type(output).__name__} of {len(output)}"
+    if isinstance(output, dict):
+        return f"a dict with keys {list(output)}"
+    return "a value that does not depend on the input"
 
 
 def compile(module, input_shape):
     """Compile a PyTorch model into a :class:`Network` of sparse matrices.
 
+    The model is traced with ``torch.fx``: an ``nn.Sequential`` becomes a chain, any other
+    model a graph (residual sums, ``torch.cat`` skips, products, functional calls). Each call
+    becomes a node: an affine map ``z = W x + b`` (``.matrix``, ``.bias``), an elementwise
+    function, a max pooling selection, a softmax, or a combination of several inputs.
+
     Parameters
     ----------
     module : torch.nn.Module
-        A supported layer or an ``nn.Sequential`` (nested too) of supported layers: Conv1d/2d/3d
-        (every padding mode), ConvTranspose1d/2d/3d, Linear, Flatten, AvgPool, MaxPool,
-        AdaptiveAvgPool, BatchNorm and Dropout in eval mode, Identity, ReLU, LeakyReLU,
-        Sigmoid, Tanh, GELU.
+        Any model ``torch.fx.symbolic_trace`` can trace, built from the supported modules
+        (:func:`supported_modules`) and functions and tensor methods (:func:`supported_ops`).
+        BatchNorm and Dropout must be in eval mode.
     input_shape : tuple of int
         Shape of one input sample, e.g. ``(1, 28, 28)`` (no batch axis).
 
@@ -282,11 +392,7 @@ def compile(module, input_shape):
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"the model's parameters must be floating point; got {dtype}.")
     params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
-    by_id = {id(p): name for name, p in named}
-    layers, cur = [], shape
-    for name, m in _leaves(module):
-        pnames = {local: by_id[id(p)] for local, p in m.named_parameters(recurse=False)}
-        layer = _layer(name, m, cur, params, pnames, dtype)
-        layers.append(layer)
-        cur = layer.out_shape
-    return Network(layers, params, shape, dtype)
+    param_names = {id(p): name for name, p in named}
+    gm = None if entry_of(module) is not None else trace(module)
+    layers, output = _walk(gm, module, shape, dtype, params, param_names)
+    return Network(layers, params, shape, dtype, output=output, graph=gm)

@@ -14,43 +14,71 @@ Every layer works on activations in column form, ``(features, N)``, one sample p
 from __future__ import annotations
 
 from math import prod
-from typing import Callable, NamedTuple
-
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import erf, expit
 
 from ..conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
 from ..geometry import PoolGeometry
 from ..pool import max_pool_indices, selection_matrix
+from .activations import Elementwise
 
 
 class Layer:
-    """One layer: ``forward(X)`` and ``backward(delta, X, Y)`` on ``(features, N)`` arrays.
+    """One node of the network: ``forward(X)`` and ``backward(delta, X, Y)`` on ``(features, N)``
+    arrays, and ``local(Xs, Y)``: its per-sample Jacobian with respect to each input.
+
+    A layer reads the outputs of the nodes listed in ``inputs`` (positions in the network's
+    list of activations: 0 is the network input, ``i + 1`` the output of ``net.layers[i]``).
+    Single-input layers define ``forward``/``backward``; nodes that combine several inputs
+    override ``run``/``back``.
 
     Attributes
     ----------
     name : str
-        The module's name in ``model.named_modules()`` (``''`` for the model itself).
-    module : torch.nn.Module
-        The module it was compiled from.
+        The module's name in ``model.named_modules()`` for a module, the traced node's name
+        for a function or method call.
+    node : str
+        The traced node's name, unique in the network (``linear_map`` takes it).
+    module : torch.nn.Module or None
+        The module it was compiled from (None for a function or method call).
     in_shape, out_shape : tuple of int
-        Shape of one sample before and after the layer.
+        Shape of one sample before and after the layer (``in_shapes`` lists every input's).
     linear : bool
         True for an input-independent affine map ``W x + b`` (it has ``.matrix``, ``.bias``).
     """
 
     linear = False
     param_names: dict = {}
+    inputs = (0,)
 
-    def __init__(self, name, module, in_shape, out_shape):
-        self.name, self.module = name, module
+    def __init__(self, name, module, in_shape, out_shape, kind=None):
+        self.name, self.module, self.node = name, module, name
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.in_shapes = (self.in_shape,)
+        self._kind = kind
 
     @property
     def kind(self) -> str:
-        """The class name of the module it was compiled from, e.g. ``'Conv2d'`` (for display)."""
-        return type(self.module).__name__
+        """What the node computes, for display: the module's class name (``'Conv2d'``) or the
+        function's name (``'torch.cat'``)."""
+        return self._kind or type(self.module).__name__
+
+    def run(self, Xs):
+        """The output from the list of inputs (one array per entry of ``inputs``)."""
+        return self.forward(Xs[0])
+
+    def back(self, delta, Xs, Y):
+        """``([dL/dX for each input], {local parameter name: gradient})``."""
+        dX, grads = self.backward(delta, Xs[0], Y)
+        return [dX], grads
+
+    def clear(self):
+        """Forget what the last forward kept (max pooling's argmax)."""
+
+    def local(self, Xs, Y):
+        """Per-sample Jacobians ``dY/dX_i`` (sparse, or None for the identity), at the last
+        forward of one sample."""
+        raise NotImplementedError  # pragma: no cover - every layer defines it
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}: {self.kind}, {self.in_shape} -> {self.out_shape})"
@@ -79,8 +107,8 @@ class Affine(Layer):
 
     linear = True
 
-    def __init__(self, name, module, in_shape, out_shape, params, param_names=None):
-        super().__init__(name, module, in_shape, out_shape)
+    def __init__(self, name, module, in_shape, out_shape, params, param_names=None, kind=None):
+        super().__init__(name, module, in_shape, out_shape, kind)
         self.params = params  # the network's dict: full name -> ndarray
         self.param_names = param_names or {}  # local name ('weight') -> full name ('0.weight')
         self.build()
@@ -100,6 +128,9 @@ class Affine(Layer):
     def backward(self, delta, X, Y):
         """``dX = W.T @ delta`` and the parameter gradients."""
         return self.matrix.T @ delta, self.param_grads(delta, X)
+
+    def local(self, Xs, Y):
+        return [self.matrix]
 
     def param_grads(self, delta, X):
         return {}
@@ -194,28 +225,31 @@ class BatchNorm(Affine):
 
 
 class Fixed(Affine):
-    """A parameter-free linear map: average pooling, flatten, identity, eval dropout."""
+    """A parameter-free affine map: pooling, padding, upsampling, a permutation, a sum over axes."""
 
-    def __init__(self, name, module, in_shape, out_shape, matrix):
-        self._fixed = matrix
-        super().__init__(name, module, in_shape, out_shape, {}, {})
+    def __init__(self, name, module, in_shape, out_shape, matrix, bias=None, kind=None):
+        self._fixed = matrix, bias
+        super().__init__(name, module, in_shape, out_shape, {}, {}, kind)
 
     def build(self):
-        self.matrix, self.bias = self._fixed, None
+        self.matrix, self.bias = self._fixed
 
 
 class Reshape(Fixed):
     """Flatten, Identity, eval-mode Dropout: the identity on the flattened sample."""
 
-    def __init__(self, name, module, in_shape, out_shape, dtype):
+    def __init__(self, name, module, in_shape, out_shape, dtype, kind=None):
         super().__init__(name, module, in_shape, out_shape,
-                         sp.eye_array(prod(in_shape), dtype=dtype, format="csr"))
+                         sp.eye_array(prod(in_shape), dtype=dtype, format="csr"), kind=kind)
 
     def forward(self, X):
         return X
 
     def backward(self, delta, X, Y):
         return delta, {}
+
+    def local(self, Xs, Y):
+        return [None]
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -226,22 +260,30 @@ class MaxPool(Layer):
 
     Forward stacks the selection matrices of the batch block-diagonally; backward is
     ``S.T @ delta`` (the gradient scattered back to the argmax). ``.matrix`` is the tuple of
-    per-sample selection matrices of the last forward.
+    per-sample selection matrices of the last forward. The argmax comes from the pooling
+    geometry (``nn.MaxPoolNd``), or from ``indices``: a function of the input ``(N, C, P_in)``
+    giving the flat argmax ``(N, C, P_out)`` (adaptive and functional max pooling, read off
+    torch's ``return_indices``).
     """
 
     bias = None
 
-    def __init__(self, name, module, in_shape, dtype):
-        m = module
-        self.geometry = PoolGeometry(in_shape, m.kernel_size, m.stride, m.padding, m.dilation,
-                                     m.ceil_mode, "MaxPool")
-        super().__init__(name, module, in_shape, self.geometry.out_shape)
-        self.src, self.dtype = self.geometry.table(), dtype
+    def __init__(self, name, module, in_shape, dtype, kind=None, indices=None, out_shape=None):
+        if indices is None:
+            m = module
+            self.geometry = geometry = PoolGeometry(in_shape, m.kernel_size, m.stride, m.padding, m.dilation,
+                                                    m.ceil_mode, "MaxPool")
+            src, out_shape = geometry.table(), geometry.out_shape
+
+            def indices(Xb):
+                return max_pool_indices(Xb, geometry, src)
+        super().__init__(name, module, in_shape, out_shape, kind)
+        self.indices_of, self.dtype = indices, dtype
         self.idx = None
 
     def forward(self, X):
-        n, c, p_in = X.shape[1], self.geometry.channels, prod(self.geometry.in_spatial)
-        self.idx = max_pool_indices(X.T.reshape(n, c, p_in), self.geometry, self.src)  # (N, C, P_out)
+        n, c, p_in = X.shape[1], self.in_shape[0], prod(self.in_shape[1:])
+        self.idx = self.indices_of(X.T.reshape(n, c, p_in))  # (N, C, P_out)
         self._S = selection_matrix(self.idx.reshape(n * c, -1), p_in, X.dtype)  # N * C blocks
         return (self._S @ X.T.reshape(-1)).reshape(n, -1).T
 
@@ -249,62 +291,30 @@ class MaxPool(Layer):
         n = delta.shape[1]
         return (self._S.T @ delta.T.reshape(-1)).reshape(n, -1).T, {}
 
+    def local(self, Xs, Y):
+        return [self._S]
+
+    def clear(self):
+        self.idx = self._S = None
+
     @property
     def matrix(self):
         if self.idx is None:
             return None
-        p_in = prod(self.geometry.in_spatial)
+        p_in = prod(self.in_shape[1:])
         return tuple(selection_matrix(i, p_in, self.dtype) for i in self.idx)
 
 
 # --------------------------------------------------------------------------- activations
 
 
-class Elementwise(NamedTuple):
-    """An activation ``a = sigma(z)``: ``forward(Z)`` and ``backward(delta, Z, A)`` =
-    ``delta * sigma'(Z)`` (``A = sigma(Z)``, kept from the forward), torch's formulas."""
-
-    forward: Callable
-    backward: Callable
-
-
-_BETA, _KAPPA = np.sqrt(2 / np.pi), 0.044715
-
-
-def _gelu_tanh_grad(delta, X, Y):
-    t = np.tanh(_BETA * (X + _KAPPA * X ** 3))
-    return delta * (0.5 * (1 + t) + 0.5 * X * (1 - t * t) * _BETA * (1 + 3 * _KAPPA * X * X))
-
-
-def _gelu_grad(delta, X, Y):
-    cdf = 0.5 * (1 + erf(X * np.sqrt(0.5)))
-    pdf = np.exp(-0.5 * X * X) / np.sqrt(2 * np.pi)
-    return delta * (cdf + X * pdf)
-
-
-def leaky_relu(slope: float) -> Elementwise:
-    return Elementwise(lambda X: np.where(X > 0, X, X * slope),
-                       lambda delta, X, Y: np.where(X > 0, delta, delta * slope))
-
-
-#: The activations with fixed formulas; LeakyReLU's depends on its slope (:func:`leaky_relu`).
-ACTIVATIONS = {
-    "relu": Elementwise(lambda X: np.maximum(X, 0), lambda delta, X, Y: delta * (Y > 0)),
-    "sigmoid": Elementwise(expit, lambda delta, X, Y: delta * (1 - Y) * Y),
-    "tanh": Elementwise(np.tanh, lambda delta, X, Y: delta * (1 - Y * Y)),
-    "gelu": Elementwise(lambda X: 0.5 * X * (1 + erf(X * np.sqrt(0.5))), _gelu_grad),
-    "gelu_tanh": Elementwise(lambda X: 0.5 * X * (1 + np.tanh(_BETA * (X + _KAPPA * X ** 3))),
-                             _gelu_tanh_grad),
-}
-
-
 class Activation(Layer):
-    """Elementwise ``a = sigma(z)``; backward ``delta * sigma'(z)``."""
+    """Elementwise ``a = sigma(z)``; backward ``delta * sigma'(z)``; its Jacobian ``diag(sigma'(z))``."""
 
     matrix = bias = None
 
-    def __init__(self, name, module, shape, function: Elementwise):
-        super().__init__(name, module, shape, shape)
+    def __init__(self, name, module, shape, function: Elementwise, kind=None):
+        super().__init__(name, module, shape, shape, kind)
         self.function = function
 
     def forward(self, X):
@@ -312,3 +322,6 @@ class Activation(Layer):
 
     def backward(self, delta, X, Y):
         return self.function.backward(delta, X, Y), {}
+
+    def local(self, Xs, Y):
+        return [sp.diags_array(self.function.backward(np.ones_like(Y), Xs[0], Y)[:, 0], format="csr")]

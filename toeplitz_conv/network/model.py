@@ -1,27 +1,30 @@
-"""A compiled model: layers of sparse matrices, run as a multilayer perceptron.
+"""A compiled model: a graph of sparse matrices, run as a multilayer perceptron.
 
 Forward and backward are the equations of an MLP, one sample per column of ``X``
-(``X = x.reshape(N, -1).T``)::
+(``X = x.reshape(N, -1).T``), run along the graph: forward in topological order, backward
+in reverse, each node with its transpose::
 
     forward:   z^l = W^l a^(l-1) + b^l,      a^l = sigma(z^l)
     backward:  delta^l = (W^(l+1))^T delta^(l+1) * sigma'(z^l)
+               (a node read by several others gets the sum of their deltas; a sum node
+               passes delta to each input, a concatenation splits it)
                dL/db^l = sum over samples (and positions) of delta^l
                dL/dW^l = delta^l (a^(l-1))^T, read through W's structure: for a
                convolution only the entries of the kernel exist, so the sum runs over the
                (row, col, tap) triples (:func:`toeplitz_conv.conv_weight_grad`).
+
+The exact Jacobian at one sample is the same chain with matrices in place of vectors
+(:mod:`.jacobian`).
 """
 
 from __future__ import annotations
 
-import copy
 from math import prod
 
 import numpy as np
-import scipy.sparse as sp
 
-from .._args import as_array
-from ..memory import check_size
-from .layers import Activation, MaxPool, Reshape
+from .._args import as_array, is_int
+from . import export, jacobian
 
 
 def _network_input(x: np.ndarray, input_shape) -> np.ndarray:
@@ -36,68 +39,114 @@ def _network_input(x: np.ndarray, input_shape) -> np.ndarray:
 
 
 class Network:
-    """A compiled model: layers of sparse matrices and elementwise functions.
+    """A compiled model: a graph of sparse matrices and elementwise functions.
 
     Attributes
     ----------
     layers : list of Layer
-        ``layer.matrix`` (scipy.sparse) and ``layer.bias`` for affine layers; for max
-        pooling, ``matrix`` is the tuple of per-sample selection matrices of the last forward.
+        The nodes in topological order. ``layer.matrix`` (scipy.sparse) and ``layer.bias`` for
+        affine nodes; for max pooling, ``matrix`` is the tuple of per-sample selection
+        matrices of the last forward. ``layer.inputs`` lists the positions a node reads:
+        position 0 is the network input, position ``i + 1`` the output of ``layers[i]``.
+    output : int
+        The position of the network's output (``len(layers)`` for a chain).
     params : dict of str -> ndarray
         The parameters, keyed as ``module.named_parameters()``; change them with
         :meth:`update` or :meth:`sgd_step` (the matrices are rebuilt).
     input_shape, output_shape : tuple of int
         Shape of one sample.
+    graph : torch.fx.GraphModule or None
+        The traced model (None when the model is one module).
     """
 
-    def __init__(self, layers, params, input_shape, dtype):
+    def __init__(self, layers, params, input_shape, dtype, output=None, graph=None):
         self.layers, self.params = layers, params
         self.input_shape = tuple(input_shape)
-        self.output_shape = layers[-1].out_shape if layers else self.input_shape
-        self.dtype = dtype
+        self.output = len(layers) if output is None else output
+        self.output_shape = self.shape_at(self.output)
+        self.dtype, self.graph = dtype, graph
         self._acts = None
+
+    def shape_at(self, position):
+        """Sample shape at a position (0: the input; ``i + 1``: ``layers[i]``'s output)."""
+        return self.input_shape if position == 0 else self.layers[position - 1].out_shape
+
+    @property
+    def is_chain(self) -> bool:
+        """True when every node reads the one before it and the last is the output."""
+        return self.output == len(self.layers) and all(
+            layer.inputs == (i,) for i, layer in enumerate(self.layers))
 
     def __repr__(self):
         rows = [f"Network(input_shape={self.input_shape}, output_shape={self.output_shape}, dtype={np.dtype(self.dtype).name})"]
+        chain = self.is_chain
         for i, layer in enumerate(self.layers):
             m = layer.matrix if layer.linear else None
             extra = f"  matrix {m.shape[0]} x {m.shape[1]}, nnz {m.nnz}" if m is not None else ""
-            rows.append(f"  [{i}] {layer.name or '<model>'}: {layer.kind} {layer.in_shape} -> {layer.out_shape}{extra}")
+            reads = "" if chain else f" <- {', '.join(self._name_at(p) for p in layer.inputs)}"
+            label = layer.name or "<model>"
+            if not chain and layer.node != layer.name:
+                label = f"{layer.node} ({label})" if layer.name != layer.node and layer.module is not None else layer.node
+            rows.append(f"  [{i}] {label}: {layer.kind} {layer.in_shape} -> {layer.out_shape}{reads}{extra}")
+        if not chain:
+            rows.append(f"  output: {self._name_at(self.output)}")
         return "\n".join(rows)
+
+    def _name_at(self, position):
+        return "input" if position == 0 else self.layers[position - 1].node
+
+    def position(self, where, what="position"):
+        """The position of a node given by name (its traced node name, or its module's name;
+        ``'input'`` for the input) or by int (``i`` is the input of ``layers[i]``, negative
+        ints count from the end, as slices do)."""
+        n = len(self.layers)
+        if isinstance(where, str):
+            if where == "input":
+                return 0
+            for i, layer in enumerate(self.layers):
+                if where in (layer.node, layer.name):
+                    return i + 1
+            names = ", ".join(["input"] + [layer.node for layer in self.layers])
+            raise ValueError(f"{what} must name a node of the network ({names}); got {where!r}.")
+        if not is_int(where):
+            raise TypeError(f"{what} must be an int or a node name; got {type(where).__name__}.")
+        p = int(where) + (n if where < 0 else 0)
+        if not 0 <= p <= n:
+            raise ValueError(f"{what} must be a position in [-{n}, {n}] (the network has {n} layers); got {where}.")
+        return p
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, x):
         """The output for a batch ``x`` of shape ``(N, *input_shape)``; keeps the activations.
 
-        Each affine layer is ``Z = W @ A + b`` on ``A`` of shape ``(features, N)``, each
-        activation ``sigma(Z)``. Returns a numpy array ``(N, *output_shape)``.
+        Each affine node is ``Z = W @ A + b`` on ``A`` of shape ``(features, N)``, each
+        activation ``sigma(Z)``; nodes run in topological order. Returns a numpy array
+        ``(N, *output_shape)``.
         """
         xa = _network_input(as_array(x, "x"), self.input_shape)
         n = xa.shape[0]
-        A = np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)
-        acts = [A]
+        acts = [np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)]
         for layer in self.layers:
-            A = layer.forward(A)
-            acts.append(A)
+            acts.append(layer.run([acts[p] for p in layer.inputs]))
         self._acts = acts
-        return A.T.reshape(n, *self.output_shape)
+        return acts[self.output].T.reshape(n, *self.output_shape)
 
     __call__ = forward
 
     @property
     def activations(self):
-        """The input and every layer's output of the last forward, each ``(N, *shape)``."""
+        """The input and every node's output of the last forward, each ``(N, *shape)``."""
         if self._acts is None:
             return None
-        shapes = [self.input_shape] + [layer.out_shape for layer in self.layers]
-        return [A.T.reshape(A.shape[1], *s) for A, s in zip(self._acts, shapes)]
+        return [A.T.reshape(A.shape[1], *self.shape_at(p)) for p, A in enumerate(self._acts)]
 
     def backward(self, grad_output):
         """Gradients of every parameter and of the input, for ``dL/dy = grad_output``.
 
-        The backpropagation equations in matrix form, layer by layer from the top:
-        ``delta = W.T @ delta`` through an affine layer, ``delta = delta * sigma'(z)`` through
-        an activation; each parameter's gradient is read from ``delta`` and the layer input.
+        The backpropagation equations in matrix form, node by node from the output:
+        ``delta = W.T @ delta`` through an affine node, ``delta = delta * sigma'(z)`` through
+        an activation; a node read by several nodes sums their deltas; each parameter's
+        gradient is read from ``delta`` and the node's input.
 
         Parameters
         ----------
@@ -112,21 +161,29 @@ class Network:
         """
         if self._acts is None:
             raise ValueError("backward needs the activations of a forward pass; call forward(x) first.")
-        n = self._acts[0].shape[1]
+        acts = self._acts
+        n = acts[0].shape[1]
         d = as_array(grad_output, "grad_output")
         if tuple(d.shape) != (n, *self.output_shape):
             raise ValueError(
                 f"grad_output must have the shape of the last forward's output "
                 f"{(n, *self.output_shape)}; got grad_output.shape={tuple(d.shape)}."
             )
-        delta = np.ascontiguousarray(d.reshape(n, -1).T, dtype=self.dtype)
+        deltas = [None] * len(acts)
+        deltas[self.output] = np.ascontiguousarray(d.reshape(n, -1).T, dtype=self.dtype)
         grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         for i in range(len(self.layers) - 1, -1, -1):
+            delta, deltas[i + 1] = deltas[i + 1], None
+            if delta is None:  # the node does not reach the output
+                continue
             layer = self.layers[i]
-            delta, layer_grads = layer.backward(delta, self._acts[i], self._acts[i + 1])
+            d_inputs, layer_grads = layer.back(delta, [acts[p] for p in layer.inputs], acts[i + 1])
+            for p, dX in zip(layer.inputs, d_inputs):
+                deltas[p] = dX if deltas[p] is None else deltas[p] + dX
             for local, arr in layer_grads.items():
                 grads[layer.param_names[local]] += arr.reshape(grads[layer.param_names[local]].shape)
-        return grads, delta.T.reshape(n, *self.input_shape)
+        dx = deltas[0] if deltas[0] is not None else np.zeros_like(acts[0])
+        return grads, dx.T.reshape(n, *self.input_shape)
 
     # ------------------------------------------------------------------ parameters
     def update(self, new_params):
@@ -153,11 +210,14 @@ class Network:
 
     # ------------------------------------------------------------------ linear maps
     def linear_map(self, start=0, stop=None):
-        """``(M, b)`` with ``y = M @ x + b`` for the layers ``start:stop``, all linear.
+        """``(M, b)`` with ``y_stop = M @ y_start + b``, when every node between is linear.
 
-        Consecutive convolutions, average poolings, flattens, linear layers and eval batch
-        norms compose into one sparse matrix: e.g. a convolution followed by 2x2 average
-        pooling is one convolution with stride 2.
+        ``start`` and ``stop`` are positions (ints: ``i`` is the input of ``layers[i]``, so
+        ``linear_map(i, j)`` composes ``layers[i:j]`` of a chain) or node names (the map from
+        that node's output to the other's). Consecutive convolutions, average poolings,
+        reshapes, linear layers, eval batch norms, sums and concatenations compose into one
+        sparse matrix: e.g. a convolution followed by 2x2 average pooling is one convolution
+        with stride 2, and a residual block without activation is ``I + C_2 C_1``.
 
         Examples
         --------
@@ -172,56 +232,37 @@ class Network:
         >>> np.allclose(M @ x.ravel() + b, net.forward(x).ravel())
         True
         """
-        idx = range(len(self.layers))[slice(start, stop)]
-        n_in = prod(self.layers[idx[0]].in_shape) if len(idx) else prod(self.input_shape)
-        M = sp.eye_array(n_in, dtype=self.dtype, format="csr")
-        b = np.zeros(n_in, dtype=self.dtype)
-        for i in idx:
-            layer = self.layers[i]
-            if not layer.linear:
-                why = ("max pooling is linear only per input (its selection matrix depends on x)"
-                       if isinstance(layer, MaxPool) else "an elementwise nonlinear activation")
-                raise ValueError(
-                    f"linear_map needs linear layers only; layer {i} ({layer.name!r}, {layer.kind}) "
-                    f"in range({idx.start}, {idx.stop}) is not: {why}."
-                )
-            if isinstance(layer, Reshape):
-                continue
-            M = (layer.matrix @ M).tocsr()
-            b = layer.matrix @ b + (layer.bias if layer.bias is not None else 0)
-        return M, b
+        s = self.position(start, "start")
+        e = self.output if stop is None else self.position(stop, "stop")
+        return jacobian.linear_map(self.layers, s, e, prod(self.shape_at(s)), self.dtype)
+
+    def jacobian(self, x):
+        """The exact Jacobian ``dy/dx`` at one sample ``x``, as CSR ``(out_features, in_features)``.
+
+        The product of the nodes' matrices and the activations' diagonal derivatives along the
+        graph, accumulated as sparse matrices from the smaller end (forward from the input
+        when the output is at least as large, else backward from the output); only the true
+        structure (the receptive fields) is stored. For a piecewise-linear network without
+        biases ``J(x) @ x == f(x)``. Refused up front when its CSR would exceed the memory
+        limit (:func:`toeplitz_conv.set_memory_limit`).
+
+        Parameters
+        ----------
+        x : (*input_shape) or (1, *input_shape) array_like
+        """
+        xa = as_array(x, "x")
+        if tuple(xa.shape) == self.input_shape:
+            xa = xa[None]
+        if tuple(xa.shape) != (1, *self.input_shape):
+            raise ValueError(f"x must be one sample of shape {self.input_shape} (or {(1, *self.input_shape)}); "
+                             f"got x.shape={tuple(xa.shape)}.")
+        self.forward(xa)
+        return jacobian.jacobian(self.layers, self._acts, self.output, self.dtype)
 
     def to_mlp(self):
-        """A ``torch.nn.Sequential`` of ``nn.Linear`` layers (dense copies of the matrices) and
-        the same activations that computes the same function: the CNN as an MLP.
-
-        It starts with ``nn.Flatten()`` (so it takes ``(N, *input_shape)``) and ends with
-        ``nn.Unflatten`` when the output has more than one axis. Max pooling is refused.
+        """The same function as a plain MLP: every linear node an ``nn.Linear`` (a dense copy of
+        its matrix). A chain gives an ``nn.Sequential``; a graph a ``torch.fx.GraphModule``
+        with its skip connections kept. Both take ``(N, *input_shape)`` (they start with a
+        flatten) and return ``(N, *output_shape)``. Max pooling is refused.
         """
-        import torch
-        from torch import nn
-
-        mods = [nn.Flatten()]
-        tdtype = torch.float64 if np.dtype(self.dtype) == np.float64 else torch.float32
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, MaxPool):
-                raise ValueError(
-                    f"to_mlp needs input-independent linear layers; layer {i} ({layer.name!r}, "
-                    f"{layer.kind}) is max pooling, linear only per input (its selection matrix "
-                    f"depends on x). Use forward/backward, or average pooling."
-                )
-            if isinstance(layer, Activation):
-                mods.append(copy.deepcopy(layer.module))
-            elif not isinstance(layer, Reshape):
-                M = layer.matrix
-                check_size("to_mlp's dense weight", M.shape[0] * M.shape[1] * M.dtype.itemsize,
-                             f"layer {i}, {M.shape[0]:,} x {M.shape[1]:,} dense")
-                lin = nn.Linear(M.shape[1], M.shape[0], bias=True, dtype=tdtype)
-                with torch.no_grad():
-                    lin.weight.copy_(torch.from_numpy(M.toarray()))
-                    lin.bias.copy_(torch.from_numpy(layer.bias if layer.bias is not None
-                                                    else np.zeros(M.shape[0], dtype=self.dtype)))
-                mods.append(lin)
-        if len(self.output_shape) > 1:
-            mods.append(nn.Unflatten(1, self.output_shape))
-        return nn.Sequential(*mods)
+        return export.to_mlp(self)

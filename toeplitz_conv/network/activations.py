@@ -1,0 +1,91 @@
+"""The elementwise functions of a compiled network: ``a = sigma(z)`` with its derivative.
+
+Each is an :class:`Elementwise` pair, forward and backward side by side, in numpy with torch's
+formulas (and torch's choice at the kinks: ReLU's derivative at 0 is 0, Hardtanh's is 0 at
+both ends). Functions with fixed formulas are rows of :data:`ACTIVATIONS`; those with
+parameters are made by the factories below (:func:`leaky_relu`, :func:`hardtanh`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+from scipy.special import erf, expit
+
+
+class Elementwise(NamedTuple):
+    """An activation ``a = sigma(z)``: ``forward(Z)`` and ``backward(delta, Z, A)`` =
+    ``delta * sigma'(Z)`` (``A = sigma(Z)``, kept from the forward), torch's formulas."""
+
+    forward: Callable
+    backward: Callable
+
+
+_BETA, _KAPPA = np.sqrt(2 / np.pi), 0.044715
+
+
+def _gelu_tanh_grad(delta, X, Y):
+    t = np.tanh(_BETA * (X + _KAPPA * X ** 3))
+    return delta * (0.5 * (1 + t) + 0.5 * X * (1 - t * t) * _BETA * (1 + 3 * _KAPPA * X * X))
+
+
+def _gelu_grad(delta, X, Y):
+    cdf = 0.5 * (1 + erf(X * np.sqrt(0.5)))
+    pdf = np.exp(-0.5 * X * X) / np.sqrt(2 * np.pi)
+    return delta * (cdf + X * pdf)
+
+
+def _silu_grad(delta, X, Y):
+    s = expit(X)
+    return delta * s * (1 + X * (1 - s))
+
+
+def _softplus0(X):
+    """``log(1 + e^x)`` without overflow."""
+    return np.logaddexp(0, X)
+
+
+def _mish_grad(delta, X, Y):
+    t = np.tanh(_softplus0(X))
+    return delta * (t + X * expit(X) * (1 - t * t))
+
+
+def _hardswish_grad(delta, X, Y):
+    return delta * np.where(X < -3, 0.0, np.where(X <= 3, X / 3 + 0.5, 1.0))
+
+
+def leaky_relu(slope: float) -> Elementwise:
+    return Elementwise(lambda X: np.where(X > 0, X, X * slope),
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * slope))
+
+
+def hardtanh(lo: float = -1.0, hi: float = 1.0) -> Elementwise:
+    """``clip(z, lo, hi)``; ReLU6 is ``hardtanh(0, 6)``."""
+    return Elementwise(lambda X: np.clip(X, lo, hi), lambda delta, X, Y: delta * ((X > lo) & (X < hi)))
+
+
+def elu(alpha: float = 1.0) -> Elementwise:
+    return Elementwise(lambda X: np.where(X > 0, X, alpha * np.expm1(np.minimum(X, 0))),
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * alpha * np.exp(np.minimum(X, 0))))
+
+
+def softplus(beta: float = 1.0, threshold: float = 20.0) -> Elementwise:
+    """``log(1 + e^(beta z)) / beta``, linear where ``beta z > threshold`` (as torch)."""
+    return Elementwise(lambda X: np.where(X * beta > threshold, X, _softplus0(X * beta) / beta),
+                       lambda delta, X, Y: np.where(X * beta > threshold, delta, delta * expit(X * beta)))
+
+
+#: The activations with fixed formulas; the others are made by the factories above.
+ACTIVATIONS = {
+    "relu": Elementwise(lambda X: np.maximum(X, 0), lambda delta, X, Y: delta * (Y > 0)),
+    "relu6": hardtanh(0.0, 6.0),
+    "sigmoid": Elementwise(expit, lambda delta, X, Y: delta * (1 - Y) * Y),
+    "tanh": Elementwise(np.tanh, lambda delta, X, Y: delta * (1 - Y * Y)),
+    "gelu": Elementwise(lambda X: 0.5 * X * (1 + erf(X * np.sqrt(0.5))), _gelu_grad),
+    "gelu_tanh": Elementwise(lambda X: 0.5 * X * (1 + np.tanh(_BETA * (X + _KAPPA * X ** 3))),
+                             _gelu_tanh_grad),
+    "silu": Elementwise(lambda X: X * expit(X), _silu_grad),
+    "mish": Elementwise(lambda X: X * np.tanh(_softplus0(X)), _mish_grad),
+    "hardswish": Elementwise(lambda X: X * np.clip(X + 3, 0, 6) / 6, _hardswish_grad),
+}

@@ -1,0 +1,152 @@
+"""The matrices of parameter-free linear ops, read off torch itself.
+
+Padding, pixel shuffle, channel shuffle, reshapes, permutations, slicing, ``torch.cat`` and
+nearest upsampling only *move* entries: each output is one input entry, or a constant. Their
+matrix is read from one call of the op on a tensor that holds each entry's own number
+(:func:`gather_matrices`): the output says which input entry every output entry copied. The
+numbers are float64 integers, exact up to 2^53. Ops that *weigh* entries (linear upsampling,
+functional pooling) are read per axis or per channel by probing with the identity
+(:func:`separable_matrix`, :func:`channel_matrix`); sums and means over axes are written down
+(:func:`reduce_matrix`).
+
+Every op is called on a batch of two samples, so the reading also checks that the op keeps
+the batch axis and never mixes samples.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+import scipy.sparse as sp
+
+BATCH = 2  # the traced batch: two samples tell the batch axis from a size-1 axis
+
+
+class SampleMixingError(ValueError):
+    """The op's output for one sample reads another sample (or the batch axis is gone)."""
+
+
+def _numbers(shapes, torch):
+    """Float64 tensors ``(BATCH, *shape)`` numbering every entry of every operand from 1."""
+    out, start = [], 1
+    for shape in shapes:
+        n = BATCH * prod(shape)
+        out.append(torch.arange(start, start + n, dtype=torch.float64).reshape(BATCH, *shape))
+        start += n
+    return out
+
+
+def gather_matrices(apply, shapes, dtype, what):
+    """``(matrices, bias, out_shape)`` of an op that copies entries: ``y = sum_i W_i x_i + b``.
+
+    ``apply(*tensors)`` calls the op with its data operands replaced by ``tensors``
+    (``(BATCH, *shape)`` each); ``W_i`` is ``(prod(out_shape), prod(shapes[i]))`` CSR with
+    0/1 entries, ``b`` the output for zero inputs (None when it is zero).
+    """
+    import torch
+
+    with torch.no_grad():
+        zero = apply(*[torch.zeros(BATCH, *s, dtype=torch.float64) for s in shapes])
+        out = apply(*_numbers(shapes, torch))
+    if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != BATCH:
+        raise SampleMixingError(f"{what} must keep the batch axis first; with a batch of {BATCH} "
+                                f"it returned {_describe(out)}.")
+    out_shape = tuple(out.shape[1:])
+    bias = zero[0].reshape(-1).numpy()
+    v = (out - zero).reshape(BATCH, -1).numpy()
+    if not np.array_equal(v, np.round(v)) or (zero[0] != zero[1]).any():
+        raise ValueError(f"{what} is not a copy of its input's entries, so compile cannot read its "
+                         f"matrix this way.")  # a registry error: the op is listed as a copy
+    sizes = [prod(s) for s in shapes]
+    starts = np.concatenate([[1], 1 + BATCH * np.cumsum(sizes)])
+    src = v.astype(np.int64)
+    which = np.searchsorted(starts, src, side="right") - 1  # operand of each entry (-1: constant)
+    local = src - starts[np.clip(which, 0, None)]
+    sample = local // np.asarray(sizes + [1])[np.clip(which, 0, None)]
+    copied = src > 0
+    if (copied & (sample != np.arange(BATCH)[:, None])).any():
+        raise SampleMixingError(f"{what} mixes the samples of a batch (an output of one sample "
+                                f"reads another sample's input); compile needs an op that acts on "
+                                f"each sample alone, with the batch axis first.")
+    n_of = np.asarray(sizes)[np.clip(which, 0, None)]
+    if not (np.array_equal(copied[0], copied[1]) and np.array_equal(which[0], which[1])
+            and np.array_equal((local[1] - n_of[1])[copied[1]], local[0][copied[0]])):
+        raise SampleMixingError(f"{what} treats the samples of a batch differently; compile needs "
+                                f"an op that maps every sample the same way.")
+    m = prod(out_shape)
+    rows = np.nonzero(copied[0])[0]
+    mats = []
+    for i, n in enumerate(sizes):
+        r = rows[which[0, rows] == i]
+        cols = local[0, r]
+        mats.append(sp.csr_array((np.ones(r.size, dtype=dtype), (r, cols)), shape=(m, n)))
+    has_bias = bool(np.any(bias))
+    return mats, (bias.astype(dtype) if has_bias else None), out_shape
+
+
+def _describe(value):
+    shape = getattr(value, "shape", None)
+    return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
+def is_identity(matrix) -> bool:
+    """True for the identity (a reshape: the flattened sample does not change)."""
+    if matrix.shape[0] != matrix.shape[1] or matrix.nnz != matrix.shape[0]:
+        return False
+    coo = matrix.tocoo()
+    return bool(np.array_equal(coo.row, coo.col) and np.all(coo.data == 1))
+
+
+def reduce_matrix(shape, axes, mean, dtype):
+    """Sum (or mean) of a sample of shape ``shape`` over ``axes`` (sample axes, no batch):
+    ``(prod(kept), prod(shape))``, kept axes in order."""
+    axes = sorted(set(axes))
+    kept = [a for a in range(len(shape)) if a not in axes]
+    grid = np.indices(shape).reshape(len(shape), -1)
+    kept_shape = tuple(shape[a] for a in kept)
+    rows = np.ravel_multi_index(tuple(grid[kept]), kept_shape) if kept else np.zeros(grid.shape[1], int)
+    count = prod(shape[a] for a in axes)
+    vals = np.full(rows.size, 1.0 / count if mean else 1.0, dtype=dtype)
+    return sp.csr_array((vals, (rows, np.arange(rows.size))), shape=(prod(kept_shape), prod(shape)))
+
+
+def channel_matrix(apply, shape, dtype, chunk=512):
+    """The matrix of an op that maps every channel the same way and alone (functional pooling):
+    the one-channel map ``A`` probed with the identity in chunks, then ``kron(I_C, A)``."""
+    import torch
+
+    spatial = tuple(shape[1:])
+    p = prod(spatial)
+    blocks, out_spatial = [], None
+    with torch.no_grad():
+        for a in range(0, p, chunk):
+            b = min(p, a + chunk)
+            probe = torch.zeros(b - a, 1, p, dtype=torch.float64)
+            probe[torch.arange(b - a), 0, torch.arange(a, b)] = 1
+            out = apply(probe.reshape(b - a, 1, *spatial))
+            out_spatial = tuple(out.shape[2:])
+            blocks.append(sp.csr_array(out.reshape(b - a, -1).numpy()).T)
+    A = sp.hstack(blocks, format="csr")
+    A.eliminate_zeros()
+    return sp.kron(sp.eye_array(shape[0], dtype=dtype), A.astype(dtype), format="csr"), (shape[0], *out_spatial)
+
+
+def separable_matrix(apply_axis, shape, dtype):
+    """The matrix of a per-channel op that acts on each spatial axis alone (interpolation):
+    ``apply_axis(d, probe)`` runs the op on ``probe`` whose only non-trivial spatial axis is
+    ``d``; the matrix is ``kron(I_C, A_1, ..., A_d)``."""
+    import torch
+
+    spatial = tuple(shape[1:])
+    M = sp.eye_array(shape[0], dtype=dtype, format="csr")
+    out_spatial = []
+    with torch.no_grad():
+        for d, n in enumerate(spatial):
+            probe = torch.eye(n, dtype=torch.float64).reshape(n, 1, *[n if e == d else 1 for e in range(len(spatial))])
+            out = apply_axis(d, probe)
+            out_spatial.append(out.shape[2 + d])
+            A = sp.csr_array(out.reshape(n, -1).numpy().T.astype(dtype))
+            A.eliminate_zeros()
+            M = sp.kron(M, A, format="csr")
+    return M, (shape[0], *out_spatial)

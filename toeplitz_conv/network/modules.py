@@ -1,0 +1,231 @@
+"""The modules a model may hold, each turned into a node: one registry maps each supported
+module type to its builder, and the list of supported modules is read off that registry.
+
+A builder takes the traced :class:`~.call.Call` of the module (its input shape, parameters,
+dtype) and returns a layer. Parameter-free linear modules (padding, pixel shuffle,
+upsampling, ...) reuse the function builders of :mod:`.ops`.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Callable, NamedTuple
+
+from ..arithmetic import conv_transpose_output_size
+from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
+from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
+from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
+from .call import ModuleStateError
+from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
+from .nodes import Softmax
+from .ops import activation, gather, gelu_function, interpolate, torch_argmax, fold
+from .linear_ops import SampleMixingError
+
+
+def _in_training(call, why):
+    return ModuleStateError(
+        f"module {call.title!r} ({type(call.module).__name__}) must be in eval mode to be compiled: "
+        f"{why}. Call model.eval() first."
+    )
+
+
+def _conv(call):
+    m = call.module
+    geom = conv_geometry(tuple(m.weight.shape), call.shape, stride=m.stride, padding=m.padding,
+                         dilation=m.dilation, groups=m.groups, padding_mode=m.padding_mode)
+    return Conv(call.label, m, call.shape, geom.out_shape, call.params, call.pnames)
+
+
+def _conv_transpose(call):
+    m = call.module
+    out = conv_transpose_output_size(tuple(call.shape[1:]), m.kernel_size, stride=m.stride, padding=m.padding,
+                                     output_padding=m.output_padding, dilation=m.dilation)
+    return ConvTranspose(call.label, m, call.shape, (m.out_channels, *out), call.params, call.pnames)
+
+
+def _linear(call):
+    m, shape = call.module, call.shape
+    if shape[-1] != m.in_features:
+        raise ValueError(
+            f"the input's last axis must equal in_features={m.in_features}; got input "
+            f"shape {shape} (add a Flatten before it?)."
+        )
+    return Linear(call.label, m, shape, shape[:-1] + (m.out_features,), call.params, call.pnames)
+
+
+def _batch_norm(call):
+    m, shape = call.module, call.shape
+    if m.training:
+        raise _in_training(call, "in training mode batch norm normalises by the batch statistics, "
+                                 "which is not a fixed linear map")
+    if m.running_mean is None:
+        raise ModuleStateError(
+            f"module {call.title!r} ({type(m).__name__}) must track running statistics "
+            f"(track_running_stats=True) to be compiled: without them it normalises by the "
+            f"batch statistics even in eval mode, which is not a fixed linear map; got "
+            f"track_running_stats=False."
+        )
+    if shape[0] != m.num_features:
+        raise ValueError(f"the input's channel axis must equal num_features={m.num_features}; got input shape {shape}.")
+    return BatchNorm(call.label, m, shape, call.params, call.pnames, call.dtype)
+
+
+def _avg_pool(call):
+    m, shape = call.module, call.shape
+    P = avg_pool_matrix(shape, m.kernel_size, stride=m.stride, padding=m.padding,
+                        ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                        divisor_override=getattr(m, "divisor_override", None), dtype=call.dtype)
+    geom = PoolGeometry(shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode, type(m).__name__)
+    return Fixed(call.label, m, shape, geom.out_shape, P)
+
+
+def _adaptive_avg_pool(call):
+    m, shape = call.module, call.shape
+    out = adaptive_output_size(m.output_size, shape[1:])
+    return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
+
+
+def _max_pool(call):
+    m = call.module
+    if m.return_indices:
+        raise ModuleStateError(f"module {call.title!r} ({type(m).__name__}) must have return_indices=False: "
+                               f"a layer of the network passes on one tensor; got return_indices=True.")
+    return MaxPool(call.label, m, call.shape, call.dtype)
+
+
+def _adaptive_max_pool(call):
+    import torch.nn.functional as F
+
+    m = call.module
+    if m.return_indices:
+        raise ModuleStateError(f"module {call.title!r} ({type(m).__name__}) must have return_indices=False: "
+                               f"a layer of the network passes on one tensor; got return_indices=True.")
+    pool = getattr(F, f"adaptive_max_pool{len(call.shape) - 1}d")
+    return torch_argmax(call, lambda t: pool(t, m.output_size, return_indices=True)[1])
+
+
+def _dropout(call):
+    if call.module.training:
+        raise _in_training(call, "in training mode dropout zeroes random entries")
+    return Reshape(call.label, call.module, call.shape, call.shape, call.dtype)
+
+
+def _identity(call):
+    return Reshape(call.label, call.module, call.shape, call.shape, call.dtype)
+
+
+def _flatten(call):
+    m, shape = call.module, call.shape
+    nd = len(shape) + 1
+    s, e = m.start_dim % nd, m.end_dim % nd
+    if s == 0:
+        raise SampleMixingError(
+            f"Flatten {call.title!r} must keep the batch axis (start_dim >= 1); got "
+            f"start_dim={m.start_dim}."
+        )
+    return Reshape(call.label, m, shape, shape[: s - 1] + (prod(shape[s - 1: e]),) + shape[e:], call.dtype)
+
+
+def _upsample(call):
+    m = call.module
+    return interpolate(call, m.size, m.scale_factor, m.mode, m.align_corners,
+                       getattr(m, "recompute_scale_factor", None), False)
+
+
+def _softmax(log):
+    def build(call):
+        if call.module.dim is None:
+            raise ValueError(f"module {call.title!r} ({type(call.module).__name__}) needs an explicit dim "
+                             f"(the axis of the softmax); got dim=None.")
+        nd = len(call.shape) + 1
+        if call.module.dim % nd == 0:
+            raise SampleMixingError(f"module {call.title!r} ({type(call.module).__name__}) normalises over "
+                                    f"the batch axis (dim={call.module.dim}).")
+        return Softmax(call.label, call.module, call.shape, call.module.dim % nd - 1, log, type(call.module).__name__)
+    return build
+
+
+def _fold(call):
+    m = call.module
+    return fold(call, m.output_size, m.kernel_size, m.dilation, m.padding, m.stride)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class Entry(NamedTuple):
+    """How one module type compiles: its builder, the names it stands for in the list of
+    supported modules, and whether subclasses compile the same way (activations: only the
+    torch class itself, since a subclass may change the function)."""
+
+    build: Callable
+    names: tuple
+    subclasses: bool = True
+
+
+_REGISTRY = None
+
+
+def registry() -> dict:
+    """``{module type: Entry}``, in the order of the supported list (needs torch)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from torch import nn
+
+        def family(base, builder, dims=(1, 2, 3)):  # nn.X1d, nn.X2d, nn.X3d
+            return {getattr(nn, f"{base}{n}d"): Entry(builder, (f"{base}{n}d",)) for n in dims}
+
+        def function(module_type, function_of):
+            return {module_type: Entry(activation(lambda call: function_of(call.module)),
+                                       (module_type.__name__,), False)}
+
+        def copies(*types):
+            return {t: Entry(gather, (t.__name__,)) for t in types}
+
+        _REGISTRY = {
+            **family("Conv", _conv), **family("ConvTranspose", _conv_transpose),
+            nn.Linear: Entry(_linear, ("Linear",)),
+            nn.Flatten: Entry(_flatten, ("Flatten",)),
+            **family("AvgPool", _avg_pool), **family("MaxPool", _max_pool),
+            **family("AdaptiveAvgPool", _adaptive_avg_pool),
+            nn.modules.batchnorm._BatchNorm: Entry(_batch_norm, ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")),
+            nn.modules.dropout._DropoutNd: Entry(_dropout, ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")),
+            nn.Identity: Entry(_identity, ("Identity",)),
+            **function(nn.ReLU, lambda m: ACTIVATIONS["relu"]),
+            **function(nn.LeakyReLU, lambda m: leaky_relu(m.negative_slope)),
+            **function(nn.Sigmoid, lambda m: ACTIVATIONS["sigmoid"]),
+            **function(nn.Tanh, lambda m: ACTIVATIONS["tanh"]),
+            **function(nn.GELU, lambda m: gelu_function(m.approximate)),
+            **function(nn.ReLU6, lambda m: ACTIVATIONS["relu6"]),
+            **function(nn.Hardtanh, lambda m: hardtanh(m.min_val, m.max_val)),
+            **function(nn.SiLU, lambda m: ACTIVATIONS["silu"]),
+            **function(nn.ELU, lambda m: elu(m.alpha)),
+            **function(nn.Softplus, lambda m: softplus(m.beta, m.threshold)),
+            **function(nn.Hardswish, lambda m: ACTIVATIONS["hardswish"]),
+            **function(nn.Mish, lambda m: ACTIVATIONS["mish"]),
+            nn.Softmax: Entry(_softmax(False), ("Softmax",)),
+            nn.LogSoftmax: Entry(_softmax(True), ("LogSoftmax",)),
+            **family("AdaptiveMaxPool", _adaptive_max_pool),
+            **{t: Entry(gather, (t.__name__,)) for base in ("ZeroPad", "ConstantPad", "ReflectionPad",
+                                                            "ReplicationPad", "CircularPad")
+               for t in (getattr(nn, f"{base}{n}d") for n in (1, 2, 3))},
+            nn.Upsample: Entry(_upsample, ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")),
+            **copies(nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.Unfold, nn.Unflatten),
+            nn.Fold: Entry(_fold, ("Fold",)),
+        }
+    return _REGISTRY
+
+
+def entry_of(module):
+    """The registry entry of ``module``: its own type's, or its nearest registered base's."""
+    reg = registry()
+    for cls in type(module).__mro__:
+        entry = reg.get(cls)
+        if entry is not None and (entry.subclasses or cls is type(module)):
+            return entry
+    return None
+
+
+def supported_modules() -> tuple:
+    """The module names :func:`compile` accepts, read off the registry."""
+    return ("Sequential",) + tuple(name for entry in registry().values() for name in entry.names)

@@ -1,0 +1,391 @@
+"""The functions and tensor methods a traced model may call, each turned into a node.
+
+One registry per kind of call, ``{display name: (target, builder)}``: :func:`functions`
+(``F.relu``, ``torch.cat``, ``+``, ...) and :func:`methods` (``.view``, ``.mean``, ...). A
+builder takes a :class:`~.call.Call` and returns a layer (:mod:`.layers`) or a graph node
+(:mod:`.nodes`). The kinds of builder, from the simplest:
+
+- copies (reshape, permute, slicing, padding, ``torch.cat``, nearest upsampling, ...): the
+  matrix is read off one call of the op (:func:`~.linear_ops.gather_matrices`);
+- weighted linear ops (interpolation, functional pooling, sums and means over axes);
+- arithmetic: ``x + y``, ``x - y``, ``x * c``, ``x / c``, ``x * y`` (a product node);
+- activations and softmax; functional convolutions, linear layers and max pooling.
+"""
+
+from __future__ import annotations
+
+import operator
+from math import prod
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..arithmetic import conv_transpose_output_size
+from ..geometry import conv_geometry
+from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
+from .call import ModuleStateError, Operand, UnsupportedModuleError
+from .layers import Activation, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
+from .linear_ops import (SampleMixingError, channel_matrix, gather_matrices, is_identity,
+                         reduce_matrix, separable_matrix)
+from .nodes import Combine, Product, Softmax
+
+
+# --------------------------------------------------------------------------- linear maps
+
+
+def affine(call, matrix, bias, out_shape, kind=None):
+    """A one-input linear node: a reshape when ``matrix`` is the identity and there is no bias."""
+    if bias is None and is_identity(matrix):
+        return Reshape(call.label, call.module, call.shape, out_shape, call.dtype, kind=kind or call.kind)
+    return Fixed(call.label, call.module, call.shape, out_shape, matrix, bias, kind=kind or call.kind)
+
+
+def gather(call):
+    """An op that copies entries (or writes constants): ``y = sum_i W_i x_i + b``."""
+    mats, bias, out_shape = gather_matrices(call.apply, [o.shape for o in call.operands], call.dtype,
+                                            f"{call.kind} {call.title!r}")
+    if len(mats) == 1:
+        return affine(call, mats[0], bias, out_shape)
+    return Combine(call.label, [o.shape for o in call.operands], out_shape, mats, bias, call.kind)
+
+
+def _sample_axes(call, dims, what):
+    """Sample axes (batch removed) of tensor dims ``dims``; refuses the batch axis."""
+    nd = len(call.shape) + 1
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    axes = [d % nd for d in dims]
+    if 0 in axes:
+        raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} {what} over the batch axis "
+                                f"(dim={dims if len(dims) > 1 else dims[0]}); compile needs ops that act "
+                                f"on each sample alone.")
+    return [a - 1 for a in axes]
+
+
+def reduction(mean):
+    def build(call):
+        dims = call.arg(1, "dim")
+        if dims is None:
+            raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over "
+                                    f"the batch axis too; give the sample axes, e.g. x.mean((2, 3)).")
+        axes = _sample_axes(call, dims, "reduces")
+        M = reduce_matrix(call.shape, axes, mean, call.dtype)
+        return affine(call, M, None, tuple(call.value.shape[1:]))
+    return build
+
+
+def interpolate(call, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias):
+    """Upsampling/interpolation: separable, one small probe per spatial axis."""
+    import torch.nn.functional as F
+
+    nsp = len(call.shape) - 1
+
+    def per_axis(v, d, one):
+        if v is None:
+            return None
+        v = tuple(v) if isinstance(v, (tuple, list)) else (v,) * nsp
+        return tuple(v[d] if e == d else one for e in range(nsp))
+
+    def apply_axis(d, probe):
+        return F.interpolate(probe, size=per_axis(size, d, 1), scale_factor=per_axis(scale_factor, d, 1.0),
+                             mode=mode, align_corners=align_corners,
+                             recompute_scale_factor=recompute_scale_factor, antialias=antialias)
+
+    M, out_shape = separable_matrix(apply_axis, call.shape, call.dtype)
+    return affine(call, M, None, out_shape)
+
+
+def functional_interpolate(call):
+    return interpolate(call, call.arg(1, "size"), call.arg(2, "scale_factor"), call.arg(3, "mode", "nearest"),
+                       call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"),
+                       call.arg(6, "antialias", False))
+
+
+def per_channel(call):
+    """A weighted op that maps every channel alike (functional average pooling)."""
+    M, out_shape = channel_matrix(lambda probe: call.apply(probe), call.shape, call.dtype)
+    return affine(call, M, None, out_shape)
+
+
+def torch_argmax(call, pool):
+    """A max pooling node whose argmax comes from torch (``return_indices=True``)."""
+    import torch
+
+    shape = call.shape
+
+    def indices(Xb):
+        n = Xb.shape[0]
+        with torch.no_grad():
+            idx = pool(torch.from_numpy(np.ascontiguousarray(Xb).reshape(n, *shape)))
+        return idx.reshape(n, shape[0], -1).numpy()
+    return MaxPool(call.label, call.module, shape, call.dtype, kind=call.kind, indices=indices,
+                   out_shape=tuple(call.value.shape[1:]))
+
+
+def functional_max_pool(call):
+    if call.arg(6, "return_indices", False):
+        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must have return_indices=False: "
+                               f"a node of the network passes on one tensor.")
+    return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1])
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def _broadcast(call, operand):
+    """The 0/1 matrix that broadcasts ``operand`` to the call's output shape."""
+    full = tuple(call.value.shape)
+    mats, _, _ = gather_matrices(lambda t: t.broadcast_to(full), [operand.shape], call.dtype,
+                                 f"{call.kind} {call.title!r}")
+    return mats[0]
+
+
+def _constant(call, c):
+    """A constant operand as a per-sample vector over the output (refused if it is a parameter)."""
+    import torch
+
+    if isinstance(c, torch.Tensor) and call.param_name(c) is not None:
+        raise UnsupportedModuleError(
+            f"{call.kind} {call.title!r}{call.where} reads parameter {call.param_name(c)!r} outside a "
+            f"layer: compile reads parameters only as the weights of the supported layers (their "
+            f"gradients would be lost otherwise).")
+    t = torch.as_tensor(c, dtype=torch.float64).broadcast_to(tuple(call.value.shape))
+    if (t[0] != t[1]).any():
+        raise SampleMixingError(f"{call.kind} {call.title!r}{call.where}: a constant operand differs "
+                                f"between the samples of a batch.")
+    return t[0].reshape(-1).numpy().astype(call.dtype)
+
+
+def arithmetic(op):
+    """``+``, ``-``, ``*``, ``/`` (and their in-place and torch forms), ``alpha`` included."""
+    def build(call):
+        a, b = call.arg(0, "input"), call.arg(1, "other")
+        alpha = call.kwargs.get("alpha", 1)
+        if not isinstance(a, Operand):  # c + x, c * x, c - x, c / x
+            if op == "div":
+                raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor "
+                                             f"that depends on the input, which compile does not support.")
+            W, c = _broadcast(call, b), _constant(call, a)
+            if op == "mul":
+                return affine(call, (sp.diags_array(c) @ W).tocsr(), None, tuple(call.value.shape[1:]))
+            sign = -alpha if op == "sub" else alpha
+            return affine(call, (sign * W).tocsr(), c, tuple(call.value.shape[1:]))
+        out_shape, Wa = tuple(call.value.shape[1:]), _broadcast(call, a)
+        if isinstance(b, Operand):
+            Wb = _broadcast(call, b)
+            if op == "mul":
+                return Product(call.label, [a.shape, b.shape], out_shape, [Wa, Wb], call.kind)
+            if op == "div":
+                raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor "
+                                             f"that depends on the input, which compile does not support.")
+            return Combine(call.label, [a.shape, b.shape], out_shape,
+                           [Wa, ((-alpha if op == "sub" else alpha) * Wb).tocsr()], None, call.kind)
+        c = _constant(call, b)
+        if op in ("mul", "div"):
+            return affine(call, (sp.diags_array(c if op == "mul" else 1 / c) @ Wa).tocsr(), None, out_shape)
+        return affine(call, Wa, (-alpha if op == "sub" else alpha) * c, out_shape)
+    return build
+
+
+def negate(call):
+    n = prod(call.shape)
+    return affine(call, -sp.eye_array(n, dtype=call.dtype, format="csr"), None, call.shape)
+
+
+# --------------------------------------------------------------------------- activations, softmax
+
+
+def activation(function_of):
+    """The builder of an elementwise function ``function_of(call) -> Elementwise``."""
+    def build(call):
+        return Activation(call.label, call.module, call.shape, function_of(call), kind=call.kind)
+    return build
+
+
+def gelu_function(approximate):
+    if approximate not in ("none", "tanh"):  # pragma: no cover - torch refuses it too
+        raise ValueError(f"GELU approximate must be 'none' or 'tanh'; got {approximate!r}.")
+    return ACTIVATIONS["gelu_tanh" if approximate == "tanh" else "gelu"]
+
+
+def softmax(log, dim_at=1):
+    def build(call):
+        dim = call.arg(dim_at, "dim")
+        if dim is None:
+            raise ValueError(f"{call.kind} {call.title!r}{call.where} needs an explicit dim (the axis "
+                             f"of the softmax); got dim=None.")
+        axis = _sample_axes(call, dim, "normalises")[0]
+        return Softmax(call.label, call.module, call.shape, axis, log, call.kind)
+    return build
+
+
+def dropout(call):
+    if call.arg(2, "training", True):
+        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must be called with "
+                               f"training=False to be compiled: in training mode dropout zeroes random "
+                               f"entries (pass training=self.training and call model.eval()).")
+    return gather(call)
+
+
+# --------------------------------------------------------------------------- functional layers
+
+
+def _weights(call, names):
+    """``{local name: full parameter name}`` of a functional layer's weight and bias."""
+    out = {}
+    for i, local in names:
+        t = call.arg(i, local)
+        if t is None:
+            continue
+        full = call.param_name(t)
+        if full is None:
+            raise UnsupportedModuleError(
+                f"{call.kind} {call.title!r}{call.where}: its {local} must be a parameter of the model "
+                f"(read as self.<name>); got a tensor computed in forward, whose gradient compile "
+                f"could not return.")
+        out[local] = full
+    return out
+
+
+class _Options:
+    """The attributes a conv layer reads from its module, for a functional call."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def functional_conv(call):
+    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
+             dilation=call.arg(5, "dilation", 1), groups=call.arg(6, "groups", 1), padding_mode="zeros")
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    geom = conv_geometry(w.shape, call.shape, **g)
+    return Conv(call.label, _Options(**g), call.shape, geom.out_shape, call.params, pnames, kind=call.kind)
+
+
+def functional_conv_transpose(call):
+    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
+             output_padding=call.arg(5, "output_padding", 0), groups=call.arg(6, "groups", 1),
+             dilation=call.arg(7, "dilation", 1))
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    out = conv_transpose_output_size(call.shape[1:], w.shape[2:], stride=g["stride"], padding=g["padding"],
+                                     output_padding=g["output_padding"], dilation=g["dilation"])
+    return ConvTranspose(call.label, _Options(**g), call.shape, (w.shape[1] * g["groups"], *out),
+                         call.params, pnames, kind=call.kind)
+
+
+def functional_linear(call):
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    return Linear(call.label, None, call.shape, call.shape[:-1] + (w.shape[0],), call.params, pnames,
+                  kind=call.kind)
+
+
+# --------------------------------------------------------------------------- the registries
+
+_FUNCTIONS = _METHODS = None
+
+
+def functions() -> dict:
+    """``{display name: (target, builder)}`` of the supported functions (needs torch)."""
+    global _FUNCTIONS
+    if _FUNCTIONS is None:
+        import torch
+        import torch.nn.functional as F
+
+        ar = arithmetic
+        fixed = {name: ACTIVATIONS[name] for name in ("relu", "relu6", "silu", "mish", "hardswish",
+                                                      "sigmoid", "tanh")}
+
+        def act(name):
+            return activation(lambda call: fixed[name])
+
+        table = {
+            "+": (operator.add, ar("add")), "+=": (operator.iadd, ar("add")),
+            "-": (operator.sub, ar("sub")), "-=": (operator.isub, ar("sub")),
+            "*": (operator.mul, ar("mul")), "*=": (operator.imul, ar("mul")),
+            "/": (operator.truediv, ar("div")), "/=": (operator.itruediv, ar("div")),
+            "unary -": (operator.neg, negate), "torch.neg": (torch.neg, negate),
+            "torch.add": (torch.add, ar("add")), "torch.sub": (torch.sub, ar("sub")),
+            "torch.mul": (torch.mul, ar("mul")), "torch.div": (torch.div, ar("div")),
+            "[] (indexing)": (operator.getitem, gather),
+            **{f"torch.{n}": (getattr(torch, n), gather) for n in (
+                "flatten", "reshape", "permute", "transpose", "swapaxes", "movedim", "squeeze", "unsqueeze",
+                "flip", "roll", "cat", "concat", "stack", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle")},
+            **{f"F.{n}": (getattr(F, n), gather) for n in ("pad", "pixel_shuffle", "pixel_unshuffle", "unfold")},
+            "F.fold": (F.fold, functional_fold),
+            "F.dropout": (F.dropout, dropout),
+            "F.interpolate": (F.interpolate, functional_interpolate),
+            "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
+            **{f"F.avg_pool{n}d": (getattr(F, f"avg_pool{n}d"), per_channel) for n in (1, 2, 3)},
+            **{f"F.adaptive_avg_pool{n}d": (getattr(F, f"adaptive_avg_pool{n}d"), per_channel) for n in (1, 2, 3)},
+            **{f"F.max_pool{n}d": (getattr(F, f"max_pool{n}d"), functional_max_pool) for n in (1, 2, 3)},
+            **{f"F.adaptive_max_pool{n}d": (getattr(F, f"adaptive_max_pool{n}d"), functional_max_pool)
+               for n in (1, 2, 3)},
+            **{f"F.conv{n}d": (getattr(F, f"conv{n}d"), functional_conv) for n in (1, 2, 3)},
+            **{f"F.conv_transpose{n}d": (getattr(F, f"conv_transpose{n}d"), functional_conv_transpose)
+               for n in (1, 2, 3)},
+            "F.linear": (F.linear, functional_linear),
+            **{f"F.{n}": (getattr(F, n), act(n)) for n in ("relu", "relu6", "silu", "mish", "hardswish",
+                                                           "sigmoid", "tanh")},
+            **{f"torch.{n}": (getattr(torch, n), act(n)) for n in ("relu", "sigmoid", "tanh")},
+            "F.leaky_relu": (F.leaky_relu, activation(lambda c: leaky_relu(c.arg(1, "negative_slope", 0.01)))),
+            "F.hardtanh": (F.hardtanh, activation(lambda c: hardtanh(c.arg(1, "min_val", -1.0),
+                                                                     c.arg(2, "max_val", 1.0)))),
+            "F.elu": (F.elu, activation(lambda c: elu(c.arg(1, "alpha", 1.0)))),
+            "F.softplus": (F.softplus, activation(lambda c: softplus(c.arg(1, "beta", 1.0),
+                                                                     c.arg(2, "threshold", 20.0)))),
+            "F.gelu": (F.gelu, activation(lambda c: gelu_function(c.arg(1, "approximate", "none")))),
+            "F.softmax": (F.softmax, softmax(False)), "F.log_softmax": (F.log_softmax, softmax(True)),
+            "torch.softmax": (torch.softmax, softmax(False)), "torch.log_softmax": (torch.log_softmax, softmax(True)),
+        }
+        _FUNCTIONS = table
+    return _FUNCTIONS
+
+
+def fold(call, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """``F.fold`` is the transpose of ``F.unfold`` with the same arguments."""
+    import torch.nn.functional as F
+
+    kw = dict(kernel_size=kernel_size, dilation=dilation, padding=padding, stride=stride)
+    size = _pair(output_size)
+    c = call.shape[0] // prod(_pair(kernel_size, len(size)))
+    out_shape = (c, *size)
+    mats, _, in_shape = gather_matrices(lambda t: F.unfold(t, **kw), [out_shape], call.dtype,
+                                        f"{call.kind} {call.title!r}")
+    if in_shape != tuple(call.shape):
+        raise ValueError(f"{call.kind} {call.title!r}: input shape {call.shape} does not match the "
+                         f"{in_shape} its arguments unfold to.")
+    return affine(call, mats[0].T.tocsr(), None, out_shape)
+
+
+def functional_fold(call):
+    return fold(call, call.arg(1, "output_size"), call.arg(2, "kernel_size"), call.arg(3, "dilation", 1),
+                call.arg(4, "padding", 0), call.arg(5, "stride", 1))
+
+
+def _pair(v, n=2):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+def methods() -> dict:
+    """``{display name: (method name, builder)}`` of the supported tensor methods."""
+    global _METHODS
+    if _METHODS is None:
+        fns = functions()
+        ar = arithmetic
+        table = {f".{n}": (n, gather) for n in (
+            "view", "reshape", "flatten", "permute", "transpose", "swapaxes", "movedim", "squeeze",
+            "unsqueeze", "contiguous", "clone", "flip", "roll", "expand", "repeat", "unflatten")}
+        table.update({
+            ".add": ("add", ar("add")), ".add_": ("add_", ar("add")), ".sub": ("sub", ar("sub")),
+            ".mul": ("mul", ar("mul")), ".mul_": ("mul_", ar("mul")), ".div": ("div", ar("div")),
+            ".neg": ("neg", negate),
+            ".mean": ("mean", reduction(True)), ".sum": ("sum", reduction(False)),
+            ".softmax": ("softmax", softmax(False, 1)), ".log_softmax": ("log_softmax", softmax(True, 1)),
+            ".relu": ("relu", fns["F.relu"][1]), ".relu_": ("relu_", fns["F.relu"][1]),
+            ".sigmoid": ("sigmoid", fns["F.sigmoid"][1]), ".tanh": ("tanh", fns["F.tanh"][1]),
+        })
+        _METHODS = table
+    return _METHODS
+
