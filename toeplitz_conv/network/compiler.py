@@ -13,7 +13,8 @@ torch is imported only here and only when a model is compiled.
 
 from __future__ import annotations
 
-import re
+import os
+import sys
 
 import numpy as np
 
@@ -34,12 +35,32 @@ def supported_ops() -> tuple:
     return tuple(functions()) + tuple(methods())
 
 
+def _user_line(skip):
+    """``(file, line, code)`` of the innermost frame of the traced code outside torch and this
+    package (None when the call comes from torch's own modules, e.g. ``nn.Sequential``)."""
+    import linecache
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.endswith("_symbolic_trace.py") and frame.f_code.co_name == "trace":
+            return None  # reached the tracer itself: no user frame in between
+        if not name.startswith(skip):
+            return os.path.basename(name), frame.f_lineno, linecache.getline(name, frame.f_lineno).strip()
+        frame = frame.f_back
+    return None
+
+
 def _tracer():
+    import torch
     import torch.fx
     from torch import nn
 
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+
     class Tracer(torch.fx.Tracer):
-        """Registered modules and torch's own are single calls; user modules are traced through."""
+        """Registered modules and torch's own are single calls; user modules are traced through.
+        Each node keeps the model's source line that made it (for error messages)."""
 
         def is_leaf_module(self, m, qualname):
             if entry_of(m) is not None:
@@ -48,9 +69,12 @@ def _tracer():
                 return False
             return type(m).__module__.startswith("torch.nn")
 
-    tracer = Tracer()
-    tracer.record_stack_traces = True
-    return tracer
+        def create_node(self, *args, **kwargs):
+            node = super().create_node(*args, **kwargs)
+            node.meta["source"] = _user_line(skip)
+            return node
+
+    return Tracer()
 
 
 def trace(model):
@@ -63,7 +87,7 @@ def trace(model):
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UntraceableModelError(
-            f"compile could not trace the model ({type(model).__name__}) with torch.fx: {reason} "
+            f"compile could not trace the model ({type(model).__name__}) with torch.fx: {reason.rstrip('.')}. "
             f"Data-dependent Python control flow (an `if` or loop on tensor values) cannot be traced: "
             f"write it with tensor ops (torch.where), or compile the traceable parts separately."
         ) from e
@@ -72,19 +96,8 @@ def trace(model):
 
 def _source(node):
     """`` at file:line `code` `` of the model's own line that made the node, else ''."""
-    import os
-
-    import torch
-
-    torch_dir = os.path.dirname(torch.__file__)
-    lines = (node.stack_trace or "").strip().splitlines()
-    found = ""
-    for i, line in enumerate(lines):
-        m = re.match(r'\s*File "(.+)", line (\d+), in', line)
-        if m and not m.group(1).startswith(torch_dir):
-            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            found = f" at {os.path.basename(m.group(1))}:{m.group(2)} `{code}`"
-    return found
+    where = node.meta.get("source")
+    return f" at {where[0]}:{where[1]} `{where[2]}`" if where else ""
 
 
 def _callee(gm, node):

@@ -17,12 +17,47 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..memory import check_size
+from ..memory import check_size, memory_limit
 from .layers import Activation, MaxPool
 
 
+# torch's product (two threads) for mid-sized operands: below the floor scipy is as fast,
+# above the ceiling the int64 index copies torch needs cost more memory than the threads save
+_TORCH_NNZ = (200_000, 20_000_000)
+
+
+def product(A, B):
+    """``A @ B`` of two sparse matrices as CSR. A diagonal factor scales rows or columns;
+    mid-sized products run in torch's sparse CSR product (multithreaded on the CPU; the same
+    sums), the others in scipy."""
+    if A.format == "dia" and A.offsets.tolist() == [0]:  # diag(d) @ B: scale B's rows
+        B = sp.csr_array(B, copy=True)
+        B.data *= np.repeat(A.data[0][: B.shape[0]], np.diff(B.indptr))
+        B.eliminate_zeros()
+        return B
+    if B.format == "dia" and B.offsets.tolist() == [0]:  # A @ diag(d): scale A's columns
+        A = sp.csr_array(A, copy=True)
+        A.data *= B.data[0][A.indices]
+        A.eliminate_zeros()
+        return A
+    A, B = sp.csr_array(A), sp.csr_array(B)
+    lo, hi = _TORCH_NNZ
+    if min(A.nnz, B.nnz) < lo or max(A.nnz, B.nnz) > hi or A.dtype != B.dtype:
+        return sp.csr_array(A @ B)
+    import torch
+
+    def to_torch(M):
+        return torch.sparse_csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
+                                       torch.from_numpy(M.indices.astype(np.int64)),
+                                       torch.from_numpy(M.data), size=M.shape, check_invariants=False)
+
+    C = torch.sparse.mm(to_torch(A), to_torch(B))
+    return sp.csr_array((C.values().numpy(), C.col_indices().numpy(), C.crow_indices().numpy()),
+                        shape=(A.shape[0], B.shape[1]))
+
+
 def _times(L, J):
-    return J if L is None else (L @ J).tocsr()
+    return J if L is None else product(L, J)
 
 
 def _last_uses(layers, n_positions):
@@ -70,62 +105,111 @@ def linear_map(layers, start, stop, n_in, dtype):
     return sp.csr_array(J[stop]), np.asarray(b[stop])
 
 
-def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
-    """Bytes of the Jacobian's CSR, from a sample of its rows (computed backward)."""
-    itemsize = np.dtype(dtype).itemsize
-    if n_out <= rows:
-        return n_out * n_in * (itemsize + 8) + 8 * (n_out + 1)
-    pick = np.sort(np.random.default_rng(0).choice(n_out, rows, replace=False))
-    seed = sp.csr_array((np.ones(rows, dtype=dtype), (np.arange(rows), pick)), shape=(rows, n_out))
-    nnz = _backward(layers, acts, output, seed).nnz * n_out / rows
-    return int(nnz * (itemsize + 8) + 8 * (n_out + 1))
-
-
-def _forward(layers, acts, output, n_in, dtype):
-    last = _last_uses(layers, len(acts))
-    J = {0: sp.eye_array(n_in, dtype=dtype, format="csr")}
-    for i, layer in enumerate(layers):
-        if i + 1 > output:
-            break
-        locs = layer.local([acts[p] for p in layer.inputs], acts[i + 1])
-        total = None
-        for L, p in zip(locs, layer.inputs):
-            term = _times(L, J[p])
-            total = term if total is None else total + term
-        total = sp.csr_array(total)
-        total.eliminate_zeros()
-        J[i + 1] = total
-        for p in set(layer.inputs):
-            if last[p] <= i and p != output:
-                del J[p]
-    return J[output]
-
-
 def _backward(layers, acts, output, seed):
+    """``{0: dy_output/dx}`` (the rows of ``seed``), accumulated from the output alone."""
     G = {output: seed}
     for i in range(output - 1, -1, -1):
         g = G.pop(i + 1, None)
-        if g is None:
-            continue
-        layer = layers[i]
-        locs = layer.local([acts[p] for p in layer.inputs], acts[i + 1])
-        for L, p in zip(locs, layer.inputs):
-            term = g if L is None else sp.csr_array(g @ L)
-            G[p] = term if p not in G else G[p] + term
-    result = sp.csr_array(G.get(0, sp.csr_array(seed.shape[:1] + (acts[0].shape[0],), dtype=seed.dtype)))
-    result.eliminate_zeros()
-    return result
+        if g is not None:
+            _pull(layers[i], acts, i, g, G)
+    return G
+
+
+def _pull(layer, acts, i, g, G):
+    """One backward step: ``G_p += g L_p`` for each input ``p`` of layer ``i``."""
+    for L, p in zip(_local(layer, acts, i), layer.inputs):
+        term = g if L is None else product(g, L)
+        G[p] = term if p not in G else G[p] + term
+
+
+def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
+    """Bytes of the Jacobian's CSR: its dense size when that fits the memory limit, else
+    estimated from a sample of its rows (computed backward)."""
+    itemsize = np.dtype(dtype).itemsize
+    dense = n_out * n_in * (itemsize + 8) + 8 * (n_out + 1)
+    if n_out <= rows or dense <= memory_limit()[0]:
+        return dense, "at most, its dense size"
+    pick = np.sort(np.random.default_rng(0).choice(n_out, rows, replace=False))
+    seed = sp.csr_array((np.ones(rows, dtype=dtype), (np.arange(rows), pick)), shape=(rows, n_out))
+    G = _backward(layers, acts, output, seed)
+    nnz = G[0].nnz * n_out / rows if 0 in G else 0
+    return int(nnz * (itemsize + 8) + 8 * (n_out + 1)), "nonzeros estimated from a sample of its rows"
+
+
+def _local(layer, acts, i):
+    return layer.local([acts[p] for p in layer.inputs], acts[i + 1])
+
+
+def _row_nnz(M):
+    return M.nnz / max(M.shape[0], 1) if M is not None else 1.0
+
+
+CHUNK_ROWS = 8192  # output rows accumulated backward at a time: bounds the backward side's memory
 
 
 def jacobian(layers, acts, output, dtype):
-    """The Jacobian of position ``output`` w.r.t. the input, at the one sample in ``acts``."""
+    """The Jacobian of position ``output`` w.r.t. the input, at the one sample in ``acts``.
+
+    Accumulated from both ends: forward ``J_y = sum_i L_i J_{x_i}`` from the input and
+    backward ``G_{x_i} += G_y L_i`` from the output, each step taken at the end whose next
+    product is cheaper (nonzeros of the accumulated matrix times nonzeros per row of the
+    local one), until the two meet at a cut; then ``J = sum_p G_p J_p`` over the positions
+    where they meet. A classifier is thus accumulated from its few outputs, a denoiser from
+    both ends (each end multiplies the thin matrices of its own side). The backward side
+    runs on blocks of :data:`CHUNK_ROWS` output rows, so only one block of ``G`` is held.
+    """
     n_in, n_out = acts[0].shape[0], acts[output].shape[0]
-    check_size("the network's Jacobian", _estimate(layers, acts, output, dtype, n_in, n_out),
-               f"{n_out:,} x {n_in:,}, nonzeros estimated from a sample of its rows")
-    if n_out < n_in:
-        J = _backward(layers, acts, output, sp.eye_array(n_out, dtype=dtype, format="csr"))
-    else:
-        J = _forward(layers, acts, output, n_in, dtype)
-    J = sp.csr_array(J)
-    J.sort_indices()
-    return J
+    nbytes, how = _estimate(layers, acts, output, dtype, n_in, n_out)
+    check_size("the network's Jacobian", nbytes, f"{n_out:,} x {n_in:,}, {how}")
+    blocks = [np.arange(a, min(a + CHUNK_ROWS, n_out)) for a in range(0, n_out, CHUNK_ROWS)] or [np.arange(0)]
+    last = _last_uses(layers, len(acts))
+    J = {0: sp.eye_array(n_in, dtype=dtype, format="csr")}
+    G = {output: _rows(blocks[0], n_out, dtype)}
+    scale = n_out / max(len(blocks[0]), 1)  # the backward side's cost is paid once per block
+    f, b = 0, output  # layers [0, f) ran forward, layers [b, output) backward (first block)
+    while f < b:
+        if G.get(b) is None:  # layer b - 1 does not reach the output: nothing to pull
+            b -= 1
+            continue
+        lf = _local(layers[f], acts, f)
+        cost_f = sum(J[p].nnz * _row_nnz(L) for L, p in zip(lf, layers[f].inputs))
+        lb = _local(layers[b - 1], acts, b - 1)
+        cost_b = scale * G[b].nnz * max((_row_nnz(L) for L in lb), default=1.0)
+        if cost_f <= cost_b:
+            total = None
+            for L, p in zip(lf, layers[f].inputs):
+                term = _times(L, J[p])
+                total = term if total is None else total + term
+            J[f + 1] = sp.csr_array(total)
+            J[f + 1].eliminate_zeros()
+            for p in set(layers[f].inputs):
+                if last[p] <= f:  # its last reader ran forward
+                    del J[p]
+            f += 1
+        else:
+            _pull(layers[b - 1], acts, b - 1, G.pop(b), G)
+            b -= 1
+    parts = [_meet(G, J, len(blocks[0]), n_in, dtype)]
+    for rows in blocks[1:]:
+        G = {output: _rows(rows, n_out, dtype)}
+        for i in range(output - 1, f - 1, -1):
+            g = G.pop(i + 1, None)
+            if g is not None:
+                _pull(layers[i], acts, i, g, G)
+        parts.append(_meet(G, J, len(rows), n_in, dtype))
+    total = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+    total.sort_indices()
+    return sp.csr_array(total)
+
+
+def _rows(rows, n, dtype):
+    """The rows ``rows`` of the identity ``I_n``: the seed of a block of the backward side."""
+    return sp.csr_array((np.ones(rows.size, dtype=dtype), (np.arange(rows.size), rows)), shape=(rows.size, n))
+
+
+def _meet(G, J, rows, n_in, dtype):
+    """``sum_p G_p J_p``: one block of rows of the Jacobian."""
+    total = sum(product(G[p], J[p]) for p in G)
+    total = sp.csr_array(total) if sp.issparse(total) else sp.csr_array((rows, n_in), dtype=dtype)
+    total.eliminate_zeros()
+    return total

@@ -324,4 +324,4 @@ class Activation(Layer):
         return self.function.backward(delta, X, Y), {}
 
     def local(self, Xs, Y):
-        return [sp.diags_array(self.function.backward(np.ones_like(Y), Xs[0], Y)[:, 0], format="csr")]
+        return [sp.diags_array(self.function.backward(np.ones_like(Y), Xs[0], Y)[:, 0])]  # DIA: a diagonal

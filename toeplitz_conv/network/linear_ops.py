@@ -20,10 +20,12 @@ from math import prod
 import numpy as np
 import scipy.sparse as sp
 
+from .call import ModuleError
+
 BATCH = 2  # the traced batch: two samples tell the batch axis from a size-1 axis
 
 
-class SampleMixingError(ValueError):
+class SampleMixingError(ModuleError, ValueError):
     """The op's output for one sample reads another sample (or the batch axis is gone)."""
 
 
