@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..indexing import index_dtype
 from ..memory import check_size, memory_limit
 from .layers import Activation, MaxPool
 
@@ -26,24 +27,37 @@ from .layers import Activation, MaxPool
 _TORCH_NNZ = (200_000, 20_000_000)
 
 
+def compact(M):
+    """``M`` as CSR with int32 indices where they fit: scipy multiplies in the wider index
+    type of its two operands, so one int64 operand would copy a whole conv matrix's indices."""
+    M = sp.csr_array(M)
+    dtype = index_dtype(M.nnz, *M.shape)
+    if M.indices.dtype != dtype or M.indptr.dtype != dtype:
+        M = sp.csr_array((M.data, M.indices.astype(dtype), M.indptr.astype(dtype)), shape=M.shape)
+    return M
+
+
+def _nonzeros(M, data):
+    """``M``'s structure with new ``data``, the entries that became zero dropped."""
+    keep = data != 0
+    kept = np.concatenate([[0], np.cumsum(keep)]).astype(M.indptr.dtype)
+    return sp.csr_array((data[keep], M.indices[keep], kept[M.indptr]), shape=M.shape)
+
+
 def product(A, B):
     """``A @ B`` of two sparse matrices as CSR. A diagonal factor scales rows or columns;
     mid-sized products run in torch's sparse CSR product (multithreaded on the CPU; the same
     sums), the others in scipy."""
     if A.format == "dia" and A.offsets.tolist() == [0]:  # diag(d) @ B: scale B's rows
-        B = sp.csr_array(B, copy=True)
-        B.data *= np.repeat(A.data[0][: B.shape[0]], np.diff(B.indptr))
-        B.eliminate_zeros()
-        return B
+        B = compact(B)
+        return _nonzeros(B, B.data * np.repeat(A.data[0][: B.shape[0]], np.diff(B.indptr)))
     if B.format == "dia" and B.offsets.tolist() == [0]:  # A @ diag(d): scale A's columns
-        A = sp.csr_array(A, copy=True)
-        A.data *= B.data[0][A.indices]
-        A.eliminate_zeros()
-        return A
-    A, B = sp.csr_array(A), sp.csr_array(B)
+        A = compact(A)
+        return _nonzeros(A, A.data * B.data[0][A.indices])
+    A, B = compact(A), compact(B)
     lo, hi = _TORCH_NNZ
     if min(A.nnz, B.nnz) < lo or max(A.nnz, B.nnz) > hi or A.dtype != B.dtype:
-        return sp.csr_array(A @ B)
+        return compact(A @ B)
     import torch
 
     def to_torch(M):
@@ -52,8 +66,8 @@ def product(A, B):
                                        torch.from_numpy(M.data), size=M.shape, check_invariants=False)
 
     C = torch.sparse.mm(to_torch(A), to_torch(B))
-    return sp.csr_array((C.values().numpy(), C.col_indices().numpy(), C.crow_indices().numpy()),
-                        shape=(A.shape[0], B.shape[1]))
+    return compact(sp.csr_array((C.values().numpy(), C.col_indices().numpy(), C.crow_indices().numpy()),
+                                shape=(A.shape[0], B.shape[1])))
 
 
 def _times(L, J):
@@ -119,7 +133,7 @@ def _pull(layer, acts, i, g, G):
     """One backward step: ``G_p += g L_p`` for each input ``p`` of layer ``i``."""
     for L, p in zip(_local(layer, acts, i), layer.inputs):
         term = g if L is None else product(g, L)
-        G[p] = term if p not in G else G[p] + term
+        G[p] = term if p not in G else compact(G[p] + term)
 
 
 def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
@@ -130,7 +144,7 @@ def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
     if n_out <= rows or dense <= memory_limit()[0]:
         return dense, "at most, its dense size"
     pick = np.sort(np.random.default_rng(0).choice(n_out, rows, replace=False))
-    seed = sp.csr_array((np.ones(rows, dtype=dtype), (np.arange(rows), pick)), shape=(rows, n_out))
+    seed = _rows(pick, n_out, dtype)
     G = _backward(layers, acts, output, seed)
     nnz = G[0].nnz * n_out / rows if 0 in G else 0
     return int(nnz * (itemsize + 8) + 8 * (n_out + 1)), "nonzeros estimated from a sample of its rows"
@@ -163,7 +177,7 @@ def jacobian(layers, acts, output, dtype):
     check_size("the network's Jacobian", nbytes, f"{n_out:,} x {n_in:,}, {how}")
     blocks = [np.arange(a, min(a + CHUNK_ROWS, n_out)) for a in range(0, n_out, CHUNK_ROWS)] or [np.arange(0)]
     last = _last_uses(layers, len(acts))
-    J = {0: sp.eye_array(n_in, dtype=dtype, format="csr")}
+    J = {0: compact(sp.eye_array(n_in, dtype=dtype, format="csr"))}
     G = {output: _rows(blocks[0], n_out, dtype)}
     scale = n_out / max(len(blocks[0]), 1)  # the backward side's cost is paid once per block
     f, b = 0, output  # layers [0, f) ran forward, layers [b, output) backward (first block)
@@ -180,7 +194,7 @@ def jacobian(layers, acts, output, dtype):
             for L, p in zip(lf, layers[f].inputs):
                 term = _times(L, J[p])
                 total = term if total is None else total + term
-            J[f + 1] = sp.csr_array(total)
+            J[f + 1] = compact(total)
             J[f + 1].eliminate_zeros()
             for p in set(layers[f].inputs):
                 if last[p] <= f:  # its last reader ran forward
@@ -204,7 +218,7 @@ def jacobian(layers, acts, output, dtype):
 
 def _rows(rows, n, dtype):
     """The rows ``rows`` of the identity ``I_n``: the seed of a block of the backward side."""
-    return sp.csr_array((np.ones(rows.size, dtype=dtype), (np.arange(rows.size), rows)), shape=(rows.size, n))
+    return compact(sp.csr_array((np.ones(rows.size, dtype=dtype), (np.arange(rows.size), rows)), shape=(rows.size, n)))
 
 
 def _meet(G, J, rows, n_in, dtype):
