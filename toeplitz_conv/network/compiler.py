@@ -8,7 +8,7 @@ call that depends on the input to its builder: the module registry (:mod:`.modul
 function and method registries (:mod:`.ops`). Every node is checked against torch's output
 on the example as it is built.
 
-torch is imported only here and only when a model is compiled.
+torch is imported only when a model is compiled (here and by the builders).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _tracer():
     import torch.fx
     from torch import nn
 
-    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+    skip = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
 
     class Tracer(torch.fx.Tracer):
         """Registered modules and torch's own are single calls; user modules are traced through.
