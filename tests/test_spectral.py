@@ -169,11 +169,16 @@ def test_errors():
         tc.operator_norm(w, (2, 6, 6), method="power")
     with pytest.raises(ValueError, match=r"method='fft' needs a circulant layer.*padding_mode='zeros'"):
         tc.singular_values(w, (2, 6, 6), padding=1, method="fft")
-    with pytest.raises(ValueError, match=r"method='fft' needs .*stride=\(2, 2\)"):
-        tc.singular_values(w, (2, 6, 6), padding=1, stride=2, padding_mode="circular", method="fft")
-    with pytest.raises(ValueError, match=r"method='fft' needs .*the output \(4, 4\) differs from the input \(6, 6\)"):
+    with pytest.raises(ValueError, match=r"method='fft' needs .*the input \(7, 7\) is not divisible by the stride \(2, 2\)"):
+        tc.singular_values(w, (2, 7, 7), padding=1, stride=2, padding_mode="circular", method="fft")
+    with pytest.raises(ValueError, match=r"method='fft' needs .*the output \(4, 4\) is not input / stride = \(6, 6\) positions"):
         tc.operator_norm(w, (2, 6, 6), padding_mode="circular", method="fft")
-    with pytest.raises(ValueError, match=r"method='svds' computes the top k .*got k=None"):
+    with pytest.raises(ValueError, match=r"method='fft' needs .*the output \(4, 4\) is not input / stride = \(3, 3\) "
+                                         r"positions .*an even kernel with symmetric padding gives one position more"):
+        tc.singular_values(np.ones((2, 2, 2, 2)), (2, 6, 6), padding=1, stride=2, padding_mode="circular", method="fft")
+    with pytest.raises(ValueError, match=r"which must be one of 'largest', 'smallest'; got 'min'"):
+        tc.singular_values(w, (2, 6, 6), k=1, which="min")
+    with pytest.raises(ValueError, match=r"method='svds' computes the top \(or bottom\) k .*got k=None"):
         tc.singular_values(w, (2, 6, 6), method="svds")
     with pytest.raises(ValueError, match=r"k must be smaller than min\(C.shape\) = 32 for method='svds'.*got k=32"):
         tc.singular_values(w, (2, 6, 6), k=32, method="svds")
@@ -204,3 +209,96 @@ def test_dense_refused_when_too_large():
             tc.singular_values(w, (1, 300, 300), padding=1, padding_mode="circular")
     finally:
         tc.set_memory_limit(None)
+
+
+# --------------------------------------------------------------------------- strided circular layers
+
+
+def torch_circular_matrix(w, shape, stride, padding=0, dilation=1, groups=1):
+    """The matrix of torch's circular convolution, probed column by column (an independent oracle)."""
+    nd = len(shape) - 1
+    conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+    pads = (padding,) * nd if isinstance(padding, int) else tuple(padding)
+    n = int(np.prod(shape))
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    x = F.pad(eye, [p for p in reversed(pads) for _ in (0, 1)], mode="circular")
+    y = conv(x, torch.as_tensor(w), stride=stride, dilation=dilation, groups=groups)
+    return y.reshape(n, -1).T.numpy()
+
+
+STRIDED = {
+    "1d-s2": ((3, 2, 3), (2, 12), dict(stride=2, padding=1)),
+    "1d-s3-k5": ((2, 3, 5), (3, 12), dict(stride=3, padding=2)),
+    "1d-s2-k4-not-circulant": ((2, 2, 4), (2, 10), dict(stride=2, padding=(1,))),  # 4 outputs, not 5: dense
+    "2d-s2": ((4, 3, 3, 3), (3, 8, 6), dict(stride=2, padding=1)),
+    "2d-s2x3": ((3, 2, 3, 3), (2, 6, 9), dict(stride=(2, 3), padding=1)),
+    "2d-s3-k3-p1": ((2, 2, 3, 3), (2, 9, 6), dict(stride=3, padding=1)),
+    "2d-s2-groups": ((4, 1, 3, 3), (2, 8, 8), dict(stride=2, padding=1, groups=2)),
+    "2d-s2-dilation": ((2, 2, 3, 3), (2, 8, 8), dict(stride=2, padding=2, dilation=2)),
+    "2d-s2-cout>cin*s^2": ((9, 2, 1, 1), (2, 4, 4), dict(stride=2)),
+    "3d-s2": ((2, 2, 3, 3, 3), (2, 4, 4, 6), dict(stride=2, padding=1)),
+}
+
+
+@pytest.mark.parametrize("case", STRIDED.values(), ids=STRIDED.keys())
+def test_strided_circular_fft_matches_torch_probed_svd(case):
+    wshape, shape, kw = case
+    w = np.random.default_rng(3).standard_normal(wshape)
+    geom = tc.conv_geometry(w.shape, shape, padding_mode="circular", **kw)
+    ref = np.linalg.svd(torch_circular_matrix(w, shape, **kw), compute_uv=False)
+    s = tc.singular_values(w, shape, padding_mode="circular", **kw)
+    if geom.out_spatial != tuple(n // st for n, st in zip(shape[1:], geom.stride)):
+        assert s.method == "dense"  # not circulant: auto falls back
+    else:
+        assert s.method == "fft"
+    np.testing.assert_allclose(s.values, ref, rtol=0, atol=1e-10 * ref[0])
+
+
+def test_strided_fft_needs_divisible_sizes_and_refuses_with_the_reason():
+    w = np.ones((1, 1, 3))
+    with pytest.raises(ValueError, match=r"the input \(9,\) is not divisible by the stride \(2,\)"):
+        tc.singular_values(w, (1, 9), stride=2, padding=1, padding_mode="circular", method="fft")
+    assert tc.singular_values(w, (1, 9), stride=2, padding=1, padding_mode="circular").method == "dense"
+
+
+# --------------------------------------------------------------------------- the smallest, condition numbers
+
+
+@pytest.mark.parametrize("method", ["auto", "dense", "svds"])
+@pytest.mark.parametrize("mode", MODES)
+def test_smallest_singular_values(mode, method):
+    w = np.random.default_rng(4).standard_normal((3, 2, 3, 3))
+    kw = dict(padding=1, stride=(1, 2) if mode != "circular" else 1, padding_mode=mode)
+    ref = dense_sv(w, (2, 9, 8), **kw)
+    s = tc.singular_values(w, (2, 9, 8), k=4, which="smallest", method=method, **kw)
+    np.testing.assert_allclose(s.values, ref[-4:], rtol=0, atol=1e-8 * ref[0])
+    assert np.all(np.diff(s.values) <= 0)
+
+
+def test_smallest_from_the_fft_and_a_zero_singular_value_is_zero():
+    w = np.ones((1, 1, 2, 2))  # a 2x2 box: its DFT vanishes at the Nyquist frequency
+    kw = dict(padding="same", padding_mode="circular")
+    s = tc.singular_values(w, (1, 6, 6), k=3, which="smallest", **kw)
+    assert s.method == "fft" and s.values[-1] == 0.0
+    assert tc.condition_number(w, (1, 6, 6), **kw) == np.inf
+    big = tc.singular_values(np.ones((1, 1, 2, 2)), (1, 30, 30), k=1, which="smallest", method="svds", **kw)
+    assert big.values[0] == 0.0  # Lanczos too: a rank-deficient layer, not a solver failure
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=1, padding_mode="reflect", stride=2),
+                                dict(padding="same", padding_mode="circular"),
+                                dict(padding=1, padding_mode="circular", stride=2), dict(stride=3),
+                                dict(padding=2, dilation=2, padding_mode="replicate")],
+                         ids=["zeros", "reflect-s2", "circular", "circular-s2", "valid-s3", "replicate-dilated"])
+def test_condition_number_matches_numpy(kw):
+    w = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
+    C = tc.conv_matrix(w, (2, 8, 8), **kw).toarray()
+    np.testing.assert_allclose(tc.condition_number(w, (2, 8, 8), **kw), np.linalg.cond(C), rtol=1e-8)
+
+
+def test_condition_number_by_lanczos_on_a_larger_layer():
+    w = np.random.default_rng(6).standard_normal((2, 2, 3, 3))
+    kw = dict(padding=1)
+    C = tc.conv_matrix(w, (2, 14, 14), **kw).toarray()
+    assert max(C.shape) > DENSE_AUTO_MAX
+    np.testing.assert_allclose(tc.condition_number(w, (2, 14, 14), **kw), np.linalg.cond(C), rtol=1e-6)

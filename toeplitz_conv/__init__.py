@@ -36,7 +36,7 @@ from .plot import (
     weight_symbols,
 )
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
-from .spectral import Spectrum, operator_norm, singular_values
+from .spectral import Spectrum, condition_number, operator_norm, singular_values
 
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {name: "torch_sparse" for name in (
@@ -89,6 +89,7 @@ __all__ = [
     "conv_operator",
     "dot_test",
     "operator_norm",
+    "condition_number",
     "singular_values",
 ]
 

@@ -3,25 +3,29 @@
 Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 
 ``'fft'``
-    Circular padding, stride 1, output as large as the input: ``C`` is (block) doubly
-    circulant, so the discrete Fourier transform diagonalises it. Its singular values are the
-    union, over the ``prod(spatial)`` frequencies ``f``, of the singular values of the
-    ``C_out x C_in`` matrices ``K_hat(f)`` of the DFT'd kernel (Sedghi, Gupta & Long, *The
-    singular values of convolutional layers*, ICLR 2019). Any dilation, any padding split
+    Circular padding and an output of ``input / stride`` positions: ``C`` is block circulant
+    in the polyphase components of the input, so the discrete Fourier transform
+    block-diagonalises it (:mod:`toeplitz_conv.circulant`). Its singular values are the
+    union, over the frequencies ``f`` of the coarse grid, of those of the ``C_out x (C_in
+    s^d)`` matrices ``M(f)`` of the DFT'd kernel (Sedghi, Gupta & Long, *The singular values
+    of convolutional layers*, ICLR 2019, for stride 1). Any dilation, any padding split
     (``'same'`` with an even kernel), kernels larger than the image (taps that wrap around
-    add) and groups (``K_hat(f)`` is block diagonal) are handled.
+    add), strides dividing the input, and groups (``M(f)`` is block diagonal) are handled.
 ``'dense'``
     The dense SVD of the explicit matrix: every padding mode and stride, small layers only.
 ``'svds'``
     Lanczos (ARPACK ``eigsh``) on the normal operator ``A^H A`` (or ``A A^H``, whichever is
-    smaller) of the matrix-free operator (:mod:`toeplitz_conv.operator`): the top ``k``
-    values of any layer, never storing ``C``.
+    smaller) of the matrix-free operator (:mod:`toeplitz_conv.operator`): the top (or
+    bottom) ``k`` values of any layer, never storing ``C``.
+
+A singular value below ``max(C.shape) * eps * sigma_max`` (numpy's ``matrix_rank`` rule) is
+reported as exactly 0: the layer is rank-deficient there.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import prod
 
 import numpy as np
@@ -31,6 +35,7 @@ from ._args import check_choice, is_int, real_number
 from .conv import conv_matrix
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
 from .memory import check_size
+from .circulant import fft_applies, fft_singular_values, warm_start
 from .operator import ConvOperator
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
@@ -56,6 +61,10 @@ def _blas_threads(n: int | None):
         yield
 
 
+def _check_which(which) -> str:
+    return check_choice("which", which, ("largest", "smallest"))
+
+
 def _check_k(k, limit: int) -> int:
     """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
     if not is_int(k):
@@ -70,99 +79,6 @@ def _check_k(k, limit: int) -> int:
 
 def _check_tol(tol) -> float:
     return real_number("tol", tol, "a float in [0, 1) (0: machine precision)", lambda t: 0 <= t < 1)
-
-
-# --------------------------------------------------------------------------- the FFT method
-
-
-def fft_applies(geom: ConvGeometry) -> str | None:
-    """``None`` when the FFT method is exact for this geometry, else the reason it is not."""
-    if geom.padding_mode != "circular" and any(
-            k != 1 or lo or hi for k, lo, hi in zip(geom.kernel, geom.pad_lo, geom.pad_hi)):
-        return f"padding_mode={geom.padding_mode!r} (needs 'circular')"
-    if any(s != 1 for s in geom.stride):
-        return f"stride={geom.stride} (needs 1)"
-    if geom.out_spatial != geom.in_spatial:
-        return (f"the output {geom.out_spatial} differs from the input {geom.in_spatial} in size "
-                f"(needs padding summing to dilation * (kernel - 1), e.geom. padding='same')")
-    return None
-
-
-def _fft_blocks(w: np.ndarray, geom: ConvGeometry):
-    """The per-frequency matrices ``M(f)`` of a circulant layer, and their multiplicities.
-
-    ``y[co, o] = sum_{ci, m} h[co, ci, m] x[ci, o + m mod n]`` with ``h`` the kernel wrapped
-    onto the image (tap ``k`` at ``k * dilation - pad_lo mod n``; wrapped taps add). A plane
-    wave ``x[:, o] = a exp(2 pi i f.o / n)`` comes out as ``y[:, o] = (M(f) a) exp(2 pi i
-    f.o / n)`` with ``M(f) = sum_m h[m] exp(2 pi i f.m / n)``, i.e. ``P * ifftn(h)``.
-
-    Returns ``(M, weights)``: ``M`` of shape ``(*freq, G, C_out/G, C_in/G)`` (block diagonal
-    over groups) and, for a real kernel, only half the frequencies (``rfftn``:
-    ``M(-f) = conj(M(f))`` has the same singular values) with ``weights`` the number of
-    frequencies each index of the last axis stands for; ``weights is None`` for all of them.
-    """
-    n = geom.ndim
-    cout_g, cin_g = geom.cout_per_group, geom.cin_per_group
-    h = np.zeros((geom.out_channels, cin_g, *geom.in_spatial), dtype=np.result_type(w.dtype, np.float64))
-    idx = [(np.arange(k) * d - lo) % size
-           for k, d, lo, size in zip(geom.kernel, geom.dilation, geom.pad_lo, geom.in_spatial)]
-    if all(len(np.unique(i)) == len(i) for i in idx):
-        h[(slice(None), slice(None), *np.ix_(*idx))] = w
-    else:  # the dilated kernel wraps around the image: taps on one position add
-        np.add.at(h, (slice(None), slice(None), *np.ix_(*idx)), w)
-    axes = tuple(range(2, 2 + n))
-    if np.iscomplexobj(h):
-        M, weights = np.fft.ifftn(h, axes=axes) * prod(geom.in_spatial), None
-    else:
-        M = np.fft.rfftn(h, axes=axes).conj()
-        last = geom.in_spatial[-1]
-        weights = np.full(M.shape[-1], 2)
-        weights[0] = 1
-        if last % 2 == 0:
-            weights[-1] = 1
-    M = np.moveaxis(M, (0, 1), (-2, -1)).reshape(*M.shape[2:], geom.groups, cout_g, cin_g)
-    return M, weights
-
-
-def _fft_singular_values(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """All singular values (unsorted) of a circulant layer: the union of those of ``M(f)``."""
-    M, weights = _fft_blocks(w, geom)
-    s = np.linalg.svd(M, compute_uv=False)  # (*freq, G, min(cout_g, cin_g))
-    if weights is None:
-        return s.reshape(-1)
-    s = np.moveaxis(s, geom.ndim - 1, 0)  # last frequency axis first
-    return np.repeat(s.reshape(s.shape[0], -1), weights, axis=0).reshape(-1)
-
-
-def _warm_start(w: np.ndarray, geom: ConvGeometry):
-    """A start vector for Lanczos near the top right singular vector, or ``None``.
-
-    For stride 1 and an output as large as the input the layer differs from its circular
-    counterpart only at the border: take the counterpart's top singular vector (a plane wave
-    from the FFT method) and, for zero padding, damp it to zero at the border with the
-    lowest Dirichlet mode ``sin(pi (i + 1) / (n + 1))`` along each axis.
-    """
-    if any(s != 1 for s in geom.stride) or geom.out_spatial != geom.in_spatial:
-        return None
-    M, _ = _fft_blocks(w, replace(geom, padding_mode="circular"))
-    top = np.linalg.svd(M, compute_uv=False)[..., 0]  # (*freq, G)
-    *f, grp = np.unravel_index(np.argmax(top), top.shape)
-    a = np.linalg.svd(M[tuple(f) + (grp,)])[2][0].conj()  # top right singular vector of M(f)
-    cin_g = geom.cin_per_group
-    amp = np.zeros(geom.in_channels, dtype=complex)
-    amp[grp * cin_g:(grp + 1) * cin_g] = a
-    grids = np.meshgrid(*[np.arange(n) for n in geom.in_spatial], indexing="ij")
-    phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, geom.in_spatial))
-    x = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]
-    if geom.padding_mode == "zeros":
-        for j, n in enumerate(geom.in_spatial):
-            shape = [1] * (geom.ndim + 1)
-            shape[j + 1] = n
-            x = x * np.sin(np.pi * (np.arange(n) + 1) / (n + 1)).reshape(shape)
-    x = x.reshape(-1)
-    if not np.iscomplexobj(w):  # a real vector in the span of the waves at f and -f
-        x = x.real if np.linalg.norm(x.real) >= np.linalg.norm(x.imag) else x.imag
-    return x / np.linalg.norm(x)
 
 
 # --------------------------------------------------------------------------- the results
@@ -215,28 +131,57 @@ def _dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
     return np.linalg.svd(C.toarray(), compute_uv=False)
 
 
-def _lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
-    """Top ``k`` singular values from ARPACK's Lanczos on the smaller normal operator."""
+def _lanczos_values(w, geom: ConvGeometry, k: int, tol: float, which: str = "largest") -> np.ndarray:
+    """Top (or bottom) ``k`` singular values from ARPACK's Lanczos on the smaller normal
+    operator ``N`` (``A^H A`` if ``C`` is tall, ``A A^H`` if wide: its eigenvalues are exactly
+    the ``min(C.shape)`` squared singular values, no spurious zeros). The bottom ones are the
+    top ones of ``c I - N`` with ``c`` just above ``sigma_max^2``: the same Krylov space, and
+    ARPACK's relative tolerance then measures against ``sigma_max^2``, not against a value
+    near zero it could never reach."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     A = ConvOperator(w, geom)
     m, n = A.shape
     if n <= m:
-        N = LinearOperator((n, n), matvec=lambda x: A.rmatvec(A.matvec(x)), dtype=A.dtype)
+        def normal(x):
+            return A.rmatvec(A.matvec(x))
     else:
-        N = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
+        def normal(x):
+            return A.matvec(A.rmatvec(x))
+    size = min(m, n)
     rng = np.random.default_rng(0)
-    v0 = rng.standard_normal(N.shape[0])
+    v0 = rng.standard_normal(size)
     if np.iscomplexobj(w):
-        v0 = v0 + 1j * rng.standard_normal(N.shape[0])
+        v0 = v0 + 1j * rng.standard_normal(size)
     v0 /= np.linalg.norm(v0)
-    x = _warm_start(w, geom) if k == 1 else None
-    if x is not None:  # a little noise keeps every direction in the Krylov space
-        v0 = (x if n <= m else A.matvec(x)) + 1e-2 * v0
-    ncv = min(N.shape[0], max(2 * k + 1, k + 32))
+    if which == "largest":
+        x = warm_start(w, geom) if k == 1 else None
+        if x is not None:  # a little noise keeps every direction in the Krylov space
+            v0 = (x if n <= m else A.matvec(x)) + 1e-2 * v0
+        N, ncv, shift = LinearOperator((size, size), matvec=normal, dtype=A.dtype), max(2 * k + 1, k + 32), None
+    else:
+        shift = 1.01 * _lanczos_values(w, geom, 1, 1e-6)[0] ** 2
+        N = LinearOperator((size, size), matvec=lambda x: shift * x - normal(x), dtype=A.dtype)
+        ncv = max(4 * k, k + 96)
+    ncv = min(size, ncv)
     with _blas_threads(LANCZOS_BLAS_THREADS):
-        lam = eigsh(N, k=k, which="LA", tol=tol, v0=v0, ncv=ncv,
-                    maxiter=max(1000, 50 * N.shape[0] // ncv), return_eigenvectors=False)
-    return np.sqrt(np.clip(np.sort(lam)[::-1], 0, None))
+        out = eigsh(N, k=k, which="LA", tol=tol, v0=v0, ncv=ncv,
+                    maxiter=max(3000, 50 * size // ncv), return_eigenvectors=shift is not None)
+        if shift is None:
+            return np.sqrt(np.clip(np.sort(out)[::-1], 0, None))
+        # the bottom ones from their vectors: ||A v|| (Rayleigh quotient, error second order in
+        # the vector's), not from shift - lambda (error first order, relative to the shift)
+        V = out[1]
+        op = A.matvec if n <= m else A.rmatvec
+        sigma = np.array([np.linalg.norm(op(V[:, j])) / np.linalg.norm(V[:, j]) for j in range(k)])
+    return np.sort(sigma)[::-1]
+
+
+def _zero_tiny(s: np.ndarray, shape, s_max: float, floor: float = 0.0) -> np.ndarray:
+    """Values below numpy's rank tolerance ``max(shape) * eps * sigma_max`` (or below
+    ``floor * sigma_max``: what Lanczos resolves, ``sqrt(tol)``) are exactly 0."""
+    s = s.copy()
+    s[s <= max(max(shape) * np.finfo(np.float64).eps, floor) * s_max] = 0.0
+    return s
 
 
 def _resolve(method, geom: ConvGeometry, k):
@@ -250,12 +195,13 @@ def _resolve(method, geom: ConvGeometry, k):
         return "svds"
     if method == "fft" and reason is not None:
         raise ValueError(
-            f"method='fft' needs a circulant layer: padding_mode='circular', stride 1 and an "
-            f"output as large as the input; got {reason}. Use method='auto', 'dense' or 'svds'."
+            f"method='fft' needs a circulant layer: padding_mode='circular', each spatial size "
+            f"divisible by its stride and an output of input / stride positions; got {reason}. "
+            f"Use method='auto', 'dense' or 'svds'."
         )
     if method == "svds" and k is None:
         raise ValueError(
-            f"method='svds' computes the top k singular values only: pass k (1 <= k < "
+            f"method='svds' computes the top (or bottom) k singular values only: pass k (1 <= k < "
             f"{min(m, n)}); got k=None. For all of them use method='dense' (or 'fft' when it "
             f"applies)."
         )
@@ -269,7 +215,7 @@ def _resolve(method, geom: ConvGeometry, k):
 
 @with_geometry_doc
 def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", k=None, method="auto", tol=1e-12):
+                    padding_mode="zeros", k=None, which="largest", method="auto", tol=1e-12):
     """Exact singular values of a convolution layer's matrix, by the fastest exact method.
 
     Parameters
@@ -280,31 +226,40 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
         Shape of one sample, no batch dimension.
     GEOMETRY_PARAMETERS
     k : int, optional
-        Return only the ``k`` largest. Default: all ``min(C.shape)`` of them.
+        Return only ``k`` of them: the ``k`` largest, or the ``k`` smallest with
+        ``which='smallest'``. Default: all ``min(C.shape)`` of them.
+    which : {'largest', 'smallest'}, default 'largest'
+        Which end of the spectrum ``k`` takes. The values are always in descending order.
     method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
-        ``'fft'``: circular padding, stride 1, output size equal to the input size (e.geom.
-        ``padding='same'``), any dilation and groups; ``'dense'``: SVD of the dense matrix;
-        ``'svds'``: Lanczos on the matrix-free operator, top ``k < min(C.shape)`` only.
-        ``'auto'`` takes ``'fft'`` whenever it applies (it is by far the fastest), else
-        ``'dense'`` for all values or a matrix with at most ``DENSE_AUTO_MAX`` (256) rows and
-        columns, else ``'svds'``. The result's ``method`` says which ran.
+        ``'fft'``: circular padding, each spatial size divisible by its stride, an output of
+        ``input / stride`` positions (e.g. ``padding='same'`` at stride 1; ``kernel 3,
+        padding 1, stride 2`` on an even size), any dilation and groups; ``'dense'``: SVD of
+        the dense matrix; ``'svds'``: Lanczos on the matrix-free operator, ``k <
+        min(C.shape)`` values only. ``'auto'`` takes ``'fft'`` whenever it applies (it is by
+        far the fastest), else ``'dense'`` for all values or a matrix with at most
+        ``DENSE_AUTO_MAX`` (256) rows and columns, else ``'svds'``. The result's ``method``
+        says which ran.
     tol : float, default 1e-12
-        Relative tolerance of ``'svds'`` (ARPACK's, on the squared values).
+        Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest,
+        relative to ``sigma_max**2``).
 
     Returns
     -------
     Spectrum
         ``.values`` (descending float64 ndarray), ``.method``, ``.shape``; usable as an array.
+        Values below ``max(C.shape) * eps * sigma_max`` are reported as 0 (rank deficiency);
+        for ``'svds'``, below ``sqrt(tol) * sigma_max``, what Lanczos resolves.
 
     Notes
     -----
-    For circular padding and stride 1 the matrix is block doubly circulant and the DFT over
-    the spatial axes block-diagonalises it (Sedghi, Gupta & Long, ICLR 2019): its singular
-    values are those of the ``prod(spatial)`` matrices ``K_hat(f)[co, ci] = sum_m
-    h[co, ci, m] exp(2 pi i f.m / n)``, ``h`` being the kernel wrapped onto the image. The
-    convolution is cross-correlation (torch's) and rows/columns are in C order; neither
-    changes the singular values (they conjugate ``K_hat`` and permute rows and columns).
-    For real kernels ``K_hat(-f) = conj(K_hat(f))``, so half the frequencies suffice.
+    For circular padding the matrix is block circulant in the polyphase components of the
+    input and the DFT over the coarse grid block-diagonalises it (Sedghi, Gupta & Long, ICLR
+    2019, for stride 1; :mod:`toeplitz_conv.circulant`): its singular values are those of the
+    matrices ``M(f)[co, (ci, r)] = sum_q h[co, ci, s q + r] exp(2 pi i f.q / (n/s))``, ``h``
+    being the kernel wrapped onto the image. The convolution is cross-correlation (torch's)
+    and rows/columns are in C order; neither changes the singular values (they conjugate
+    ``M`` and permute rows and columns). For real kernels ``M(-f) = conj(M(f))``, so half the
+    frequencies suffice.
 
     Examples
     --------
@@ -319,10 +274,17 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     >>> np.allclose(s2, np.linalg.svd(C2.toarray(), compute_uv=False))
     True
 
-    Any other layer: dense SVD when small, Lanczos for the top ``k``:
+    Strided circular layers too (polyphase):
 
-    >>> s3 = singular_values(w2, (2, 40, 40), stride=2, padding=1, k=3)
-    >>> s3.method, s3.values.shape
+    >>> C3 = conv_matrix(w, (8, 8, 8), stride=2, padding=1, padding_mode="circular")
+    >>> s3 = singular_values(w, (8, 8, 8), stride=2, padding=1, padding_mode="circular")
+    >>> s3.method, np.allclose(s3, np.linalg.svd(C3.toarray(), compute_uv=False))
+    ('fft', True)
+
+    Any other layer: dense SVD when small, Lanczos for the top (or bottom) ``k``:
+
+    >>> s4 = singular_values(w2, (2, 40, 40), stride=2, padding=1, k=3)
+    >>> s4.method, s4.values.shape
     ('svds', (3,))
     """
     w = check_weight(weight)
@@ -330,22 +292,66 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
     method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    which = _check_which(which)
     if k is not None:
         k = _check_k(k, min(geom.shape))
     tol = _check_tol(tol)
     method = _resolve(method, geom, k)
     if method == "fft":
-        cin_g = geom.cin_per_group
-        check_size("the FFT of the kernel", 3 * geom.out_channels * cin_g * prod(geom.in_spatial) * 16,
-                   f"{geom.out_channels} x {cin_g} complex matrices at {prod(geom.in_spatial):,} frequencies")
-        s = _fft_singular_values(w, geom)
+        cin = geom.cin_per_group * prod(geom.stride)
+        freqs = prod(geom.out_spatial)
+        check_size("the FFT of the kernel", 3 * geom.out_channels * cin * freqs * 16,
+                   f"{geom.out_channels} x {cin} complex matrices at {freqs:,} frequencies")
+        s = fft_singular_values(w, geom)
     elif method == "dense":
         s = _dense_values(w, geom, kw)
     else:
-        s = _lanczos_values(w, geom, k, tol)
-    if k is not None and method != "svds":
-        s = np.partition(s, s.size - k)[s.size - k:]
-    return Spectrum(np.sort(s)[::-1].astype(np.float64, copy=False), method, geom.shape)
+        s = _lanczos_values(w, geom, k, tol, which)
+    s = np.sort(s)[::-1].astype(np.float64, copy=False)
+    if method == "svds":
+        s_max = s[0] if which == "largest" else _lanczos_values(w, geom, 1, 1e-10)[0]
+        s = _zero_tiny(s, geom.shape, s_max, floor=np.sqrt(max(tol, 1e-14)))
+    else:
+        s = _zero_tiny(s, geom.shape, s[0] if s.size else 0.0)
+        if k is not None:
+            s = s[:k] if which == "largest" else s[s.size - k:]
+    return Spectrum(s, method, geom.shape)
+
+
+@with_geometry_doc
+def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                     padding_mode="zeros", method="auto", tol=1e-12):
+    """``sigma_max / sigma_min`` of a layer's matrix, over its ``min(C.shape)`` singular values.
+
+    ``inf`` for a rank-deficient layer (a zero singular value). Same arguments as
+    :func:`singular_values`; ``method='auto'`` is the FFT for circulant layers, the dense SVD
+    for small ones, else Lanczos for both ends of the spectrum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
+    >>> C = conv_matrix(w, (2, 7, 7), padding=1)
+    >>> bool(np.isclose(condition_number(w, (2, 7, 7), padding=1), np.linalg.cond(C.toarray())))
+    True
+    >>> condition_number(np.ones((1, 1, 2, 2)), (1, 4, 4), padding="same", padding_mode="circular")
+    inf
+    """
+    w = check_weight(weight)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    geom = conv_geometry(w.shape, input_shape, **kw)
+    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_AUTO_MAX:
+        method = "svds"
+    if method == "svds" and min(geom.shape) < 2:
+        method = "dense"
+    if method == "svds":
+        top = singular_values(w, input_shape, **kw, k=1, method="svds", tol=tol).values[0]
+        bottom = singular_values(w, input_shape, **kw, k=1, which="smallest", method="svds", tol=tol).values[0]
+    else:
+        s = singular_values(w, input_shape, **kw, method=method, tol=tol).values
+        top, bottom = s[0], s[-1]
+    return float("inf") if bottom == 0 else float(top / bottom)
 
 
 @with_geometry_doc
