@@ -16,10 +16,12 @@ from scipy.special import erf, expit
 
 class Elementwise(NamedTuple):
     """An activation ``a = sigma(z)``: ``forward(Z)`` and ``backward(delta, Z, A)`` =
-    ``delta * sigma'(Z)`` (``A = sigma(Z)``, kept from the forward), torch's formulas."""
+    ``delta * sigma'(Z)`` (``A = sigma(Z)``, kept from the forward), torch's formulas, and
+    ``lipschitz = sup |sigma'|``, its Lipschitz constant (in any norm, being elementwise)."""
 
     forward: Callable
     backward: Callable
+    lipschitz: float
 
 
 _BETA, _KAPPA = np.sqrt(2 / np.pi), 0.044715
@@ -57,35 +59,42 @@ def _hardswish_grad(delta, X, Y):
 
 def leaky_relu(slope: float) -> Elementwise:
     return Elementwise(lambda X: np.where(X > 0, X, X * slope),
-                       lambda delta, X, Y: np.where(X > 0, delta, delta * slope))
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * slope), max(1.0, abs(slope)))
 
 
 def hardtanh(lo: float = -1.0, hi: float = 1.0) -> Elementwise:
     """``clip(z, lo, hi)``; ReLU6 is ``hardtanh(0, 6)``."""
-    return Elementwise(lambda X: np.clip(X, lo, hi), lambda delta, X, Y: delta * ((X > lo) & (X < hi)))
+    return Elementwise(lambda X: np.clip(X, lo, hi), lambda delta, X, Y: delta * ((X > lo) & (X < hi)),
+                       1.0 if hi > lo else 0.0)
 
 
 def elu(alpha: float = 1.0) -> Elementwise:
     return Elementwise(lambda X: np.where(X > 0, X, alpha * np.expm1(np.minimum(X, 0))),
-                       lambda delta, X, Y: np.where(X > 0, delta, delta * alpha * np.exp(np.minimum(X, 0))))
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * alpha * np.exp(np.minimum(X, 0))),
+                       max(1.0, abs(alpha)))
 
 
 def softplus(beta: float = 1.0, threshold: float = 20.0) -> Elementwise:
     """``log(1 + e^(beta z)) / beta``, linear where ``beta z > threshold`` (as torch)."""
     return Elementwise(lambda X: np.where(X * beta > threshold, X, _softplus0(X * beta) / beta),
-                       lambda delta, X, Y: np.where(X * beta > threshold, delta, delta * expit(X * beta)))
+                       lambda delta, X, Y: np.where(X * beta > threshold, delta, delta * expit(X * beta)), 1.0)
 
 
-#: The activations with fixed formulas; the others are made by the factories above.
+#: The activations with fixed formulas; the others are made by the factories above. The
+#: Lipschitz constants: exact where sup |sigma'| has a closed form (GELU's is at x = sqrt(2):
+#: Phi(sqrt 2) + sqrt(2) phi(sqrt 2)); for the tanh-GELU, SiLU and Mish, the maximum of |sigma'|
+#: on a grid of step 1e-6 over [-12, 12] (|sigma''| <= 1, and sigma' is monotone outside),
+#: rounded up by 1e-5.
 ACTIVATIONS = {
-    "relu": Elementwise(lambda X: np.maximum(X, 0), lambda delta, X, Y: delta * (Y > 0)),
+    "relu": Elementwise(lambda X: np.maximum(X, 0), lambda delta, X, Y: delta * (Y > 0), 1.0),
     "relu6": hardtanh(0.0, 6.0),
-    "sigmoid": Elementwise(expit, lambda delta, X, Y: delta * (1 - Y) * Y),
-    "tanh": Elementwise(np.tanh, lambda delta, X, Y: delta * (1 - Y * Y)),
-    "gelu": Elementwise(lambda X: 0.5 * X * (1 + erf(X * np.sqrt(0.5))), _gelu_grad),
+    "sigmoid": Elementwise(expit, lambda delta, X, Y: delta * (1 - Y) * Y, 0.25),
+    "tanh": Elementwise(np.tanh, lambda delta, X, Y: delta * (1 - Y * Y), 1.0),
+    "gelu": Elementwise(lambda X: 0.5 * X * (1 + erf(X * np.sqrt(0.5))), _gelu_grad,
+                        float(0.5 * (1 + erf(1.0)) + np.exp(-1.0) / np.sqrt(np.pi)) + 1e-12),
     "gelu_tanh": Elementwise(lambda X: 0.5 * X * (1 + np.tanh(_BETA * (X + _KAPPA * X ** 3))),
-                             _gelu_tanh_grad),
-    "silu": Elementwise(lambda X: X * expit(X), _silu_grad),
-    "mish": Elementwise(lambda X: X * np.tanh(_softplus0(X)), _mish_grad),
-    "hardswish": Elementwise(lambda X: X * np.clip(X + 3, 0, 6) / 6, _hardswish_grad),
+                             _gelu_tanh_grad, 1.12900),
+    "silu": Elementwise(lambda X: X * expit(X), _silu_grad, 1.09985),
+    "mish": Elementwise(lambda X: X * np.tanh(_softplus0(X)), _mish_grad, 1.08851),
+    "hardswish": Elementwise(lambda X: X * np.clip(X + 3, 0, 6) / 6, _hardswish_grad, 1.5),
 }

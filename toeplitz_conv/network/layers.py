@@ -255,6 +255,12 @@ class Reshape(Fixed):
 # --------------------------------------------------------------------------- max pooling
 
 
+def max_windows(src, p_in):
+    """The most windows any input entry lies in, from a window table (``p_in``: padding)."""
+    src = np.asarray(src)
+    return int(np.bincount(src[src < p_in].ravel(), minlength=1).max())
+
+
 class MaxPool(Layer):
     """Max pooling: per sample a 0/1 selection matrix ``S`` (one 1 per row, at the argmax).
 
@@ -268,18 +274,26 @@ class MaxPool(Layer):
 
     bias = None
 
-    def __init__(self, name, module, in_shape, dtype, kind=None, indices=None, out_shape=None):
+    def __init__(self, name, module, in_shape, dtype, kind=None, indices=None, out_shape=None, windows=None):
         if indices is None:
             m = module
             self.geometry = geometry = PoolGeometry(in_shape, m.kernel_size, m.stride, m.padding, m.dilation,
                                                     m.ceil_mode, "MaxPool")
             src, out_shape = geometry.table(), geometry.out_shape
+            windows = max_windows(src, prod(in_shape[1:]))
 
             def indices(Xb):
                 return max_pool_indices(Xb, geometry, src)
         super().__init__(name, module, in_shape, out_shape, kind)
         self.indices_of, self.dtype = indices, dtype
+        self.windows = windows  # the most windows one input entry lies in (None: unknown)
         self.idx = None
+
+    @property
+    def lipschitz(self):
+        """``sqrt(windows)``: a change ``dx`` moves each output by at most ``|dx|`` of its window,
+        and each input entry lies in at most ``windows`` windows (1 when they do not overlap)."""
+        return None if self.windows is None else float(np.sqrt(self.windows))
 
     def forward(self, X):
         n, c, p_in = X.shape[1], self.in_shape[0], prod(self.in_shape[1:])

@@ -24,7 +24,7 @@ from math import prod
 import numpy as np
 
 from .._args import as_array, is_int
-from . import export, jacobian
+from . import export, jacobian, lipschitz
 
 
 def _network_input(x: np.ndarray, input_shape) -> np.ndarray:
@@ -266,3 +266,30 @@ class Network:
         flatten) and return ``(N, *output_shape)``. Max pooling is refused.
         """
         return export.to_mlp(self)
+
+    # ------------------------------------------------------------------ norms and Lipschitz
+    def layer_norms(self):
+        """Each node's constant, as a table you can print: the exact operator norm
+        ``||W||_2`` of every linear node's matrix, the Lipschitz constant of every
+        activation (``sup |sigma'|``), max pooling (``sqrt`` of the most windows an input
+        entry lies in), softmax (1) and log-softmax (``1 + sqrt(K)``); None for a product
+        of two inputs. Rows: ``(position, node, kind, constant, what)``."""
+        return lipschitz.layer_norms(self)
+
+    def lipschitz_bound(self):
+        """A certified upper bound of the network's Lipschitz constant in the 2-norm.
+
+        Composed along the graph (:mod:`toeplitz_conv.network.lipschitz`): norms multiply
+        through a chain, after consecutive linear nodes are merged into one matrix where
+        that is cheap (which never loosens the bound); ``x + F(x)`` gets ``1 + Lip(F)``; a
+        concatenation ``sqrt(L_1^2 + L_2^2)``. Exact for a single linear layer; never below
+        :meth:`local_lipschitz` at any ``x``. A product of two tensors that depend on the
+        input has no global constant: refused with the node's name.
+        """
+        return lipschitz.lipschitz_bound(self)
+
+    def local_lipschitz(self, x):
+        """``||J(x)||_2``, the exact norm of the Jacobian at one sample: a lower bound of the
+        network's Lipschitz constant (the largest over many ``x`` is the empirical one)."""
+        return lipschitz.local_lipschitz(self, x)
+

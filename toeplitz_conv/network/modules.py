@@ -18,7 +18,7 @@ from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError
 from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
 from .nodes import Softmax
-from .ops import activation, gather, gelu_function, interpolate, torch_argmax, fold
+from .ops import activation, adaptive_windows, fold, gather, gelu_function, interpolate, torch_argmax
 from .linear_ops import SampleMixingError
 
 
@@ -101,7 +101,8 @@ def _adaptive_max_pool(call):
         raise ModuleStateError(f"module {call.title!r} ({type(m).__name__}) must have return_indices=False: "
                                f"a layer of the network passes on one tensor; got return_indices=True.")
     pool = getattr(F, f"adaptive_max_pool{len(call.shape) - 1}d")
-    return torch_argmax(call, lambda t: pool(t, m.output_size, return_indices=True)[1])
+    return torch_argmax(call, lambda t: pool(t, m.output_size, return_indices=True)[1],
+                        adaptive_windows(call.shape, m.output_size))
 
 
 def _dropout(call):

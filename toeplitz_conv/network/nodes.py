@@ -92,6 +92,13 @@ class Softmax(Layer):
         super().__init__(name, module, shape, shape, kind)
         self.axis, self.log = axis, log
 
+    @property
+    def lipschitz(self):
+        """A Lipschitz constant in the 2-norm. Softmax: its Jacobian ``diag(s) - s s^T`` is
+        positive semidefinite and below ``diag(s)``, so its norm is at most ``max s <= 1``.
+        Log-softmax: ``||I - 1 s^T|| <= 1 + ||1|| ||s|| <= 1 + sqrt(K)``."""
+        return 1.0 + float(np.sqrt(self.in_shape[self.axis])) if self.log else 1.0
+
     def _split(self, A):
         """Column form -> ``(N, *shape)`` with the softmax axis last."""
         return np.moveaxis(A.T.reshape(A.shape[1], *self.in_shape), self.axis + 1, -1)

@@ -21,10 +21,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..arithmetic import conv_transpose_output_size
-from ..geometry import conv_geometry
+from ..geometry import PoolGeometry, conv_geometry
+from ..pool import adaptive_avg_pool_matrix
 from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError, Operand, UnsupportedModuleError
-from .layers import Activation, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
+from .layers import Activation, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape, max_windows
 from .linear_ops import (SampleMixingError, channel_matrix, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
 from .nodes import Combine, Product, Softmax
@@ -106,8 +107,9 @@ def per_channel(call):
     return affine(call, M, None, out_shape)
 
 
-def torch_argmax(call, pool):
-    """A max pooling node whose argmax comes from torch (``return_indices=True``)."""
+def torch_argmax(call, pool, windows):
+    """A max pooling node whose argmax comes from torch (``return_indices=True``);
+    ``windows``: the most windows an input entry lies in."""
     import torch
 
     shape = call.shape
@@ -118,14 +120,28 @@ def torch_argmax(call, pool):
             idx = pool(torch.from_numpy(np.ascontiguousarray(Xb).reshape(n, *shape)))
         return idx.reshape(n, shape[0], -1).numpy()
     return MaxPool(call.label, call.module, shape, call.dtype, kind=call.kind, indices=indices,
-                   out_shape=tuple(call.value.shape[1:]))
+                   out_shape=tuple(call.value.shape[1:]), windows=windows)
+
+
+def adaptive_windows(shape, output_size):
+    """The most adaptive pooling windows an input entry lies in (they are the average's)."""
+    P = adaptive_avg_pool_matrix((1, *shape[1:]), output_size)
+    return int(np.diff(P.tocsc().indptr).max())
 
 
 def functional_max_pool(call):
-    if call.arg(6, "return_indices", False):
+    adaptive = call.kind.startswith("F.adaptive")
+    if call.arg(2 if adaptive else 6, "return_indices", False):
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must have return_indices=False: "
                                f"a node of the network passes on one tensor.")
-    return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1])
+    if adaptive:
+        windows = adaptive_windows(call.shape, call.arg(1, "output_size"))
+    else:
+        kernel = call.arg(1, "kernel_size")
+        geom = PoolGeometry(call.shape, kernel, call.arg(2, "stride") or kernel, call.arg(3, "padding", 0),
+                            call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False), "MaxPool")
+        windows = max_windows(geom.table(), prod(call.shape[1:]))
+    return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1], windows)
 
 
 # --------------------------------------------------------------------------- arithmetic

@@ -1,0 +1,185 @@
+"""Norms and Lipschitz constants of compiled networks: the bound is never below the exact
+``||J(x)||_2`` from ``torch.func.jacrev`` (chains, residual sums, concatenations, pooling),
+is exact for one layer, tightens when linear layers merge, and is refused where no global
+constant exists. The dot test on every operator the library produces."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from graph_models import DnCNN, ResNet, SEBlock, UNet, Volume3d, randomize_batch_norm
+from scipy.sparse.linalg import LinearOperator
+from torch import nn
+
+import toeplitz_conv as tc
+from toeplitz_conv.network.activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
+from toeplitz_conv.network.lipschitz import matrix_norm
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def jacobian_norm(model, x):
+    J = torch.func.jacrev(lambda v: model(v[None])[0])(x).reshape(-1, x.numel())
+    return float(torch.linalg.matrix_norm(J.detach(), 2))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 2, 1)
+        self.head = nn.Conv2d(5, 2, 3, stride=2, padding=1, padding_mode="reflect")
+
+    def forward(self, x):
+        return self.head(torch.cat([F.gelu(self.a(x)), torch.tanh(self.b(x))], dim=1))
+
+
+MODELS = {
+    "chain": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.MaxPool2d(3, stride=1), nn.Conv2d(4, 3, 3),
+                                    nn.SiLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 5), nn.Softmax(dim=1)), (2, 8, 8)),
+    "resnet": (lambda: randomize_batch_norm(ResNet()), (3, 8, 8)),
+    "dncnn": (DnCNN, (1, 8, 8)),
+    "unet": (UNet, (1, 8, 8)),
+    "concat": (Concat, (2, 6, 6)),
+    "volume": (Volume3d, (1, 4, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bound_is_never_below_the_exact_local_constant(name):
+    make, shape = MODELS[name]
+    torch.manual_seed(0)
+    model = make().double().eval()
+    net = tc.compile(model, shape)
+    bound = net.lipschitz_bound()
+    for scale in (0.1, 1.0, 10.0):
+        for _ in range(4):
+            x = scale * torch.randn(*shape)
+            exact = jacobian_norm(model, x)
+            local = net.local_lipschitz(x)
+            assert abs(local - exact) <= 1e-8 * max(exact, 1e-12)
+            assert bound >= exact * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode="reflect"), (3, 9, 8)),
+    (nn.Conv1d(2, 5, 4, padding=2, dilation=2), (2, 30)),
+    (nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1), (3, 5, 5)),
+    (nn.Linear(7, 4), (7,)),
+])
+def test_bound_is_exact_for_one_linear_layer(layer, shape):
+    net = tc.compile(layer.double(), shape)
+    exact = np.linalg.norm(net.layers[0].matrix.toarray(), 2)
+    assert abs(net.lipschitz_bound() - exact) <= 1e-9 * exact
+
+
+def test_consecutive_linear_layers_merge_before_the_norm():
+    """conv -> batch norm -> conv with no activation between: the norm of the composed map,
+    not the product of three norms."""
+    model = randomize_batch_norm(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3),
+                                               nn.Conv2d(3, 2, 3, padding=1))).double()
+    net = tc.compile(model, (2, 6, 6))
+    M, _ = net.linear_map()
+    exact = np.linalg.norm(M.toarray(), 2)
+    product = np.prod([r.constant for r in net.layer_norms()])
+    assert abs(net.lipschitz_bound() - exact) <= 1e-9 * exact
+    assert exact < product
+
+
+def test_large_norms_by_lanczos_match_the_dense_svd():
+    w = np.random.default_rng(0).standard_normal((4, 4, 3, 3))
+    C = tc.conv_matrix(w, (4, 40, 40), padding=1)
+    assert C.shape[0] * C.shape[1] > 2**22  # past the dense limit
+    ref = tc.operator_norm(w, (4, 40, 40), padding=1, tol=1e-13)
+    assert ref <= matrix_norm(C) <= ref * (1 + 1e-8)
+
+
+def test_layer_norms_table():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(-1.5), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(8, 3), nn.LogSoftmax(dim=1)).double()
+    net = tc.compile(model, (1, 6, 6))
+    rows = net.layer_norms()
+    assert [r.kind for r in rows] == ["Conv2d", "LeakyReLU", "AvgPool2d", "Flatten", "Linear", "LogSoftmax"]
+    assert rows[1].constant == 1.5 and rows[3].constant == 1.0
+    assert rows[5].constant == pytest.approx(1 + np.sqrt(3))
+    assert abs(rows[0].constant - np.linalg.norm(net.layers[0].matrix.toarray(), 2)) < 1e-12
+    text = str(rows)
+    assert "node" in text.splitlines()[0] and "LeakyReLU" in text and "sup |sigma'|" in text
+
+
+def test_overlapping_max_pooling_counts_its_windows():
+    net = tc.compile(nn.Sequential(nn.MaxPool2d(3, stride=1)), (1, 6, 6))
+    assert net.layers[0].windows == 9 and net.layer_norms()[0].constant == 3.0
+    net = tc.compile(nn.Sequential(nn.AdaptiveMaxPool2d(4)), (1, 6, 6))
+    assert net.layers[0].windows == 4  # adaptive windows of 2 with stride 1.5: each row in up to 2
+
+
+def test_product_of_two_inputs_is_refused_by_name():
+    net = tc.compile(SEBlock().double(), (2, 5, 5))
+    with pytest.raises(ValueError, match=r"the network's Lipschitz constant is not bounded here: node 7 \('mul', \*\) multiplies two "
+                                         r"tensors that both depend on the input"):
+        net.lipschitz_bound()
+    assert any(r.constant is None for r in net.layer_norms())
+
+
+@pytest.mark.parametrize("name,fn,torch_fn", [
+    *[(n, ACTIVATIONS[n], f) for n, f in [
+        ("relu", F.relu), ("relu6", F.relu6), ("sigmoid", torch.sigmoid), ("tanh", torch.tanh),
+        ("gelu", F.gelu), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")), ("silu", F.silu),
+        ("mish", F.mish), ("hardswish", F.hardswish)]],
+    ("leaky", leaky_relu(-1.3), lambda x: F.leaky_relu(x, -1.3)),
+    ("hardtanh", hardtanh(-0.5, 2.0), lambda x: F.hardtanh(x, -0.5, 2.0)),
+    ("elu", elu(1.7), lambda x: F.elu(x, 1.7)), ("softplus", softplus(2.0, 5.0), lambda x: F.softplus(x, 2.0, 5.0)),
+])
+def test_activation_constants_bound_the_derivative_tightly(name, fn, torch_fn):
+    x = torch.linspace(-12, 12, 2_400_001, requires_grad=True)
+    (d,) = torch.autograd.grad(torch_fn(x).sum(), x)
+    sup = float(d.abs().max())
+    assert sup <= fn.lipschitz <= sup + 2e-5
+
+
+# --------------------------------------------------------------------------- the dot test, everywhere
+
+
+def _operators():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 2, 3, 3))
+    for mode in ("zeros", "reflect", "replicate", "circular"):
+        yield f"conv_matrix-{mode}", tc.conv_matrix(w, (2, 7, 6), stride=2, padding=1, padding_mode=mode)
+        yield f"conv_operator-{mode}", tc.conv_operator(w, (2, 7, 6), stride=2, padding=1, padding_mode=mode)
+    yield "conv_transpose_matrix", tc.conv_transpose_matrix(rng.standard_normal((2, 3, 3, 3)), (2, 4, 4), stride=2,
+                                                            output_padding=1)
+    yield "avg_pool_matrix", tc.avg_pool_matrix((2, 7, 7), 3, stride=2, padding=1)
+    yield "adaptive_avg_pool_matrix", tc.adaptive_avg_pool_matrix((2, 7, 5), (3, 2))
+    yield "max_pool_matrix", tc.max_pool_matrix(rng.standard_normal((2, 6, 6)), 2)
+    torch.manual_seed(0)
+    for name, (make, shape) in MODELS.items():
+        net = tc.compile(make().double().eval(), shape)
+        for layer in net.layers:
+            if layer.linear:  # each node's forward with its own backward, as one operator
+                sizes = [int(np.prod(s)) for s in layer.in_shapes]
+                splits = np.cumsum(sizes)[:-1]
+                out = int(np.prod(layer.out_shape))
+                bias = layer.bias if layer.bias is not None else 0
+
+                def mv(u, layer=layer, splits=splits, bias=bias):
+                    return layer.run([p[:, None] for p in np.split(np.ravel(u), splits)])[:, 0] - bias
+
+                def rmv(v, layer=layer, sizes=sizes):
+                    d, _ = layer.back(np.ravel(v)[:, None], [np.zeros((n, 1)) for n in sizes], None)
+                    return np.concatenate([g[:, 0] for g in d])
+
+                yield f"{name}:{layer.node}", LinearOperator((out, sum(sizes)), matvec=mv, rmatvec=rmv,
+                                                             dtype=np.float64)
+        x = torch.randn(*shape)
+        yield f"{name}:jacobian", net.jacobian(x)
+
+
+@pytest.mark.parametrize("name,A", list(_operators()), ids=lambda v: v if isinstance(v, str) else "")
+def test_dot_test_on_every_operator(name, A):
+    assert tc.dot_test(A) < 1e-12
