@@ -43,6 +43,11 @@ from .operator import ConvOperator
 #: about a second, Lanczos for its norm a few milliseconds; measured on 2 cores).
 DENSE_AUTO_MAX = 256
 
+#: For the smallest values ``auto`` keeps the dense SVD up to this size: Lanczos needs many
+#: more iterations at the bottom of the spectrum, where values cluster (a 3136-column layer:
+#: ~1.5 s dense, over a minute by Lanczos to 1e-10).
+DENSE_SMALLEST_MAX = 4096
+
 
 #: BLAS threads while Lanczos runs (set through threadpoolctl when it is installed; ``None``
 #: leaves them alone). One thread: the products alternate a BLAS matmul with single-threaded
@@ -168,23 +173,30 @@ def _lanczos_values(w, geom: ConvGeometry, k: int, tol: float, which: str = "lar
                     maxiter=max(3000, 50 * size // ncv), return_eigenvectors=shift is not None)
         if shift is None:
             return np.sqrt(np.clip(np.sort(out)[::-1], 0, None))
-        # the bottom ones from their vectors: ||A v|| (Rayleigh quotient, error second order in
-        # the vector's), not from shift - lambda (error first order, relative to the shift)
+        # the bottom ones from their vectors: mu = ||A v||^2 (the Rayleigh quotient, its error
+        # second order in the vector's), not shift - lambda (error first order, relative to the
+        # shift). An eigenvalue of N lies within ||N v - mu v|| of mu: when mu is within that
+        # of 0, the value is 0 (a rank-deficient layer), not a solver failure.
         V = out[1]
-        op = A.matvec if n <= m else A.rmatvec
-        sigma = np.array([np.linalg.norm(op(V[:, j])) / np.linalg.norm(V[:, j]) for j in range(k)])
+        op, back = (A.matvec, A.rmatvec) if n <= m else (A.rmatvec, A.matvec)
+        sigma = np.zeros(k)
+        for j in range(k):
+            v = V[:, j] / np.linalg.norm(V[:, j])
+            Av = op(v)
+            mu = float(np.vdot(Av, Av).real)
+            residual = float(np.linalg.norm(back(Av) - mu * v))
+            sigma[j] = 0.0 if mu <= residual else np.sqrt(mu)
     return np.sort(sigma)[::-1]
 
 
-def _zero_tiny(s: np.ndarray, shape, s_max: float, floor: float = 0.0) -> np.ndarray:
-    """Values below numpy's rank tolerance ``max(shape) * eps * sigma_max`` (or below
-    ``floor * sigma_max``: what Lanczos resolves, ``sqrt(tol)``) are exactly 0."""
+def _zero_tiny(s: np.ndarray, shape, s_max: float) -> np.ndarray:
+    """Values below numpy's rank tolerance ``max(shape) * eps * sigma_max`` are exactly 0."""
     s = s.copy()
-    s[s <= max(max(shape) * np.finfo(np.float64).eps, floor) * s_max] = 0.0
+    s[s <= max(shape) * np.finfo(np.float64).eps * s_max] = 0.0
     return s
 
 
-def _resolve(method, geom: ConvGeometry, k):
+def _resolve(method, geom: ConvGeometry, k, which="largest"):
     reason = fft_applies(geom)
     m, n = geom.shape
     if method == "auto":
@@ -192,6 +204,8 @@ def _resolve(method, geom: ConvGeometry, k):
             return "fft"
         if k is None or max(m, n) <= DENSE_AUTO_MAX or k >= min(m, n):
             return "dense"
+        if which == "smallest" and max(m, n) <= DENSE_SMALLEST_MAX:
+            return "dense"  # Lanczos converges slowly at the clustered bottom of the spectrum
         return "svds"
     if method == "fft" and reason is not None:
         raise ValueError(
@@ -237,8 +251,8 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
         the dense matrix; ``'svds'``: Lanczos on the matrix-free operator, ``k <
         min(C.shape)`` values only. ``'auto'`` takes ``'fft'`` whenever it applies (it is by
         far the fastest), else ``'dense'`` for all values or a matrix with at most
-        ``DENSE_AUTO_MAX`` (256) rows and columns, else ``'svds'``. The result's ``method``
-        says which ran.
+        ``DENSE_AUTO_MAX`` (256) rows and columns (``DENSE_SMALLEST_MAX``, 4096, for the
+        smallest), else ``'svds'``. The result's ``method`` says which ran.
     tol : float, default 1e-12
         Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest,
         relative to ``sigma_max**2``).
@@ -248,7 +262,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     Spectrum
         ``.values`` (descending float64 ndarray), ``.method``, ``.shape``; usable as an array.
         Values below ``max(C.shape) * eps * sigma_max`` are reported as 0 (rank deficiency);
-        for ``'svds'``, below ``sqrt(tol) * sigma_max``, what Lanczos resolves.
+        so is a smallest value from ``'svds'`` whose ``sigma^2`` is within its residual of 0.
 
     Notes
     -----
@@ -296,7 +310,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     if k is not None:
         k = _check_k(k, min(geom.shape))
     tol = _check_tol(tol)
-    method = _resolve(method, geom, k)
+    method = _resolve(method, geom, k, which)
     if method == "fft":
         cin = geom.cin_per_group * prod(geom.stride)
         freqs = prod(geom.out_spatial)
@@ -310,7 +324,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
     if method == "svds":
         s_max = s[0] if which == "largest" else _lanczos_values(w, geom, 1, 1e-10)[0]
-        s = _zero_tiny(s, geom.shape, s_max, floor=np.sqrt(max(tol, 1e-14)))
+        s = _zero_tiny(s, geom.shape, s_max)
     else:
         s = _zero_tiny(s, geom.shape, s[0] if s.size else 0.0)
         if k is not None:
@@ -325,7 +339,8 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
 
     ``inf`` for a rank-deficient layer (a zero singular value). Same arguments as
     :func:`singular_values`; ``method='auto'`` is the FFT for circulant layers, the dense SVD
-    for small ones, else Lanczos for both ends of the spectrum.
+    up to ``DENSE_SMALLEST_MAX`` (4096) rows and columns, else Lanczos for both ends of the
+    spectrum.
 
     Examples
     --------
@@ -341,7 +356,7 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
     method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
-    if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_AUTO_MAX:
+    if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_SMALLEST_MAX:
         method = "svds"
     if method == "svds" and min(geom.shape) < 2:
         method = "dense"
