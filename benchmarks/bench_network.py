@@ -1,4 +1,5 @@
-"""Network benchmark: the exact Jacobian of a compiled network, and compiling a ResNet-18.
+"""Network benchmark: the exact Jacobian of a compiled network, compiling a ResNet-18, and its
+certified Lipschitz bound.
 
 Run from the repository root::
 
@@ -14,6 +15,10 @@ Run from the repository root::
 2. A CIFAR-size ResNet-18 (3x32x32, float32): compile time and peak memory against the sum
    of its nodes' CSR bytes (the floor: writing each matrix once), and forward+backward of
    the compiled network at batch 8 against autograd.
+3. Its ``lipschitz_bound()`` (float64): the time for every node's exact norm and for the
+   bound, against the product of the exact node norms, the naive product of kernel-reshape
+   norms (what spectral-norm layers multiply; not an upper bound of a conv layer's norm) and
+   the empirical lower bound, the largest ``||J(x)||_2`` over a few random inputs.
 
 Times are minima over repeated runs where cheap, single runs for the slow cases.
 """
@@ -200,6 +205,55 @@ def resnet_worker(size: int, batch: int) -> dict:
             "ours": times["ours"], "autograd": times["autograd"], "err": err}
 
 
+def lipschitz_worker(size: int, samples: int) -> dict:
+    """The certified bound of a ResNet-18, its nodes' exact norms, the naive product of
+    kernel-reshape norms, and the empirical lower bound (max of ||J(x)||_2 over samples)."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import toeplitz_conv as tc
+
+    torch.manual_seed(0)
+    model = resnet18().double().eval()
+    for m in model.modules():  # trained-like batch norm statistics
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    net = tc.compile(model, (3, size, size))
+    t0 = time.perf_counter()
+    rows = net.layer_norms()
+    t_norms = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bound = net.lipschitz_bound()
+    t_bound = time.perf_counter() - t0
+    naive = 1.0
+    for m in model.modules():  # what spectral_norm-style bounds multiply
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            naive *= float(np.linalg.norm(m.weight.detach().reshape(m.weight.shape[0], -1).numpy(), 2))
+        elif isinstance(m, nn.BatchNorm2d):
+            naive *= float((m.weight / torch.sqrt(m.running_var + m.eps)).abs().max())
+    exact_product = float(np.prod([r.constant for r in rows]))
+    t0 = time.perf_counter()
+    local = max(net.local_lipschitz(torch.randn(3, size, size, dtype=torch.float64)) for _ in range(samples))
+    t_local = (time.perf_counter() - t0) / samples
+    return {"nodes": len(rows), "t_norms": t_norms, "t_bound": t_bound, "bound": bound, "naive": naive,
+            "product": exact_product, "local": local, "t_local": t_local, "samples": samples}
+
+
+def lipschitz_table(size, samples):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "lipschitz", "--size", str(size),
+           "--samples", str(samples)]
+    r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    print(markdown_table(
+        ["model", "every node's exact norm", "lipschitz_bound", "bound", "product of exact node norms",
+         "naive product of kernel-reshape norms", f"empirical: max ||J(x)|| over {r['samples']}", "one ||J(x)||"],
+        [[f"ResNet-18 3x{size}x{size} float64", fmt_time(r["t_norms"]), fmt_time(r["t_bound"]),
+          f"{r['bound']:.4g}", f"{r['product']:.4g}", f"{r['naive']:.4g}", f"{r['local']:.4g}",
+          fmt_time(r["t_local"])]]))
+
+
 def resnet_table(size, batch):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "resnet", "--size", str(size),
            "--batch", str(batch)]
@@ -216,13 +270,17 @@ def resnet_table(size, batch):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--worker", choices=["ours", "jacrev", "resnet"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ours", "jacrev", "resnet", "lipschitz"], help=argparse.SUPPRESS)
+    ap.add_argument("--samples", type=int, default=3, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, default=48, help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker == "resnet":
         print(json.dumps(resnet_worker(args.size, args.batch)))
+        return
+    if args.worker == "lipschitz":
+        print(json.dumps(lipschitz_worker(args.size, args.samples)))
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.size, args.repeats)))
@@ -237,6 +295,8 @@ def main(argv=None):
         jacobian_table([32, 48, 256], {32, 48})
     print("\n## ResNet-18 (CIFAR-size), compiled\n")
     resnet_table(8 if args.quick else 32, 2 if args.quick else 8)
+    print("\n## Lipschitz constant of a ResNet-18 (CIFAR-size)\n")
+    lipschitz_table(8 if args.quick else 32, 2 if args.quick else 3)
 
 
 if __name__ == "__main__":

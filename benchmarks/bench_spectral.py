@@ -106,6 +106,37 @@ def case_norm(quick: bool, rows: list):
     return ref
 
 
+def case_strided(quick: bool, rows: list):
+    """A stride-2 circular layer: the polyphase FFT against the dense SVD of its matrix."""
+    c, n = 8, (16 if quick else 32)
+    w, shape = weight(c, c), (c, n, n)
+    kw = dict(stride=2, padding=1, padding_mode="circular")
+    t_fft = min_time(lambda: tc.singular_values(w, shape, method="fft", **kw), budget=2.0)
+    s_fft = tc.singular_values(w, shape, method="fft", **kw).values
+    C = tc.conv_matrix(w, shape, **kw)
+    t_dense, s_dense = once(lambda: np.linalg.svd(C.toarray(), compute_uv=False))
+    name = f"circular {c}->{c}@3x3 s2, {n}x{n} ({C.shape[0]}x{C.shape[1]})"
+    rows += [[name, "dense SVD, all", fmt_time(t_dense), "-", f"{t_dense / t_fft:.0f}x", "-"],
+             [name, "tc FFT (polyphase), all", fmt_time(t_fft), ">= 100x faster than dense", "1x",
+              f"{np.abs(s_dense - s_fft).max():.1e} vs dense"]]
+
+
+def case_smallest(quick: bool, big: bool, rows: list):
+    """The smallest singular value of a zero-padded layer: Lanczos on c I - N vs the dense SVD."""
+    for c, n in ([(8, 14)] if quick else [(16, 14), (16, 28)]) + ([(64, 56)] if big else []):
+        w, shape = weight(c, c), (c, n, n)
+        name = f"zeros {c}x{n}x{n} -> {c}@3x3 p1"
+        t, s = once(lambda: tc.singular_values(w, shape, padding=1, k=1, which="smallest", method="svds",
+                                                tol=1e-10).values[0])
+        if c * n * n <= 4096:
+            t_d, ref = once(lambda: tc.singular_values(w, shape, padding=1).values[-1])
+            rows.append([name, "dense SVD, smallest", fmt_time(t_d), "-", "-", f"{ref:.6e}"])
+            err = f"rel. err {abs(s - ref) / ref:.1e}"
+        else:
+            err = f"sigma_min {s:.6e}"
+        rows.append([name, "tc svds smallest (Lanczos on cI - N), tol=1e-10", fmt_time(t), "1e-6 relative", "-", err])
+
+
 def case_gap(quick: bool, ref_norm: float):
     c = 16 if quick else 64
     sizes = [7, 14, 28] if quick else [7, 14, 28, 56]
@@ -128,6 +159,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: small layers, no 8192^2 dense SVD")
     p.add_argument("--skip-dense", action="store_true", help="full layers, but no 8192^2 dense SVD")
     p.add_argument("--svds-big", action="store_true", help="also svds k=6 on the 64->64 @56x56 layer")
+    p.add_argument("--smallest-big", action="store_true",
+                   help="also the smallest singular value of the zero-padded 64->64 @56x56 layer (long)")
     args = p.parse_args(argv)
     print(f"# bench_spectral{' --quick' if args.quick else ''}\n")
     print(machine_info(), "\n")
@@ -135,6 +168,8 @@ def main(argv=None):
     case_small_circular(args.quick, args.skip_dense, rows)
     case_big_circular(args.quick, args.svds_big, rows)
     ref = case_norm(args.quick, rows)
+    case_strided(args.quick, rows)
+    case_smallest(args.quick, args.smallest_big, rows)
     print(markdown_table(["layer", "method", "time", "prototype / target", "vs FFT", "max abs err"], rows))
     table, c = case_gap(args.quick, ref)
     print(f"\nNorm gap, {c}->{c}@3x3 padding 1, circular vs zero padding:\n")

@@ -24,19 +24,17 @@ reported as exactly 0: the layer is rank-deficient there.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from math import prod
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ._args import check_choice, is_int, real_number
 from .conv import conv_matrix
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
 from .memory import check_size
-from .circulant import fft_applies, fft_singular_values, warm_start
-from .operator import ConvOperator
+from .circulant import fft_applies, fft_singular_values
+from .lanczos import lanczos_values, smallest_values
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
 #: matrix's larger side is at most this: past it Lanczos wins (a 1024 x 1024 dense SVD takes
@@ -47,23 +45,6 @@ DENSE_AUTO_MAX = 256
 #: more iterations at the bottom of the spectrum, where values cluster (a 3136-column layer:
 #: ~1.5 s dense, over a minute by Lanczos to 1e-10).
 DENSE_SMALLEST_MAX = 4096
-
-
-#: BLAS threads while Lanczos runs (set through threadpoolctl when it is installed; ``None``
-#: leaves them alone). One thread: the products alternate a BLAS matmul with single-threaded
-#: numpy gathers, and multithreaded OpenBLAS on a busy machine made them 3-30x slower.
-LANCZOS_BLAS_THREADS = 1
-
-
-@contextmanager
-def _blas_threads(n: int | None):
-    """Limit BLAS to ``n`` threads inside the block (a no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        threadpool_limits = None
-    with (threadpool_limits(n, user_api="blas") if n and threadpool_limits else nullcontext()):
-        yield
 
 
 def _check_which(which) -> str:
@@ -134,59 +115,6 @@ def _dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
                  f"values (k=...) to use method='svds' instead")
     C = conv_matrix(w.astype(np.result_type(w.dtype, np.float64), copy=False), geom.in_shape, **kw)
     return np.linalg.svd(C.toarray(), compute_uv=False)
-
-
-def _lanczos_values(w, geom: ConvGeometry, k: int, tol: float, which: str = "largest") -> np.ndarray:
-    """Top (or bottom) ``k`` singular values from ARPACK's Lanczos on the smaller normal
-    operator ``N`` (``A^H A`` if ``C`` is tall, ``A A^H`` if wide: its eigenvalues are exactly
-    the ``min(C.shape)`` squared singular values, no spurious zeros). The bottom ones are the
-    top ones of ``c I - N`` with ``c`` just above ``sigma_max^2``: the same Krylov space, and
-    ARPACK's relative tolerance then measures against ``sigma_max^2``, not against a value
-    near zero it could never reach."""
-    w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
-    A = ConvOperator(w, geom)
-    m, n = A.shape
-    if n <= m:
-        def normal(x):
-            return A.rmatvec(A.matvec(x))
-    else:
-        def normal(x):
-            return A.matvec(A.rmatvec(x))
-    size = min(m, n)
-    rng = np.random.default_rng(0)
-    v0 = rng.standard_normal(size)
-    if np.iscomplexobj(w):
-        v0 = v0 + 1j * rng.standard_normal(size)
-    v0 /= np.linalg.norm(v0)
-    if which == "largest":
-        x = warm_start(w, geom) if k == 1 else None
-        if x is not None:  # a little noise keeps every direction in the Krylov space
-            v0 = (x if n <= m else A.matvec(x)) + 1e-2 * v0
-        N, ncv, shift = LinearOperator((size, size), matvec=normal, dtype=A.dtype), max(2 * k + 1, k + 32), None
-    else:
-        shift = 1.01 * _lanczos_values(w, geom, 1, 1e-6)[0] ** 2
-        N = LinearOperator((size, size), matvec=lambda x: shift * x - normal(x), dtype=A.dtype)
-        ncv = max(4 * k, k + 96)
-    ncv = min(size, ncv)
-    with _blas_threads(LANCZOS_BLAS_THREADS):
-        out = eigsh(N, k=k, which="LA", tol=tol, v0=v0, ncv=ncv,
-                    maxiter=max(3000, 50 * size // ncv), return_eigenvectors=shift is not None)
-        if shift is None:
-            return np.sqrt(np.clip(np.sort(out)[::-1], 0, None))
-        # the bottom ones from their vectors: mu = ||A v||^2 (the Rayleigh quotient, its error
-        # second order in the vector's), not shift - lambda (error first order, relative to the
-        # shift). An eigenvalue of N lies within ||N v - mu v|| of mu: when mu is within that
-        # of 0, the value is 0 (a rank-deficient layer), not a solver failure.
-        V = out[1]
-        op, back = (A.matvec, A.rmatvec) if n <= m else (A.rmatvec, A.matvec)
-        sigma = np.zeros(k)
-        for j in range(k):
-            v = V[:, j] / np.linalg.norm(V[:, j])
-            Av = op(v)
-            mu = float(np.vdot(Av, Av).real)
-            residual = float(np.linalg.norm(back(Av) - mu * v))
-            sigma[j] = 0.0 if mu <= residual else np.sqrt(mu)
-    return np.sort(sigma)[::-1]
 
 
 def _zero_tiny(s: np.ndarray, shape, s_max: float) -> np.ndarray:
@@ -320,10 +248,10 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     elif method == "dense":
         s = _dense_values(w, geom, kw)
     else:
-        s = _lanczos_values(w, geom, k, tol, which)
+        s = lanczos_values(w, geom, k, tol) if which == "largest" else smallest_values(w, geom, k, tol, kw)
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
     if method == "svds":
-        s_max = s[0] if which == "largest" else _lanczos_values(w, geom, 1, 1e-10)[0]
+        s_max = s[0] if which == "largest" else lanczos_values(w, geom, 1, 1e-10)[0]
         s = _zero_tiny(s, geom.shape, s_max)
     else:
         s = _zero_tiny(s, geom.shape, s[0] if s.size else 0.0)
