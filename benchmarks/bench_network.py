@@ -233,7 +233,7 @@ def lipschitz_worker(size: int, samples: int) -> dict:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             naive *= float(np.linalg.norm(m.weight.detach().reshape(m.weight.shape[0], -1).numpy(), 2))
         elif isinstance(m, nn.BatchNorm2d):
-            naive *= float((m.weight / torch.sqrt(m.running_var + m.eps)).abs().max())
+            naive *= float((m.weight / torch.sqrt(m.running_var + m.eps)).abs().max().detach())
     exact_product = float(np.prod([r.constant for r in rows]))
     t0 = time.perf_counter()
     local = max(net.local_lipschitz(torch.randn(3, size, size, dtype=torch.float64)) for _ in range(samples))

@@ -122,7 +122,8 @@ def case_strided(quick: bool, rows: list):
 
 
 def case_smallest(quick: bool, big: bool, rows: list):
-    """The smallest singular value of a zero-padded layer: Lanczos on c I - N vs the dense SVD."""
+    """The smallest singular value of a zero-padded layer: shift-invert Lanczos (a sparse LU of
+    the normal matrix) vs the dense SVD; past the LU's size, Lanczos on c I - N (--smallest-big)."""
     for c, n in ([(8, 14)] if quick else [(16, 14), (16, 28)]) + ([(64, 56)] if big else []):
         w, shape = weight(c, c), (c, n, n)
         name = f"zeros {c}x{n}x{n} -> {c}@3x3 p1"
@@ -134,7 +135,7 @@ def case_smallest(quick: bool, big: bool, rows: list):
             err = f"rel. err {abs(s - ref) / ref:.1e}"
         else:
             err = f"sigma_min {s:.6e}"
-        rows.append([name, "tc svds smallest (Lanczos on cI - N), tol=1e-10", fmt_time(t), "1e-6 relative", "-", err])
+        rows.append([name, "tc svds smallest (shift-invert Lanczos), tol=1e-10", fmt_time(t), "1e-6 relative", "-", err])
 
 
 def case_gap(quick: bool, ref_norm: float):

@@ -37,8 +37,8 @@ from .nodes import Combine, Product, Softmax
 #: many multiply-adds (``nnz(W_2)`` times the mean nonzeros per row of ``W_1``).
 MERGE_BUDGET = 5 * 10**8
 
-#: Matrices with at most this many entries get the dense SVD.
-DENSE_MAX = 2**22
+#: Matrices with at most this many entries get the dense SVD (past it Lanczos is faster).
+DENSE_MAX = 2**18
 
 _TOL = 1e-10
 
