@@ -17,12 +17,7 @@ from toeplitz_conv.network import UnsupportedModuleError, UntraceableModelError
 RTOL = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # torch tensors default to float64 here
 
 
 def close(a, b, rtol=RTOL, what=""):

@@ -16,12 +16,7 @@ from toeplitz_conv.network.activations import ACTIVATIONS, elu, hardtanh, leaky_
 from toeplitz_conv.network.lipschitz import matrix_norm
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # torch tensors default to float64 here
 
 
 def jacobian_norm(model, x):
