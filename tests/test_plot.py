@@ -333,3 +333,34 @@ def test_more_argument_errors():
         tc.field_figure(C, (1, 5), (1, 3), output_index=1.5)
     with pytest.raises(ValueError, match=r"network has no layer with a matrix to draw"):
         tc.network_figure([])
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+
+def _cells(tex):
+    """The entries of a bmatrix string, by structure."""
+    assert tex.startswith("\\begin{bmatrix}\n") and tex.endswith("\n\\end{bmatrix}")
+    body = tex[len("\\begin{bmatrix}\n"):-len("\n\\end{bmatrix}")]
+    return [[c.strip() for c in row.split("&")] for row in body.split("\\\\\n")]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(padding=1, padding_mode="circular"),
+                                dict(groups=2)], ids=["plain", "strided", "circular", "groups"])
+def test_to_latex_is_the_symbolic_matrix(kw):
+    wshape = (2, 1, 2, 2) if kw.get("groups") else (1, 1, 3, 3)
+    shape = (2, 3, 3) if kw.get("groups") else (1, 4, 4)
+    M = tc.symbolic_conv_matrix(wshape, shape, **kw)
+    cells = _cells(tc.to_latex(wshape, shape, **kw))
+    assert [[sympy.latex(M[i, j]) for j in range(M.shape[1])] for i in range(M.shape[0])] == cells
+    cells_t = _cells(tc.to_latex(wshape, shape, transpose=True, **kw))
+    assert [list(r) for r in zip(*cells_t)] == cells
+
+
+def test_to_latex_numbers_are_the_matrix():
+    w = np.random.default_rng(0).standard_normal((2, 1, 2, 2))
+    C = tc.conv_matrix(w, (1, 3, 4), padding=1, padding_mode="reflect").toarray()
+    cells = _cells(tc.to_latex(torch.from_numpy(w), (1, 3, 4), padding=1, padding_mode="reflect", digits=12))
+    np.testing.assert_allclose(np.array(cells, dtype=float), C, rtol=1e-11)
+    with pytest.raises(ValueError, match=r"the symbolic matrix is for small layers .*got 4,096 x 4,096"):
+        tc.to_latex(np.ones((1, 1, 3, 3)), (1, 64, 64), padding=1)

@@ -33,6 +33,7 @@ from .plot import (
     symbolic_conv_matrix,
     symbolic_conv_transpose_matrix,
     symbolic_figure,
+    to_latex,
     weight_symbols,
 )
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
@@ -82,6 +83,7 @@ __all__ = [
     "symbolic_conv_matrix",
     "symbolic_conv_transpose_matrix",
     "symbolic_figure",
+    "to_latex",
     "weight_symbols",
     # operators and spectra
     "ConvOperator",

@@ -14,8 +14,8 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 from .gradients import gradient_figure
 from .matrices import field_figure, spy
 from .network import network_figure
-from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure,
+from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure, to_latex,
                        weight_symbols)
 
 __all__ = ["spy", "field_figure", "gradient_figure", "network_figure", "weight_symbols",
-           "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "symbolic_figure"]
+           "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "symbolic_figure", "to_latex"]

@@ -8,6 +8,8 @@ from math import prod
 
 import numpy as np
 
+from .._args import as_array
+from ..conv import conv_matrix
 from ..geometry import check_weight_shape, conv_geometry, conv_transpose_geometry
 from ..pattern import conv_pattern
 from .style import new_axes
@@ -146,6 +148,73 @@ def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, paddi
                 i = int(np.ravel_multi_index((grp * cout_g + co_local, *pos), out_shape))
                 M[i, j] += w[(ci, co_local, *k)]
     return M
+
+
+def to_latex(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+             padding_mode="zeros", transpose=False, name="w", digits=4):
+    r"""A small layer's matrix as a LaTeX ``bmatrix``, ready for a slide.
+
+    Parameters
+    ----------
+    weight : (C_out, C_in/groups, *kernel) tuple of int, or array_like / torch.Tensor
+        A weight *shape* gives the symbolic matrix (entries ``w_{00}``, ``w_{01}``, ... as
+        :func:`symbolic_conv_matrix`); a weight gives its numbers (``digits`` significant).
+    input_shape : (C_in, *spatial) tuple of int
+    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    transpose : bool, default False
+        ``C.T`` instead of ``C``: the transposed convolution's matrix.
+    name : str, default 'w'
+    digits : int, default 4
+
+    Returns
+    -------
+    str
+        ``\begin{bmatrix} ... \end{bmatrix}``, rows separated by ``\\``, entries by ``&``.
+        amsmath shows 10 columns by default: put ``\setcounter{MaxMatrixCols}{16}`` (the
+        number of columns) before a wider matrix.
+
+    Examples
+    --------
+    The 4x16 matrix of Dumoulin & Visin's guide (a 3x3 kernel on a 4x4 input), first row:
+
+    >>> tex = to_latex((1, 1, 3, 3), (1, 4, 4))
+    >>> print(tex.splitlines()[1])
+    w_{00} & w_{01} & w_{02} & 0 & w_{10} & w_{11} & w_{12} & 0 & w_{20} & w_{21} & w_{22} & 0 & 0 & 0 & 0 & 0 \\
+    >>> print(to_latex([[[1.0, -2.0]]], (1, 3)))
+    \begin{bmatrix}
+    1 & -2 & 0 \\
+    0 & 1 & -2
+    \end{bmatrix}
+    >>> print(to_latex((1, 1, 2), (1, 3), transpose=True))
+    \begin{bmatrix}
+    w_{0} & 0 \\
+    w_{1} & w_{0} \\
+    0 & w_{1}
+    \end{bmatrix}
+    """
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    symbolic = isinstance(weight, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in weight)
+    if symbolic:
+        import sympy
+
+        M = symbolic_conv_matrix(tuple(weight), input_shape, name=name, **kw)
+        cells = [[sympy.latex(M[i, j]) for j in range(M.shape[1])] for i in range(M.shape[0])]
+    else:
+        w = as_array(weight, "weight")
+        geom = conv_geometry(w.shape, input_shape, **kw)
+        _check_size(*geom.shape)
+        A = conv_matrix(w, input_shape, **kw).toarray()
+        cells = [[_number(v, digits) for v in row] for row in A]
+    if transpose:
+        cells = [list(col) for col in zip(*cells)]
+    body = " \\\\\n".join(" & ".join(row) for row in cells)
+    return "\\begin{bmatrix}\n" + body + "\n\\end{bmatrix}"
+
+
+def _number(v, digits):
+    if np.iscomplexobj(v):
+        return f"({v.real:.{digits}g}{v.imag:+.{digits}g}i)"
+    return "0" if v == 0 else f"{v:.{digits}g}"
 
 
 def symbolic_figure(M, *, ax=None, title=None):
