@@ -364,3 +364,12 @@ def test_to_latex_numbers_are_the_matrix():
     np.testing.assert_allclose(np.array(cells, dtype=float), C, rtol=1e-11)
     with pytest.raises(ValueError, match=r"the symbolic matrix is for small layers .*got 4,096 x 4,096"):
         tc.to_latex(np.ones((1, 1, 3, 3)), (1, 64, 64), padding=1)
+
+
+def test_spy_ticks_every_row_of_a_small_single_channel_output():
+    """The demo's 4 x 16 matrix: rows 0, 1, 2, 3 all labelled (no skipped row)."""
+    C = tc.conv_matrix(np.ones((1, 1, 3, 3)), (1, 4, 4))
+    ax = tc.spy(C, input_shape=(1, 4, 4), output_shape=(1, 2, 2))
+    assert list(ax.get_yticks()) == [0, 1, 2, 3]
+    assert list(ax.get_xticks()) == list(range(16))
+    plt.close(ax.figure)

@@ -88,12 +88,15 @@ def _block_lines(ax, shape, n_other: int, axis: str) -> None:
 
 def _channel_ticks(ax, shape, axis: str, letter: str) -> None:
     """Ticks at the first index of each channel block with labels 'c0', 'c1', ... between
-    them; one channel: ticks at the first index of each image row."""
+    them; one channel: every index of a small sample (at most 16), else the first index of
+    each image row."""
     channels, spatial = shape[0], shape[1:]
     p = prod(spatial)
     set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
     if channels == 1:
-        if len(spatial) >= 2 and p // spatial[-1] <= 8:
+        if p <= 16:
+            set_ticks(list(range(p)))
+        elif len(spatial) >= 2 and p // spatial[-1] <= 8:
             set_ticks(list(range(0, p, spatial[-1])) + [p - 1])
         return
     if channels > 24:
