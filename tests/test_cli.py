@@ -181,3 +181,26 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     text = stream.getvalue()
     assert text.count("\r") == 4 and text.endswith("\n")
     assert "[########]   4/4 case 3" in text
+
+
+def test_explore_command_writes_the_html(tmp_path, capsys):
+    from toeplitz_conv.cli import main
+
+    out = tmp_path / "sub" / "layer.html"
+    assert main(["explore", "--input", "1x5x5", "--kernel", "1x1x3x3", "--stride", "2", "--padding", "1",
+                 "-o", str(out)]) == 0
+    assert out.exists() and '"out_shape": [1, 3, 3]' in out.read_text()
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["explore", "--input", "1x5x5", "--kernel", "1x3x3"], r"--kernel must be C_outxC_in/groupsxKERNEL"),
+    (["explore", "--input", "1x90x90", "--kernel", "1x1x3x3"], r"explore is for small layers"),
+    (["explore", "--input", "1x5x5", "--kernel", "1x1x3x3", "--stride", "0"], r"argument --stride"),
+])
+def test_explore_command_errors_exit_2_with_one_line(argv, match, capsys):
+    from toeplitz_conv.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and __import__("re").search(match, err), err

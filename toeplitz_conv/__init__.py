@@ -34,6 +34,7 @@ from .plot import (
     symbolic_conv_transpose_matrix,
     symbolic_figure,
     to_latex,
+    explore,
     weight_symbols,
 )
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
@@ -84,6 +85,7 @@ __all__ = [
     "symbolic_conv_transpose_matrix",
     "symbolic_figure",
     "to_latex",
+    "explore",
     "weight_symbols",
     # operators and spectra
     "ConvOperator",

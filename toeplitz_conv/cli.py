@@ -21,7 +21,7 @@ from . import verify
 from .conv import conv_matrix, conv_weight_grad
 from .geometry import PADDING_MODES, conv_geometry
 from .memory import human_bytes
-from .plot import gradient_figure, spy
+from .plot import explore, gradient_figure, spy
 
 PROG = "toeplitz-conv"
 
@@ -174,8 +174,8 @@ def _demo_figures(out: Path, x, w, delta) -> None:
 # --------------------------------------------------------------------------- spy
 
 
-def _spy(args) -> int:
-
+def _layer(args):
+    """``(weight, input_shape, options, geometry)`` of the layer the arguments describe."""
     kernel, inp = args.kernel, args.input
     if len(kernel) != len(inp) + 1 or len(kernel) not in (3, 4, 5):
         raise ValueError(
@@ -186,8 +186,13 @@ def _spy(args) -> int:
     opts = dict(stride=_one(args.stride), padding=_one(args.padding),
                 dilation=_one(args.dilation), groups=args.groups, padding_mode=args.padding_mode)
     geom = conv_geometry(kernel, inp, **opts)
+    return np.random.default_rng(args.seed).standard_normal(kernel), inp, opts, geom
+
+
+def _spy(args) -> int:
+    w, inp, opts, geom = _layer(args)
+    kernel = w.shape
     m, n = geom.shape
-    w = np.random.default_rng(args.seed).standard_normal(kernel)
     C = conv_matrix(w, inp, **opts)
     nbytes = C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
     print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(kernel)}, "
@@ -218,6 +223,21 @@ def _x(shape) -> str:
     return "x".join(map(str, shape))
 
 
+# --------------------------------------------------------------------------- explore
+
+
+def _explore(args) -> int:
+    w, inp, opts, geom = _layer(args)
+    out = Path(args.output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        explore(w, inp, path=out, **opts)
+    except OSError as e:
+        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
+    print(f"wrote {out}: {_x(geom.in_shape)} -> {_x(geom.out_shape)}, open it in a browser")
+    return 0
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -226,6 +246,28 @@ def _verify(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _layer_arguments(cmd) -> None:
+    """The arguments that describe one layer (random weights), shared by spy and explore."""
+    cmd.add_argument("--input", required=True, metavar="CxHxW",
+                     type=_arg(_parse_sizes, "--input"),
+                     help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
+    cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW",
+                     type=_arg(_parse_sizes, "--kernel"),
+                     help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
+    cmd.add_argument("--stride", default=1, metavar="S", type=_arg(_parse_sizes, "--stride"),
+                     help="stride, e.g. 2 or 2x1 (default 1)")
+    cmd.add_argument("--padding", default=0, metavar="P",
+                     type=_arg(_parse_sizes, "--padding", words=("same", "valid"), minimum=0),
+                     help="padding, e.g. 1, 1x0, same or valid (default 0)")
+    cmd.add_argument("--dilation", default=1, metavar="D", type=_arg(_parse_sizes, "--dilation"),
+                     help="dilation, e.g. 2 (default 1)")
+    cmd.add_argument("--groups", default=1, metavar="G", type=_arg(_parse_count, "--groups"),
+                     help="groups (default 1)")
+    cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
+                     help="as nn.Conv2d (default zeros)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,30 +293,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the matrix C of a conv layer with random weights (spy plot with "
                     "channel and image-row lines) and print its shape and size.",
         epilog="example: toeplitz-conv spy --input 3x8x8 --kernel 4x3x3x3 --stride 2 --padding 1 -o C.png")
-    spy_cmd.add_argument("--input", required=True, metavar="CxHxW",
-                     type=_arg(_parse_sizes, "--input"),
-                     help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
-    spy_cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW",
-                     type=_arg(_parse_sizes, "--kernel"),
-                     help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
-    spy_cmd.add_argument("--stride", default=1, metavar="S", type=_arg(_parse_sizes, "--stride"),
-                     help="stride, e.g. 2 or 2x1 (default 1)")
-    spy_cmd.add_argument("--padding", default=0, metavar="P",
-                     type=_arg(_parse_sizes, "--padding", words=("same", "valid"), minimum=0),
-                     help="padding, e.g. 1, 1x0, same or valid (default 0)")
-    spy_cmd.add_argument("--dilation", default=1, metavar="D", type=_arg(_parse_sizes, "--dilation"),
-                     help="dilation, e.g. 2 (default 1)")
-    spy_cmd.add_argument("--groups", default=1, metavar="G", type=_arg(_parse_count, "--groups"),
-                     help="groups (default 1)")
-    spy_cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
-                     help="as nn.Conv2d (default zeros)")
+    _layer_arguments(spy_cmd)
     spy_cmd.add_argument("--mode", default="auto", choices=("auto", "values", "markers", "density"),
                      help="values as colour, markers, or a nonzero histogram (default auto)")
-    spy_cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     spy_cmd.add_argument("--dpi", type=int, default=110, help="resolution of the image (default 110)")
     spy_cmd.add_argument("-o", "--output", default="conv_matrix.png", metavar="FILE",
                      help="image file to write (.png, .pdf, .svg; default conv_matrix.png)")
     spy_cmd.set_defaults(func=_spy)
+
+    explore_cmd = sub.add_parser(
+        "explore", help="write a layer's interactive explorer (one HTML file)",
+        description="Write one self-contained HTML file (no network) showing a conv layer's "
+                    "input, output and matrix C: click an output pixel to light its receptive "
+                    "field (its row of C), an input pixel for its column (the transposed "
+                    "convolution).",
+        epilog="example: toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o layer.html")
+    _layer_arguments(explore_cmd)
+    explore_cmd.add_argument("-o", "--output", default="layer.html", metavar="FILE",
+                             help="HTML file to write (default layer.html)")
+    explore_cmd.set_defaults(func=_explore)
 
     verify_cmd = sub.add_parser(
         "verify", help="check the library against PyTorch over a grid of geometries",

@@ -2,20 +2,23 @@
 
 matplotlib (and sympy, for the symbolic view) is imported inside the functions that draw, so
 ``import toeplitz_conv`` never loads it. Every drawing function returns its matplotlib
-``Axes`` or ``Figure``; nothing is written to disk here (call ``fig.savefig``).
+``Axes`` or ``Figure``; nothing is written to disk here (call ``fig.savefig``), except by
+:func:`explore`, whose product is a file.
 
 - :mod:`.matrices`: :func:`spy` and :func:`field_figure` (a row and a column of ``C``);
 - :mod:`.gradients`: :func:`gradient_figure`, input, kernel, weight and input gradients;
 - :mod:`.network`: :func:`network_figure`, each layer's matrix of a network;
 - :mod:`.symbolic`: the matrix with the kernel's entries as sympy symbols, printable as LaTeX;
+- :mod:`.explorer`: :func:`explore`, one self-contained HTML file to click through a layer;
 - :mod:`.style`: what the figures share (colormap, constrained layout).
 """
 
+from .explorer import explore
 from .gradients import gradient_figure
 from .matrices import field_figure, spy
 from .network import network_figure
 from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure, to_latex,
                        weight_symbols)
 
-__all__ = ["spy", "field_figure", "gradient_figure", "network_figure", "weight_symbols",
+__all__ = ["spy", "field_figure", "explore", "gradient_figure", "network_figure", "weight_symbols",
            "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "symbolic_figure", "to_latex"]
