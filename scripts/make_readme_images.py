@@ -44,7 +44,11 @@ def main(out: Path) -> None:
     ax = plot.symbolic_figure(M, title="3x3 kernel on a 4x4 input, no padding, stride 1: the 4 x 16 matrix C")
     ax.figure.savefig(out / "symbolic_4x16.png", dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
-    for name in ("spy_conv.png", "gradient.png", "symbolic_4x16.png"):
+    # convolution in motion: a 3x3 kernel, stride 2, padding 1 on a 5x5 input, row by row of C
+    anim = plot.animate(np.arange(9.0).reshape(1, 1, 3, 3) - 4, (1, 5, 5), stride=2, padding=1)
+    anim.save(out / "conv_motion.gif", writer="pillow", dpi=70)
+    plt.close("all")
+    for name in ("spy_conv.png", "gradient.png", "symbolic_4x16.png", "conv_motion.gif"):
         print("wrote", out / name)
 
 

@@ -204,3 +204,27 @@ def test_explore_command_errors_exit_2_with_one_line(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and __import__("re").search(match, err), err
+
+
+def test_animate_command_writes_a_gif(tmp_path):
+    from PIL import Image
+
+    from toeplitz_conv.cli import main
+
+    out = tmp_path / "conv.gif"
+    assert main(["animate", "--input", "1x4x4", "--kernel", "1x1x3x3", "--padding", "1", "--stride", "2",
+                 "--dpi", "30", "-o", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 4
+    assert main(["animate", "--input", "1x2x2", "--kernel", "1x1x3x3", "--stride", "2", "--transposed",
+                 "--dpi", "30", "-o", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 4  # one per input pixel
+
+
+def test_animate_command_error_exits_2_with_one_line(capsys):
+    from toeplitz_conv.cli import main
+
+    assert main(["animate", "--input", "2x5x5", "--kernel", "1x2x3x3", "-o", "x.gif"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "single-channel" in err

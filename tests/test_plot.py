@@ -373,3 +373,30 @@ def test_spy_ticks_every_row_of_a_small_single_channel_output():
     assert list(ax.get_yticks()) == [0, 1, 2, 3]
     assert list(ax.get_xticks()) == list(range(16))
     plt.close(ax.figure)
+
+
+# --------------------------------------------------------------------------- animation
+
+
+@pytest.mark.parametrize("kw,frames", [
+    (dict(weight=np.arange(9.0).reshape(1, 1, 3, 3), input_shape=(1, 5, 5), stride=2, padding=1,
+          padding_mode="reflect"), 9),  # one frame per output pixel
+    (dict(weight=np.ones((1, 1, 3)), input_shape=(1, 8), dilation=2, padding=2, padding_mode="circular"), 8),
+    (dict(weight=np.ones((1, 1, 3, 3)), input_shape=(1, 3, 3), stride=2, padding=1, transposed=True,
+          output_padding=1), 9),  # one frame per input pixel of the transposed convolution
+], ids=["2d-reflect-stride", "1d-circular-dilated", "transposed"])
+def test_animate_writes_a_gif_with_one_frame_per_pixel(tmp_path, kw, frames):
+    from PIL import Image
+
+    anim = tc.animate(**kw)
+    path = tmp_path / "conv.gif"
+    anim.save(path, writer="pillow", dpi=40)
+    plt.close("all")
+    with Image.open(path) as im:
+        assert im.n_frames == frames
+
+
+def test_animate_refuses_several_channels():
+    with pytest.raises(ValueError, match=r"animate draws single-channel 1D or 2D layers: weight must be "
+                                         r"\(1, 1, k\) or \(1, 1, kH, kW\); got weight.shape=\(2, 1, 3, 3\)"):
+        tc.animate(np.ones((2, 1, 3, 3)), (1, 5, 5))

@@ -35,6 +35,7 @@ from .plot import (
     symbolic_figure,
     to_latex,
     explore,
+    animate,
     weight_symbols,
 )
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
@@ -86,6 +87,7 @@ __all__ = [
     "symbolic_figure",
     "to_latex",
     "explore",
+    "animate",
     "weight_symbols",
     # operators and spectra
     "ConvOperator",

@@ -19,9 +19,9 @@ import numpy as np
 
 from . import verify
 from .conv import conv_matrix, conv_weight_grad
-from .geometry import PADDING_MODES, conv_geometry
+from .geometry import PADDING_MODES, conv_geometry, conv_transpose_geometry
 from .memory import human_bytes
-from .plot import explore, gradient_figure, spy
+from .plot import animate, explore, gradient_figure, spy
 
 PROG = "toeplitz-conv"
 
@@ -174,8 +174,9 @@ def _demo_figures(out: Path, x, w, delta) -> None:
 # --------------------------------------------------------------------------- spy
 
 
-def _layer(args):
-    """``(weight, input_shape, options, geometry)`` of the layer the arguments describe."""
+def _layer(args, transposed=False):
+    """``(weight, input_shape, options, geometry)`` of the layer the arguments describe (the
+    transposed convolution's geometry when ``transposed``)."""
     kernel, inp = args.kernel, args.input
     if len(kernel) != len(inp) + 1 or len(kernel) not in (3, 4, 5):
         raise ValueError(
@@ -185,7 +186,11 @@ def _layer(args):
         )
     opts = dict(stride=_one(args.stride), padding=_one(args.padding),
                 dilation=_one(args.dilation), groups=args.groups, padding_mode=args.padding_mode)
-    geom = conv_geometry(kernel, inp, **opts)
+    if transposed:
+        del opts["padding_mode"]
+        geom = conv_transpose_geometry(kernel, inp, **opts)
+    else:
+        geom = conv_geometry(kernel, inp, **opts)
     return np.random.default_rng(args.seed).standard_normal(kernel), inp, opts, geom
 
 
@@ -235,6 +240,30 @@ def _explore(args) -> int:
     except OSError as e:
         raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
     print(f"wrote {out}: {_x(geom.in_shape)} -> {_x(geom.out_shape)}, open it in a browser")
+    return 0
+
+
+# --------------------------------------------------------------------------- animate
+
+
+def _animate(args) -> int:
+    w, inp, opts, geom = _layer(args, transposed=args.transposed)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    opts.pop("groups")
+    anim = animate(w, inp, transposed=args.transposed, **opts)
+    out = Path(args.output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        anim.save(out, writer="pillow", dpi=args.dpi)
+    except (OSError, ValueError) as e:
+        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
+    finally:
+        plt.close("all")
+    print(f"wrote {out}")
     return 0
 
 
@@ -312,6 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     explore_cmd.add_argument("-o", "--output", default="layer.html", metavar="FILE",
                              help="HTML file to write (default layer.html)")
     explore_cmd.set_defaults(func=_explore)
+
+    animate_cmd = sub.add_parser(
+        "animate", help="the kernel sliding over the input, with the matrix row it is (a GIF)",
+        description="Write a GIF of a single-channel conv layer (weights random, or --kernel's "
+                    "shape with N(0,1) values): the padded input with the kernel window, the output "
+                    "pixel, and the row of C it is; --transposed: the transposed convolution, one "
+                    "column at a time.",
+        epilog="example: toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o conv.gif")
+    _layer_arguments(animate_cmd)
+    animate_cmd.add_argument("--transposed", action="store_true",
+                             help="the transposed convolution (conv_transpose2d) instead")
+    animate_cmd.add_argument("--dpi", type=int, default=70, help="resolution of the frames (default 70)")
+    animate_cmd.add_argument("-o", "--output", default="conv.gif", metavar="FILE",
+                             help="GIF file to write (default conv.gif)")
+    animate_cmd.set_defaults(func=_animate)
 
     verify_cmd = sub.add_parser(
         "verify", help="check the library against PyTorch over a grid of geometries",

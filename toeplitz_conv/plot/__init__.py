@@ -9,10 +9,12 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 - :mod:`.gradients`: :func:`gradient_figure`, input, kernel, weight and input gradients;
 - :mod:`.network`: :func:`network_figure`, each layer's matrix of a network;
 - :mod:`.symbolic`: the matrix with the kernel's entries as sympy symbols, printable as LaTeX;
+- :mod:`.animation`: :func:`animate`, the kernel sliding and the matrix row it is (a GIF);
 - :mod:`.explorer`: :func:`explore`, one self-contained HTML file to click through a layer;
 - :mod:`.style`: what the figures share (colormap, constrained layout).
 """
 
+from .animation import animate
 from .explorer import explore
 from .gradients import gradient_figure
 from .matrices import field_figure, spy
@@ -20,5 +22,5 @@ from .network import network_figure
 from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure, to_latex,
                        weight_symbols)
 
-__all__ = ["spy", "field_figure", "explore", "gradient_figure", "network_figure", "weight_symbols",
+__all__ = ["spy", "field_figure", "explore", "animate", "gradient_figure", "network_figure", "weight_symbols",
            "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "symbolic_figure", "to_latex"]
