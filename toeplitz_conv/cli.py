@@ -344,10 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     animate_cmd = sub.add_parser(
         "animate", help="the kernel sliding over the input, with the matrix row it is (a GIF)",
-        description="Write a GIF of a single-channel conv layer (weights random, or --kernel's "
-                    "shape with N(0,1) values): the padded input with the kernel window, the output "
-                    "pixel, and the row of C it is; --transposed: the transposed convolution, one "
-                    "column at a time.",
+        description="Write a GIF of a single-channel conv layer (random N(0, 1) weights of "
+                    "--kernel's shape): the padded input with the kernel window, the output pixel, "
+                    "and the row of C it is; --transposed: the transposed convolution, one column "
+                    "at a time.",
         epilog="example: toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o conv.gif")
     _layer_arguments(animate_cmd)
     animate_cmd.add_argument("--transposed", action="store_true",
