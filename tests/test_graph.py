@@ -397,6 +397,10 @@ def _resnet_training_bn():
     (TwoInputs(), (3,), TypeError, r"compile needs a model whose forward takes one tensor; it also takes 'y'"),
     (Aliased(), (3,), UnsupportedModuleError, r".add_ 'add_' .* changes 'x' in place, and 'mul' reads it afterwards"),
     (Op(lambda x: F.softmax(x)), (2, 3, 3), ValueError, r"needs an explicit dim"),
+    (nn.Sequential(nn.Conv2d(1, 2, 1), nn.Softmax()), (1, 3, 3), ValueError,
+     r"^Softmax '1' needs an explicit dim \(the axis of the softmax\); got dim=None"),
+    (nn.Sequential(nn.Conv2d(1, 2, 1), nn.LogSoftmax(dim=0)), (1, 3, 3), ValueError,
+     r"^LogSoftmax '1' normalises over the batch axis \(dim=0\)"),
     (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), (1, 4, 4), ValueError,
      r"module '0' \(MaxPool2d\) must have return_indices=False"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2, mode="bicubic", align_corners=None)),
@@ -404,7 +408,7 @@ def _resnet_training_bn():
 ], ids=["untraceable", "unsupported-function", "unsupported-module", "training-bn", "training-dropout",
         "functional-dropout", "mean-all", "sum-batch", "softmax-batch", "view-flat", "reshape-mix",
         "transpose-batch", "divide-by-input", "parameter-outside", "computed-weight", "tuple-output", "two-inputs",
-        "in-place-alias", "softmax-no-dim", "return-indices", "shape-error"])
+        "in-place-alias", "softmax-no-dim", "softmax-module-no-dim", "log-softmax-module-batch", "return-indices", "shape-error"])
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice for softmax")
 def test_refusals_say_what_and_where(model, shape, exc, match):
     with pytest.raises(exc, match=match):

@@ -299,6 +299,10 @@ def _layer_arguments(cmd) -> None:
     cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
 
 
+def _output_argument(cmd, default: str, what: str) -> None:
+    cmd.add_argument("-o", "--output", default=default, metavar="FILE", help=f"{what} (default {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -326,8 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     spy_cmd.add_argument("--mode", default="auto", choices=("auto", "values", "markers", "density"),
                      help="values as colour, markers, or a nonzero histogram (default auto)")
     spy_cmd.add_argument("--dpi", type=int, default=110, help="resolution of the image (default 110)")
-    spy_cmd.add_argument("-o", "--output", default="conv_matrix.png", metavar="FILE",
-                     help="image file to write (.png, .pdf, .svg; default conv_matrix.png)")
+    _output_argument(spy_cmd, "conv_matrix.png", "image file to write (.png, .pdf, .svg)")
     spy_cmd.set_defaults(func=_spy)
 
     explore_cmd = sub.add_parser(
@@ -338,8 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "convolution).",
         epilog="example: toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o layer.html")
     _layer_arguments(explore_cmd)
-    explore_cmd.add_argument("-o", "--output", default="layer.html", metavar="FILE",
-                             help="HTML file to write (default layer.html)")
+    _output_argument(explore_cmd, "layer.html", "HTML file to write")
     explore_cmd.set_defaults(func=_explore)
 
     animate_cmd = sub.add_parser(
@@ -353,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     animate_cmd.add_argument("--transposed", action="store_true",
                              help="the transposed convolution (conv_transpose2d) instead")
     animate_cmd.add_argument("--dpi", type=int, default=70, help="resolution of the frames (default 70)")
-    animate_cmd.add_argument("-o", "--output", default="conv.gif", metavar="FILE",
-                             help="GIF file to write (default conv.gif)")
+    _output_argument(animate_cmd, "conv.gif", "GIF file to write")
     animate_cmd.set_defaults(func=_animate)
 
     verify_cmd = sub.add_parser(

@@ -12,11 +12,12 @@ input, rebuilt at every forward.
 - :mod:`.layers`: the one-input layers, each backward beside its forward;
 - :mod:`.nodes`: the nodes with several inputs, and softmax;
 - :mod:`.linear_ops`: the matrices of parameter-free linear ops, read off torch;
-- :mod:`.call`, :mod:`.ops`, :mod:`.modules`: one traced call, and the registries of
-  supported functions, methods and modules that turn calls into nodes;
-- :mod:`.compiler`: :func:`compile` (trace, then build node by node);
+- :mod:`.call`, :mod:`.ops`, :mod:`.functional`, :mod:`.modules`: one traced call, and the
+  registries of supported functions, methods and modules that turn calls into nodes;
+- :mod:`.trace`, :mod:`.compiler`: :func:`compile` (trace with torch.fx, then build node by node);
 - :mod:`.model`: :class:`Network`, forward / backward / update / linear maps / Jacobian;
-- :mod:`.jacobian`, :mod:`.export`: exact Jacobians and linear maps; ``to_mlp``;
+- :mod:`.jacobian`, :mod:`.lipschitz`, :mod:`.export`: exact Jacobians and linear maps; node
+  norms and the certified Lipschitz bound; ``to_mlp``;
 - :mod:`.loss`: :func:`softmax_cross_entropy`.
 
 Everything is float64 numpy with float64 models (float32 stays float32); torch is needed

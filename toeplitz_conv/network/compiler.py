@@ -1,8 +1,8 @@
 """Reading a PyTorch model into a graph of nodes: trace it with ``torch.fx``, then turn every
 call into a node of the network.
 
-``compile`` traces the model (registered modules stay single calls; other modules are traced
-through), runs the traced graph once on an example batch of two samples (to learn every
+``compile`` traces the model (:mod:`.trace`: registered modules stay single calls; other
+modules are traced through), runs the traced graph once on an example batch of two samples (to learn every
 shape and every value the code computes from shapes, such as ``x.size(0)``), and hands each
 call that depends on the input to its builder: the module registry (:mod:`.modules`) or the
 function and method registries (:mod:`.ops`). Every node is checked against torch's output
@@ -13,9 +13,6 @@ torch is imported only when a model is compiled (here and by the builders).
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from .._args import as_array, as_tuple, is_int
@@ -25,79 +22,15 @@ from .linear_ops import BATCH
 from .model import Network
 from .modules import entry_of, registry, supported_modules
 from .ops import functions, methods
+from .trace import source, trace
 
-__all__ = ["compile", "supported_modules", "supported_ops", "registry", "ModuleError",
+__all__ = ["compile", "supported_modules", "supported_ops", "registry", "trace", "ModuleError",
            "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]
 
 
 def supported_ops() -> tuple:
     """The functions and tensor methods :func:`compile` accepts inside ``forward``."""
     return tuple(functions()) + tuple(methods())
-
-
-def _user_line(skip):
-    """``(file, line, code)`` of the innermost frame of the traced code outside torch and this
-    package (None when the call comes from torch's own modules, e.g. ``nn.Sequential``)."""
-    import linecache
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if name.endswith("_symbolic_trace.py") and frame.f_code.co_name == "trace":
-            return None  # reached the tracer itself: no user frame in between
-        if not name.startswith(skip):
-            return os.path.basename(name), frame.f_lineno, linecache.getline(name, frame.f_lineno).strip()
-        frame = frame.f_back
-    return None
-
-
-def _tracer():
-    import torch
-    import torch.fx
-    from torch import nn
-
-    skip = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
-
-    class Tracer(torch.fx.Tracer):
-        """Registered modules and torch's own are single calls; user modules are traced through.
-        Each node keeps the model's source line that made it (for error messages)."""
-
-        def is_leaf_module(self, m, qualname):
-            if entry_of(m) is not None:
-                return True
-            if isinstance(m, nn.Sequential):
-                return False
-            return type(m).__module__.startswith("torch.nn")
-
-        def create_node(self, *args, **kwargs):
-            node = super().create_node(*args, **kwargs)
-            node.meta["source"] = _user_line(skip)
-            return node
-
-    return Tracer()
-
-
-def trace(model):
-    """The model as a ``torch.fx.GraphModule``; an :class:`UntraceableModelError` if fx fails."""
-    import torch.fx
-
-    tracer = _tracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UntraceableModelError(
-            f"compile could not trace the model ({type(model).__name__}) with torch.fx: {reason.rstrip('.')}. "
-            f"Data-dependent Python control flow (an `if` or loop on tensor values) cannot be traced: "
-            f"write it with tensor ops (torch.where), or compile the traceable parts separately."
-        ) from e
-    return torch.fx.GraphModule(tracer.root, graph)
-
-
-def _source(node):
-    """`` at file:line `code` `` of the model's own line that made the node, else ''."""
-    where = node.meta.get("source")
-    return f" at {where[0]}:{where[1]} `{where[2]}`" if where else ""
 
 
 def _callee(gm, node):
@@ -277,7 +210,7 @@ def _walk(gm, model, shape, dtype, params, param_names):
 
         args, kwargs = map_arg(node.args, lookup), map_arg(node.kwargs, lookup)
         fn, label, kind, module, build = _callee(gm, node)
-        call = make_call(label, node.name, kind, module, fn, args, kwargs, operands, _source(node))
+        call = make_call(label, node.name, kind, module, fn, args, kwargs, operands, source(node))
         if not operands:  # a constant: computed from parameters, buffers, literals
             with torch.no_grad():
                 env[node] = call.apply()

@@ -92,18 +92,13 @@ def _unknown(i, layer, why):
                       f"({layer.node!r}, {layer.kind}) {why}.")
 
 
-def node_constant(i, layer, norms=None):
-    """``(constant, what)`` of one node: the norm of a linear node's matrix (``norms`` caches
-    them by position), the Lipschitz constant of a nonlinear one, None for a product."""
+def node_constant(layer):
+    """``(constant, what)`` of one node: the norm of a linear node's matrix, the Lipschitz
+    constant of a nonlinear one, None for a product."""
     if isinstance(layer, Reshape):
         return 1.0, "reshape: norm 1"
     if layer.linear:
-        if norms is not None and i in norms:
-            return norms[i], "||W||_2"
-        value = matrix_norm(layer.matrix)
-        if norms is not None:
-            norms[i] = value
-        return value, "||W||_2" + (" of [W_1 | W_2 | ...]" if isinstance(layer, Combine) else "")
+        return matrix_norm(layer.matrix), "||W||_2" + (" of [W_1 | W_2 | ...]" if isinstance(layer, Combine) else "")
     if isinstance(layer, Activation):
         return float(layer.function.lipschitz), "sup |sigma'|"
     if isinstance(layer, MaxPool):
@@ -117,7 +112,7 @@ def layer_norms(net) -> NormTable:
     """:meth:`Network.layer_norms`."""
     rows = NormTable()
     for i, layer in enumerate(net.layers):
-        c, what = node_constant(i, layer)
+        c, what = node_constant(layer)
         rows.append(NormRow(i + 1, layer.node, layer.kind, c, what))
     return rows
 
@@ -166,7 +161,7 @@ def lipschitz_bound(net) -> float:
             stacked = matrix_norm(layer.matrix) * float(np.sqrt(sum(l * l for l in L)))
             bound[p] = min(summed, stacked)
             continue
-        c, _ = node_constant(i, layer)
+        c, _ = node_constant(layer)
         if c is None:  # pragma: no cover - every other node has a constant
             raise _unknown(i, layer, "has no known Lipschitz constant")
         bound[p] = c * at(layer.inputs[0])

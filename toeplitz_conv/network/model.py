@@ -85,8 +85,8 @@ class Network:
             extra = f"  matrix {m.shape[0]} x {m.shape[1]}, nnz {m.nnz}" if m is not None else ""
             reads = "" if chain else f" <- {', '.join(self._name_at(p) for p in layer.inputs)}"
             label = layer.name or "<model>"
-            if not chain and layer.node != layer.name:
-                label = f"{layer.node} ({label})" if layer.name != layer.node and layer.module is not None else layer.node
+            if not chain and layer.node != layer.name:  # a graph names its nodes; a module's name too
+                label = f"{layer.node} ({label})" if layer.module is not None else layer.node
             rows.append(f"  [{i}] {label}: {layer.kind} {layer.in_shape} -> {layer.out_shape}{reads}{extra}")
         if not chain:
             rows.append(f"  output: {self._name_at(self.output)}")

@@ -16,10 +16,10 @@ from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError
+from .functional import adaptive_windows, torch_argmax
 from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
-from .nodes import Softmax
-from .ops import activation, adaptive_windows, fold, gather, gelu_function, interpolate, torch_argmax
 from .linear_ops import SampleMixingError
+from .ops import activation, fold, gather, gelu_function, interpolate, softmax_node
 
 
 def _in_training(call, why):
@@ -85,11 +85,17 @@ def _adaptive_avg_pool(call):
     return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
 
 
+def _no_indices(call):
+    """Max pooling modules must return one tensor."""
+    if call.module.return_indices:
+        raise ModuleStateError(f"module {call.title!r} ({type(call.module).__name__}) must have "
+                               f"return_indices=False: a layer of the network passes on one tensor; got "
+                               f"return_indices=True.")
+
+
 def _max_pool(call):
     m = call.module
-    if m.return_indices:
-        raise ModuleStateError(f"module {call.title!r} ({type(m).__name__}) must have return_indices=False: "
-                               f"a layer of the network passes on one tensor; got return_indices=True.")
+    _no_indices(call)
     return MaxPool(call.label, m, call.shape, call.dtype)
 
 
@@ -97,9 +103,7 @@ def _adaptive_max_pool(call):
     import torch.nn.functional as F
 
     m = call.module
-    if m.return_indices:
-        raise ModuleStateError(f"module {call.title!r} ({type(m).__name__}) must have return_indices=False: "
-                               f"a layer of the network passes on one tensor; got return_indices=True.")
+    _no_indices(call)
     pool = getattr(F, f"adaptive_max_pool{len(call.shape) - 1}d")
     return torch_argmax(call, lambda t: pool(t, m.output_size, return_indices=True)[1],
                         adaptive_windows(call.shape, m.output_size))
@@ -135,14 +139,7 @@ def _upsample(call):
 
 def _softmax(log):
     def build(call):
-        if call.module.dim is None:
-            raise ValueError(f"module {call.title!r} ({type(call.module).__name__}) needs an explicit dim "
-                             f"(the axis of the softmax); got dim=None.")
-        nd = len(call.shape) + 1
-        if call.module.dim % nd == 0:
-            raise SampleMixingError(f"module {call.title!r} ({type(call.module).__name__}) normalises over "
-                                    f"the batch axis (dim={call.module.dim}).")
-        return Softmax(call.label, call.module, call.shape, call.module.dim % nd - 1, log, type(call.module).__name__)
+        return softmax_node(call, call.module.dim, log)
     return build
 
 

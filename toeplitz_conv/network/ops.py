@@ -9,7 +9,8 @@ builder takes a :class:`~.call.Call` and returns a layer (:mod:`.layers`) or a g
   matrix is read off one call of the op (:func:`~.linear_ops.gather_matrices`);
 - weighted linear ops (interpolation, functional pooling, sums and means over axes);
 - arithmetic: ``x + y``, ``x - y``, ``x * c``, ``x / c``, ``x * y`` (a product node);
-- activations and softmax; functional convolutions, linear layers and max pooling.
+- activations and softmax; functional convolutions, linear layers and max pooling
+  (:mod:`.functional`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ from __future__ import annotations
 import operator
 from math import prod
 
-import numpy as np
 import scipy.sparse as sp
 
-from ..arithmetic import conv_transpose_output_size
-from ..geometry import PoolGeometry, conv_geometry
-from ..pool import adaptive_avg_pool_matrix
 from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError, Operand, UnsupportedModuleError
-from .layers import Activation, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape, max_windows
+from .functional import functional_conv, functional_conv_transpose, functional_linear, functional_max_pool
+from .layers import Activation, Fixed, Reshape
 from .linear_ops import (SampleMixingError, channel_matrix, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
 from .nodes import Combine, Product, Softmax
@@ -107,43 +105,6 @@ def per_channel(call):
     return affine(call, M, None, out_shape)
 
 
-def torch_argmax(call, pool, windows):
-    """A max pooling node whose argmax comes from torch (``return_indices=True``);
-    ``windows``: the most windows an input entry lies in."""
-    import torch
-
-    shape = call.shape
-
-    def indices(Xb):
-        n = Xb.shape[0]
-        with torch.no_grad():
-            idx = pool(torch.from_numpy(np.ascontiguousarray(Xb).reshape(n, *shape)))
-        return idx.reshape(n, shape[0], -1).numpy()
-    return MaxPool(call.label, call.module, shape, call.dtype, kind=call.kind, indices=indices,
-                   out_shape=tuple(call.value.shape[1:]), windows=windows)
-
-
-def adaptive_windows(shape, output_size):
-    """The most adaptive pooling windows an input entry lies in (they are the average's)."""
-    P = adaptive_avg_pool_matrix((1, *shape[1:]), output_size)
-    return int(np.diff(P.tocsc().indptr).max())
-
-
-def functional_max_pool(call):
-    adaptive = call.kind.startswith("F.adaptive")
-    if call.arg(2 if adaptive else 6, "return_indices", False):
-        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must have return_indices=False: "
-                               f"a node of the network passes on one tensor.")
-    if adaptive:
-        windows = adaptive_windows(call.shape, call.arg(1, "output_size"))
-    else:
-        kernel = call.arg(1, "kernel_size")
-        geom = PoolGeometry(call.shape, kernel, call.arg(2, "stride") or kernel, call.arg(3, "padding", 0),
-                            call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False), "MaxPool")
-        windows = max_windows(geom.table(), prod(call.shape[1:]))
-    return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1], windows)
-
-
 # --------------------------------------------------------------------------- arithmetic
 
 
@@ -156,19 +117,20 @@ def _broadcast(call, operand):
 
 
 def _constant(call, c):
-    """A constant operand as a per-sample vector over the output (refused if it is a parameter)."""
+    """A constant operand as a per-sample vector over the output. (A parameter here is refused
+    by the compiler, which checks every call's arguments against the node's parameters.)"""
     import torch
 
-    if isinstance(c, torch.Tensor) and call.param_name(c) is not None:
-        raise UnsupportedModuleError(
-            f"{call.kind} {call.title!r}{call.where} reads parameter {call.param_name(c)!r} outside a "
-            f"layer: compile reads parameters only as the weights of the supported layers (their "
-            f"gradients would be lost otherwise).")
-    t = torch.as_tensor(c, dtype=torch.float64).broadcast_to(tuple(call.value.shape))
+    t = torch.as_tensor(c, dtype=torch.float64).detach().broadcast_to(tuple(call.value.shape))
     if (t[0] != t[1]).any():
         raise SampleMixingError(f"{call.kind} {call.title!r}{call.where}: a constant operand differs "
                                 f"between the samples of a batch.")
     return t[0].reshape(-1).numpy().astype(call.dtype)
+
+
+def _no_division(call):
+    return UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor that "
+                                  f"depends on the input, which compile does not support.")
 
 
 def arithmetic(op):
@@ -178,8 +140,7 @@ def arithmetic(op):
         alpha = call.kwargs.get("alpha", 1)
         if not isinstance(a, Operand):  # c + x, c * x, c - x, c / x
             if op == "div":
-                raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor "
-                                             f"that depends on the input, which compile does not support.")
+                raise _no_division(call)
             W, c = _broadcast(call, b), _constant(call, a)
             if op == "mul":
                 return affine(call, (sp.diags_array(c) @ W).tocsr(), None, tuple(call.value.shape[1:]))
@@ -191,8 +152,7 @@ def arithmetic(op):
             if op == "mul":
                 return Product(call.label, [a.shape, b.shape], out_shape, [Wa, Wb], call.kind)
             if op == "div":
-                raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor "
-                                             f"that depends on the input, which compile does not support.")
+                raise _no_division(call)
             return Combine(call.label, [a.shape, b.shape], out_shape,
                            [Wa, ((-alpha if op == "sub" else alpha) * Wb).tocsr()], None, call.kind)
         c = _constant(call, b)
@@ -223,14 +183,18 @@ def gelu_function(approximate):
     return ACTIVATIONS["gelu_tanh" if approximate == "tanh" else "gelu"]
 
 
+def softmax_node(call, dim, log):
+    """Softmax (or log-softmax) along tensor dim ``dim``, which must be given and not the batch's."""
+    if dim is None:  # it names the call itself: passed on as it is
+        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} needs an explicit dim (the axis "
+                         f"of the softmax); got dim=None.")
+    axis = _sample_axes(call, dim, "normalises")[0]
+    return Softmax(call.label, call.module, call.shape, axis, log, call.kind)
+
+
 def softmax(log, dim_at=1):
     def build(call):
-        dim = call.arg(dim_at, "dim")
-        if dim is None:
-            raise ValueError(f"{call.kind} {call.title!r}{call.where} needs an explicit dim (the axis "
-                             f"of the softmax); got dim=None.")
-        axis = _sample_axes(call, dim, "normalises")[0]
-        return Softmax(call.label, call.module, call.shape, axis, log, call.kind)
+        return softmax_node(call, call.arg(dim_at, "dim"), log)
     return build
 
 
@@ -240,61 +204,6 @@ def dropout(call):
                                f"training=False to be compiled: in training mode dropout zeroes random "
                                f"entries (pass training=self.training and call model.eval()).")
     return gather(call)
-
-
-# --------------------------------------------------------------------------- functional layers
-
-
-def _weights(call, names):
-    """``{local name: full parameter name}`` of a functional layer's weight and bias."""
-    out = {}
-    for i, local in names:
-        t = call.arg(i, local)
-        if t is None:
-            continue
-        full = call.param_name(t)
-        if full is None:
-            raise UnsupportedModuleError(
-                f"{call.kind} {call.title!r}{call.where}: its {local} must be a parameter of the model "
-                f"(read as self.<name>); got a tensor computed in forward, whose gradient compile "
-                f"could not return.")
-        out[local] = full
-    return out
-
-
-class _Options:
-    """The attributes a conv layer reads from its module, for a functional call."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
-def functional_conv(call):
-    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
-             dilation=call.arg(5, "dilation", 1), groups=call.arg(6, "groups", 1), padding_mode="zeros")
-    pnames = _weights(call, [(1, "weight"), (2, "bias")])
-    w = call.params[pnames["weight"]]
-    geom = conv_geometry(w.shape, call.shape, **g)
-    return Conv(call.label, _Options(**g), call.shape, geom.out_shape, call.params, pnames, kind=call.kind)
-
-
-def functional_conv_transpose(call):
-    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
-             output_padding=call.arg(5, "output_padding", 0), groups=call.arg(6, "groups", 1),
-             dilation=call.arg(7, "dilation", 1))
-    pnames = _weights(call, [(1, "weight"), (2, "bias")])
-    w = call.params[pnames["weight"]]
-    out = conv_transpose_output_size(call.shape[1:], w.shape[2:], stride=g["stride"], padding=g["padding"],
-                                     output_padding=g["output_padding"], dilation=g["dilation"])
-    return ConvTranspose(call.label, _Options(**g), call.shape, (w.shape[1] * g["groups"], *out),
-                         call.params, pnames, kind=call.kind)
-
-
-def functional_linear(call):
-    pnames = _weights(call, [(1, "weight"), (2, "bias")])
-    w = call.params[pnames["weight"]]
-    return Linear(call.label, None, call.shape, call.shape[:-1] + (w.shape[0],), call.params, pnames,
-                  kind=call.kind)
 
 
 # --------------------------------------------------------------------------- the registries

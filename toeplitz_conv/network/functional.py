@@ -1,0 +1,114 @@
+"""Functional calls that are layers: ``F.conv2d(x, self.weight, self.bias, ...)``,
+``F.conv_transpose2d``, ``F.linear``, and max pooling (functional and adaptive) whose argmax
+comes from torch's ``return_indices``.
+
+A functional layer's weight and bias must be parameters of the model read directly
+(``self.weight``): the network returns their gradients under their names.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from ..arithmetic import conv_transpose_output_size
+from ..geometry import PoolGeometry, conv_geometry
+from ..pool import adaptive_avg_pool_matrix
+from .call import ModuleStateError, UnsupportedModuleError
+from .layers import Conv, ConvTranspose, Linear, MaxPool, max_windows
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def torch_argmax(call, pool, windows):
+    """A max pooling node whose argmax comes from torch (``return_indices=True``);
+    ``windows``: the most windows an input entry lies in."""
+    import torch
+
+    shape = call.shape
+
+    def indices(Xb):
+        n = Xb.shape[0]
+        with torch.no_grad():
+            idx = pool(torch.from_numpy(np.ascontiguousarray(Xb).reshape(n, *shape)))
+        return idx.reshape(n, shape[0], -1).numpy()
+    return MaxPool(call.label, call.module, shape, call.dtype, kind=call.kind, indices=indices,
+                   out_shape=tuple(call.value.shape[1:]), windows=windows)
+
+
+def adaptive_windows(shape, output_size):
+    """The most adaptive pooling windows an input entry lies in (they are the average's)."""
+    P = adaptive_avg_pool_matrix((1, *shape[1:]), output_size)
+    return int(np.diff(P.tocsc().indptr).max())
+
+
+def functional_max_pool(call):
+    adaptive = call.kind.startswith("F.adaptive")
+    if call.arg(2 if adaptive else 6, "return_indices", False):
+        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must have return_indices=False: "
+                               f"a node of the network passes on one tensor.")
+    if adaptive:
+        windows = adaptive_windows(call.shape, call.arg(1, "output_size"))
+    else:
+        kernel = call.arg(1, "kernel_size")
+        geom = PoolGeometry(call.shape, kernel, call.arg(2, "stride") or kernel, call.arg(3, "padding", 0),
+                            call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False), "MaxPool")
+        windows = max_windows(geom.table(), prod(call.shape[1:]))
+    return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1], windows)
+
+
+# --------------------------------------------------------------------------- conv and linear layers
+
+
+def _weights(call, names):
+    """``{local name: full parameter name}`` of a functional layer's weight and bias."""
+    out = {}
+    for i, local in names:
+        t = call.arg(i, local)
+        if t is None:
+            continue
+        full = call.param_name(t)
+        if full is None:
+            raise UnsupportedModuleError(
+                f"{call.kind} {call.title!r}{call.where}: its {local} must be a parameter of the model "
+                f"(read as self.<name>); got a tensor computed in forward, whose gradient compile "
+                f"could not return.")
+        out[local] = full
+    return out
+
+
+class _Options:
+    """The attributes a conv layer reads from its module, for a functional call."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def functional_conv(call):
+    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
+             dilation=call.arg(5, "dilation", 1), groups=call.arg(6, "groups", 1), padding_mode="zeros")
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    geom = conv_geometry(w.shape, call.shape, **g)
+    return Conv(call.label, _Options(**g), call.shape, geom.out_shape, call.params, pnames, kind=call.kind)
+
+
+def functional_conv_transpose(call):
+    g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
+             output_padding=call.arg(5, "output_padding", 0), groups=call.arg(6, "groups", 1),
+             dilation=call.arg(7, "dilation", 1))
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    out = conv_transpose_output_size(call.shape[1:], w.shape[2:], stride=g["stride"], padding=g["padding"],
+                                     output_padding=g["output_padding"], dilation=g["dilation"])
+    return ConvTranspose(call.label, _Options(**g), call.shape, (w.shape[1] * g["groups"], *out),
+                         call.params, pnames, kind=call.kind)
+
+
+def functional_linear(call):
+    pnames = _weights(call, [(1, "weight"), (2, "bias")])
+    w = call.params[pnames["weight"]]
+    return Linear(call.label, None, call.shape, call.shape[:-1] + (w.shape[0],), call.params, pnames,
+                  kind=call.kind)
