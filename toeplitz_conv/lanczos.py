@@ -82,10 +82,11 @@ def lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
 
-def smallest_values(w, geom: ConvGeometry, k: int, tol: float, kw) -> np.ndarray:
-    """The bottom ``k`` singular values. Shift-invert Lanczos on the explicit normal matrix
-    while its LU is affordable (the bottom eigenvalues become the top ones of ``(N + delta
-    I)^-1``, well separated), else plain Lanczos on ``c I - N``. Each value comes from its
+def smallest_values(w, geom: ConvGeometry, k: int, tol: float, kw):
+    """``(values, sigma_max)``: the bottom ``k`` singular values, and the top one to 1e-6 (the
+    shift needs it; the caller's rank tolerance reuses it). Shift-invert Lanczos on the
+    explicit normal matrix while its LU is affordable (the bottom eigenvalues become the top
+    ones of ``(N + delta I)^-1``, well separated), else plain Lanczos on ``c I - N``. Each value comes from its
     vector: ``mu = ||A v||^2`` (the Rayleigh quotient, error second order in the vector's);
     an eigenvalue lies within ``||N v - mu v||`` of ``mu``, so a ``mu`` within that of 0 is
     reported as 0 (a rank-deficient layer), not as a solver failure."""
@@ -129,4 +130,4 @@ def smallest_values(w, geom: ConvGeometry, k: int, tol: float, kw) -> np.ndarray
         mu = float(np.vdot(Av, Av).real)
         residual = float(np.linalg.norm(back(Av) - mu * v))
         sigma[j] = 0.0 if mu <= residual else np.sqrt(mu)
-    return np.sort(sigma)[::-1]
+    return np.sort(sigma)[::-1], float(np.sqrt(top2))

@@ -248,11 +248,11 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     elif method == "dense":
         s = _dense_values(w, geom, kw)
     else:
-        s = lanczos_values(w, geom, k, tol) if which == "largest" else smallest_values(w, geom, k, tol, kw)
+        s, s_max = (lanczos_values(w, geom, k, tol), None) if which == "largest" else \
+            smallest_values(w, geom, k, tol, kw)
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
     if method == "svds":
-        s_max = s[0] if which == "largest" else lanczos_values(w, geom, 1, 1e-10)[0]
-        s = _zero_tiny(s, geom.shape, s_max)
+        s = _zero_tiny(s, geom.shape, s[0] if s_max is None else s_max)
     else:
         s = _zero_tiny(s, geom.shape, s[0] if s.size else 0.0)
         if k is not None:
