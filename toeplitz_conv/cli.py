@@ -209,9 +209,9 @@ def _spy(args) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figsize = (min(14.0, 3.0 + 8.0 * max(1.0, n / m) ** 0.5), 6.0)
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    spy(C, ax=ax, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode)
+    ax = spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode,
+             layer=f"{geom.describe()}\n{_x(geom.in_shape)} -> {_x(geom.out_shape)}")
+    fig = ax.figure
     out = Path(args.output)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,35 @@ class ConvGeometry:
         """Weights seen by one output entry: ``C_in/groups * prod(kernel)``."""
         return self.cin_per_group * prod(self.kernel)
 
+    def describe(self) -> str:
+        """The layer as a torch constructor call, defaults left out: the title of its figures.
+
+        Examples
+        --------
+        >>> conv_geometry((16, 3, 3, 3), (3, 32, 32), padding=1).describe()
+        'Conv2d(3, 16, 3, padding=1)'
+        >>> conv_geometry((4, 1, 3, 5), (2, 9, 9), stride=(2, 1), groups=2, padding_mode="reflect").describe()
+        "Conv2d(2, 4, (3, 5), stride=(2, 1), groups=2, padding_mode='reflect')"
+        """
+
+        def short(t):
+            return str(t[0]) if len(set(t)) == 1 else str(tuple(t))
+
+        parts = [str(self.in_channels), str(self.out_channels), short(self.kernel)]
+        if any(s != 1 for s in self.stride):
+            parts.append(f"stride={short(self.stride)}")
+        if self.pad_lo != self.pad_hi:  # 'same' with an even extent: the extra on the high side
+            parts.append("padding=" + short(tuple(f"{lo}|{hi}" for lo, hi in zip(self.pad_lo, self.pad_hi))))
+        elif any(self.pad_lo):
+            parts.append(f"padding={short(self.pad_lo)}")
+        if any(d != 1 for d in self.dilation):
+            parts.append(f"dilation={short(self.dilation)}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        return f"Conv{self.ndim}d({', '.join(parts)})"
+
 
 # --------------------------------------------------------------------------- checks
 

@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._args import as_array, as_tuple, check_choice, is_int, positive_int
-from .style import DIVERGING, new_axes, new_figure
+from .layout import axes_points, line_spacing_ok, matrix_figure, thin_ticks, wrap_title
+from .style import DIVERGING, new_figure
 
 
 def check_matrix(C, name: str = "C"):
@@ -58,24 +59,39 @@ def _index_label(shape, what: str, letter: str) -> str:
     return f"{what} index: {letter}[c{', ' + pos if pos else ''}] in C order"
 
 
-def _block_lines(ax, shape, n_other: int, axis: str) -> None:
-    """Lines between channel blocks (dark) and between image rows / planes (light)."""
+def _shown_channels(channels: int, p: int, span: float, length_pt: float, axis: str,
+                    cell: float) -> int:
+    """Every how many channels a channel line (and its tick) is drawn: 1, or a power of 2
+    when the blocks are too thin on the drawn axis to be told apart."""
+    k = 1
+    while k < channels and not (line_spacing_ok(k * p, span, length_pt, cell)
+                                and k * p * length_pt / span >= (14 if axis == "y" else 22)):
+        k *= 2
+    return k
+
+
+def _block_lines(ax, shape, n_other: int, axis: str, cell: float = 1.0) -> int:
+    """Lines between channel blocks (dark) and between image rows / planes (light), each level
+    only where its lines are far enough apart to read (channels thinned to every k-th);
+    returns k."""
     channels, spatial = shape[0], shape[1:]
     p = prod(spatial)
-    levels = []  # (step, colour, width): channel blocks, planes (3D), image rows (2D, 3D)
+    total = channels * p
+    w_pt, h_pt = axes_points(ax)
+    length = h_pt if axis == "y" else w_pt
+    k = _shown_channels(channels, p, total, length, axis, cell)
+    levels = []  # (step, colour, width): image rows (2D, 3D), planes (3D), channel blocks
     if len(spatial) >= 2:
         levels.append((spatial[-1], "0.8", 0.4))
     if len(spatial) == 3:
         levels.append((spatial[-1] * spatial[-2], "0.55", 0.6))
-    levels.append((p, "0.15", 1.0))
-    total = channels * p
+    levels.append((k * p, "0.15", 1.0 if cell == 1 else 0.7))
     lines = {}
     for step, colour, width in levels:
-        count = total // step - 1
-        if count <= 0 or count > (256 if step == p else 64):  # too many hide the pattern
+        if total // step <= 1 or not line_spacing_ok(step, total, length, cell):
             continue
-        for k in range(1, total // step):
-            lines[k * step] = (colour, width)  # coarser levels overwrite finer ones
+        for pos in range(step, total, step):
+            lines[pos] = (colour, width)  # coarser levels overwrite finer ones
     segments = {}
     for pos, style in lines.items():
         segments.setdefault(style, []).append(pos - 0.5)
@@ -84,46 +100,64 @@ def _block_lines(ax, shape, n_other: int, axis: str) -> None:
             ax.hlines(positions, -0.5, n_other - 0.5, colors=colour, linewidth=width, zorder=3)
         else:
             ax.vlines(positions, -0.5, n_other - 0.5, colors=colour, linewidth=width, zorder=3)
+    return k
 
 
-def _channel_ticks(ax, shape, axis: str, letter: str) -> None:
-    """Ticks at the first index of each channel block with labels 'c0', 'c1', ... between
-    them; one channel: every index of a small sample (at most 16), else the first index of
-    each image row."""
+def _channel_ticks(ax, shape, axis: str, letter: str, k: int) -> None:
+    """Ticks at the first index of each (k-th) channel block, labels 'c0', 'c1', ... between
+    them, thinned until none collide; one channel: every index of a small sample (at most
+    16), else the first index of each image row."""
     channels, spatial = shape[0], shape[1:]
     p = prod(spatial)
+    total = channels * p
     set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
+    w_pt, h_pt = axes_points(ax)
+    length = h_pt if axis == "y" else w_pt
+
+    def place(positions, labels, minor=False):
+        positions, labels = thin_ticks(positions, labels, length, total, axis,
+                                       fontsize=8.0 if minor else 10.0)
+        set_ticks(positions, labels, minor=minor)
+
     if channels == 1:
         if p <= 16:
-            set_ticks(list(range(p)))
+            place(list(range(p)), [str(i) for i in range(p)])
         elif len(spatial) >= 2 and p // spatial[-1] <= 8:
-            set_ticks(list(range(0, p, spatial[-1])) + [p - 1])
+            starts = list(range(0, p, spatial[-1])) + [p - 1]
+            place(starts, [str(i) for i in starts])
         return
-    if channels > 24:
+    if k > 1:  # blocks too thin for two labels each: the k-th channels, named
+        starts = list(range(0, total, k * p))
+        place(starts, [f"{letter}{c}" for c in range(0, channels, k)])
         return
-    set_ticks([c * p for c in range(channels)] + [channels * p - 1])
-    centres = [c * p + (p - 1) / 2 for c in range(channels)]
-    set_ticks(centres, [f"{letter}{c}" for c in range(channels)], minor=True)
+    starts = [c * p for c in range(channels)] + [total - 1]
+    place(starts, [str(i) for i in starts])
+    place([c * p + (p - 1) / 2 for c in range(channels)], [f"{letter}{c}" for c in range(channels)],
+          minor=True)
     which = ax.yaxis if axis == "y" else ax.xaxis
     for t in which.get_minor_ticks():
         t.tick1line.set_visible(False)
         t.tick2line.set_visible(False)
     ax.tick_params(axis=axis, which="minor", pad=14 if axis == "x" else 24,
-                   labelsize="small", labelcolor="0.3")
+                   labelsize=8.0, labelcolor="0.3")
 
 
 def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bins=400,
-        title=None, colorbar=True, annotate="auto", cmap=None):
+        title=None, layer=None, colorbar=True, annotate="auto", cmap=None, row_label=None,
+        col_label=None):
     """Spy plot of a matrix, drawn to show the structure of a convolution matrix.
 
     Parameters
     ----------
     C : (M, N) scipy.sparse array or matrix, or 2D array_like
     ax : matplotlib Axes, optional
-        Drawn into; a new figure when omitted.
+        Drawn into. When omitted, a new figure shaped for the matrix: its axes keep the
+        matrix's aspect ratio up to 4:1 either way (beyond that the image is stretched), with
+        a slim colour bar, so that the matrix fills the canvas.
     input_shape : (C_in, *spatial) tuple of int, optional
         What a column indexes (one input sample); ``prod(input_shape)`` must be ``N``. Adds
-        lines between input channels and between image rows, and channel ticks.
+        lines between input channels and between image rows, and channel ticks. Lines and
+        ticks closer than a reader can tell apart are thinned (every k-th channel).
     output_shape : (C_out, *out_spatial) tuple of int, optional
         What a row indexes; ``prod(output_shape)`` must be ``M``.
     mode : {'auto', 'values', 'markers', 'density'}, default 'auto'
@@ -131,15 +165,24 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         where nothing is stored); ``'markers'``: one marker per nonzero; ``'density'``: a 2D
         histogram of the nonzeros on at most ``max_bins x max_bins`` cells (log colour), which
         draws a 100k x 100k matrix in about the time of counting its nonzeros. ``'auto'``
-        picks values up to 250k entries, markers up to 20k nonzeros, density beyond.
+        picks values up to 250k entries, markers up to 20k nonzeros, density beyond. A
+        density whose cells would hold at most 4 entries draws the values instead.
     max_bins : int, default 400
         Cells along the longer side in ``'density'`` mode.
     title : str, optional
-        Default: shape, nonzeros and density.
+        Default: shape, nonzeros and density, after ``layer`` when given. Long titles are
+        wrapped to the axes' width.
+    layer : str, optional
+        What the matrix is, as the first line of the default title, e.g.
+        ``ConvGeometry.describe()``: ``'Conv2d(3, 16, 3, padding=1)'``.
     colorbar : bool, default True
     annotate : bool or 'auto', default 'auto'
         Write each value in its cell (``'values'`` mode; 'auto': up to 400 entries).
     cmap : str or Colormap, optional
+    row_label, col_label : str, optional
+        Axis labels; default: what the rows and columns of a convolution matrix index,
+        ``'output index: y[c, h, w] in C order'`` and ``'input index: x[...]'``. Pass them
+        for any other matrix (``C.T``: its rows index the input).
 
     Returns
     -------
@@ -162,16 +205,40 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")
     mode = check_choice("mode", mode, ("auto", "values", "markers", "density"))
     max_bins = positive_int("max_bins", max_bins)
+    for name, value in (("title", title), ("layer", layer), ("row_label", row_label),
+                        ("col_label", col_label)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None; got {type(value).__name__}.")
     if not A.has_canonical_format:  # sort and merge on a copy, never the caller's arrays
         A = A.copy()
         A.sum_duplicates()
     nnz = A.nnz
     if mode == "auto":
         mode = "values" if m * n <= 250_000 else "markers" if nnz <= 20_000 else "density"
-    ax = new_axes(ax)
+    if title is None:
+        title = f"{m:,} x {n:,}, {nnz:,} nonzeros (density {100 * nnz / (m * n):.3g}%)"
+        if layer:
+            title = f"{layer}\n{title}"
+    alone = ax is None
+    if alone:
+        ax = matrix_figure(m, n, colorbar=colorbar and mode != "markers",
+                           title_lines=title.count("\n") + 2)[1]
+        aspect = "auto"  # the axes were shaped for the matrix
+    else:
+        aspect = "equal" if max(m, n) <= 8 * min(m, n) else "auto"
+    # density cells: at most max_bins along the longer drawn side, about square as drawn
+    w_pt, h_pt = axes_points(ax)
+    longer = max(w_pt, h_pt)
+    br = max(1, ceil(m / max(1.0, max_bins * h_pt / longer)))
+    bc = max(1, ceil(n / max(1.0, max_bins * w_pt / longer)))
+    if aspect == "equal":
+        br = bc = max(br, bc)
+    if mode == "density" and br * bc <= 4 and m * n <= 4_000_000:
+        mode = "values"  # cells of one or two entries count 1s and 2s: the values say more
     rows = np.repeat(np.arange(m), np.diff(A.indptr))
     cols = A.indices
     extent = (-0.5, n - 0.5, m - 0.5, -0.5)
+    bar = dict(shrink=0.8, fraction=0.04, pad=0.02, aspect=30)
     if mode == "values":
         dense = np.ma.masked_array(np.zeros((m, n), dtype=np.float64), mask=True)
         vals = A.data.real if np.iscomplexobj(A.data) else A.data
@@ -179,8 +246,7 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         vmax = float(np.abs(vals).max()) if nnz else 1.0
         vmax = vmax or 1.0
         im = ax.imshow(dense, cmap=cmap or DIVERGING, vmin=-vmax, vmax=vmax,
-                       interpolation="nearest", extent=extent,
-                       aspect="equal" if max(m, n) <= 8 * min(m, n) else "auto")
+                       interpolation="nearest", extent=extent, aspect=aspect)
         if annotate == "auto":
             annotate = m * n <= 400
         if annotate:
@@ -188,39 +254,38 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
                 ax.text(c, r, f"{val:.3g}", ha="center", va="center", fontsize="x-small",
                         color="white" if abs(val) > 0.6 * vmax else "black")
         if colorbar:
-            ax.figure.colorbar(im, ax=ax, shrink=0.8, label="value")
+            ax.figure.colorbar(im, ax=ax, label="value", **bar)
     elif mode == "markers":
-        size = max(0.5, min(6.0, 300.0 / max(m, n)))
+        size = max(0.5, min(6.0, 0.8 * min(w_pt / n, h_pt / m)))  # about one entry wide
         ax.plot(cols, rows, linestyle="none", marker="s", markersize=size,
                 markeredgewidth=0, color="tab:blue")
         ax.set_xlim(extent[:2])
         ax.set_ylim(extent[2:])
-        ax.set_aspect("equal" if max(m, n) <= 8 * min(m, n) else "auto")
+        ax.set_aspect(aspect)
     else:
         from matplotlib.colors import LogNorm
 
-        b = max(1, ceil(max(m, n) / max_bins))  # square cells of b x b entries
-        nr, nc = ceil(m / b), ceil(n / b)
-        counts = np.bincount((rows // b) * nc + cols // b, minlength=nr * nc).reshape(nr, nc)
+        nr, nc = ceil(m / br), ceil(n / bc)
+        counts = np.bincount((rows // br) * nc + cols // bc, minlength=nr * nc).reshape(nr, nc)
         img = np.ma.masked_equal(counts, 0)
         im = ax.imshow(img, cmap=cmap or "viridis", norm=LogNorm(vmin=1, vmax=max(2, counts.max())),
-                       interpolation="nearest", extent=(-0.5, nc * b - 0.5, nr * b - 0.5, -0.5),
-                       aspect="equal" if max(m, n) <= 8 * min(m, n) else "auto")
+                       interpolation="nearest", extent=(-0.5, nc * bc - 0.5, nr * br - 0.5, -0.5),
+                       aspect=aspect)
         ax.set_xlim(extent[:2])
         ax.set_ylim(extent[2:])
         if colorbar:
-            ax.figure.colorbar(im, ax=ax, shrink=0.8, label=f"nonzeros per {b}x{b} cell")
+            ax.figure.colorbar(im, ax=ax, label=f"nonzeros per {br}x{bc} cell", **bar)
+    if mode != "density":
+        br = bc = 1
     if out_shape is not None:
-        _block_lines(ax, out_shape, n, "y")
-        _channel_ticks(ax, out_shape, "y", "c")
+        k = _block_lines(ax, out_shape, n, "y", br)
+        _channel_ticks(ax, out_shape, "y", "c", k)
     if in_shape is not None:
-        _block_lines(ax, in_shape, m, "x")
-        _channel_ticks(ax, in_shape, "x", "c")
-    ax.set_ylabel(_index_label(out_shape, "output", "y"))
-    ax.set_xlabel(_index_label(in_shape, "input", "x"))
-    if title is None:
-        title = f"{m:,} x {n:,}, {nnz:,} nonzeros (density {100 * nnz / (m * n):.3g}%)"
-    ax.set_title(title)
+        k = _block_lines(ax, in_shape, m, "x", bc)
+        _channel_ticks(ax, in_shape, "x", "c", k)
+    ax.set_ylabel(row_label if row_label is not None else _index_label(out_shape, "output", "y"))
+    ax.set_xlabel(col_label if col_label is not None else _index_label(in_shape, "input", "x"))
+    ax.set_title(wrap_title(title, ax, alone=alone))
     return ax
 
 
