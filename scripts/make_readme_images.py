@@ -24,10 +24,9 @@ def main(out: Path) -> None:
     # a strided, padded, multi-channel layer: 3x8x8 -> 4x4x4, 3x3 kernel, stride 2, padding 1
     w = rng.standard_normal((4, 3, 3, 3))
     C = tc.conv_matrix(w, (3, 8, 8), stride=2, padding=1)
-    fig, ax = plt.subplots(figsize=(11, 4.6), layout="constrained")
-    plot.spy(C, ax=ax, input_shape=(3, 8, 8), output_shape=(4, 4, 4),
-             title=f"Conv2d(3, 4, 3, stride=2, padding=1) on 3x8x8 as C: {C.shape[0]} x {C.shape[1]},"
-                   f" {C.nnz:,} nonzeros ({100 * C.nnz / (C.shape[0] * C.shape[1]):.1f}%)")
+    geom = tc.conv_geometry(w.shape, (3, 8, 8), stride=2, padding=1)
+    fig = plot.spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape,
+                   layer=f"{geom.describe()} on 3x8x8 -> 4x4x4").figure
     fig.savefig(out / "spy_conv.png", dpi=110)
     plt.close(fig)
 

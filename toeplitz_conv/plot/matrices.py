@@ -144,7 +144,7 @@ def _channel_ticks(ax, shape, axis: str, letter: str, k: int) -> None:
 
 def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bins=400,
         title=None, layer=None, colorbar=True, annotate="auto", cmap=None, row_label=None,
-        col_label=None):
+        col_label=None, aspect=None):
     """Spy plot of a matrix, drawn to show the structure of a convolution matrix.
 
     Parameters
@@ -183,6 +183,10 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         Axis labels; default: what the rows and columns of a convolution matrix index,
         ``'output index: y[c, h, w] in C order'`` and ``'input index: x[...]'``. Pass them
         for any other matrix (``C.T``: its rows index the input).
+    aspect : {'equal', 'auto'}, optional
+        Of the entries as drawn. Default: ``'auto'`` in a figure made for the matrix (its axes
+        have the matrix's shape), else square entries unless the matrix is more than 8 times
+        longer one way than the other.
 
     Returns
     -------
@@ -219,12 +223,14 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         title = f"{m:,} x {n:,}, {nnz:,} nonzeros (density {100 * nnz / (m * n):.3g}%)"
         if layer:
             title = f"{layer}\n{title}"
+    if aspect is not None:
+        aspect = check_choice("aspect", aspect, ("equal", "auto"))
     alone = ax is None
     if alone:
         ax = matrix_figure(m, n, colorbar=colorbar and mode != "markers",
                            title_lines=title.count("\n") + 2)[1]
-        aspect = "auto"  # the axes were shaped for the matrix
-    else:
+        aspect = aspect or "auto"  # the axes were shaped for the matrix
+    elif aspect is None:
         aspect = "equal" if max(m, n) <= 8 * min(m, n) else "auto"
     # density cells: at most max_bins along the longer drawn side, about square as drawn
     w_pt, h_pt = axes_points(ax)

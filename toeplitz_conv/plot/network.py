@@ -83,21 +83,24 @@ def network_figure(network, *, names=None, mode="auto", max_bins=200):
     """
     layers = _network_layers(network, names)
     mats = [check_matrix(mat, f"matrix of {name}") for name, mat, _, _ in layers]
-    widths = [min(2.5, max(0.5, A.shape[1] / max(A.shape[0], 1))) for A in mats]
+    # each panel shaped like its matrix (ratio clamped to 1:6 .. 6:1), its width from that
+    boxes = [min(6.0, max(1 / 6, A.shape[0] / max(A.shape[1], 1))) for A in mats]
+    widths = [min(2.5, max(0.5, 1 / b)) for b in boxes]
     fig = new_figure((min(4.0 * len(layers), 22.0), 4.6))
     axes = fig.subplots(1, len(layers), width_ratios=widths, squeeze=False)[0]
-    for ax, (name, _, in_shape, out_shape), A in zip(axes, layers, mats):
+    for ax, (name, _, in_shape, out_shape), A, box in zip(axes, layers, mats, boxes):
+        ax.set_box_aspect(box)
         try:
             in_shape = check_index_shape("input_shape", in_shape, A.shape[1], "columns")
             out_shape = check_index_shape("output_shape", out_shape, A.shape[0], "rows")
         except (TypeError, ValueError):
             in_shape = out_shape = None
-        spy(A, ax=ax, mode=mode, max_bins=max_bins, colorbar=False, annotate=False,
+        spy(A, ax=ax, mode=mode, max_bins=max_bins, colorbar=False, annotate=False, aspect="auto",
             title=f"{name}\n{A.shape[0]:,} x {A.shape[1]:,}, {A.nnz if sp.issparse(A) else np.count_nonzero(A):,} nnz",
             input_shape=in_shape, output_shape=out_shape)
         ax.set_xlabel("in" if in_shape is None else f"in {tuple(in_shape)}")
         ax.set_ylabel("out" if out_shape is None else f"out {tuple(out_shape)}")
         ax.tick_params(labelsize="x-small")
-    fig.suptitle("the network as a chain of matrices (read right to left: y = ... C2 σ(C1 x))",
-                 fontsize="medium")
+    fig.suptitle("the network as a chain of matrices, applied left to right: "
+                 "the first panel acts on x first (y = ... C2 σ(C1 x))", fontsize="medium")
     return fig
