@@ -268,8 +268,10 @@ def test_to_dtype_rebuilds():
     conv, twin = _pair(2, 3, 4, 3, 1, 1, 1, 1, "zeros")
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     twin(x)
-    twin.float()
-    torch.testing.assert_close(twin(x.float()), conv(x).float(), rtol=1e-5, atol=1e-5)
+    ref = conv(x).float()
+    twin.float()  # the shared parameters are converted (conv's too)
+    assert conv.weight.dtype == torch.float32
+    torch.testing.assert_close(twin(x.float()), ref, rtol=1e-5, atol=1e-5)
 
 
 def _small_net():

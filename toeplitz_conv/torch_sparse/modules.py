@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from .._args import check_choice
 from ..geometry import conv_geometry
-from .function import ToeplitzConvFunction, Values
+from .function import ConvFunction, Values
 from .structure import auto_layout, cached_structure
 from .tensors import LAYOUT_NOTE
 
@@ -115,11 +115,44 @@ def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, group
             f"weight.shape={tuple(weight.shape)}."
         )
     what = f"sparse_conv ({n}D)"
-    x, unbatched = _check_call(input, weight, bias, n, weight.shape[1] * groups, what)
-    values = Values(_plan(weight, x, stride, padding, dilation, groups, padding_mode,
-                          sparse_layout), cache=False)
-    y = ToeplitzConvFunction.apply(x, weight, bias, values)
+    return _run(input, weight, bias, n, weight.shape[1] * groups, what,
+                lambda x, w: Values(_plan(w, x, stride, padding, dilation, groups, padding_mode,
+                                          sparse_layout), cache=False))
+
+
+@torch.compiler.disable(recursive=True)
+def _run(input, weight, bias, ndim, in_channels, what, values_for):
+    """One call of the sparse convolution, from the checks to the output, with torch's
+    semantics around the product: autocast (computed in float32, returned in the autocast
+    dtype as ``nn.ConvNd`` would), a batch of 0, NaN/inf weights on taps that read zero
+    padding. Run eagerly under ``torch.compile`` (a graph break around it)."""
+    if torch.jit.is_tracing():
+        raise TypeError(
+            f"{what} cannot be recorded by torch.jit.trace: its sparse structure is built in "
+            f"Python for each input size. Use torch.compile (it runs the sparse product "
+            f"eagerly, a graph break around it) or call the module directly."
+        )
+    autocast = None
+    device_type = input.device.type if isinstance(input, torch.Tensor) else "cpu"
+    if device_type in _DEVICES and torch.is_autocast_enabled(device_type):
+        autocast = torch.get_autocast_dtype(device_type)
+        input, weight = input.float(), weight.float()
+        bias = None if bias is None else bias.float()
+    x, unbatched = _check_call(input, weight, bias, ndim, in_channels, what)
+    values = values_for(x, weight)
+    with torch.autocast(device_type, enabled=False) if autocast is not None else _nullcontext():
+        y = ConvFunction.apply(x, weight, bias, values)
+    if autocast is not None:
+        y = y.to(autocast)
     return y.squeeze(0) if unbatched else y
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_layout):
@@ -148,8 +181,9 @@ class _ToeplitzConvNd:
 
     @classmethod
     def from_conv(cls, conv, *, sparse_layout="auto"):
-        """A Toeplitz copy of ``conv`` (an ``nn.ConvNd`` of the same rank): same arguments,
-        device, dtype and weights (copied)."""
+        """A Toeplitz twin of ``conv`` (an ``nn.ConvNd`` of the same rank): same arguments,
+        device and dtype, and the *same* weight and bias parameters (shared, not copied: an
+        optimizer built on ``conv`` trains the twin)."""
         if not isinstance(conv, cls._torch_conv):
             raise TypeError(
                 f"{cls.__name__}.from_conv needs an nn.{cls._torch_conv.__name__}; got "
@@ -159,11 +193,9 @@ class _ToeplitzConvNd:
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                   padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                   bias=conv.bias is not None, padding_mode=conv.padding_mode,
-                  device=w.device, dtype=w.dtype, sparse_layout=sparse_layout)
-        with torch.no_grad():
-            new.weight.copy_(w)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias)
+                  device="meta", sparse_layout=sparse_layout)  # no throwaway initialisation
+        new.weight = conv.weight
+        new.bias = conv.bias
         new.train(conv.training)
         return new
 
@@ -180,16 +212,20 @@ class _ToeplitzConvNd:
         self._values = {}
 
     def forward(self, input):
-        what = type(self).__name__
-        x, unbatched = _check_call(input, self.weight, self.bias, self._ndim, self.in_channels, what)
+        # the weight is read once per call (a parametrization such as spectral_norm computes
+        # it on every read)
+        weight, bias = self.weight, self.bias
+        return _run(input, weight, bias, self._ndim, self.in_channels, type(self).__name__,
+                    self._values_for)
+
+    def _values_for(self, x, weight):
         key = (tuple(x.shape[2:]), x.device)
         vals = self._values.get(key)
         if vals is None:
-            plan = _plan(self.weight, x, self.stride, self.padding, self.dilation, self.groups,
+            plan = _plan(weight, x, self.stride, self.padding, self.dilation, self.groups,
                          self.padding_mode, self.sparse_layout)
             vals = self._values[key] = Values(plan, cache=True)
-        y = ToeplitzConvFunction.apply(x, self.weight, self.bias, vals)
-        return y.squeeze(0) if unbatched else y
+        return vals
 
     def extra_repr(self):
         return super().extra_repr() + f", sparse_layout={self.sparse_layout!r}"
@@ -250,7 +286,9 @@ def convert(model, *, sparse_layout="auto"):
     Returns
     -------
     torch.nn.Module
-        ``model``. The twins hold *copies* of the weights: build the optimizer afterwards.
+        ``model``. The twins share the original weight and bias parameters (the same
+        objects): an optimizer built before the conversion keeps training them. A conv used
+        in several places becomes one twin used in the same places (tied weights stay tied).
 
     Examples
     --------
@@ -267,9 +305,21 @@ def convert(model, *, sparse_layout="auto"):
     check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
     if type(model) in _TWINS:
         return _TWINS[type(model)].from_conv(model, sparse_layout=sparse_layout)
-    for name, child in list(model.named_children()):
-        if type(child) in _TWINS:
-            setattr(model, name, _TWINS[type(child)].from_conv(child, sparse_layout=sparse_layout))
-        else:
-            convert(child, sparse_layout=sparse_layout)
+    _convert_children(model, sparse_layout, {})
     return model
+
+
+def _convert_children(model, sparse_layout, twins):
+    """Swap the children in place; ``twins`` maps each converted module (by id) to its twin,
+    so that a module used in several places (tied weights) stays one module."""
+    for name, child in list(model._modules.items()):  # named_children() skips repeats
+        if child is None:
+            continue
+        if id(child) in twins:
+            setattr(model, name, twins[id(child)])
+        elif type(child) in _TWINS:
+            twins[id(child)] = _TWINS[type(child)].from_conv(child, sparse_layout=sparse_layout)
+            setattr(model, name, twins[id(child)])
+        else:
+            twins[id(child)] = child
+            _convert_children(child, sparse_layout, twins)
