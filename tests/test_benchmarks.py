@@ -40,3 +40,9 @@ def test_bench_network_quick_prints_its_tables(capsys):
     assert "| 16x16 | 40,000 |" in out  # nnz of the 16x16 denoiser's Jacobian, checked against jacrev
     assert "| ResNet-18 3x8x8 float32 | 68 " in out
     assert "| ResNet-18 3x8x8 float64 |" in out  # the Lipschitz table
+
+
+def test_bench_model_quick_prints_the_sgd_table(capsys):
+    _load("bench_model").main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| batch | nn.Conv2d step ms | Toeplitz step ms |" in out and "\n| 4 |" in out

@@ -214,3 +214,50 @@ def test_non_finite_weights_on_padding_taps_give_nan_like_conv2d():
     # the scipy core keeps the exact matrix: no entry for padding
     C = tc.conv_matrix(conv.weight.detach().numpy(), (1, 5, 5), padding=1)
     assert C.shape == (50, 25)
+
+
+def _stored_bytes(module):
+    """Bytes the module's built structures and matrices hold (after a forward and backward)."""
+    total = 0
+    for values in module._values.values():
+        s = values.structure
+        for op in (s.C, s.CT):
+            for t in (op.crow, op.col, op.src, op.owner):
+                total += 0 if t is None else t.numel() * t.element_size()
+        total += s.gather.numel() * s.gather.element_size()
+        for _, M in values._mats.values():
+            total += M.values().numel() * M.values().element_size()
+    return total
+
+
+def test_memory_report_predicts_the_matrices_and_refuses_past_the_limit():
+    model = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(),   # CSR (gcd 1)
+                          nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # BSR
+                          nn.Conv2d(8, 4, 3, groups=2)).double()
+    report = tc.memory_report(model, (3, 32, 32))
+    assert [c.name for c in report.layers] == ["0", "2", "3"]
+    assert [c.layout for c in report.layers] == ["csr", "bsr", "csr"]
+    assert "0" in str(report) and "total" in str(report)
+    model = tc.convert(model, input_shape=(3, 32, 32))
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    for cost, i in zip(report.layers, (0, 2, 3)):
+        g = tc.conv_geometry(tuple(model[i].weight.shape), cost.in_shape, stride=model[i].stride,
+                             padding=model[i].padding, groups=model[i].groups,
+                             padding_mode=model[i].padding_mode)
+        assert cost.nnz == tc.conv_pattern(g).nnz
+        stored = _stored_bytes(model[i])
+        assert 0.75 * stored <= cost.nbytes <= 1.6 * stored, (cost, stored)
+    tc.set_memory_limit(report.total_bytes // 2)
+    try:
+        with pytest.raises(ValueError, match=r"would need about .* more than the limit"):
+            tc.memory_report(model, (3, 32, 32))
+        fresh = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.Conv2d(8, 8, 3, padding=1),
+                              nn.Conv2d(8, 4, 3, groups=2)).double()
+        with pytest.raises(ValueError, match="more than the limit"):
+            tc.convert(fresh, input_shape=(3, 32, 32))
+        assert type(fresh[0]) is nn.Conv2d  # refused before anything was swapped
+    finally:
+        tc.set_memory_limit(None)
+    with pytest.raises(ValueError, match=r"input_shape must be a tuple of positive ints.*got 5"):
+        tc.memory_report(model, 5)

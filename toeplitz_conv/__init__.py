@@ -44,6 +44,7 @@ from .spectral import Spectrum, condition_number, operator_norm, singular_values
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {name: "torch_sparse" for name in (
     "ToeplitzConv1d", "ToeplitzConv2d", "ToeplitzConv3d", "convert", "to_torch_sparse", "sparse_conv",
+    "memory_report",
 )}
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "ToeplitzConv2d",
     "ToeplitzConv3d",
     "convert",
+    "memory_report",
     "to_torch_sparse",
     "sparse_conv",
     # figures

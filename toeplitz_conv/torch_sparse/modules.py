@@ -189,7 +189,6 @@ class _ToeplitzConvNd:
                 f"{cls.__name__}.from_conv needs an nn.{cls._torch_conv.__name__}; got "
                 f"{type(conv).__name__}."
             )
-        w = conv.weight
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                   padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                   bias=conv.bias is not None, padding_mode=conv.padding_mode,
@@ -273,7 +272,7 @@ ToeplitzConv3d = _module(3, nn.Conv3d)
 _TWINS = {nn.Conv1d: ToeplitzConv1d, nn.Conv2d: ToeplitzConv2d, nn.Conv3d: ToeplitzConv3d}
 
 
-def convert(model, *, sparse_layout="auto"):
+def convert(model, *, sparse_layout="auto", input_shape=None):
     """Swap every ``nn.Conv1d/2d/3d`` of ``model`` for its Toeplitz twin, keeping the weights.
 
     Parameters
@@ -282,6 +281,10 @@ def convert(model, *, sparse_layout="auto"):
         Converted in place (a bare ``nn.ConvNd`` is returned converted). Only modules of the
         exact types ``nn.Conv1d/2d/3d`` are swapped: subclasses may override ``forward``.
     sparse_layout : {'auto', 'csr', 'bsr'}, default 'auto'
+    input_shape : tuple of int, optional
+        One sample's shape, e.g. ``(3, 224, 224)``: the model's matrices are estimated first
+        (:func:`memory_report`) and the conversion refused with the estimate when they would
+        exceed the memory limit. The matrices themselves are built on the first call.
 
     Returns
     -------
@@ -303,6 +306,10 @@ def convert(model, *, sparse_layout="auto"):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
+    if input_shape is not None:
+        from .report import memory_report
+
+        memory_report(model, input_shape)  # refuses past the memory limit, with the estimate
     if type(model) in _TWINS:
         return _TWINS[type(model)].from_conv(model, sparse_layout=sparse_layout)
     _convert_children(model, sparse_layout, {})

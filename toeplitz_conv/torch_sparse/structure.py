@@ -14,6 +14,7 @@ New weights refill the stored values by one gather (:meth:`StoredMatrix.values`)
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from math import gcd, prod
 
@@ -23,7 +24,7 @@ import torch
 from .._sparse import csr
 from ..geometry import ConvGeometry
 from ..memory import check_size
-from ..indexing import stacked_indices
+from ..indexing import index_dtype, stacked_indices
 from ..pattern import conv_pattern
 from . import runtime
 from .tensors import compressed
@@ -95,31 +96,35 @@ def _split_blocks(crow, col, src, owner, bo, bi):
 # --------------------------------------------------------------------------- CSR index arrays
 
 
-def _csr_pair(pat, geom: ConvGeometry):
-    """The CSR arrays of C and C.T in the public (channel-first) order, with value sources.
-
-    C is the scipy matrix of :func:`toeplitz_conv.conv_matrix`: block ``pat`` stacked per
-    output channel, entry ``e`` = ``W.flat[src[e]]`` (summed over ``owner`` where taps
-    merge). C.T is its counting-sort transpose; ``perm`` says where each entry came from.
-    """
-    co = np.arange(geom.out_channels, dtype=np.int64)[:, None]
+def _csr_arrays(pat, geom: ConvGeometry):
+    """The CSR arrays of C in the public (channel-first) order, with value sources: the
+    scipy matrix of :func:`toeplitz_conv.conv_matrix`, block ``pat`` stacked per output
+    channel, entry ``e`` = ``W.flat[src[e]]`` (summed over ``owner`` where taps merge).
+    Every array is int32 while the counts fit."""
     L = pat.cols.size
     col, crow = stacked_indices(np.diff(pat.indptr), pat.cols, pat.column_offsets(), geom.shape)
-    src = (pat.taps.astype(np.int64)[None, :] + co * geom.taps).reshape(-1)
+    idx = index_dtype(int(crow[-1]), pat.taps.size * geom.out_channels, geom.out_channels * geom.taps)
+    co = np.arange(geom.out_channels, dtype=idx)[:, None]
+    src = np.empty((geom.out_channels, pat.taps.size), dtype=idx)
+    np.add(pat.taps.astype(idx)[None, :], co * idx(geom.taps), out=src)
     owner = None
     if pat.starts is not None:  # entry e sums taps[starts[e]:starts[e + 1]]
         seg = np.diff(np.append(pat.starts, pat.taps.size))
-        owner = (np.repeat(np.arange(L, dtype=np.int64), seg)[None, :] + co * L).reshape(-1)
-    nnz = int(crow[-1])
-    ET = csr(np.arange(nnz, dtype=np.int64), col, crow, geom.shape).T.tocsr()  # a counting sort
-    perm = ET.data  # entry j of C.T is entry perm[j] of C
+        owner = (np.repeat(np.arange(L, dtype=idx), seg)[None, :] + co * idx(L)).reshape(-1)
+    return crow, col, src.reshape(-1), owner
+
+
+def _csr_transposed(crow, col, src, owner, shape):
+    """C.T's CSR arrays from C's: a counting sort (scipy's), the sources carried along as
+    its data, or, where taps merge, the entries' positions, to move ``owner``."""
     if owner is None:
-        src_t, owner_t = src[perm], None
-    else:
-        inv = np.empty(nnz, np.int64)
-        inv[perm] = np.arange(nnz, dtype=np.int64)
-        src_t, owner_t = src, inv[owner]
-    return (crow, col, src, owner), (ET.indptr, ET.indices, src_t, owner_t)
+        ET = csr(src, col, crow, shape).T.tocsr()
+        return ET.indptr, ET.indices, ET.data, None
+    nnz = int(crow[-1])
+    ET = csr(np.arange(nnz, dtype=src.dtype), col, crow, shape).T.tocsr()
+    inv = np.empty(nnz, src.dtype)
+    inv[ET.data] = np.arange(nnz, dtype=src.dtype)  # entry perm[j] of C is entry j of C.T
+    return ET.indptr, ET.indices, src, inv[owner]
 
 
 class StoredMatrix:
@@ -131,10 +136,13 @@ class StoredMatrix:
     """
 
     def __init__(self, crow, col, src, owner, shape, layout, device, block=None, tile=1):
-        t = lambda a, dt=np.int64: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dt)).to(device)
-        # int32 indices while they fit: MKL (LP64) takes them as they are, int64 is converted per call
+        t = lambda a, dt: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dt)).to(device)
+        # int32 indices while they fit: MKL (LP64) takes them as they are, int64 is converted
+        # per call; the value sources likewise (index_select and index_add_ take int32)
         idx = np.int32 if max(int(crow[-1]), *shape) < 2**31 else np.int64
-        self.crow, self.col, self.src, self.owner = t(crow, idx), t(col, idx), t(src), t(owner)
+        self.crow, self.col = t(crow, idx), t(col, idx)
+        self.src = t(src, src.dtype if src.dtype in (np.int32, np.int64) else np.int64)
+        self.owner = None if owner is None else t(owner, owner.dtype if owner.dtype in (np.int32, np.int64) else np.int64)
         self.shape, self.layout, self.block, self.tile = shape, layout, block, tile
         self.nvals = int(crow[-1])
 
@@ -178,12 +186,11 @@ class Structure:
         f_in = geom.shape[1]  # the zero row appended to the input rows (padding reads it)
         src = np.asarray(pat.src, dtype=np.int64)  # (P_out, taps): ci * P_in + q, or pad_col
         pad = src == pat.pad_col
+        self._pattern, self._CT, self._lock = pat, None, threading.Lock()
         if self.channels_last:
-            self.C, self.CT = self._bsr_pair(pat, geom, device)
-        else:
-            (c, ct) = _csr_pair(pat, geom)
-            self.C = StoredMatrix(*c, geom.shape, "csr", device)
-            self.CT = StoredMatrix(*ct, geom.shape[::-1], "csr", device)
+            self.C, self._CT = self._bsr_pair(pat, geom, device)
+        else:  # C.T waits for the first backward: inference never builds it
+            self.C = StoredMatrix(*_csr_arrays(pat, geom), geom.shape, "csr", device)
         # the weight gradient's gather: (channel-first) input row read by tap t at output
         # position p in each group -- the pattern's table shifted per group
         rows = np.where(pad[None], f_in, src[None] + np.arange(G)[:, None, None] * pat.pad_col)
@@ -212,6 +219,22 @@ class Structure:
             shape = geom.shape[::-1] if transpose else geom.shape
             ops.append(StoredMatrix(*arrays, shape, "bsr", device, (bo, bi), t))
         return ops
+
+    @property
+    def CT(self) -> StoredMatrix:
+        """The stored C.T (CSR: built on first use, from C's arrays on the CPU)."""
+        with self._lock:
+            if self._CT is None:
+                geom = self.geometry
+                if self.device.type == "cpu":  # C's index tensors share numpy's memory
+                    C = self.C
+                    arrays = (C.crow.numpy(), C.col.numpy(), C.src.numpy(),
+                              None if C.owner is None else C.owner.numpy())
+                else:
+                    arrays = _csr_arrays(self._pattern, geom)
+                self._CT = StoredMatrix(*_csr_transposed(*arrays, geom.shape), geom.shape[::-1],
+                                        "csr", self.device)
+            return self._CT
 
     # ------------------------------------------------------------------ weights -> values
     def source(self, weight, transpose=False):
