@@ -245,7 +245,8 @@ def test_memory_report_predicts_the_matrices_and_refuses_past_the_limit():
         g = tc.conv_geometry(tuple(model[i].weight.shape), cost.in_shape, stride=model[i].stride,
                              padding=model[i].padding, groups=model[i].groups,
                              padding_mode=model[i].padding_mode)
-        assert cost.nnz == tc.conv_pattern(g).nnz
+        nnz = tc.conv_pattern(g).nnz
+        assert cost.nnz == nnz if g.padding_mode == "zeros" else nnz <= cost.nnz <= 1.2 * nnz
         stored = _stored_bytes(model[i])
         assert 0.75 * stored <= cost.nbytes <= 1.6 * stored, (cost, stored)
     tc.set_memory_limit(report.total_bytes // 2)

@@ -119,7 +119,7 @@ MAX_CASES = {
 
 def check_max(x, kw, rng):
     nd = x.ndim - 1
-    S = tc.max_pool_matrix(x, **kw)
+    S = tc.max_pool_matrix(x, spatial_dims=nd, **kw)
     xt = _t(x).requires_grad_(True)
     y, ind = MAX[nd](xt[None], return_indices=True, **kw)
     y, ind = y[0], ind[0]
@@ -232,7 +232,7 @@ def test_pool_sweep_against_torch(geom, rng):
     (lambda: tc.avg_pool_matrix((1, 4, 4), 2, count_include_pad=1), TypeError,
      r"count_include_pad must be True or False; got 1"),
     (lambda: tc.avg_pool_matrix((1, 4, 4), 2, divisor_override=0), ValueError,
-     r"divisor_override must be a positive integer; got 0"),
+     r"divisor_override must be a nonzero integer or None \(as in torch\); got 0"),
     (lambda: tc.avg_pool_matrix((1, 4, 4), 2, stride=0), ValueError, r"stride must contain positive"),
     (lambda: tc.avg_pool_matrix((1, 4, 4), 2, format="dense"), ValueError, r"format must be one of"),
     (lambda: tc.max_pool_matrix(np.zeros((2, 1, 4, 4, 4)), 2), ValueError,

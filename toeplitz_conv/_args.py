@@ -32,12 +32,30 @@ def as_array(value, name: str) -> np.ndarray:
                 f"{name} must have a dtype scipy.sparse supports (float32, float64, "
                 f"integer or complex); got {value.dtype}. Cast it with .float() or .double()."
             )
+        if value.is_nested or str(value.layout) != "torch.strided" or value.device.type == "meta":
+            raise TypeError(
+                f"{name} must be a dense tensor with values (not sparse, nested or on the meta "
+                f"device); got layout {value.layout}, device {value.device}."
+            )
+        if str(value.dtype).startswith("torch.float8"):
+            raise TypeError(f"{name} must have a dtype scipy.sparse supports; got {value.dtype}. Cast it with .float().")
         value = value.detach().cpu().resolve_conj().resolve_neg().numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # a ragged nested sequence
+        raise ValueError(
+            f"{name} must be a rectangular array (every row the same length); got a ragged "
+            f"nested {type(value).__name__}."
+        ) from None
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(
             f"{name} must be a numeric array (float32, float64, integer or complex); "
             f"got dtype {arr.dtype}."
+        )
+    if (arr.dtype.kind == "f" and arr.dtype.itemsize > 8) or (arr.dtype.kind == "c" and arr.dtype.itemsize > 16):
+        raise TypeError(
+            f"{name} must have a dtype scipy.sparse supports (float32, float64, integer or "
+            f"complex); got {arr.dtype} (extended precision). Cast it with .astype(np.float64)."
         )
     if arr.dtype == np.float16:
         raise TypeError(
@@ -85,19 +103,37 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+#: The largest size, stride, padding or count taken anywhere: beyond it int64 index
+#: arithmetic could overflow (torch's own limit is int64).
+MAX_INT = 2**62
+
+
+def check_int_range(name: str, value) -> None:
+    """Refuse an integer beyond :data:`MAX_INT` in size, naming it (no OverflowError later)."""
+    if abs(int(value)) > MAX_INT:
+        digits = len(str(abs(int(value))))
+        got = repr(value) if digits <= 30 else f"an integer of {digits} digits"
+        raise ValueError(f"{name} must be at most 2**62 in size; got {got}.")
+
+
 def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
-    """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``."""
+    """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``; a sequence
+    of one int is broadcast to every dimension, as torch does."""
     rule = "positive integers" if minimum == 1 else "non-negative integers"
     items = (value,) * n if is_int(value) else as_tuple(value, name, f"an int or a tuple of {n} ints ({rule})")
+    if len(items) == 1 and n > 1:
+        items = items * n
     if len(items) != n:
         raise ValueError(
-            f"{name} must be an int or a tuple of {n} ints, one per spatial dimension of a "
-            f"{_DIMS.get(n, f'{n}D')} convolution; got {value!r}."
+            f"{name} must be an int or a tuple of {n} ints, one per spatial dimension "
+            f"({_DIMS.get(n, f'{n}D')}); got {value!r}."
         )
     if not all(is_int(v) for v in items):
         raise TypeError(f"{name} must contain {rule}; got {value!r}.")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must contain {rule}; got {value!r}.")
+    for v in items:
+        check_int_range(name, v)
     return tuple(int(v) for v in items)
 
 
@@ -116,6 +152,7 @@ def positive_int(name: str, value) -> int:
         raise TypeError(f"{name} must be a positive integer; got {value!r}.")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    check_int_range(name, value)
     return int(value)
 
 
@@ -131,6 +168,8 @@ def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
         )
     if any(v < 1 for v in items):
         raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    for v in items:
+        check_int_range(name, v)
     return tuple(int(v) for v in items)
 
 

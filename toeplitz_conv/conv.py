@@ -29,11 +29,14 @@ _TRANSPOSE_LAYOUT = "(C_in, C_out/groups, *kernel)"
 
 
 def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int = 1) -> None:
-    """Refuse a matrix too large for memory before allocating it (estimate in the message)."""
-    nnz = estimate_nnz(geom)
-    idx = np.dtype(index_dtype(nnz, *geom.shape)).itemsize
+    """Refuse a matrix too large for memory before allocating it (estimate in the message).
+    ``copies=2``: the matrix and its transpose (whose row pointers run over the columns)."""
     block = prod(geom.out_spatial) * geom.taps * TABLE_BYTES_PER_ENTRY  # the index table
-    nbytes = copies * (nnz * (itemsize + idx) + (geom.shape[0] + 1) * idx) + block
+    pointers = (geom.shape[0] + 1) + (copies > 1) * (geom.shape[1] + 1)
+    nnz = estimate_nnz(geom)  # arithmetic only: nothing scales with the output before the check
+    idx = np.dtype(index_dtype(nnz, *geom.shape)).itemsize
+    idx = max(idx, np.dtype(index_dtype(nnz, *geom.shape, geom.shape[1] + 1)).itemsize)
+    nbytes = copies * nnz * (itemsize + idx) + pointers * idx + block
     check_size(what, nbytes, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
 
 
@@ -43,7 +46,7 @@ def _sample_shape(x, weight_shape, name: str = "x"):
     Returns ``(shape, label)``; the :class:`~toeplitz_conv.arithmetic.InputLabel` lets the
     geometry's checks name ``x`` rather than an ``input_shape`` the user never passed.
     """
-    shape = tuple(getattr(x, "shape", np.shape(x)))
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(as_array(x, name).shape)
     n = len(weight_shape) - 1  # channels + spatial axes
     if len(shape) == n:
         return shape, InputLabel(f"{name}.shape[0]", f"{name}.shape", shape)
@@ -193,7 +196,7 @@ def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilat
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT))
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT, "weight_shape"))
     geom = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode, _label=label)
     xa, da = _batch_pair(x, grad_output, geom, "x", "grad_output")
@@ -232,7 +235,7 @@ def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, paddin
     >>> np.allclose(dW, w.grad.numpy())
     True
     """
-    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _TRANSPOSE_LAYOUT))
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _TRANSPOSE_LAYOUT, "weight_shape"))
     geom = conv_transpose_geometry(weight_shape, shape, stride=stride, padding=padding,
                                    output_padding=output_padding, dilation=dilation, groups=groups,
                                    _label=label)
@@ -271,7 +274,7 @@ def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, gr
     True
     """
     fmt = check_format(format)
-    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT))
+    shape, label = _sample_shape(x, check_weight_shape(weight_shape, _CONV_LAYOUT, "weight_shape"))
     geom = conv_geometry(weight_shape, shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode, _label=label)
     xa = batched(as_array(x, "x"), "x", geom.in_channels, geom.in_spatial)

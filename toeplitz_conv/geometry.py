@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
-from ._args import as_array, as_tuple, check_bool, check_choice, int_tuple, is_int, positive_int, shape_tuple
+from ._args import (as_array, as_tuple, check_bool, check_choice, check_int_range, int_tuple, is_int,
+                    positive_int, shape_tuple)
 from .arithmetic import (INPUT_SHAPE, InputLabel, check_output_padding, conv_out, conv_transpose_out,
                          padding_sides, padding_text)
 from .indexing import axis_positions, window_table
@@ -130,16 +131,21 @@ def check_padding_mode(padding_mode) -> str:
     return check_choice("padding_mode", padding_mode, PADDING_MODES)
 
 
-def check_weight_shape(weight_shape, layout: str) -> tuple[int, ...]:
-    """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message."""
-    wshape = as_tuple(weight_shape, "weight shape", f"a tuple of ints {layout}")
+def check_weight_shape(weight_shape, layout: str, name: str = "weight shape") -> tuple[int, ...]:
+    """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message,
+    ``name`` the argument (``'weight_shape'`` where the caller passed a shape)."""
+    if isinstance(weight_shape, (str, bytes)):
+        raise TypeError(f"{name} must be a tuple of ints {layout}; got {weight_shape!r}.")
+    wshape = as_tuple(weight_shape, name, f"a tuple of ints {layout}")
     if len(wshape) not in (3, 4, 5):
+        what = "weight must have 3, 4 or 5 dimensions" if name == "weight shape" else f"{name} must have 3, 4 or 5 entries"
         raise ValueError(
-            f"weight must have 3, 4 or 5 dimensions, {layout} for a 1D, 2D or 3D "
-            f"convolution; got weight shape {wshape}."
+            f"{what}, {layout} for a 1D, 2D or 3D convolution; got {name} {wshape}."
         )
     if not all(is_int(s) for s in wshape) or any(s < 1 for s in wshape):
-        raise ValueError(f"weight shape must contain positive ints {layout}; got {wshape}.")
+        raise ValueError(f"{name} must contain positive ints {layout}; got {wshape}.")
+    for s in wshape:
+        check_int_range(name, s)
     return tuple(int(s) for s in wshape)
 
 
@@ -156,7 +162,14 @@ def check_weight(weight, name: str = "weight"):
     return w
 
 
-def _input_shape(input_shape, n: int) -> tuple[int, ...]:
+def _input_shape(input_shape, n: int, label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
+    """One sample's shape; an empty axis is reported on what the caller passed (``x``)."""
+    items = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if label.value is not None and items is not None and any(is_int(v) and v == 0 for v in items):
+        raise ValueError(
+            f"{label.shape} must not have an empty axis (every size at least 1); got "
+            f"{label.shape}={tuple(label.value)}."
+        )
     return shape_tuple("input_shape", input_shape, n + 1,
                        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel")
 
@@ -231,8 +244,8 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     """
     wshape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = _input_shape(input_shape, n)
     _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
+    in_shape = _input_shape(input_shape, n, _label)
     mode = check_padding_mode(padding_mode)
     s = int_tuple("stride", stride, n, minimum=1)
     d = int_tuple("dilation", dilation, n, minimum=1)
@@ -263,8 +276,8 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
     """
     wshape = check_weight_shape(weight_shape, "(C_in, C_out/groups, *kernel)")
     n = len(wshape) - 2
-    in_shape = _input_shape(input_shape, n)
     _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
+    in_shape = _input_shape(input_shape, n, _label)
     if isinstance(padding, str):
         raise ValueError(
             f"padding of a transposed convolution must be an int or a tuple of {n} ints "
@@ -297,6 +310,8 @@ def pool_input_shape(value, name: str) -> tuple[int, ...]:
         )
     if any(s < 1 for s in items):
         raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
+    for s in items:
+        check_int_range(name, s)
     return tuple(int(s) for s in items)
 
 
@@ -376,4 +391,6 @@ def adaptive_output_size(output_size, in_spatial) -> tuple[int, ...]:
     out = tuple(i if o is None else int(o) for o, i in zip(items, in_spatial))
     if any(o < 1 for o in out):
         raise ValueError(f"output_size must contain positive sizes; got output_size={output_size!r}.")
+    for o in out:
+        check_int_range("output_size", o)
     return out

@@ -61,11 +61,14 @@ def memory_limit() -> tuple[int, str]:
     env = os.environ.get("TOEPLITZ_CONV_MAX_BYTES")
     if env:
         try:
-            return int(float(env)), "from TOEPLITZ_CONV_MAX_BYTES"
+            value = float(env)
         except ValueError:
+            value = float("nan")
+        if not (1 <= value < 2**63):
             raise ValueError(
-                f"TOEPLITZ_CONV_MAX_BYTES must be a number of bytes; got {env!r}."
-            ) from None
+                f"TOEPLITZ_CONV_MAX_BYTES must be a finite number of bytes, at least 1; got {env!r}."
+            )
+        return int(value), "from TOEPLITZ_CONV_MAX_BYTES"
     return available_memory() // 2, "half of the available memory"
 
 

@@ -39,13 +39,26 @@ from .memory import check_size
 TABLE_BYTES_PER_ENTRY = 24
 
 
+def _axis_reads(o: int, k: int, s: int, d: int, lo: int, n: int) -> int:
+    """Taps of one axis that read the input under zero padding, over all ``o`` outputs:
+    for tap ``t``, the outputs with ``0 <= out * s - lo + t * d < n`` (integer arithmetic,
+    no array: the estimate must not cost what it estimates)."""
+    total = 0
+    for t in range(k):
+        first = max(0, -((t * d - lo) // s))  # ceil((lo - t d) / s)
+        last = min(o - 1, (n - 1 + lo - t * d) // s)
+        total += max(0, last - first + 1)
+    return total
+
+
 def estimate_nnz(geom: ConvGeometry) -> int:
-    """Stored entries of the matrix, exact for zero padding, an upper bound otherwise."""
-    per_axis = [
-        int((axis_positions(o, k, s, d, lo, n, geom.padding_mode) >= 0).sum())
-        for o, k, s, d, lo, n in zip(geom.out_spatial, geom.kernel, geom.stride, geom.dilation,
-                                     geom.pad_lo, geom.in_spatial)
-    ]
+    """Stored entries of the matrix, exact for zero padding, an upper bound otherwise (every
+    tap reads a real input, some of them the same one)."""
+    axes = zip(geom.out_spatial, geom.kernel, geom.stride, geom.dilation, geom.pad_lo, geom.in_spatial)
+    if geom.padding_mode == "zeros":
+        per_axis = [_axis_reads(*a) for a in axes]
+    else:
+        per_axis = [o * k for o, k, *_ in axes]
     return geom.out_channels * geom.cin_per_group * prod(per_axis)
 
 
@@ -60,14 +73,22 @@ def _matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np
     return w
 
 
-def _check_out_array(out, size: int) -> None:
-    """``out`` of ``ConvPattern.values``: written in place, so it must be a contiguous array."""
+def _check_out_array(out, size: int, dtype) -> None:
+    """``out`` of ``ConvPattern.values``: written in place, so it must be a writeable,
+    contiguous array of a dtype that holds the weight's values (no float -> int truncation)."""
     if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or out.size != size:
         got = (f"shape {out.shape}, C-contiguous={out.flags.c_contiguous}"
                if isinstance(out, np.ndarray) else type(out).__name__)
         raise ValueError(
             f"out must be a C-contiguous numpy array of {size:,} entries (C.data of this "
             f"layer's matrix); got {got}."
+        )
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable (the values are written into it); got a read-only array.")
+    if not np.can_cast(dtype, out.dtype, casting="same_kind"):
+        raise TypeError(
+            f"out must have a dtype that holds the weight's {np.dtype(dtype)} values without "
+            f"truncation (same kind: float for a float weight); got out.dtype={out.dtype}."
         )
 
 
@@ -182,6 +203,7 @@ class ConvPattern:
 
         ``weight`` (numpy or torch) must have this geometry's weight shape; ``out`` may be
         an existing matrix's ``C.data`` to refresh it in place (no new sort, no new indices).
+        Returns a flat ``(nnz,)`` array (``out`` itself when given).
 
         Rows that sum the same taps (all interior positions of an image row, say) share
         their values, so runs of them are written as broadcast copies.
@@ -191,14 +213,15 @@ class ConvPattern:
         weight = _matching_weight(weight, geom.weight_shape)
         w3 = np.ascontiguousarray(weight).reshape(groups, cout_g, geom.taps)
         L = self.cols.size
+        given = out
         if out is None:
-            out = np.empty((groups, cout_g, L), dtype=weight.dtype)
-        _check_out_array(out, self.nnz)
+            out = given = np.empty(groups * cout_g * L, dtype=weight.dtype)
+        _check_out_array(out, self.nnz, weight.dtype)
         out = out.reshape(groups, cout_g, L)  # a view: out is contiguous
         runs = self._row_runs()
         if len(runs) > max(64, self.p_out // 8):  # too irregular: one plain gather
             out[...] = self._row_values(w3, 0, self.p_out)
-            return out
+            return given
         for r0, n in runs:
             e0, e1 = int(self.indptr[r0]), int(self.indptr[r0 + n])
             width = int(self.indptr[r0 + 1]) - e0
@@ -207,7 +230,7 @@ class ConvPattern:
             view = out[:, :, e0:e1]
             view.shape = (groups, cout_g, n, width)  # raises rather than copies
             view[...] = self._row_values(w3, r0, r0 + 1)[:, :, None, :]
-        return out
+        return given
 
     # ------------------------------------------------------------------ reading: matrix
     def matrix_arrays(self, weight):
@@ -302,4 +325,9 @@ def conv_pattern(geometry: ConvGeometry) -> ConvPattern:
     >>> np.allclose(C.toarray(), 2 * T.toarray())
     True
     """
+    if not isinstance(geometry, ConvGeometry):
+        raise TypeError(
+            f"geometry must be a ConvGeometry (from toeplitz_conv.conv_geometry(weight_shape, "
+            f"input_shape, ...)); got {type(geometry).__name__}."
+        )
     return ConvPattern(geometry)

@@ -28,7 +28,7 @@ from math import prod
 
 import numpy as np
 
-from ._args import as_array, check_bool, positive_int
+from ._args import as_array, check_bool, check_int_range, is_int
 from ._sparse import check_format, csr
 from .geometry import PoolGeometry, adaptive_output_size, pool_input_shape
 from .indexing import im2col, stacked_indices, window_table
@@ -43,6 +43,34 @@ def _outer(factors):
     for f in factors:
         out = np.multiply.outer(out, np.asarray(f, dtype=np.float64))
     return out.reshape(-1)
+
+
+def _value_dtype(dtype) -> np.dtype:
+    """The dtype of a pooling matrix: a numpy float or complex dtype (an average of
+    integers or booleans would be truncated or summed)."""
+    if type(dtype).__module__.startswith("torch"):
+        raise TypeError(f"dtype must be a numpy dtype such as np.float64 (not a torch dtype); got {dtype}.")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a numpy float or complex dtype such as np.float64; got {dtype!r}.") from None
+    if dt.kind not in "fc" or dt == np.float16:
+        raise TypeError(
+            f"dtype must be a float or complex dtype (float32, float64, complex64, complex128): "
+            f"pooling weights are fractions; got {dt}."
+        )
+    return dt
+
+
+def _check_pool_size(what: str, channels: int, p_out: int, taps: int, itemsize: int,
+                     window_bytes: int = 0) -> None:
+    """Refuse before any array: the window table and the matrix of ``channels`` blocks of
+    ``p_out`` rows, at most ``taps`` entries each; ``window_bytes``: max pooling reads every
+    window's values (bytes per table entry), and keeps one entry per row."""
+    nnz = channels * p_out * (1 if window_bytes else taps)
+    detail = (f"{channels:,} channels x {p_out:,} output positions x {taps:,} taps"
+              + (" of window values read" if window_bytes else f": up to {nnz:,} nonzeros"))
+    check_size(what, p_out * taps * (24 + window_bytes) + nnz * (itemsize + 8), detail)
 
 
 def _block_diagonal(src, coef, channels, p_in, dtype, fmt):
@@ -121,8 +149,17 @@ def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mo
     True
     """
     fmt = check_format(format)
+    dtype = _value_dtype(dtype)
     geom = PoolGeometry(input_shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool_matrix")
     count_include_pad = check_bool("count_include_pad", count_include_pad)
+    if divisor_override is not None:
+        if not is_int(divisor_override):
+            raise TypeError(f"divisor_override must be a nonzero integer or None; got {divisor_override!r}.")
+        if divisor_override == 0:
+            raise ValueError("divisor_override must be a nonzero integer or None (as in torch); got 0.")
+        check_int_range("divisor_override", divisor_override)
+    _check_pool_size("avg_pool_matrix", geom.channels, prod(geom.out_spatial), prod(geom.kernel),
+                     dtype.itemsize)
     if len(geom.kernel) == 3 and any(i < k for i, k in zip(geom.in_spatial, geom.kernel)):
         raise ValueError(  # torch's avg_pool3d (only it) refuses an input smaller than the kernel
             f"input_shape's spatial size must be at least kernel_size in every dimension for 3D "
@@ -131,8 +168,7 @@ def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mo
         )
     tables = geom.axis_tables()
     if divisor_override is not None:
-        divisor = np.full(prod(geom.out_spatial),
-                          float(positive_int("divisor_override", divisor_override)))
+        divisor = np.full(prod(geom.out_spatial), float(divisor_override))
     elif count_include_pad:
         # torch: the window clipped to the padded input, [start, min(start + k, i + p))
         sizes = [np.minimum(np.arange(o) * s - p + k, i + p) - (np.arange(o) * s - p)
@@ -142,7 +178,7 @@ def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mo
     else:
         divisor = _outer([(t >= 0).sum(axis=1) for t in tables])
     with np.errstate(divide="ignore"):
-        coef = np.where(divisor > 0, 1.0 / np.where(divisor > 0, divisor, 1.0), 0.0)
+        coef = np.where(divisor != 0, 1.0 / np.where(divisor != 0, divisor, 1.0), 0.0)
     return _block_diagonal(window_table(tables, geom.in_spatial), coef, geom.channels,
                            prod(geom.in_spatial), dtype, fmt)
 
@@ -184,9 +220,12 @@ def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, form
     True
     """
     fmt = check_format(format)
+    dtype = _value_dtype(dtype)
     shape = pool_input_shape(input_shape, "input_shape")
     in_sp = shape[1:]
     out_sp = adaptive_output_size(output_size, in_sp)
+    widest = prod(-(-i // o) + 1 for i, o in zip(in_sp, out_sp))  # a window spans at most this
+    _check_pool_size("adaptive_avg_pool_matrix", shape[0], prod(out_sp), widest, dtype.itemsize)
     tables, counts = [], []
     for i, o in zip(in_sp, out_sp):
         oo = np.arange(o)
@@ -236,7 +275,7 @@ def max_pool_indices(x, geom: PoolGeometry, src=None):
 
 
 def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
-                    format="csr"):
+                    format="csr", spatial_dims=None):
     """The 0/1 selection matrix S of max pooling for one sample: ``S @ x.ravel()`` is the output.
 
     Max pooling is linear only per input: S depends on where each window's maximum is.
@@ -252,6 +291,11 @@ def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_
     dilation : int or tuple of int, default 1
     ceil_mode : bool, default False
     format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+    spatial_dims : {1, 2, 3}, optional
+        Spatial axes of ``x``; default ``x.ndim - 1``, or the length of a tuple given for
+        ``kernel_size``/``stride``/``padding``/``dilation``. A 4D ``x`` with only int
+        arguments is refused without it: it reads as a batch of 2D samples as much as one 3D
+        sample (pass ``spatial_dims=3`` for the latter, one sample at a time for the former).
 
     Returns
     -------
@@ -280,6 +324,32 @@ def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_
             f"x must be one sample (C, *spatial) with 1, 2 or 3 spatial axes (no batch "
             f"axis); got x.shape={tuple(xa.shape)}."
         )
+    _check_spatial_dims(xa, spatial_dims, kernel_size, stride, padding, dilation)
     geom = PoolGeometry(xa.shape, kernel_size, stride, padding, dilation, ceil_mode, "max_pool_matrix")
+    _check_pool_size("max_pool_matrix", geom.channels, prod(geom.out_spatial), prod(geom.kernel),
+                     xa.dtype.itemsize, window_bytes=geom.channels * max(8, xa.dtype.itemsize))
     idx = max_pool_indices(xa.reshape(1, geom.channels, -1), geom)[0]
     return selection_matrix(idx, prod(geom.in_spatial), xa.dtype, fmt)
+
+
+def _check_spatial_dims(xa, spatial_dims, *args) -> None:
+    """One sample of ``spatial_dims`` spatial axes, never a batch read as a 3D sample."""
+    lengths = {len(a) for a in args if isinstance(a, (tuple, list)) and len(a) > 1}
+    if spatial_dims is None:
+        if lengths:  # a tuple argument says the rank; each argument's length is checked later
+            return
+        if xa.ndim == 4:
+            raise ValueError(
+                f"x of shape {tuple(xa.shape)} is ambiguous: one sample (C, D, H, W) for 3D "
+                f"pooling, or a batch (N, C, H, W) of 2D samples. max_pool_matrix takes one "
+                f"sample, no batch axis: pass spatial_dims=3 for a 3D sample, or x[n] for each "
+                f"2D sample."
+            )
+        return
+    if spatial_dims not in (1, 2, 3) or isinstance(spatial_dims, bool):
+        raise ValueError(f"spatial_dims must be 1, 2 or 3; got {spatial_dims!r}.")
+    if xa.ndim != spatial_dims + 1:
+        raise ValueError(
+            f"x must be one sample (C, *spatial) with {spatial_dims} spatial axes (no batch "
+            f"axis) for {spatial_dims}D pooling; got x.shape={tuple(xa.shape)}."
+        )

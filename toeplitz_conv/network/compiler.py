@@ -13,9 +13,12 @@ torch is imported only when a model is compiled (here and by the builders).
 
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 
-from .._args import as_array, as_tuple, is_int
+from .._args import as_array, as_tuple, check_int_range, is_int
+from ..memory import check_size
 from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
 from .linear_ops import BATCH
@@ -331,7 +334,15 @@ def compile(module, input_shape):
     shape = as_tuple(input_shape, "input_shape", "a tuple of ints (one sample, no batch axis)")
     if not shape or not all(is_int(s) and s >= 1 for s in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints (one sample, no batch axis); got input_shape={shape!r}.")
+    for s in shape:
+        check_int_range("input_shape", s)
     shape = tuple(int(s) for s in shape)
+    features = prod(shape)
+    # a floor, known before anything runs: the example batch of two samples (torch and its
+    # numpy rows) and a first matrix of one entry per input feature; every layer adds more
+    check_size("compile", 48 * features,
+               f"at least: an example batch of 2 x {features:,} input features and one matrix "
+               f"entry per feature, before any layer's own matrix")
     named = list(module.named_parameters())
     params = {name: as_array(p, name).copy() for name, p in named}
     dtype = np.result_type(*params.values()) if params else np.float64

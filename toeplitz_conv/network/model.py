@@ -19,12 +19,24 @@ The exact Jacobian at one sample is the same chain with matrices in place of vec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import prod
 
 import numpy as np
 
-from .._args import as_array, is_int
+from .._args import as_array, is_int, real_number
 from . import export, jacobian, lipschitz
+
+
+def _real(arr: np.ndarray, name: str, dtype) -> np.ndarray:
+    """Refuse a complex array for a real network (the imaginary part would be dropped)."""
+    if np.iscomplexobj(arr) and not np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(
+            f"{name} must be real: the network computes in {np.dtype(dtype)} and would drop the "
+            f"imaginary part; got dtype {arr.dtype}. Pass the real and imaginary parts separately "
+            f"(every layer but the activations is linear)."
+        )
+    return arr
 
 
 def _network_input(x: np.ndarray, input_shape) -> np.ndarray:
@@ -123,7 +135,7 @@ class Network:
         activation ``sigma(Z)``; nodes run in topological order. Returns a numpy array
         ``(N, *output_shape)``.
         """
-        xa = _network_input(as_array(x, "x"), self.input_shape)
+        xa = _network_input(_real(as_array(x, "x"), "x", self.dtype), self.input_shape)
         n = xa.shape[0]
         acts = [np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)]
         for layer in self.layers:
@@ -163,7 +175,7 @@ class Network:
             raise ValueError("backward needs the activations of a forward pass; call forward(x) first.")
         acts = self._acts
         n = acts[0].shape[1]
-        d = as_array(grad_output, "grad_output")
+        d = _real(as_array(grad_output, "grad_output"), "grad_output", self.dtype)
         if tuple(d.shape) != (n, *self.output_shape):
             raise ValueError(
                 f"grad_output must have the shape of the last forward's output "
@@ -188,13 +200,18 @@ class Network:
     # ------------------------------------------------------------------ parameters
     def update(self, new_params):
         """Replace parameters (a dict keyed as ``named_parameters``) and rebuild the matrices."""
+        if not isinstance(new_params, Mapping):
+            raise TypeError(
+                f"new_params must be a dict of parameter name -> array (keys as "
+                f"named_parameters()); got {type(new_params).__name__}."
+            )
         for name, value in new_params.items():
             if name not in self.params:
                 raise ValueError(
                     f"new_params keys must be parameter names of the model "
                     f"({', '.join(self.params)}); got {name!r}."
                 )
-            arr = as_array(value, f"new_params[{name!r}]")
+            arr = _real(as_array(value, f"new_params[{name!r}]"), f"new_params[{name!r}]", self.dtype)
             if arr.shape != self.params[name].shape:
                 raise ValueError(
                     f"new_params[{name!r}] must have shape {self.params[name].shape}; got {arr.shape}."
@@ -205,8 +222,25 @@ class Network:
                 layer.build()
 
     def sgd_step(self, grads, lr):
-        """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads``."""
-        self.update({name: self.params[name] - lr * grad for name, grad in grads.items()})
+        """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads`` (each of
+        its parameter's exact shape, as :meth:`backward` returns them)."""
+        lr = real_number("lr", lr, "a finite real number", np.isfinite)
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"grads must be a dict of parameter name -> gradient; got {type(grads).__name__}.")
+        new = {}
+        for name, grad in grads.items():
+            if name not in self.params:
+                raise ValueError(
+                    f"grads keys must be parameter names of the model ({', '.join(self.params)}); got {name!r}."
+                )
+            g = _real(as_array(grad, f"grads[{name!r}]"), f"grads[{name!r}]", self.dtype)
+            if g.shape != self.params[name].shape:
+                raise ValueError(
+                    f"grads[{name!r}] must have its parameter's shape {self.params[name].shape} "
+                    f"(no broadcasting); got {g.shape}."
+                )
+            new[name] = self.params[name] - lr * g
+        self.update(new)
 
     # ------------------------------------------------------------------ linear maps
     def linear_map(self, start=0, stop=None):

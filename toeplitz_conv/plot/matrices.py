@@ -14,7 +14,8 @@ from math import ceil, prod
 import numpy as np
 import scipy.sparse as sp
 
-from .._args import as_array, as_tuple, check_choice, is_int, positive_int
+from .._args import as_array, as_tuple, check_bool, check_choice, is_int, positive_int
+from ..memory import check_size
 from .layout import axes_points, line_spacing_ok, matrix_figure, thin_ticks, wrap_title
 from .style import DIVERGING, new_figure
 
@@ -205,9 +206,19 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
     """
     A = check_matrix(C, "C")
     m, n = A.shape
+    if m == 0 or n == 0:
+        raise ValueError(f"C must have at least one row and one column to draw; got shape {A.shape}.")
+    if ax is not None and not hasattr(ax, "imshow"):
+        raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}.")
     in_shape = check_index_shape("input_shape", input_shape, n, "columns")
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")
     mode = check_choice("mode", mode, ("auto", "values", "markers", "density"))
+    colorbar = check_bool("colorbar", colorbar)
+    if annotate != "auto":
+        annotate = check_bool("annotate", annotate)
+    if mode == "values":  # a dense masked image of the whole matrix (value, mask)
+        check_size("spy(mode='values')", 9 * m * n,
+                   f"a dense {m:,} x {n:,} image; mode='density' draws any size")
     max_bins = positive_int("max_bins", max_bins)
     for name, value in (("title", title), ("layer", layer), ("row_label", row_label),
                         ("col_label", col_label)):

@@ -40,7 +40,12 @@ def weight_symbols(weight_shape, name="w"):
     """
     import sympy
 
-    shape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)")
+    shape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)", "weight_shape")
+    if prod(shape) > SYMBOLIC_MAX_ENTRIES:
+        raise ValueError(
+            f"weight_symbols is for small kernels (at most {SYMBOLIC_MAX_ENTRIES:,} symbols, one "
+            f"sympy object each); got weight_shape={shape} ({prod(shape):,} weights)."
+        )
     single = shape[0] == 1 and shape[1] == 1
     sep = "" if max(shape[2:] if single else shape) <= 10 else ","
     out = np.empty(shape, dtype=object)

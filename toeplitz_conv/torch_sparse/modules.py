@@ -26,6 +26,11 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
     """The checks of one call; returns the input with a batch axis and whether it was added."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input of {what} must be a torch.Tensor; got {type(input).__name__}.")
+    if input.is_nested or input.layout != torch.strided:
+        raise TypeError(
+            f"input of {what} must be a dense (strided) tensor; got a "
+            f"{'nested' if input.is_nested else str(input.layout)} tensor. Convert it with .to_dense()."
+        )
     spatial = "DHW"[3 - ndim:]
     if input.dim() not in (ndim + 1, ndim + 2):
         raise ValueError(
@@ -45,7 +50,22 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
 
 
 def _check_tensors(x, weight, bias, what: str) -> None:
-    """Devices first, then dtypes: the tensors of one call where torch.sparse multiplies."""
+    """Kinds, devices, then dtypes: the tensors of one call where torch.sparse multiplies."""
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} of {what} must be a torch.Tensor; got {type(t).__name__}.")
+        if t.layout != torch.strided or t.is_nested:
+            raise TypeError(
+                f"{name} of {what} must be a dense (strided) tensor; got a "
+                f"{'nested' if t.is_nested else str(t.layout)} tensor. Convert it with .to_dense()."
+            )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(
+            f"bias of {what} must have shape ({weight.shape[0]},), one value per output channel; "
+            f"got bias.shape={tuple(bias.shape)}."
+        )
     with_bias = [("bias", bias)] if bias is not None else []
     elsewhere = [(name, t) for name, t in [("weight", weight), *with_bias] if t.device != x.device]
     if elsewhere:
@@ -115,6 +135,10 @@ def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, group
             f"weight.shape={tuple(weight.shape)}."
         )
     what = f"sparse_conv ({n}D)"
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise (ValueError if isinstance(groups, int) and not isinstance(groups, bool) else TypeError)(
+            f"groups of {what} must be a positive integer; got {groups!r}."
+        )
     return _run(input, weight, bias, n, weight.shape[1] * groups, what,
                 lambda x, w: Values(_plan(w, x, stride, padding, dilation, groups, padding_mode,
                                           sparse_layout), cache=False))

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..geometry import ConvGeometry, conv_geometry
 from ..memory import human_bytes, memory_limit
-from ..pattern import conv_pattern
+from ..pattern import estimate_nnz
 from .structure import auto_layout
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -31,7 +31,7 @@ class LayerCost:
     in_shape: tuple
     out_shape: tuple
     layout: str  # 'csr' or 'bsr'
-    nnz: int  # nonzeros of C (C.T holds as many)
+    nnz: int  # nonzeros of C (C.T holds as many); an upper bound for padding modes but zeros
     nbytes: int  # C and C.T values, index tensors, the weight-gradient gather
 
 
@@ -63,7 +63,7 @@ def layer_bytes(geom: ConvGeometry, layout: str, element_size: int, backward: bo
     when ``backward``), their indices (CSR: int32 column and value source per entry while
     they fit; BSR: per 8x8 tile, small), row pointers, and the weight gradient's gather
     table (int64 per tap and output position and group)."""
-    nnz = conv_pattern(geom).nnz
+    nnz = estimate_nnz(geom)  # exact for zero padding, an upper bound otherwise: no table built
     index = 4 if nnz < 2**31 else 8
     per_entry = element_size + (0 if layout == "bsr" else 2 * index)
     matrices = 2 if backward else 1

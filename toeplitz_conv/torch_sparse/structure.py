@@ -25,7 +25,7 @@ from .._sparse import csr
 from ..geometry import ConvGeometry
 from ..memory import check_size
 from ..indexing import index_dtype, stacked_indices
-from ..pattern import conv_pattern
+from ..pattern import TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz
 from . import runtime
 from .tensors import compressed
 
@@ -276,12 +276,13 @@ def bsr_tile(bo: int, bi: int) -> int:
 def cached_structure(geom: ConvGeometry, device: torch.device, layout: str) -> Structure:
     """The :class:`Structure` of a geometry on a device (cached), refused up front when its
     index tensors would exceed the memory limit."""
-    nnz = conv_pattern(geom).nnz
-    # CSR: an int32 column and an int64 gather index per entry, and the transposition's
-    # int64 scratch while it is built; BSR indices are per block (small)
-    per_entry = 8 + (0 if layout == "bsr" else 12)
-    scratch = 0 if layout == "bsr" else 32 * nnz
-    table = 8 * geom.in_channels * prod(geom.kernel) * prod(geom.out_spatial)  # the weight-grad gather
+    nnz = estimate_nnz(geom)  # arithmetic: nothing is built before the check
+    # CSR: an int32 column and value source per entry, and the transposition's scratch
+    # while it is built; BSR indices are per block (small); the pattern's table and the
+    # weight gradient's gather table
+    per_entry = 8 + (0 if layout == "bsr" else 8)
+    scratch = 0 if layout == "bsr" else 8 * nnz
+    table = (8 * geom.groups + TABLE_BYTES_PER_ENTRY) * geom.taps * prod(geom.out_spatial)
     check_size(f"the torch.sparse matrices of this {geom.ndim}D convolution",
                2 * nnz * per_entry + scratch + table + 16 * sum(geom.shape),
                f"C and C.T, 2 x {nnz:,} nonzeros")

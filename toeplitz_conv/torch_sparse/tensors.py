@@ -57,7 +57,15 @@ def to_torch_sparse(C, *, device=None, dtype=None, layout="csr"):
             f"got {type(C).__name__}."
         )
     layout = check_choice("layout", layout, ("csr", "coo"), LAYOUT_NOTE)
-    device = torch.device("cpu") if device is None else torch.device(device)
+    try:
+        device = torch.device("cpu") if device is None else torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch.device or a string such as 'cpu' or 'cuda'; got {device!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} needs a CUDA build of torch and a GPU; this torch has none "
+            f"(torch.cuda.is_available() is False)."
+        )
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.float32; got {dtype!r}.")
     csr = sp.csr_array(C)
