@@ -24,10 +24,12 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_no_command_prints_help(capsys):
+def test_no_command_prints_the_usage_and_an_error(capsys):
     code, out, err = run(capsys)
-    assert code == 2
-    assert "usage: toeplitz-conv" in out and "demo" in out and "spy" in out and "verify" in out
+    assert code == 2 and out == ""
+    usage, error = err.splitlines()
+    assert usage.startswith("usage: toeplitz-conv")
+    assert error.startswith("toeplitz-conv: error: a command is required: demo, spy, explore")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["spy", "--help"], ["demo", "--help"], ["verify", "--help"]])
@@ -87,7 +89,7 @@ def test_spy_1d_3d_and_options(capsys, tmp_path, extra):
 
 @pytest.mark.parametrize("argv, message", [
     (["spy", "--input", "3x8", "--kernel", "4x3x3x3"],
-     "--kernel must be C_outxC_in/groupsxKERNEL with one more size than --input"),
+     "argument --kernel: --kernel must be C_outxC_in/groupsxKERNEL with one more size than --input"),
     (["spy", "--input", "3xax8", "--kernel", "4x3x3x3"],
      "argument --input: --input must be sizes like 3x8x8 or 2; got '3xax8'."),
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--stride", "0"],
@@ -97,30 +99,36 @@ def test_spy_1d_3d_and_options(capsys, tmp_path, extra):
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--padding-mode", "mirror"],
      "argument --padding-mode: invalid choice: 'mirror'"),
     (["spy", "--input", "3x8x8", "--kernel", "4x2x3x3"],
-     "input_shape[0] must equal weight.shape[1] * groups (2 * 1 = 2); got input_shape[0]=3."),
+     "arguments --input 3x8x8 --kernel 4x2x3x3: input_shape[0] must equal weight.shape[1] * groups "
+     "(2 * 1 = 2); got input_shape[0]=3."),
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--padding", "8", "--padding-mode", "reflect"],
-     "padding must be smaller than the input size"),
+     "arguments --input 3x8x8 --kernel 4x3x3x3 --padding 8 --padding-mode reflect: padding must be "
+     "smaller than the input size"),
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--groups", "2x2"],
-     "argument --groups: --groups must be one positive integer; got '2x2'."),
+     "argument --groups: --groups must be one integer from 1 to 2,147,483,647; got '2x2'."),
     (["spy", "--kernel", "4x3x3x3"], "the following arguments are required: --input"),
     (["transpose"], "argument COMMAND: invalid choice: 'transpose'"),
-    (["verify", "--atol", "small"], "argument --atol: invalid float value: 'small'"),
+    (["verify", "--atol", "small"], "argument --atol: --atol must be a finite number >= 0, such as 1e-10; "
+                                    "got 'small'."),
 ])
 def test_bad_arguments_give_one_line_and_status_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
-    assert err.startswith("toeplitz-conv: error: ") and message in err
+    prog = "toeplitz-conv" if argv[0] == "transpose" else f"toeplitz-conv {argv[0]}"
+    assert err.startswith(f"{prog}: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_unwritable_outputs_are_argument_errors(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, _, err = run(capsys, "demo", "--out", str(blocker / "sub"))
-    assert code == 2 and err.startswith("toeplitz-conv: error: argument --out: cannot write to")
+    code, out, err = run(capsys, "demo", "--out", str(blocker / "sub"))
+    assert code == 2 and err.startswith("toeplitz-conv demo: error: argument --out: cannot write")
+    assert "is a file, not a folder" in err and out == ""  # refused before the demo ran
     code, _, err = run(capsys, "spy", "--input", "1x5x5", "--kernel", "1x1x3x3", "-o", str(tmp_path / "C.xyz"))
-    assert code == 2 and err.startswith("toeplitz-conv: error: argument -o/--output: cannot write")
-    assert "xyz" in err and err.count("\n") == 1
+    assert code == 2 and err.startswith("toeplitz-conv spy: error: argument -o/--output: the image file "
+                                        "must end in one of ")
+    assert ".png" in err and "C.xyz" in err and err.count("\n") == 1
 
 
 def test_bad_arguments_as_a_process(tmp_path):
@@ -128,7 +136,8 @@ def test_bad_arguments_as_a_process(tmp_path):
                            "--kernel", "4x3x9x9"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("toeplitz-conv: error: the output would be empty")
+    assert proc.stderr.startswith("toeplitz-conv spy: error: arguments --input 3x8x8 --kernel 4x3x9x9: "
+                                  "the output would be empty")
     assert proc.stderr.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing written
 

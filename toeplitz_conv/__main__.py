@@ -1,5 +1,8 @@
+"""``python -m toeplitz_conv``: the ``toeplitz-conv`` command."""
+
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,86 +4,69 @@ Commands::
 
     toeplitz-conv demo [--out DIR]         a small conv layer as a matrix, checked against PyTorch
     toeplitz-conv spy --input 3x8x8 --kernel 4x3x3x3 [--stride 2] [--padding 1] [-o C.png]
+    toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 [-o layer.html]
+    toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 [--transposed] [-o conv.gif]
     toeplitz-conv verify [--atol 1e-10]    the library against PyTorch over a grid of geometries
+    toeplitz-conv --version
 
-Bad arguments give one line, ``toeplitz-conv: error: <what is wrong>``, and exit status 2.
+Every argument is checked before any work (:mod:`toeplitz_conv._cli_args`): a bad one gives one
+line naming the flag, the rule and what arrived, as argparse writes it
+(``toeplitz-conv spy: error: argument --dpi: ...``), and exit status 2. Exit status 1 means a
+check of ``demo`` or ``verify`` failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import sys
+import warnings
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from . import verify
+from ._cli_args import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, ArgumentError, CommandParser,
+                        UsageError, arg_type, check_animation, check_frames_memory, check_memory,
+                        check_pixels, check_single_channel, dpi_argument, spy_image,
+                        image_suffixes, layer_arguments, layer_flags, layer_geometry, layer_options,
+                        output_argument, output_file, output_folder, parse_atol)
 from .conv import conv_matrix, conv_weight_grad
-from .geometry import PADDING_MODES, conv_geometry, conv_transpose_geometry
 from .memory import human_bytes
 from .plot import animate, explore, gradient_figure, spy
+from .plot.explorer import EXPLORER_MAX_ENTRIES
+from .plot.layout import matrix_figure
 
 PROG = "toeplitz-conv"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``toeplitz-conv: error: ...`` and exit status 2."""
-
-    def error(self, message):
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
+DISTRIBUTION = "toeplitz-conv"  # [project] name in pyproject.toml
 
 
 class _OutputError(ValueError):
     """A file or folder named on the command line cannot be written."""
 
 
-def _parse_sizes(name: str, text: str, *, words=(), minimum: int = 1):
-    """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same')."""
-    if text in words:
-        return text
-    parts = str(text).lower().replace("×", "x").split("x")
+def version() -> str:
+    """The installed distribution's version; the package's ``__version__`` when not installed."""
     try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        extra = f" or {', '.join(map(repr, words))}" if words else ""
-        raise ValueError(f"{name} must be sizes like 3x8x8 or 2{extra}; got {text!r}.") from None
-    if any(s < minimum for s in sizes):
-        rule = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name} must contain {rule} sizes; got {text!r}.")
-    return sizes
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree: the package says it
+        return getattr(sys.modules.get(__package__), "__version__", "unknown")
 
 
-def _parse_count(name: str, text: str) -> int:
-    """A command-line positive integer such as ``--groups 2``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be one positive integer; got {text!r}.") from None
-    if value < 1:
-        raise ValueError(f"{name} must be one positive integer; got {text!r}.")
-    return value
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
+        matplotlib.use("Agg")  # writing files only: no window
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def _arg(parse, name, **kw):
-    """An argparse ``type=`` from one of the parsers above (its ValueError is the message)."""
-
-    def convert(text):
-        try:
-            return parse(name, text, **kw)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    convert.__name__ = name
-    return convert
-
-
-def _one(value):
-    """``(2,)`` -> ``2`` (so a single size applies to every spatial axis), else unchanged."""
-    return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+def _x(shape) -> str:
+    return "x".join(map(str, shape))
 
 
 # --------------------------------------------------------------------------- demo
@@ -91,7 +74,11 @@ def _one(value):
 
 def _demo(args) -> int:
     """A 1x4x4 input, a 3x3 kernel: C, the output, C.T @ delta and the weight gradient."""
-
+    out = output_folder("--out", args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
     x = np.arange(1.0, 17.0).reshape(1, 4, 4)
     w = np.array([[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]]])  # Sobel x
     C = conv_matrix(w, x.shape)
@@ -133,8 +120,7 @@ def _demo(args) -> int:
         for name, ok in checks.items():
             print(f"  {'ok  ' if ok else 'FAIL'} {name}")
         status = 0 if all(checks.values()) else 1
-    if args.out is not None:
-        _demo_figures(Path(args.out), x, w, delta)
+    _demo_figures(out, x, w, delta)
     return status
 
 
@@ -146,28 +132,21 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, ta: str, tb: str) -> str:
 
 
 def _demo_figures(out: Path, x, w, delta) -> None:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg")  # writing files only: no window
-    import matplotlib.pyplot as plt
-
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
+    plt = _pyplot()
     C = conv_matrix(w, x.shape)
     fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
     spy(C, ax=ax, input_shape=x.shape, output_shape=(1, 2, 2),
-           title="the demo's C: 3x3 Sobel kernel on a 4x4 image (4 x 16)")
+        title="the demo's C: 3x3 Sobel kernel on a 4x4 image (4 x 16)")
     spy_path = out / "demo_spy.png"
-    ax.figure.savefig(spy_path, dpi=100)
-    plt.close(ax.figure)
     fig = gradient_figure(x, w, grad_output=delta.reshape(1, 2, 2))
     grad_path = out / "demo_gradient.png"
-    fig.savefig(grad_path, dpi=100)
-    plt.close(fig)
+    try:
+        ax.figure.savefig(spy_path, dpi=100)
+        fig.savefig(grad_path, dpi=100)
+    except OSError as e:
+        raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
+    finally:
+        plt.close("all")
     print(f"\nwrote the spy plot to {spy_path} and the gradient figure to {grad_path}")
 
 
@@ -176,64 +155,64 @@ def _demo_figures(out: Path, x, w, delta) -> None:
 
 def _layer(args, transposed=False):
     """``(weight, input_shape, options, geometry)`` of the layer the arguments describe (the
-    transposed convolution's geometry when ``transposed``)."""
-    kernel, inp = args.kernel, args.input
-    if len(kernel) != len(inp) + 1 or len(kernel) not in (3, 4, 5):
-        raise ValueError(
-            f"--kernel must be C_outxC_in/groupsxKERNEL with one more size than --input "
-            f"(C_inxSPATIAL), 1 to 3 spatial sizes; got --kernel {'x'.join(map(str, kernel))} "
-            f"and --input {'x'.join(map(str, inp))}."
-        )
-    opts = dict(stride=_one(args.stride), padding=_one(args.padding),
-                dilation=_one(args.dilation), groups=args.groups, padding_mode=args.padding_mode)
-    if transposed:
-        del opts["padding_mode"]
-        geom = conv_transpose_geometry(kernel, inp, **opts)
-    else:
-        geom = conv_geometry(kernel, inp, **opts)
-    return np.random.default_rng(args.seed).standard_normal(kernel), inp, opts, geom
+    transposed convolution's geometry when ``transposed``), checked before the random weights
+    are drawn."""
+    geom = layer_geometry(args, transposed)
+    w = np.random.default_rng(args.seed).standard_normal(args.kernel)
+    return w, args.input, layer_options(args, transposed), geom
+
+
+def _save(fig_or_anim, out: Path, **kw) -> None:
+    """Write a figure (or an animation, ``writer=`` in ``kw``) to ``out``, creating its folder."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (fig_or_anim.save if "writer" in kw else fig_or_anim.savefig)(out, **kw)
+    except (OSError, ValueError) as e:  # a full disk, a path that changed since the check
+        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
 
 
 def _spy(args) -> int:
-    w, inp, opts, geom = _layer(args)
-    kernel = w.shape
+    geom = layer_geometry(args)
+    out = output_file("-o/--output", args.output, "conv_matrix.png", image_suffixes(), "the image file")
     m, n = geom.shape
+    check_memory(args, "spy", geom, SPY_BYTES_PER_NONZERO, spy_image(geom, args.mode))
+    layer = f"{geom.describe()}\n{_x(geom.in_shape)} -> {_x(geom.out_shape)}"
+    plt = _pyplot()
+    fig = matrix_figure(m, n, title_lines=layer.count("\n") + 3)[0]  # the size spy will draw at
+    size = fig.get_size_inches()
+    plt.close(fig)
+    check_pixels(args.dpi, *size, "the spy plot")
+
+    w, inp, opts, _ = _layer(args)
     C = conv_matrix(w, inp, **opts)
     nbytes = C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
-    print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(kernel)}, "
+    print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(w.shape)}, "
           f"random N(0, 1) weights, seed {args.seed})")
     print(f"C: {m:,} x {n:,}, {C.nnz:,} nonzeros, density {100 * C.nnz / (m * n):.3g}%, "
           f"{human_bytes(nbytes)} as CSR ({human_bytes(m * n * 8)} dense)")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ax = spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode,
-             layer=f"{geom.describe()}\n{_x(geom.in_shape)} -> {_x(geom.out_shape)}")
-    fig = ax.figure
-    out = Path(args.output)
+    ax = spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode, layer=layer)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=args.dpi)
-    except (OSError, ValueError) as e:  # unwritable path, unknown image format
-        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
+        _save(ax.figure, out, dpi=args.dpi)
     finally:
-        plt.close(fig)
+        plt.close(ax.figure)
     print(f"wrote {out}")
     return 0
-
-
-def _x(shape) -> str:
-    return "x".join(map(str, shape))
 
 
 # --------------------------------------------------------------------------- explore
 
 
 def _explore(args) -> int:
-    w, inp, opts, geom = _layer(args)
-    out = Path(args.output)
+    geom = layer_geometry(args)
+    m, n = geom.shape
+    if max(m, n) > EXPLORER_MAX_ENTRIES:
+        raise ArgumentError(
+            f"arguments {layer_flags(args)}: explore is for small "
+            f"layers, at most {EXPLORER_MAX_ENTRIES:,} input and output entries (to stay readable); "
+            f"got {n:,} inputs and {m:,} outputs.")
+    out = output_file("-o/--output", args.output, "layer.html", {".html", ".htm"}, "the HTML file")
+    check_memory(args, "explore", geom, EXPLORE_BYTES_PER_NONZERO)
+    w, inp, opts, _ = _layer(args)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         explore(w, inp, path=out, **opts)
@@ -247,20 +226,28 @@ def _explore(args) -> int:
 
 
 def _animate(args) -> int:
-    w, inp, opts, geom = _layer(args, transposed=args.transposed)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    check_single_channel(args)
+    geom = layer_geometry(args, transposed=args.transposed)
+    check_animation(args, geom)
+    out = output_file("-o/--output", args.output, "conv.gif", {".gif"}, "the GIF file")
+    check_memory(args, "animate", geom)
+    plt = _pyplot()
+    w, inp, opts, _ = _layer(args, transposed=args.transposed)
     opts.pop("groups")
     anim = animate(w, inp, transposed=args.transposed, **opts)
-    out = Path(args.output)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        anim.save(out, writer="pillow", dpi=args.dpi)
-    except (OSError, ValueError) as e:
-        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
+        fig = plt.gcf()  # the figure animate drew into: its size fixes the frames' pixels
+        pixels = check_pixels(args.dpi, *fig.get_size_inches(), "each frame")
+        check_frames_memory(geom.shape[1] if args.transposed else geom.shape[0], pixels, args.dpi)
+    except ArgumentError:
+        with warnings.catch_warnings():  # matplotlib's "deleted without rendering": we meant it
+            warnings.simplefilter("ignore", UserWarning)
+            del anim
+            plt.close("all")
+            gc.collect()
+        raise
+    try:
+        _save(anim, out, writer="pillow", dpi=args.dpi)
     finally:
         plt.close("all")
     print(f"wrote {out}")
@@ -271,46 +258,21 @@ def _animate(args) -> int:
 
 
 def _verify(args) -> int:
-    return verify.run(args.atol, PROG)
+    return verify.run(args.atol, f"{PROG} verify")
 
 
 # --------------------------------------------------------------------------- parser
 
 
-def _layer_arguments(cmd) -> None:
-    """The arguments that describe one layer (random weights), shared by spy and explore."""
-    cmd.add_argument("--input", required=True, metavar="CxHxW",
-                     type=_arg(_parse_sizes, "--input"),
-                     help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
-    cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW",
-                     type=_arg(_parse_sizes, "--kernel"),
-                     help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
-    cmd.add_argument("--stride", default=1, metavar="S", type=_arg(_parse_sizes, "--stride"),
-                     help="stride, e.g. 2 or 2x1 (default 1)")
-    cmd.add_argument("--padding", default=0, metavar="P",
-                     type=_arg(_parse_sizes, "--padding", words=("same", "valid"), minimum=0),
-                     help="padding, e.g. 1, 1x0, same or valid (default 0)")
-    cmd.add_argument("--dilation", default=1, metavar="D", type=_arg(_parse_sizes, "--dilation"),
-                     help="dilation, e.g. 2 (default 1)")
-    cmd.add_argument("--groups", default=1, metavar="G", type=_arg(_parse_count, "--groups"),
-                     help="groups (default 1)")
-    cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
-                     help="as nn.Conv2d (default zeros)")
-    cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-
-
-def _output_argument(cmd, default: str, what: str) -> None:
-    cmd.add_argument("-o", "--output", default=default, metavar="FILE", help=f"{what} (default {default})")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Every convolution layer as its explicit sparse matrix: y = C @ x, "
                     "dx = C.T @ delta, dW from the same (row, col, tap) triples.",
         epilog="Run 'toeplitz-conv COMMAND --help' for a command's options.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
 
     demo_cmd = sub.add_parser(
         "demo", help="a small conv layer as a matrix, checked against PyTorch",
@@ -318,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "conv_transpose2d and the weight gradient, checks them against PyTorch, "
                     "and writes a spy plot and a gradient figure.")
     demo_cmd.add_argument("--out", metavar="DIR", default=".",
-                      help="folder for demo_spy.png and demo_gradient.png (default: current folder)")
+                          help="folder for demo_spy.png and demo_gradient.png, created if missing "
+                               "(default: current folder)")
     demo_cmd.set_defaults(func=_demo)
 
     spy_cmd = sub.add_parser(
@@ -326,11 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the matrix C of a conv layer with random weights (spy plot with "
                     "channel and image-row lines) and print its shape and size.",
         epilog="example: toeplitz-conv spy --input 3x8x8 --kernel 4x3x3x3 --stride 2 --padding 1 -o C.png")
-    _layer_arguments(spy_cmd)
+    layer_arguments(spy_cmd)
     spy_cmd.add_argument("--mode", default="auto", choices=("auto", "values", "markers", "density"),
-                     help="values as colour, markers, or a nonzero histogram (default auto)")
-    spy_cmd.add_argument("--dpi", type=int, default=110, help="resolution of the image (default 110)")
-    _output_argument(spy_cmd, "conv_matrix.png", "image file to write (.png, .pdf, .svg)")
+                         help="values as colour, markers, or a nonzero histogram (default auto)")
+    dpi_argument(spy_cmd, 110, "image")
+    output_argument(spy_cmd, "conv_matrix.png", "image file to write (.png, .pdf, .svg)")
     spy_cmd.set_defaults(func=_spy)
 
     explore_cmd = sub.add_parser(
@@ -340,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "field (its row of C), an input pixel for its column (the transposed "
                     "convolution).",
         epilog="example: toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o layer.html")
-    _layer_arguments(explore_cmd)
-    _output_argument(explore_cmd, "layer.html", "HTML file to write")
+    layer_arguments(explore_cmd)
+    output_argument(explore_cmd, "layer.html", "HTML file to write")
     explore_cmd.set_defaults(func=_explore)
 
     animate_cmd = sub.add_parser(
@@ -351,11 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the row of C it is; --transposed: the transposed convolution, one column "
                     "at a time.",
         epilog="example: toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o conv.gif")
-    _layer_arguments(animate_cmd)
+    layer_arguments(animate_cmd)
     animate_cmd.add_argument("--transposed", action="store_true",
                              help="the transposed convolution (conv_transpose2d) instead")
-    animate_cmd.add_argument("--dpi", type=int, default=70, help="resolution of the frames (default 70)")
-    _output_argument(animate_cmd, "conv.gif", "GIF file to write")
+    dpi_argument(animate_cmd, 70, "frames")
+    output_argument(animate_cmd, "conv.gif", "GIF file to write")
     animate_cmd.set_defaults(func=_animate)
 
     verify_cmd = sub.add_parser(
@@ -363,30 +326,55 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check conv matrices (forward), their transposes (input gradient and "
                     "conv_transposeNd), weight gradients, pooling matrices and a compiled "
                     "network against PyTorch in float64. Exit status 1 on any mismatch.")
-    verify_cmd.add_argument("--atol", type=float, default=1e-10,
-                        help="largest absolute difference accepted (default 1e-10)")
+    verify_cmd.add_argument("--atol", default=1e-10, metavar="TOL", type=arg_type(parse_atol, "--atol"),
+                            help="largest absolute difference accepted, a finite number >= 0 "
+                                 "(default 1e-10)")
     verify_cmd.set_defaults(func=_verify)
     return parser
 
 
+def _fail(prog: str, message) -> int:
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line
+    return 2
+
+
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 a check failed, 2 bad arguments)."""
+    """Run the command line; returns the exit status: 0 done, 1 a check of demo or verify
+    failed (or the output was closed before the end, as by ``| head``), 2 bad arguments."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered
+    except BrokenPipeError:  # the reader stopped reading: stop quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        except (OSError, ValueError):  # a stdout without a file (captured)
+            pass
+        status = 1
+    return status
+
+
+def _run(argv) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except _UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
+        args, extra = parser.parse_known_args(argv)
+    except UsageError as e:
+        return _fail(e.prog, e.message)
+    except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return _fail(PROG, "a command is required: demo, spy, explore, animate or verify "
+                           "(toeplitz-conv --help says what each does)")
+    prog = f"{PROG} {args.command}"
+    if extra:
+        return _fail(prog, f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:  # the library's messages are written for users
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
-        return 2
+    except (ValueError, TypeError) as e:  # ours name the flag; the library's are for users too
+        return _fail(prog, e)
+    except (MemoryError, OverflowError) as e:  # past what the estimates foresaw
+        return _fail(prog, f"the layer is too large for this machine ({type(e).__name__}: {e}); "
+                           f"use a smaller --input or --kernel")
 
 
 if __name__ == "__main__":  # pragma: no cover

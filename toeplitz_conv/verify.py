@@ -9,12 +9,14 @@ groups = channels, every padding mode).
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
 
 import numpy as np
 
+from ._args import real_number
 from .conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
 from .network import compile as compile_network
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
@@ -169,7 +171,7 @@ def _pool_cases(rand, err):
     ]:
         def check(ishape=ishape, k=k, opts=opts):
             x = rand(*ishape)
-            S = max_pool_matrix(x, k, **opts)
+            S = max_pool_matrix(x, k, **opts, spatial_dims=len(ishape) - 1)  # (1, 4, 4, 4): 3D
             xt = torch.from_numpy(x)[None].requires_grad_(True)
             y = mx[len(ishape) - 1](xt, k, **opts)
             delta = rand(*y.shape)
@@ -220,7 +222,8 @@ def _network_cases(rand, err):
 
 def run(atol: float, prog: str = "toeplitz-conv") -> int:
     """Run the grid with a progress bar and print the summary table; the exit status: 0 all
-    passed, 1 a check failed (or crashed), 2 torch is missing."""
+    passed, 1 a check failed (or crashed), 2 torch is missing. ``atol``: a finite number >= 0."""
+    atol = real_number("atol", atol, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
     try:
         import torch  # noqa: F401
     except ImportError:

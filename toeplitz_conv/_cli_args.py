@@ -1,0 +1,400 @@
+"""The arguments of the ``toeplitz-conv`` command, parsed and checked before any work.
+
+Every rule here runs before the command builds a matrix or writes a file. A broken one raises
+:class:`ArgumentError` (a ``ValueError``), one line that names the flag, the rule and what
+arrived: ``argument --dpi: --dpi must be an integer from 10 to 1000; got '0'.`` The command
+prints it as argparse does (``toeplitz-conv spy: error: ...``) and exits with status 2.
+
+- parsers of single arguments (argparse ``type=``): sizes, counts, seeds, --dpi, --atol;
+- the output paths: a folder takes the default file name, a name without a suffix the
+  default suffix, and a path that cannot be written is refused before the work;
+- the layer: its geometry, checked by the library and reported with the flags that gave it;
+- sizes: what spy, explore and animate would allocate, estimated and held against the
+  library's memory limit (``TOEPLITZ_CONV_MAX_BYTES``), and the limits of the drawings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from math import prod
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import PADDING_MODES, conv_geometry, conv_transpose_geometry
+from .indexing import index_dtype
+from .memory import human_bytes, memory_limit
+from .pattern import TABLE_BYTES_PER_ENTRY, estimate_nnz
+
+#: The largest size, stride, padding, dilation or group count the command takes: a layer
+#: with an axis this long is far past any memory, and int64 index arithmetic stays exact.
+MAX_SIZE = 2**31 - 1
+#: The resolutions --dpi takes, and the most pixels one image (or GIF frame) may have.
+DPI_RANGE = (10, 1000)
+MAX_PIXELS = 50_000_000
+#: animate draws one frame per output pixel (input pixel when transposed), 0.7 s each, and
+#: writes every cell's index: at most this many frames, and cells in each grid it draws.
+ANIMATE_MAX_FRAMES = 256
+ANIMATE_MAX_CELLS = 1024
+#: Bytes per nonzero beyond the CSR matrix: spy's drawn indices (rows, density bins);
+#: explore's page (Python lists of the values and indices, then their JSON text).
+SPY_BYTES_PER_NONZERO = 24
+EXPLORE_BYTES_PER_NONZERO = 200
+#: The most entries of a matrix spy may draw as a dense image without being asked to (a
+#: density plot whose cells would hold single entries draws the values instead).
+SPY_DENSE_MAX = 4_000_000
+
+
+class ArgumentError(ValueError):
+    """A command-line argument breaks a rule; the text names the flag and what arrived."""
+
+
+class UsageError(Exception):
+    """What argparse found wrong, and the ``prog`` (``toeplitz-conv spy``) to say it as."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog, self.message = prog, message
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose errors are raised (:class:`UsageError`), for the command to print as
+    one line and return status 2 (rather than exit from inside ``parse_args``)."""
+
+    def error(self, message):
+        raise UsageError(self.prog, message)
+
+
+def _got(text) -> str:
+    text = str(text)
+    return repr(text if len(text) <= 200 else text[:197] + "...")
+
+
+# --------------------------------------------------------------------------- single arguments
+
+
+def parse_sizes(name: str, text: str, *, words=(), minimum: int = 1):
+    """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same')."""
+    if text in words:
+        return text
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        extra = f" or {', '.join(map(repr, words))}" if words else ""
+        raise ValueError(f"{name} must be sizes like 3x8x8 or 2{extra}; got {_got(text)}.") from None
+    if any(s < minimum for s in sizes):
+        rule = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must contain {rule} sizes; got {_got(text)}.")
+    if any(s > MAX_SIZE for s in sizes):
+        raise ValueError(f"{name} must contain sizes of at most {MAX_SIZE:,} (2**31 - 1); got {_got(text)}.")
+    return sizes
+
+
+def parse_count(name: str, text: str) -> int:
+    """A command-line positive integer such as ``--groups 2``."""
+    return parse_int(name, text, 1, MAX_SIZE, f"one integer from 1 to {MAX_SIZE:,}")
+
+
+def parse_int(name: str, text: str, lo: int, hi: int | None, rule: str) -> int:
+    """An integer from ``lo`` to ``hi`` (no upper bound: ``hi=None``); ``rule`` says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name} must be {rule}; got {_got(text)}.")
+    return value
+
+
+def parse_dpi(name: str, text: str) -> int:
+    lo, hi = DPI_RANGE
+    return parse_int(name, text, lo, hi, f"an integer from {lo} to {hi}")
+
+
+def parse_seed(name: str, text: str) -> int:
+    return parse_int(name, text, 0, None, "a non-negative integer")
+
+
+def parse_atol(name: str, text: str) -> float:
+    """A finite tolerance ``>= 0`` (``1e-10``, ``0``); NaN, infinities and negatives refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, such as 1e-10; got {_got(text)}.")
+    return value
+
+
+def arg_type(parse, name, **kw):
+    """An argparse ``type=`` from one of the parsers above (its ValueError is the message)."""
+
+    def convert(text):
+        try:
+            return parse(name, text, **kw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def layer_arguments(cmd) -> None:
+    """The arguments that describe one layer (random weights): spy, explore and animate."""
+    cmd.add_argument("--input", required=True, metavar="CxHxW", type=arg_type(parse_sizes, "--input"),
+                     help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
+    cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW", type=arg_type(parse_sizes, "--kernel"),
+                     help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
+    cmd.add_argument("--stride", default=1, metavar="S", type=arg_type(parse_sizes, "--stride"),
+                     help="stride, e.g. 2 or 2x1 (default 1)")
+    cmd.add_argument("--padding", default=0, metavar="P",
+                     type=arg_type(parse_sizes, "--padding", words=("same", "valid"), minimum=0),
+                     help="padding, e.g. 1, 1x0, same or valid (default 0)")
+    cmd.add_argument("--dilation", default=1, metavar="D", type=arg_type(parse_sizes, "--dilation"),
+                     help="dilation, e.g. 2 (default 1)")
+    cmd.add_argument("--groups", default=1, metavar="G", type=arg_type(parse_count, "--groups"),
+                     help="groups (default 1)")
+    cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
+                     help="as nn.Conv2d (default zeros)")
+    cmd.add_argument("--seed", default=0, metavar="N", type=arg_type(parse_seed, "--seed"),
+                     help="seed of the random weights, a non-negative integer (default 0)")
+
+
+def output_argument(cmd, default: str, what: str) -> None:
+    cmd.add_argument("-o", "--output", default=default, metavar="FILE",
+                     help=f"{what}, or a folder to write {default} in (default {default})")
+
+
+def dpi_argument(cmd, default: int, what: str) -> None:
+    cmd.add_argument("--dpi", default=default, type=arg_type(parse_dpi, "--dpi"),
+                     help=f"resolution of the {what}, {DPI_RANGE[0]} to {DPI_RANGE[1]} (default {default})")
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def image_suffixes() -> set:
+    """The file suffixes matplotlib writes images as ('.png', '.pdf', '.svg', ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return {"." + ext for ext in FigureCanvasBase.get_supported_filetypes()}
+
+
+def _check_writable(flag: str, path: Path, text: str) -> None:
+    """``path`` (a file or a folder to create) can be written: the nearest existing folder
+    above it is a folder we may write in, and ``path`` is not an unwritable file."""
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ArgumentError(f"argument {flag}: cannot write {str(path)!r}: permission denied; "
+                                f"got {_got(text)}.")
+        return
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ArgumentError(f"argument {flag}: cannot write {str(path)!r}: {str(above)!r} is a file, "
+                            f"not a folder; got {_got(text)}.")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ArgumentError(f"argument {flag}: cannot write {str(path)!r}: no permission to write in "
+                            f"{str(above)!r}; got {_got(text)}.")
+
+
+def output_file(flag: str, text: str, default: str, suffixes, what: str) -> Path:
+    """The file ``-o`` names: a folder (existing, or written with a trailing '/') takes the
+    ``default`` name, a name without a suffix the default's suffix; the suffix must be one of
+    ``suffixes`` (``what`` the command writes, for the message)."""
+    if not str(text).strip():
+        raise ArgumentError(f"argument {flag}: {flag} must name a file or a folder; got {_got(text)}.")
+    path = Path(text)
+    if path.is_dir() or str(text).endswith(("/", os.sep)):
+        path = path / default
+    elif not path.suffix and not (path.exists() and not path.is_file()):  # /dev/stdout as is
+        path = path.with_name(path.name + Path(default).suffix)
+    if path.suffix.lower() not in suffixes and not (path.exists() and not path.is_file()):
+        shown = ", ".join(sorted(suffixes))
+        shown = f"one of {shown}" if len(suffixes) > 1 else shown
+        raise ArgumentError(f"argument {flag}: {what} must end in {shown} (or name a folder); "
+                            f"got {_got(text)}.")
+    if path.is_dir():
+        raise ArgumentError(f"argument {flag}: cannot write {str(path)!r}: it is a folder; got {_got(text)}.")
+    _check_writable(flag, path, text)
+    return path
+
+
+def output_folder(flag: str, text: str) -> Path:
+    """The folder ``--out`` names: an existing folder, or one that can be created."""
+    path = Path(text)
+    if not str(text).strip():
+        raise ArgumentError(f"argument {flag}: {flag} must name a folder; got {_got(text)}.")
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"argument {flag}: {flag} must be a folder (created if missing); got "
+                            f"{_got(text)}, an existing file.")
+    _check_writable(flag, path, text)
+    return path
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+def _x(sizes) -> str:
+    return "x".join(map(str, sizes)) if isinstance(sizes, tuple) else str(sizes)
+
+
+def layer_flags(args) -> str:
+    """The layer as the user wrote it: --input and --kernel, and every option not at its default."""
+    words = [f"--input {_x(args.input)}", f"--kernel {_x(args.kernel)}"]
+    for flag, value, default in (("--stride", args.stride, 1), ("--padding", args.padding, 0),
+                                 ("--dilation", args.dilation, 1), ("--groups", args.groups, 1),
+                                 ("--padding-mode", args.padding_mode, "zeros")):
+        if value not in (default, (default,)):
+            words.append(f"{flag} {_x(value)}")
+    return " ".join(words)
+
+
+def _one(value):
+    """``(2,)`` -> ``2`` (so a single size applies to every spatial axis), else unchanged."""
+    return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+
+
+def layer_options(args, transposed: bool = False) -> dict:
+    """The keyword arguments of the library's conv functions (no padding_mode when transposed)."""
+    opts = dict(stride=_one(args.stride), padding=_one(args.padding), dilation=_one(args.dilation),
+                groups=args.groups, padding_mode=args.padding_mode)
+    if transposed:
+        del opts["padding_mode"]
+    return opts
+
+
+def layer_geometry(args, transposed: bool = False):
+    """The geometry of the layer the arguments describe (of the convolution whose transpose it
+    is, when ``transposed``), every rule checked; a broken one names the flags."""
+    kernel, inp = args.kernel, args.input
+    if len(kernel) != len(inp) + 1 or len(kernel) not in (3, 4, 5):
+        raise ArgumentError(
+            f"argument --kernel: --kernel must be C_outxC_in/groupsxKERNEL with one more size than "
+            f"--input (C_inxSPATIAL), 1 to 3 spatial sizes; got --kernel {_x(kernel)} and --input "
+            f"{_x(inp)}.")
+    n = len(inp) - 1
+    for flag, value in (("--stride", args.stride), ("--padding", args.padding), ("--dilation", args.dilation)):
+        if isinstance(value, tuple) and len(value) not in (1, n):
+            raise ArgumentError(
+                f"argument {flag}: {flag} must be one size or {n} (one per spatial axis of --input "
+                f"{_x(inp)}); got {_x(value)!r}.")
+    if transposed and isinstance(args.padding, str):
+        raise ArgumentError(f"argument --padding: the transposed convolution takes sizes, not 'same' "
+                            f"or 'valid' (as torch's ConvTranspose); got {args.padding!r}.")
+    if transposed and args.padding_mode != "zeros":
+        raise ArgumentError(f"argument --padding-mode: the transposed convolution pads with zeros only "
+                            f"(as torch's ConvTranspose); got {args.padding_mode!r}.")
+    try:
+        if transposed:
+            return conv_transpose_geometry(kernel, inp, **layer_options(args, transposed=True))
+        return conv_geometry(kernel, inp, **layer_options(args))
+    except (ValueError, TypeError) as e:  # the library's rule, said for the flags that gave it
+        raise ArgumentError(f"arguments {layer_flags(args)}: {' '.join(str(e).split())}") from None
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def _limit() -> tuple[int, str]:
+    """The memory limit and how the message names it."""
+    limit, source = memory_limit()
+    if not os.environ.get("TOEPLITZ_CONV_MAX_BYTES"):
+        source += "; the TOEPLITZ_CONV_MAX_BYTES environment variable sets it"
+    return limit, f"the memory limit of {human_bytes(limit)} ({source})"
+
+
+def check_memory(args, command: str, geom, per_nonzero: int = 0, extra=()) -> int:
+    """Refuse a layer whose weights, index table and matrix (plus ``per_nonzero`` bytes per
+    nonzero and the ``(what, bytes)`` of ``extra``) would exceed the memory limit; returns
+    the bytes estimated. Counted from the geometry alone: nothing is allocated."""
+    limit, limit_text = _limit()
+    m, n = geom.shape
+    parts = [("the random weights", prod(geom.weight_shape) * 8),
+             ("the index table", prod(geom.out_spatial) * geom.taps * TABLE_BYTES_PER_ENTRY)]
+    nnz = None
+    if sum(b for _, b in parts) <= limit:  # else counting the nonzeros is not worth it
+        nnz = estimate_nnz(geom)
+        idx = np.dtype(index_dtype(nnz, m, n)).itemsize
+        parts.append((f"the {m:,} x {n:,} matrix: {nnz:,} nonzeros as CSR",
+                      nnz * (8 + idx) + (m + 1) * idx))
+        if per_nonzero:
+            parts.append((f"{command}'s {per_nonzero} bytes per nonzero", per_nonzero * nnz))
+        parts += list(extra)
+    total = sum(b for _, b in parts)
+    if total > limit:
+        detail = "; ".join(f"{what} {human_bytes(b)}" for what, b in parts)
+        raise ArgumentError(
+            f"arguments {layer_flags(args)}: {command} would need {'about' if nnz is not None else 'at least'} "
+            f"{human_bytes(total)} ({detail}), more than {limit_text}.")
+    return total
+
+
+def spy_image(geom, mode: str) -> list:
+    """``[(what, bytes)]`` of the dense image of the values spy may draw: asked for (``--mode
+    values``, refused past the limit naming --mode), or chosen (``auto`` up to 250k entries, a
+    density of single entries up to SPY_DENSE_MAX)."""
+    limit, limit_text = _limit()
+    m, n = geom.shape
+    nbytes = 9 * m * n  # float64 values and a mask byte per entry
+    if mode != "values":
+        return [("a dense image of the values", nbytes)] if mode != "markers" and m * n <= SPY_DENSE_MAX else []
+    if nbytes > limit:
+        raise ArgumentError(
+            f"argument --mode: --mode values draws a dense image of every entry, {m:,} x {n:,} here: "
+            f"about {human_bytes(nbytes)}, more than {limit_text}; --mode density draws any size; got "
+            f"'values'.")
+    return [("the dense image of --mode values", nbytes)]
+
+
+def check_pixels(dpi: int, width_in: float, height_in: float, what: str, flag: str = "--dpi") -> int:
+    """Pixels of a ``width_in x height_in`` inch figure at ``dpi``, refused past MAX_PIXELS."""
+    w, h = round(width_in * dpi), round(height_in * dpi)
+    if w * h > MAX_PIXELS:
+        raise ArgumentError(
+            f"argument {flag}: {what} of {width_in:.3g} x {height_in:.3g} inches at {dpi} dpi would be "
+            f"{w:,} x {h:,} pixels, more than {MAX_PIXELS // 10**6} megapixels; got {dpi}.")
+    return w * h
+
+
+def check_animation(args, geom) -> None:
+    """animate draws single-channel 1D or 2D layers, at most ANIMATE_MAX_FRAMES frames and
+    ANIMATE_MAX_CELLS cells in each grid it writes its indices in."""
+    frames = geom.shape[1] if args.transposed else geom.shape[0]
+    if args.transposed:
+        grids = {"input": prod(geom.out_spatial), "output": prod(geom.in_spatial)}
+    else:
+        padded = prod(i + lo + hi for i, lo, hi in zip(geom.in_spatial, geom.pad_lo, geom.pad_hi))
+        grids = {"padded input": padded, "output": prod(geom.out_spatial)}
+    what = "input" if args.transposed else "output"
+    if frames > ANIMATE_MAX_FRAMES:
+        raise ArgumentError(
+            f"arguments {layer_flags(args)}: animate draws one frame per {what} pixel, at most "
+            f"{ANIMATE_MAX_FRAMES} (a GIF of a few minutes); got {frames:,} {what} pixels.")
+    for grid, cells in grids.items():
+        if cells > ANIMATE_MAX_CELLS:
+            raise ArgumentError(
+                f"arguments {layer_flags(args)}: animate writes the index of every cell of the "
+                f"{grid} in each frame, at most {ANIMATE_MAX_CELLS:,} cells; got {cells:,}.")
+
+
+def check_single_channel(args) -> None:
+    """animate's layers: --kernel 1x1xK or 1x1xKHxKW (one input and one output channel)."""
+    if len(args.kernel) not in (3, 4) or args.kernel[:2] != (1, 1):
+        raise ArgumentError(
+            f"argument --kernel: animate draws single-channel 1D or 2D layers: --kernel must be 1x1xK "
+            f"or 1x1xKHxKW; got {_x(args.kernel)!r}.")
+
+
+def check_frames_memory(frames: int, pixels: int, dpi: int) -> None:
+    """The GIF writer keeps every frame (RGBA) until it writes the file."""
+    limit, limit_text = _limit()
+    nbytes = frames * pixels * 4
+    if nbytes > limit:
+        raise ArgumentError(
+            f"argument --dpi: the GIF's {frames} frames of {pixels:,} pixels would hold "
+            f"{human_bytes(nbytes)} in memory, more than {limit_text}; got {dpi}.")
