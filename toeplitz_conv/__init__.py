@@ -47,7 +47,17 @@ _LAZY = {name: "torch_sparse" for name in (
     "memory_report",
 )}
 
-__version__ = "0.1.0"
+def _package_version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("toeplitz-conv")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _package_version()
 
 __all__ = [
     # convolution layers as matrices
