@@ -1,0 +1,385 @@
+"""The documentation site: every equivalence its guide states, its API pages, its strict build.
+
+- The "coming from" page (docs/guide/coming-from.md) maps calls of scipy, MATLAB and PyLops to
+  ours; each mapping is asserted here, over odd and even sizes (PyLops' where it is installed).
+- The conventions page (docs/guide/conventions.md): each statement checked on small layers.
+- Every name of ``toeplitz_conv.__all__`` has an entry on an API page (docs/api/*.md).
+- ``mkdocs build --strict`` of the whole site, notebooks not executed (the notebooks' own test
+  runs them), where the docs tools are installed (``pip install -e ".[docs]"``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.signal
+
+import toeplitz_conv as tc
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RNG = np.random.default_rng(2026)
+
+
+def dense(C) -> np.ndarray:
+    return C.toarray()
+
+
+def flipped(h) -> np.ndarray:
+    """A single-channel filter as our weight, flipped: true convolution -> cross-correlation."""
+    return np.flip(np.asarray(h))[None, None]
+
+
+# --------------------------------------------------------------------------- scipy.linalg
+
+FILTER_AND_SIGNAL = [(m, n) for m in (1, 2, 3, 4, 5) for n in (1, 2, 3, 4, 7, 8)]
+IDS = [f"m{m}-n{n}" for m, n in FILTER_AND_SIGNAL]
+
+
+@pytest.mark.parametrize("m, n", FILTER_AND_SIGNAL, ids=IDS)
+def test_convolution_matrix_full(m, n):
+    a = RNG.standard_normal(m)
+    np.testing.assert_array_equal(scipy.linalg.convolution_matrix(a, n, "full"),
+                                  dense(tc.conv_matrix(flipped(a), (1, n), padding=m - 1)))
+
+
+@pytest.mark.parametrize("m, n", FILTER_AND_SIGNAL, ids=IDS)
+def test_convolution_matrix_valid(m, n):
+    a = RNG.standard_normal(m)
+    ours = tc.conv_matrix(flipped(a), (1, n), padding=m - n if n < m else 0)
+    np.testing.assert_array_equal(scipy.linalg.convolution_matrix(a, n, "valid"), dense(ours))
+
+
+@pytest.mark.parametrize("m, n", FILTER_AND_SIGNAL, ids=IDS)
+def test_convolution_matrix_same(m, n):
+    a = RNG.standard_normal(m)
+    ref = scipy.linalg.convolution_matrix(a, n, "same")
+    if n >= m:
+        if m % 2:
+            ours = dense(tc.conv_matrix(flipped(a), (1, n), padding="same"))
+        else:
+            ours = dense(tc.conv_matrix(flipped(a), (1, n), padding=m // 2))[:n]
+            # torch's 'same' puts the extra tap on the other side: not scipy's matrix
+            assert not np.array_equal(ref, dense(tc.conv_matrix(flipped(a), (1, n), padding="same")))
+        np.testing.assert_array_equal(ref, ours)
+
+
+@pytest.mark.parametrize("m, n", FILTER_AND_SIGNAL, ids=IDS)
+def test_convolution_matrix_modes_are_rows_of_full(m, n):
+    a = RNG.standard_normal(m)
+    full = dense(tc.conv_matrix(flipped(a), (1, n), padding=m - 1))
+    t = min(m, n) - 1
+    np.testing.assert_array_equal(scipy.linalg.convolution_matrix(a, n, "same"),
+                                  full[t // 2: t // 2 + max(m, n)])
+    np.testing.assert_array_equal(scipy.linalg.convolution_matrix(a, n, "valid"),
+                                  full[t: m + n - 1 - t])
+
+
+def test_convolution_matrix_of_several_filters_is_output_channels():
+    a, n = RNG.standard_normal((3, 4)), 9
+    ours = dense(tc.conv_matrix(np.flip(a, -1)[:, None], (1, n), padding=3))
+    np.testing.assert_array_equal(np.vstack(scipy.linalg.convolution_matrix(a, n, "full")), ours)
+
+
+# --------------------------------------------------------------------------- scipy.signal
+
+FILTERS_2D = [(1, 1), (1, 3), (3, 3), (3, 5), (5, 3), (2, 2), (2, 3), (4, 1)]
+
+
+@pytest.mark.parametrize("mh, nh", FILTERS_2D, ids=[f"{a}x{b}" for a, b in FILTERS_2D])
+def test_convolve2d_and_correlate2d(mh, nh):
+    M, N = 7, 8
+    X, H = RNG.standard_normal((M, N)), RNG.standard_normal((mh, nh))
+    x = X.ravel()
+    np.testing.assert_allclose(tc.conv_matrix(H[None, None], (1, M, N)) @ x,
+                               scipy.signal.correlate2d(X, H, "valid").ravel(), atol=1e-12)
+    k = flipped(H)
+    np.testing.assert_allclose(tc.conv_matrix(k, (1, M, N), padding=(mh - 1, nh - 1)) @ x,
+                               scipy.signal.convolve2d(X, H, "full").ravel(), atol=1e-12)
+    np.testing.assert_allclose(tc.conv_matrix(k, (1, M, N)) @ x,
+                               scipy.signal.convolve2d(X, H, "valid").ravel(), atol=1e-12)
+    if mh % 2 and nh % 2:
+        same = {mode: tc.conv_matrix(k, (1, M, N), padding="same", padding_mode=mode) @ x
+                for mode in ("zeros", "circular", "replicate", "reflect")}
+        np.testing.assert_allclose(same["zeros"], scipy.signal.convolve2d(X, H, "same").ravel(), atol=1e-12)
+        np.testing.assert_allclose(same["circular"],
+                                   scipy.signal.convolve2d(X, H, "same", boundary="wrap").ravel(), atol=1e-12)
+        symm = scipy.signal.convolve2d(X, H, "same", boundary="symm").ravel()
+        if max(mh, nh) <= 3:  # one sample padded: mirroring the edge sample is repeating it
+            np.testing.assert_allclose(same["replicate"], symm, atol=1e-12)
+        else:
+            assert not np.allclose(same["replicate"], symm)
+        if max(mh, nh) > 1:
+            assert not np.allclose(same["reflect"], symm)
+    # "same" for any size: the centred block of the full output, the extra on the low side
+    full = scipy.signal.convolve2d(X, H, "full")
+    lo = ((mh - 1) - (mh - 1) // 2, (nh - 1) - (nh - 1) // 2)  # padding before the first output
+    start = (mh - 1 - lo[0], nh - 1 - lo[1])
+    np.testing.assert_allclose(scipy.signal.convolve2d(X, H, "same"),
+                               full[start[0]: start[0] + M, start[1]: start[1] + N], atol=1e-12)
+    if mh % 2 == 0:  # torch's 'same' puts the extra on the high side instead
+        ours = tc.conv_matrix(k, (1, M, N), padding="same") @ x
+        assert not np.allclose(ours, scipy.signal.convolve2d(X, H, "same").ravel())
+
+
+# --------------------------------------------------------------------------- MATLAB convmtx2
+
+CONVMTX2 = [(3, 2, 4, 5), (1, 1, 2, 3), (2, 4, 3, 3), (5, 3, 2, 2), (3, 3, 6, 4)]
+
+
+@pytest.mark.parametrize("mh, nh, m, n", CONVMTX2, ids=[f"H{a}x{b}-X{c}x{d}" for a, b, c, d in CONVMTX2])
+def test_convmtx2_is_full_convolution_in_fortran_order(mh, nh, m, n):
+    """convmtx2(H, m, n) * X(:) == conv2(X, H)(:), MATLAB's columns-first vectorisation."""
+    H, X = RNG.standard_normal((mh, nh)), RNG.standard_normal((m, n))
+    full_f = scipy.signal.convolve2d(X, H, "full").ravel(order="F")
+    T = tc.conv_matrix(np.flip(H.T)[None, None], (1, n, m), padding=(nh - 1, mh - 1))
+    assert T.shape == ((m + mh - 1) * (n + nh - 1), m * n)
+    np.testing.assert_allclose(T @ X.ravel(order="F"), full_f, atol=1e-12)
+    # the same matrix as the C-order one with rows and columns permuted
+    C = tc.conv_matrix(flipped(H), (1, m, n), padding=(mh - 1, nh - 1))
+    p_in = np.arange(m * n).reshape(m, n).ravel(order="F")
+    p_out = np.arange((m + mh - 1) * (n + nh - 1)).reshape(m + mh - 1, n + nh - 1).ravel(order="F")
+    np.testing.assert_array_equal(dense(C[p_out][:, p_in]), dense(T))
+
+
+# --------------------------------------------------------------------------- PyLops
+
+PYLOPS_FILTERS = [(3, 3), (2, 4), (3, 2), (1, 5), (4, 4)]
+
+
+@pytest.mark.parametrize("hs", PYLOPS_FILTERS, ids=[f"{a}x{b}" for a, b in PYLOPS_FILTERS])
+def test_pylops_convolve2d_and_nd(hs):
+    pylops = pytest.importorskip("pylops", reason="PyLops is not installed: its mappings are not checked")
+    from pylops.signalprocessing import Convolve2D, ConvolveND
+
+    dims, h = (6, 7), RNG.standard_normal(hs)
+    centre = tuple(s // 2 for s in hs)
+    C = dense(tc.conv_matrix(flipped(h), (1, *dims), padding="same"))
+    np.testing.assert_allclose(Convolve2D(dims, h, offset=centre).todense(), C, atol=1e-12)
+    op = ConvolveND(dims, h, offset=centre, axes=(0, 1))
+    np.testing.assert_allclose(op.todense(), C, atol=1e-12)
+    np.testing.assert_allclose(op.H.todense(), C.T, atol=1e-12)
+    # any other offset: a block of output positions of the full convolution
+    full = tc.conv_matrix(flipped(h), (1, *dims), padding=[s - 1 for s in hs])
+    grid = np.arange(full.shape[0]).reshape(dims[0] + hs[0] - 1, dims[1] + hs[1] - 1)
+    for offset in [(0, 0), (hs[0] - 1, 0), (0, hs[1] - 1), centre]:
+        rows = grid[offset[0]: offset[0] + dims[0], offset[1]: offset[1] + dims[1]].ravel()
+        np.testing.assert_allclose(Convolve2D(dims, h, offset=offset).todense(), dense(full[rows]),
+                                   atol=1e-12, err_msg=f"offset {offset}")
+    # the default offset is 0 on every axis: the first output positions of the full convolution
+    np.testing.assert_allclose(Convolve2D(dims, h).todense(), Convolve2D(dims, h, offset=(0, 0)).todense())
+    assert pylops.__version__
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_pylops_convolve1d(k):
+    pytest.importorskip("pylops", reason="PyLops is not installed: its mappings are not checked")
+    from pylops.signalprocessing import Convolve1D
+
+    h = RNG.standard_normal(k)
+    np.testing.assert_allclose(Convolve1D(9, h, offset=k // 2).todense(),
+                               dense(tc.conv_matrix(flipped(h), (1, 9), padding="same")), atol=1e-12)
+
+
+def test_pylops_convolvend_3d():
+    pytest.importorskip("pylops", reason="PyLops is not installed: its mappings are not checked")
+    from pylops.signalprocessing import ConvolveND
+
+    h, dims = RNG.standard_normal((3, 2, 3)), (4, 5, 6)
+    op = ConvolveND(dims, h, offset=[s // 2 for s in h.shape], axes=range(h.ndim))
+    np.testing.assert_allclose(op.todense(), dense(tc.conv_matrix(flipped(h), (1, *dims), padding="same")),
+                               atol=1e-12)
+
+
+# --------------------------------------------------------------------------- conventions
+
+
+def test_cross_correlation_and_flattening_order():
+    x, w = RNG.standard_normal((2, 5, 6)), RNG.standard_normal((3, 2, 3, 3))
+    C = dense(tc.conv_matrix(w, x.shape, padding=1))
+    # y[co, i, j] reads x[ci, i - 1 + kh, j - 1 + kw] with weight w[co, ci, kh, kw]: no flip
+    co, i, j, ci, kh, kw = 2, 1, 3, 1, 2, 0
+    h, v = i - 1 + kh, j - 1 + kw
+    assert C[(co * 5 + i) * 6 + j, (ci * 5 + h) * 6 + v] == w[co, ci, kh, kw]
+    one = tc.conv_matrix(w[:1, :1], (1, 5, 6))
+    np.testing.assert_allclose(one @ x[0].ravel(), scipy.signal.correlate2d(x[0], w[0, 0], "valid").ravel(),
+                               atol=1e-12)
+
+
+def test_groups_make_c_block_diagonal():
+    C = dense(tc.conv_matrix(RNG.standard_normal((4, 3, 3, 3)), (6, 5, 5), groups=2, padding=1))
+    assert not C[:50, 75:].any() and not C[50:, :75].any()
+    assert C[:50, :75].any() and C[50:, 75:].any()
+
+
+def test_batch_is_columns():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, w = RNG.standard_normal((4, 2, 5, 6)), RNG.standard_normal((3, 2, 3, 3))
+    C = tc.conv_matrix(w, x.shape[1:], padding=1)
+    Y = (C @ x.reshape(4, -1).T).T.reshape(4, 3, 5, 6)
+    np.testing.assert_allclose(Y, F.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy(), atol=1e-12)
+
+
+def test_transposed_layout_and_output_padding():
+    w = RNG.standard_normal((4, 3, 3, 3))  # ConvTranspose2d(4, 3, 3): (C_in, C_out/groups, k, k)
+    assert tc.conv_output_size(7, 3, stride=2, padding=1) == tc.conv_output_size(8, 3, stride=2, padding=1) == 4
+    for a, size in [(0, 7), (1, 8)]:
+        assert tc.conv_transpose_output_size(4, 3, stride=2, padding=1, output_padding=a) == size
+        T = tc.conv_transpose_matrix(w, (4, 4, 4), stride=2, padding=1, output_padding=a)
+        C = tc.conv_matrix(w, (3, size, size), stride=2, padding=1)
+        np.testing.assert_array_equal(dense(T), dense(C).T)
+    # zero padding only, as torch's ConvTranspose: no padding_mode argument
+    assert "padding_mode" not in inspect.signature(tc.conv_transpose_matrix).parameters
+    with pytest.raises(ValueError, match="output_padding must be smaller than either stride or dilation"):
+        tc.conv_transpose_matrix(w, (4, 4, 4), stride=2, output_padding=2)
+
+
+def test_padding_rules():
+    geom = tc.conv_geometry((1, 1, 4), (1, 10), padding="same")
+    assert (geom.pad_lo, geom.pad_hi) == ((1,), (2,))  # the odd extra on the high side
+    assert tc.conv_geometry((1, 1, 3, 3), (1, 5, 5), padding="valid").out_spatial == (3, 3)
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        tc.conv_matrix(np.ones((1, 1, 3)), (1, 10), padding="same", stride=2)
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        tc.conv_matrix(np.ones((1, 1, 3)), (1, 2), padding=2, padding_mode="reflect")
+    with pytest.raises(ValueError, match="padding_mode='circular'"):
+        tc.conv_matrix(np.ones((1, 1, 3)), (1, 2), padding=3, padding_mode="circular")
+    # reflect: the first output reads x[1], x[0], x[1], so w0 and w2 add on column 1
+    row = dense(tc.conv_matrix(np.array([[[1.0, 2.0, 4.0]]]), (1, 5), padding=1, padding_mode="reflect"))[0]
+    np.testing.assert_array_equal(row, [2.0, 5.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_are_torchs(mode):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, w = RNG.standard_normal((3, 6, 5)), RNG.standard_normal((2, 3, 3, 3))
+    C = tc.conv_matrix(w, x.shape, padding=(1, 2), padding_mode=mode)
+    xt = torch.tensor(x)[None]
+    conv = torch.nn.Conv2d(3, 2, 3, padding=(1, 2), padding_mode=mode, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(w))
+        np.testing.assert_allclose(C @ x.ravel(), conv(xt).numpy().ravel(), atol=1e-12)
+        padded = F.conv2d(F.pad(xt, (2, 2, 1, 1), mode=mode), torch.tensor(w))
+    np.testing.assert_allclose(C @ x.ravel(), padded.numpy().ravel(), atol=1e-12)
+
+
+def test_dtype_and_index_width():
+    C = tc.conv_matrix(np.ones((2, 1, 3, 3), np.float32), (1, 8, 8))
+    assert C.dtype == np.float32 and C.indices.dtype == np.int32 and C.indptr.dtype == np.int32
+
+
+def test_complex_weights():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    w = RNG.standard_normal((2, 1, 3, 3)) + 1j * RNG.standard_normal((2, 1, 3, 3))
+    x = RNG.standard_normal((1, 5, 5)) + 1j * RNG.standard_normal((1, 5, 5))
+    C = tc.conv_matrix(w, x.shape)
+    parts = tc.conv_matrix(w.real, x.shape) + 1j * tc.conv_matrix(w.imag, x.shape)
+    assert abs(C - parts).max() < 1e-14  # linear: no conjugation
+    wt, xt = torch.tensor(w, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y = F.conv2d(xt[None], wt)
+    np.testing.assert_allclose(C @ x.ravel(), y.detach().numpy().ravel(), atol=1e-12)
+    delta = RNG.standard_normal(tuple(y.shape)) + 1j * RNG.standard_normal(tuple(y.shape))
+    y.backward(torch.tensor(delta))
+    np.testing.assert_allclose(xt.grad.numpy().ravel(), C.conj().T @ delta.ravel(), atol=1e-12)
+    np.testing.assert_allclose(tc.conv_weight_grad(x, delta[0], w.shape), wt.grad.numpy(), atol=1e-12)
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="padding_mode"):
+        tc.conv_matrix(np.ones((1, 1, 3)), (1, 5), padding_mode="mirror")
+    with pytest.raises(TypeError, match="weight shape"):
+        tc.conv_geometry("1x1x3", (1, 5))
+
+
+# --------------------------------------------------------------------------- the pages
+
+
+def api_identifiers() -> list[str]:
+    """Every ``::: identifier`` of docs/api/*.md."""
+    return [m for page in sorted((DOCS / "api").glob("*.md"))
+            for m in re.findall(r"^:::\s*(\S+)", page.read_text(encoding="utf-8"), flags=re.MULTILINE)]
+
+
+def test_every_public_name_has_one_api_entry():
+    documented = api_identifiers()
+    public = [f"toeplitz_conv.{name}" for name in tc.__all__]
+    missing = sorted(set(public) - set(documented))
+    assert not missing, f"public names with no entry in docs/api/*.md: {missing}"
+    stale = sorted(set(documented) - set(public))
+    assert not stale, f"docs/api/*.md documents names that are not in toeplitz_conv.__all__: {stale}"
+    twice = sorted({name for name in documented if documented.count(name) > 1})
+    assert not twice, f"documented twice: {twice}"
+
+
+def test_nav_lists_every_page():
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in sorted(DOCS.rglob("*.md")):
+        assert page.relative_to(DOCS).as_posix() in config, f"{page} is not in mkdocs.yml's nav"
+
+
+MKDOCS_TOOLS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter")
+
+
+def _missing_tools() -> list[str]:
+    missing = []
+    for name in MKDOCS_TOOLS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # the parent package of a dotted name is absent
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.skipif(bool(_missing_tools()),
+                    reason=f"the docs tools are not installed ({', '.join(_missing_tools())}): "
+                           f'pip install -e ".[docs]" to build the site')
+def test_site_builds_strict(tmp_path):
+    """``mkdocs build --strict`` (warnings are errors) with the notebooks rendered unexecuted."""
+    pytest.importorskip("torch", reason="the API pages import toeplitz_conv.torch_sparse")
+    site = tmp_path / "site"
+    env = {**os.environ, "TOEPLITZ_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1"}
+    env.pop("COLUMNS", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
+        cwd=tmp_path,  # mkdocs-jupyter's cache goes to the working folder: keep it out of the repository
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
+    pages = {
+        "landing page": site / "index.html",
+        "API page": site / "api" / "conv" / "index.html",
+        "torch.sparse API page": site / "api" / "torch-sparse" / "index.html",
+        "notebook page": site / "notebooks" / "01_1d_toeplitz" / "index.html",
+        "CLI page": site / "cli" / "index.html",
+        "benchmarks": site / "benchmarks" / "index.html",
+        "changelog": site / "changelog" / "index.html",
+    }
+    for what, path in pages.items():
+        assert path.is_file(), f"no {what}: {path.relative_to(site)}"
+    assert 'id="toeplitz_conv.conv_matrix"' in pages["API page"].read_text(encoding="utf-8")
+    torch_page = pages["torch.sparse API page"].read_text(encoding="utf-8")  # names loaded lazily
+    for name in ("ToeplitzConv2d", "ToeplitzConv2d.from_conv", "convert"):
+        assert f'id="toeplitz_conv.{name}"' in torch_page, f"no entry for {name} on the torch.sparse page"
+    cli_page = pages["CLI page"].read_text(encoding="utf-8")
+    for command in ("demo", "spy", "explore", "animate", "verify"):
+        assert f'id="toeplitz-conv-{command}"' in cli_page, f"the CLI page has no section for {command}"
+    assert "--atol" in cli_page and "--padding-mode" in cli_page
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert (site / "notebooks" / notebook.stem / "index.html").is_file(), f"no page for {notebook.name}"
+    patched = [p.relative_to(site).as_posix() for p in site.rglob("*")
+               if p.suffix in (".html", ".json") and "GEOMETRY_PARAMETERS" in p.read_text(encoding="utf-8")]
+    assert not patched, f"the unpatched placeholder GEOMETRY_PARAMETERS is shown on {patched}"
