@@ -12,19 +12,25 @@ vanishes under ``python -O``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, SupportsInt
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 _DIMS = {1: "1D", 2: "2D", 3: "3D"}
 
 # --------------------------------------------------------------------------- arrays
 
 
-def is_torch_tensor(obj) -> bool:
-    """True for a ``torch.Tensor``, without importing torch."""
+def is_torch_tensor(obj: object) -> TypeGuard[Any]:
+    """True for a ``torch.Tensor``, without importing torch (so its type is ``Any`` here)."""
     return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
 
 
-def as_array(value, name: str) -> np.ndarray:
+def as_array(value: object, name: str) -> np.ndarray:
     """A numeric numpy array from a numpy array, torch tensor or nested sequence."""
     if is_torch_tensor(value):
         if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
@@ -89,16 +95,16 @@ def same_batch(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
 # --------------------------------------------------------------------------- integers
 
 
-def as_tuple(value, name: str, rule: str) -> tuple:
+def as_tuple(value: object, name: str, rule: str) -> tuple[Any, ...]:
     """``tuple(value)``, or ``TypeError: {name} must be {rule}; got {value!r}.`` when
     ``value`` is no sequence (the message is written only then)."""
     try:
-        return tuple(value)
+        return tuple(value)  # type: ignore[arg-type]  # not iterable: the TypeError below
     except TypeError:
         raise TypeError(f"{name} must be {rule}; got {value!r}.") from None
 
 
-def is_int(value) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     """An integer that is not a bool (numpy integers included)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -108,7 +114,7 @@ def is_int(value) -> bool:
 MAX_INT = 2**62
 
 
-def check_int_range(name: str, value) -> None:
+def check_int_range(name: str, value: SupportsInt) -> None:
     """Refuse an integer beyond :data:`MAX_INT` in size, naming it (no OverflowError later)."""
     if abs(int(value)) > MAX_INT:
         digits = len(str(abs(int(value))))
@@ -116,7 +122,7 @@ def check_int_range(name: str, value) -> None:
         raise ValueError(f"{name} must be at most 2**62 in size; got {got}.")
 
 
-def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
+def int_tuple(name: str, value: object, n: int, *, minimum: int) -> tuple[int, ...]:
     """Normalise an int or a length-``n`` sequence of ints, each ``>= minimum``; a sequence
     of one int is broadcast to every dimension, as torch does."""
     rule = "positive integers" if minimum == 1 else "non-negative integers"
@@ -137,7 +143,7 @@ def int_tuple(name: str, value, n: int, *, minimum: int) -> tuple[int, ...]:
     return tuple(int(v) for v in items)
 
 
-def real_number(name: str, value, rule: str, valid) -> float:
+def real_number(name: str, value: object, rule: str, valid: Callable[[Any], bool]) -> float:
     """A real number (not a bool) for which ``valid(value)`` holds; ``rule`` says which, as
     ``{name} must be {rule}``: a ``TypeError`` for another type, a ``ValueError`` outside."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -147,7 +153,7 @@ def real_number(name: str, value, rule: str, valid) -> float:
     return float(value)
 
 
-def positive_int(name: str, value) -> int:
+def positive_int(name: str, value: object) -> int:
     if not is_int(value):
         raise TypeError(f"{name} must be a positive integer; got {value!r}.")
     if value < 1:
@@ -156,7 +162,7 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
-def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
+def shape_tuple(name: str, value: object, n: int, what: str) -> tuple[int, ...]:
     """A shape of ``n`` positive ints; ``what`` describes the entries for the message."""
     items = as_tuple(value, name, f"a tuple {what}")
     if len(items) != n or not all(is_int(v) for v in items):
@@ -164,7 +170,7 @@ def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
         if len(items) == n + 1:
             hint = " (drop the batch dimension: it is the shape of one sample)"
         raise ValueError(
-            f"{name} must be a tuple of {n} ints {what}; got {name}={tuple(value)!r}{hint}."
+            f"{name} must be a tuple of {n} ints {what}; got {name}={items!r}{hint}."
         )
     if any(v < 1 for v in items):
         raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
@@ -176,7 +182,7 @@ def shape_tuple(name: str, value, n: int, what: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- options
 
 
-def check_choice(name: str, value, choices, note: str | None = None) -> str:
+def check_choice(name: str, value: object, choices: Collection[str], note: str | None = None) -> str:
     """``value`` must be one of the strings ``choices``; ``note`` says what they are."""
     if not isinstance(value, str) or value not in choices:
         what = f" ({note})" if note else ""
@@ -186,7 +192,7 @@ def check_choice(name: str, value, choices, note: str | None = None) -> str:
     return value
 
 
-def check_bool(name: str, value) -> bool:
+def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r}.")
     return bool(value)

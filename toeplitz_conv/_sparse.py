@@ -8,6 +8,7 @@ sorted and unique in each row) and converted to the format asked for at the end,
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import check_choice
@@ -15,11 +16,12 @@ from ._args import check_choice
 FORMATS = ("csr", "csc", "coo", "bsr", "dia", "dok", "lil")
 
 
-def check_format(format) -> str:
+def check_format(format: object) -> str:
     return check_choice("format", format, FORMATS, "scipy.sparse formats")
 
 
-def csr(data, indices: np.ndarray, indptr: np.ndarray, shape, format: str = "csr"):
+def csr(data: npt.ArrayLike, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int],
+        format: str = "csr") -> sp.sparray:
     """The matrix of canonical CSR arrays (columns sorted, no duplicates: built that way,
     so scipy never re-sorts them) in ``format``."""
     m = sp.csr_array((data, indices, indptr), shape=tuple(shape))

@@ -13,7 +13,8 @@ message that names what the user passed (:class:`InputLabel`).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from collections.abc import Sequence
+from typing import NamedTuple, Optional, overload
 
 from ._args import as_tuple, int_tuple, is_int
 
@@ -24,7 +25,7 @@ class InputLabel(NamedTuple):
 
     channels: str = "input_shape[0]"
     shape: str = "input_shape"
-    value: Optional[tuple] = None
+    value: Optional[tuple[int, ...]] = None
 
 
 INPUT_SHAPE = InputLabel()
@@ -33,12 +34,13 @@ INPUT_SHAPE = InputLabel()
 # --------------------------------------------------------------------------- relations
 
 
-def padding_text(lo, hi) -> str:
+def padding_text(lo: Sequence[int], hi: Sequence[int]) -> str:
     """How a message shows padding: ``1``, or ``(low 1, high 2)`` where the sides differ."""
     return str(lo) if lo == hi else f"(low {lo}, high {hi})"
 
 
-def padding_sides(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def padding_sides(padding: object, n: int, kernel: Sequence[int], dilation: Sequence[int],
+                  stride: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``padding`` (int, tuple, 'same', 'valid') -> (pad_lo, pad_hi), as torch reads it."""
     if isinstance(padding, str):
         if padding == "valid":
@@ -59,7 +61,8 @@ def padding_sides(padding, n: int, kernel, dilation, stride) -> tuple[tuple[int,
     return pad, pad
 
 
-def check_output_padding(output_padding, stride, dilation) -> None:
+def check_output_padding(output_padding: Sequence[int], stride: Sequence[int],
+                         dilation: Sequence[int]) -> None:
     if any(a >= s and a >= d for a, s, d in zip(output_padding, stride, dilation)):
         raise ValueError(
             f"output_padding must be smaller than either stride or dilation in every "
@@ -68,7 +71,9 @@ def check_output_padding(output_padding, stride, dilation) -> None:
         )
 
 
-def conv_out(in_shape, kernel, stride, dilation, lo, hi, label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
+def conv_out(in_shape: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+             dilation: Sequence[int], lo: Sequence[int], hi: Sequence[int],
+             label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
     """``floor((i + p_lo + p_hi - d (k - 1) - 1) / s) + 1`` per axis of ``in_shape[1:]``,
     refused when empty."""
     out = tuple((i + a + b - d * (k - 1) - 1) // s + 1
@@ -85,7 +90,9 @@ def conv_out(in_shape, kernel, stride, dilation, lo, hi, label: InputLabel = INP
     )
 
 
-def conv_transpose_out(in_shape, kernel, stride, padding, dilation, output_padding) -> tuple[int, ...]:
+def conv_transpose_out(in_shape: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                       padding: Sequence[int], dilation: Sequence[int],
+                       output_padding: Sequence[int]) -> tuple[int, ...]:
     """``(i - 1) s - 2 p + d (k - 1) + a + 1`` per axis of ``in_shape[1:]``, refused when
     empty."""
     out = tuple((i - 1) * s - 2 * p + d * (k - 1) + a + 1
@@ -103,7 +110,7 @@ def conv_transpose_out(in_shape, kernel, stride, padding, dilation, output_paddi
 # --------------------------------------------------------------------------- output sizes
 
 
-def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
+def _spatial_size(name: str, value: object) -> tuple[tuple[int, ...], bool]:
     """A spatial size: an int (returns scalar=True) or a tuple of positive ints."""
     if is_int(value):
         return int_tuple(name, value, 1, minimum=1), True
@@ -113,7 +120,17 @@ def _spatial_size(name: str, value) -> tuple[tuple[int, ...], bool]:
     return int_tuple(name, value, n, minimum=1), False
 
 
-def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
+@overload
+def conv_output_size(input_size: int, kernel_size: int | Sequence[int], *,
+                     stride: int | Sequence[int] = ..., padding: int | Sequence[int] | str = ...,
+                     dilation: int | Sequence[int] = ...) -> int: ...
+@overload
+def conv_output_size(input_size: Sequence[int], kernel_size: int | Sequence[int], *,
+                     stride: int | Sequence[int] = ..., padding: int | Sequence[int] | str = ...,
+                     dilation: int | Sequence[int] = ...) -> tuple[int, ...]: ...
+def conv_output_size(input_size: int | Sequence[int], kernel_size: int | Sequence[int], *,
+                     stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                     dilation: int | Sequence[int] = 1) -> int | tuple[int, ...]:
     """Spatial output size of a convolution (the convolution arithmetic).
 
     Parameters
@@ -147,7 +164,20 @@ def conv_output_size(input_size, kernel_size, *, stride=1, padding=0, dilation=1
     return out[0] if scalar else out
 
 
-def conv_transpose_output_size(input_size, kernel_size, *, stride=1, padding=0, output_padding=0, dilation=1):
+@overload
+def conv_transpose_output_size(input_size: int, kernel_size: int | Sequence[int], *,
+                               stride: int | Sequence[int] = ..., padding: int | Sequence[int] = ...,
+                               output_padding: int | Sequence[int] = ...,
+                               dilation: int | Sequence[int] = ...) -> int: ...
+@overload
+def conv_transpose_output_size(input_size: Sequence[int], kernel_size: int | Sequence[int], *,
+                               stride: int | Sequence[int] = ..., padding: int | Sequence[int] = ...,
+                               output_padding: int | Sequence[int] = ...,
+                               dilation: int | Sequence[int] = ...) -> tuple[int, ...]: ...
+def conv_transpose_output_size(input_size: int | Sequence[int], kernel_size: int | Sequence[int], *,
+                               stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                               output_padding: int | Sequence[int] = 0,
+                               dilation: int | Sequence[int] = 1) -> int | tuple[int, ...]:
     """Spatial output size of a transposed convolution.
 
     ``o' = (i' - 1) s - 2 p + d (k - 1) + a + 1`` per dimension, where ``a`` is

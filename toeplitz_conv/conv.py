@@ -11,9 +11,12 @@ Each function here is a thin reading of the triples built in :mod:`toeplitz_conv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from ._args import as_array, batched, same_batch
 from ._sparse import check_format, csr
@@ -40,7 +43,8 @@ def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int
     check_size(what, nbytes, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
 
 
-def _sample_shape(x, weight_shape, name: str = "x"):
+def _sample_shape(x: object, weight_shape: tuple[int, ...],
+                  name: str = "x") -> tuple[tuple[int, ...], InputLabel]:
     """One sample's shape of ``x`` (a sample or a batch) and how messages name it.
 
     Returns ``(shape, label)``; the :class:`~toeplitz_conv.arithmetic.InputLabel` lets the
@@ -58,7 +62,8 @@ def _sample_shape(x, weight_shape, name: str = "x"):
     )
 
 
-def _batch_pair(x, grad_output, geom: ConvGeometry, x_name: str, d_name: str):
+def _batch_pair(x: object, grad_output: object, geom: ConvGeometry, x_name: str,
+                d_name: str) -> tuple[np.ndarray, np.ndarray]:
     xa = batched(as_array(x, x_name), x_name, geom.in_channels, geom.in_spatial)
     da = batched(as_array(grad_output, d_name), d_name, geom.out_channels, geom.out_spatial)
     same_batch(xa, da, x_name, d_name)
@@ -69,8 +74,10 @@ def _batch_pair(x, grad_output, geom: ConvGeometry, x_name: str, d_name: str):
 
 
 @with_geometry_doc
-def conv_matrix(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", format="csr"):
+def conv_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                format: str = "csr") -> sp.sparray:
     """The sparse matrix C of a convolution layer: ``y.ravel() = C @ x.ravel()``.
 
     Parameters
@@ -116,8 +123,10 @@ def conv_matrix(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=
     return csr(*conv_pattern(geom).matrix_arrays(w), geom.shape, fmt)
 
 
-def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_padding=0,
-                          dilation=1, groups=1, format="csr"):
+def conv_transpose_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                          stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                          output_padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
+                          groups: int = 1, format: str = "csr") -> sp.sparray:
     """The sparse matrix of a transposed convolution (``conv_transposeNd``).
 
     Parameters
@@ -164,8 +173,10 @@ def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_pa
 
 
 @with_geometry_doc
-def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                     padding_mode="zeros"):
+def conv_weight_grad(x: npt.ArrayLike, grad_output: npt.ArrayLike, weight_shape: Sequence[int], *,
+                     stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                     dilation: int | Sequence[int] = 1, groups: int = 1,
+                     padding_mode: str = "zeros") -> np.ndarray:
     """``dL/dW`` of a convolution, summed over the batch, from the matrix's triples.
 
     Parameters
@@ -203,8 +214,10 @@ def conv_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0, dilat
     return conv_pattern(geom).weight_grad(xa, da)
 
 
-def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, padding=0,
-                               output_padding=0, dilation=1, groups=1):
+def conv_transpose_weight_grad(x: npt.ArrayLike, grad_output: npt.ArrayLike,
+                               weight_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+                               padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0,
+                               dilation: int | Sequence[int] = 1, groups: int = 1) -> np.ndarray:
     """``dL/dW`` of a transposed convolution, summed over the batch.
 
     The transposed convolution is ``y = C(W).T @ x``, so with rows and columns of the same
@@ -245,8 +258,10 @@ def conv_transpose_weight_grad(x, grad_output, weight_shape, *, stride=1, paddin
 
 
 @with_geometry_doc
-def conv_weight_jacobian(x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                         padding_mode="zeros", format="csr"):
+def conv_weight_jacobian(x: npt.ArrayLike, weight_shape: Sequence[int], *,
+                         stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                         dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                         format: str = "csr") -> sp.sparray:
     """Sparse Jacobian of the output w.r.t. the weights for one sample (the im2col matrix).
 
     Parameters

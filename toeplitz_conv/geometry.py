@@ -9,13 +9,21 @@ convolution arithmetic (:mod:`toeplitz_conv.arithmetic`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import prod
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
 from ._args import (as_array, as_tuple, check_bool, check_choice, check_int_range, int_tuple, is_int,
                     positive_int, shape_tuple)
 from .arithmetic import (INPUT_SHAPE, InputLabel, check_output_padding, conv_out, conv_transpose_out,
                          padding_sides, padding_text)
 from .indexing import axis_positions, window_table
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -30,9 +38,10 @@ GEOMETRY_PARAMETERS = """stride : int or tuple of int, default 1
         Exactly as ``torch.nn.ConvNd(padding_mode=...)``."""
 
 
-def with_geometry_doc(f):
+def with_geometry_doc(f: _F) -> _F:
     """Put :data:`GEOMETRY_PARAMETERS` in place of ``GEOMETRY_PARAMETERS`` in a docstring."""
-    f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", GEOMETRY_PARAMETERS)
+    if f.__doc__:  # None under python -OO
+        f.__doc__ = f.__doc__.replace("GEOMETRY_PARAMETERS", GEOMETRY_PARAMETERS)
     return f
 
 
@@ -105,7 +114,7 @@ class ConvGeometry:
         "Conv2d(2, 4, (3, 5), stride=(2, 1), groups=2, padding_mode='reflect')"
         """
 
-        def short(t):
+        def short(t: Sequence[object]) -> str:
             return str(t[0]) if len(set(t)) == 1 else str(tuple(t))
 
         parts = [str(self.in_channels), str(self.out_channels), short(self.kernel)]
@@ -127,11 +136,11 @@ class ConvGeometry:
 # --------------------------------------------------------------------------- checks
 
 
-def check_padding_mode(padding_mode) -> str:
+def check_padding_mode(padding_mode: object) -> str:
     return check_choice("padding_mode", padding_mode, PADDING_MODES)
 
 
-def check_weight_shape(weight_shape, layout: str, name: str = "weight shape") -> tuple[int, ...]:
+def check_weight_shape(weight_shape: object, layout: str, name: str = "weight shape") -> tuple[int, ...]:
     """A weight shape of 3, 4 or 5 positive ints; ``layout`` names its axes for the message,
     ``name`` the argument (``'weight_shape'`` where the caller passed a shape)."""
     if isinstance(weight_shape, (str, bytes)):
@@ -149,7 +158,7 @@ def check_weight_shape(weight_shape, layout: str, name: str = "weight shape") ->
     return tuple(int(s) for s in wshape)
 
 
-def check_weight(weight, name: str = "weight"):
+def check_weight(weight: object, name: str = "weight") -> np.ndarray:
     """A convolution weight as a numeric array of 3, 4 or 5 dimensions."""
     w = as_array(weight, name)
     if w.ndim not in (3, 4, 5):
@@ -162,7 +171,7 @@ def check_weight(weight, name: str = "weight"):
     return w
 
 
-def _input_shape(input_shape, n: int, label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
+def _input_shape(input_shape: object, n: int, label: InputLabel = INPUT_SHAPE) -> tuple[int, ...]:
     """One sample's shape; an empty axis is reported on what the caller passed (``x``)."""
     items = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if label.value is not None and items is not None and any(is_int(v) and v == 0 for v in items):
@@ -174,7 +183,8 @@ def _input_shape(input_shape, n: int, label: InputLabel = INPUT_SHAPE) -> tuple[
                        f"(C_in, {', '.join('DHW'[3 - n:])}) of one sample for a {n}D kernel")
 
 
-def _groups(groups, in_channels: int, out_channels: int, weight_shape, label: InputLabel) -> int:
+def _groups(groups: object, in_channels: int, out_channels: int, weight_shape: tuple[int, ...],
+            label: InputLabel) -> int:
     groups = positive_int("groups", groups)
     if out_channels % groups:
         raise ValueError(
@@ -190,7 +200,8 @@ def _groups(groups, in_channels: int, out_channels: int, weight_shape, label: In
     return groups
 
 
-def _transpose_groups(groups, weight_shape, in_channels: int, label: InputLabel) -> int:
+def _transpose_groups(groups: object, weight_shape: tuple[int, ...], in_channels: int,
+                      label: InputLabel) -> int:
     groups = positive_int("groups", groups)
     if in_channels != weight_shape[0]:
         raise ValueError(
@@ -206,7 +217,8 @@ def _transpose_groups(groups, weight_shape, in_channels: int, label: InputLabel)
     return groups
 
 
-def _check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
+def _check_padding_fits(mode: str, lo: tuple[int, ...], hi: tuple[int, ...],
+                        in_spatial: tuple[int, ...]) -> None:
     """torch's limits on padding for the non-zero padding modes."""
     sizes = tuple(in_spatial) * 2
     if mode == "reflect" and any(p >= n for p, n in zip(lo + hi, sizes)):
@@ -226,8 +238,10 @@ def _check_padding_fits(mode: str, lo, hi, in_spatial) -> None:
 # --------------------------------------------------------------------------- geometries
 
 
-def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros", _label=INPUT_SHAPE) -> ConvGeometry:
+def conv_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
+                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                  dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                  _label: InputLabel = INPUT_SHAPE) -> ConvGeometry:
     """Validate a convolution's arguments (torch's rules) and normalise them.
 
     Parameters are those of :func:`~toeplitz_conv.conv_matrix` (``weight_shape`` in place of
@@ -257,8 +271,10 @@ def conv_geometry(weight_shape, input_shape, *, stride=1, padding=0, dilation=1,
     return ConvGeometry(in_shape[0], wshape[0], groups, k, in_shape[1:], out, s, d, lo, hi, mode)
 
 
-def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, output_padding=0,
-                            dilation=1, groups=1, _label=INPUT_SHAPE) -> ConvGeometry:
+def conv_transpose_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
+                            stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                            output_padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
+                            groups: int = 1, _label: InputLabel = INPUT_SHAPE) -> ConvGeometry:
     """Geometry of the convolution whose matrix transposed is ``conv_transposeNd``'s matrix.
 
     The transposed convolution with weight ``(C_in, C_out/groups, *kernel)`` maps
@@ -300,7 +316,7 @@ def conv_transpose_geometry(weight_shape, input_shape, *, stride=1, padding=0, o
 # --------------------------------------------------------------------------- pooling
 
 
-def pool_input_shape(value, name: str) -> tuple[int, ...]:
+def pool_input_shape(value: object, name: str) -> tuple[int, ...]:
     """The shape of one sample ``(C, *spatial)`` with 1, 2 or 3 spatial axes."""
     items = as_tuple(value, name, "a tuple (C, *spatial) of one sample with 1, 2 or 3 spatial axes")
     if len(items) not in (2, 3, 4) or not all(is_int(s) for s in items):
@@ -315,7 +331,7 @@ def pool_input_shape(value, name: str) -> tuple[int, ...]:
     return tuple(int(s) for s in items)
 
 
-def _pool_out_size(i, k, s, p, d, ceil_mode):
+def _pool_out_size(i: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """torch's ``pooling_output_shape`` for one axis."""
     num = i + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
     o = num // s + 1
@@ -328,7 +344,9 @@ class PoolGeometry:
     """Normalised arguments of a fixed-window pooling of one sample ``(C, *in_spatial)``,
     checked as torch checks them; ``what`` names the caller in the messages."""
 
-    def __init__(self, input_shape, kernel_size, stride, padding, dilation, ceil_mode, what):
+    def __init__(self, input_shape: Sequence[int], kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] | None, padding: int | Sequence[int],
+                 dilation: int | Sequence[int], ceil_mode: bool, what: str) -> None:
         shape = pool_input_shape(input_shape, "input_shape")
         n = len(shape) - 1
         self.channels, self.in_spatial = shape[0], shape[1:]
@@ -357,26 +375,26 @@ class PoolGeometry:
             )
 
     @property
-    def in_shape(self):
+    def in_shape(self) -> tuple[int, ...]:
         return (self.channels, *self.in_spatial)
 
     @property
-    def out_shape(self):
+    def out_shape(self) -> tuple[int, ...]:
         return (self.channels, *self.out_spatial)
 
-    def axis_tables(self):
+    def axis_tables(self) -> list[npt.NDArray[np.intp]]:
         return [
             axis_positions(o, k, s, d, p, i, "zeros")
             for o, k, s, d, p, i in zip(self.out_spatial, self.kernel, self.stride, self.dilation,
                                         self.padding, self.in_spatial)
         ]
 
-    def table(self):
+    def table(self) -> npt.NDArray[np.signedinteger[Any]]:
         """``src``: ``(P_out, prod(kernel))`` flat input positions, ``P_in`` for padding."""
         return window_table(self.axis_tables(), self.in_spatial)
 
 
-def adaptive_output_size(output_size, in_spatial) -> tuple[int, ...]:
+def adaptive_output_size(output_size: object, in_spatial: Sequence[int]) -> tuple[int, ...]:
     """torch's ``output_size`` of adaptive pooling: an int, or per axis an int or ``None``
     (keep the input's size)."""
     n = len(in_spatial)

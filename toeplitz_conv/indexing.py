@@ -12,19 +12,22 @@ with shifted columns (:func:`stacked_indices`), with int32 indices while they fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def index_dtype(*maxima: int) -> type:
+def index_dtype(*maxima: int) -> type[np.signedinteger[Any]]:
     """int32 while every index (and the nonzero count) fits, int64 past."""
     return np.int32 if max(maxima) <= _INT32_MAX else np.int64
 
 
-def row_pointers(counts: np.ndarray, repeats: int = 1, dtype=np.int64) -> np.ndarray:
+def row_pointers(counts: np.ndarray, repeats: int = 1, dtype: npt.DTypeLike = np.int64) -> np.ndarray:
     """``indptr`` of a compressed matrix whose rows hold ``counts`` entries, the block of rows
     repeated ``repeats`` times: ``[0, cumsum(tile(counts, repeats))]``."""
     indptr = np.zeros(counts.size * repeats + 1, dtype=dtype)
@@ -32,7 +35,8 @@ def row_pointers(counts: np.ndarray, repeats: int = 1, dtype=np.int64) -> np.nda
     return indptr
 
 
-def stacked_indices(counts: np.ndarray, cols: np.ndarray, offsets: np.ndarray, shape):
+def stacked_indices(counts: np.ndarray, cols: np.ndarray, offsets: np.ndarray,
+                    shape: Sequence[int]) -> tuple[npt.NDArray[np.signedinteger[Any]], np.ndarray]:
     """``(indices, indptr)`` of a CSR matrix of ``shape`` made of one block of rows stacked
     ``len(offsets)`` times: each copy's rows hold ``counts`` entries, copy ``i`` has the
     columns ``cols + offsets[i]`` (``cols`` one list for every copy, or one per copy,
@@ -51,13 +55,14 @@ def stacked_indices(counts: np.ndarray, cols: np.ndarray, offsets: np.ndarray, s
 # --------------------------------------------------------------------------- windows
 
 
-def axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarray:
+def axis_positions(n_out: int, k: int, stride: int, dilation: int, pad_lo: int, n_in: int,
+                   mode: str) -> npt.NDArray[np.intp]:
     """Input position read by tap ``k`` of output ``o`` along one axis; -1 for zero padding.
 
     ``i = o * stride - pad_lo + k * dilation``, then mapped into ``[0, n_in)`` by the padding
     mode exactly as ``torch.nn.functional.pad`` does.
     """
-    i = np.arange(n_out)[:, None] * stride - pad_lo + np.arange(k)[None, :] * dilation
+    i: npt.NDArray[np.intp] = np.arange(n_out)[:, None] * stride - pad_lo + np.arange(k)[None, :] * dilation
     if mode == "zeros":
         return np.where((i >= 0) & (i < n_in), i, -1)
     if mode == "replicate":
@@ -69,7 +74,8 @@ def axis_positions(n_out, k, stride, dilation, pad_lo, n_in, mode) -> np.ndarray
     return np.where(i >= n_in, 2 * (n_in - 1) - i, i)
 
 
-def window_table(axes, in_spatial, *, channels: int = 1) -> np.ndarray:
+def window_table(axes: Sequence[np.ndarray], in_spatial: Sequence[int], *,
+                 channels: int = 1) -> npt.NDArray[np.signedinteger[Any]]:
     """Per-axis positions ``(O_j, K_j)`` -> the table ``(prod O, channels * prod K)``.
 
     Entry ``[r, t]`` is the flat input column (C order: channel, then spatial) read by tap
@@ -101,7 +107,8 @@ def window_table(axes, in_spatial, *, channels: int = 1) -> np.ndarray:
     return table.reshape(prod(out_sp), channels * prod(ker))
 
 
-def im2col(x: np.ndarray, table: np.ndarray, *, axis: int = -1, fill=0, dtype=None) -> np.ndarray:
+def im2col(x: np.ndarray, table: np.ndarray, *, axis: int = -1, fill: float = 0,
+           dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """The im2col gather, the one every reading of a window table uses.
 
     ``x`` holds, along ``axis``, the columns a table indexes (one group's input features, or

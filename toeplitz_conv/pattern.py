@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import prod
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._args import as_array
 from .geometry import ConvGeometry
@@ -62,7 +64,7 @@ def estimate_nnz(geom: ConvGeometry) -> int:
     return geom.out_channels * geom.cin_per_group * prod(per_axis)
 
 
-def _matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np.ndarray:
+def _matching_weight(weight: object, shape: tuple[int, ...], name: str = "weight") -> np.ndarray:
     """A numeric array of exactly ``shape`` (the geometry's weight shape)."""
     w = as_array(weight, name)
     if tuple(w.shape) != tuple(shape):
@@ -73,7 +75,7 @@ def _matching_weight(weight, shape: tuple[int, ...], name: str = "weight") -> np
     return w
 
 
-def _check_out_array(out, size: int, dtype) -> None:
+def _check_out_array(out: object, size: int, dtype: npt.DTypeLike) -> None:
     """``out`` of ``ConvPattern.values``: written in place, so it must be a writeable,
     contiguous array of a dtype that holds the weight's values (no float -> int truncation)."""
     if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or out.size != size:
@@ -113,7 +115,7 @@ class ConvPattern:
         ``taps[e]``; always so for zero padding).
     """
 
-    def __init__(self, geometry: ConvGeometry):
+    def __init__(self, geometry: ConvGeometry) -> None:
         geom = self.geometry = geometry
         self.p_in, self.p_out = prod(geom.in_spatial), prod(geom.out_spatial)
         self.pad_col = geom.cin_per_group * self.p_in
@@ -125,7 +127,7 @@ class ConvPattern:
         for arr in (self.src, self.indptr, self.cols, self._taps, self.starts, getattr(self, "_keep", None)):
             if arr is not None:
                 arr.flags.writeable = False
-        self._runs = None
+        self._runs: list[tuple[int, int]] | None = None
 
     # ------------------------------------------------------------------ geometry -> table
     def _source_table(self) -> np.ndarray:
@@ -180,7 +182,7 @@ class ConvPattern:
         return (np.arange(geom.out_channels) // geom.cout_per_group) * self.pad_col
 
     # ------------------------------------------------------------------ reading: values
-    def _row_runs(self):
+    def _row_runs(self) -> list[tuple[int, int]]:
         """Maximal runs ``(first_row, n_rows)`` of block rows that sum the same taps."""
         if self._runs is None:
             prog = self._program
@@ -198,7 +200,7 @@ class ConvPattern:
         t0, t1 = r0 * self.geometry.taps, r1 * self.geometry.taps  # every tap of every row
         return np.add.reduceat(np.take(w3, self.taps[t0:t1], axis=2), self.starts[e0:e1] - t0, axis=2)
 
-    def values(self, weight, out: np.ndarray | None = None) -> np.ndarray:
+    def values(self, weight: npt.ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """``C.data`` for ``weight``, in CSR order: the one gather that rebuilds C.
 
         ``weight`` (numpy or torch) must have this geometry's weight shape; ``out`` may be
@@ -213,9 +215,9 @@ class ConvPattern:
         weight = _matching_weight(weight, geom.weight_shape)
         w3 = np.ascontiguousarray(weight).reshape(groups, cout_g, geom.taps)
         L = self.cols.size
-        given = out
         if out is None:
-            out = given = np.empty(groups * cout_g * L, dtype=weight.dtype)
+            out = np.empty(groups * cout_g * L, dtype=weight.dtype)
+        given = out
         _check_out_array(out, self.nnz, weight.dtype)
         out = out.reshape(groups, cout_g, L)  # a view: out is contiguous
         runs = self._row_runs()
@@ -233,7 +235,8 @@ class ConvPattern:
         return given
 
     # ------------------------------------------------------------------ reading: matrix
-    def matrix_arrays(self, weight):
+    def matrix_arrays(self, weight: npt.ArrayLike
+                      ) -> tuple[np.ndarray, npt.NDArray[np.signedinteger[Any]], np.ndarray]:
         """``(data, indices, indptr)`` of the CSR matrix ``C(weight)``."""
         geom = self.geometry
         indices, indptr = stacked_indices(np.diff(self.indptr), self.cols, self.column_offsets(),
@@ -241,7 +244,7 @@ class ConvPattern:
         return self.values(weight).reshape(-1), indices, indptr
 
     # ------------------------------------------------------------------ reading: triples
-    def triples(self):
+    def triples(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The explicit ``(row, col, tap)`` triples of the whole matrix (int64, CSR order).
 
         Repeated ``(row, col)`` pairs (non-zero padding modes) are kept: they add.
@@ -290,7 +293,8 @@ class ConvPattern:
                              d[:, :, a:b].reshape(groups, cout_g, k).transpose(0, 2, 1))
         return dwt.transpose(0, 2, 1).reshape(geom.weight_shape)
 
-    def weight_jacobian_arrays(self, x: np.ndarray):
+    def weight_jacobian_arrays(self, x: np.ndarray
+                               ) -> tuple[np.ndarray, npt.NDArray[np.signedinteger[Any]], np.ndarray]:
         """``(data, indices, indptr)`` of the CSR Jacobian ``J[row, co * taps + t] = x[src]``.
 
         ``x`` is one sample ``(C_in, *in)``; ``J @ W.ravel() == conv(x, W).ravel()``.

@@ -24,9 +24,13 @@ spatial).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from math import prod
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from ._args import as_array, check_bool, check_int_range, is_int
 from ._sparse import check_format, csr
@@ -37,7 +41,7 @@ from .memory import check_size
 # --------------------------------------------------------------------------- matrices
 
 
-def _outer(factors):
+def _outer(factors: Iterable[npt.ArrayLike]) -> npt.NDArray[np.float64]:
     """Product over axes of per-axis vectors, flattened in C order: ``(prod O,)``."""
     out = np.ones((), dtype=np.float64)
     for f in factors:
@@ -45,7 +49,7 @@ def _outer(factors):
     return out.reshape(-1)
 
 
-def _value_dtype(dtype) -> np.dtype:
+def _value_dtype(dtype: npt.DTypeLike) -> np.dtype:
     """The dtype of a pooling matrix: a numpy float or complex dtype (an average of
     integers or booleans would be truncated or summed)."""
     if type(dtype).__module__.startswith("torch"):
@@ -73,7 +77,8 @@ def _check_pool_size(what: str, channels: int, p_out: int, taps: int, itemsize: 
     check_size(what, p_out * taps * (24 + window_bytes) + nnz * (itemsize + 8), detail)
 
 
-def _block_diagonal(src, coef, channels, p_in, dtype, fmt):
+def _block_diagonal(src: np.ndarray, coef: np.ndarray, channels: int, p_in: int, dtype: np.dtype,
+                    fmt: str) -> sp.sparray:
     """The matrix ``kron(I_channels, B)`` where ``B[r, src[r, t]] = coef[r]`` (valid taps)."""
     p_out = src.shape[0]
     keep = src < p_in
@@ -88,7 +93,7 @@ def _block_diagonal(src, coef, channels, p_in, dtype, fmt):
     return csr(np.tile(vals, channels), indices, indptr, shape, fmt)
 
 
-def selection_matrix(idx, p_in, dtype, format="csr"):
+def selection_matrix(idx: np.ndarray, p_in: int, dtype: npt.DTypeLike, format: str = "csr") -> sp.sparray:
     """0/1 matrix with one entry per row, ``S[(c, r), (c, idx[c, r])] = 1`` for ``idx`` of shape
     ``(C, P_out)``: block diagonal, one block per channel (a batch stacks ``N * C`` blocks)."""
     c, p_out = idx.shape
@@ -100,8 +105,11 @@ def selection_matrix(idx, p_in, dtype, format="csr"):
 # --------------------------------------------------------------------------- average
 
 
-def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mode=False,
-                    count_include_pad=True, divisor_override=None, dtype=np.float64, format="csr"):
+def avg_pool_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int], *,
+                    stride: int | Sequence[int] | None = None, padding: int | Sequence[int] = 0,
+                    ceil_mode: bool = False, count_include_pad: bool = True,
+                    divisor_override: int | None = None, dtype: npt.DTypeLike = np.float64,
+                    format: str = "csr") -> sp.sparray:
     """The fixed sparse matrix P of average pooling: ``y.ravel() = P @ x.ravel()``.
 
     Parameters
@@ -183,7 +191,9 @@ def avg_pool_matrix(input_shape, kernel_size, *, stride=None, padding=0, ceil_mo
                            prod(geom.in_spatial), dtype, fmt)
 
 
-def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, format="csr"):
+def adaptive_avg_pool_matrix(input_shape: Sequence[int],
+                             output_size: int | None | Sequence[int | None], *,
+                             dtype: npt.DTypeLike = np.float64, format: str = "csr") -> sp.sparray:
     """The sparse matrix of adaptive average pooling (``adaptive_avg_pool1d/2d/3d``).
 
     Parameters
@@ -240,7 +250,8 @@ def adaptive_avg_pool_matrix(input_shape, output_size, *, dtype=np.float64, form
 
 
 
-def max_pool_indices(x, geom: PoolGeometry, src=None):
+def max_pool_indices(x: np.ndarray, geom: PoolGeometry,
+                     src: np.ndarray | None = None) -> npt.NDArray[np.signedinteger[Any]]:
     """Flat input position (within the channel) picked by each output of max pooling.
 
     ``x`` is ``(N, C, P_in)``; returns ``(N, C, P_out)`` int64. torch's rule (CPU kernel):
@@ -274,8 +285,10 @@ def max_pool_indices(x, geom: PoolGeometry, src=None):
     return idx
 
 
-def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
-                    format="csr", spatial_dims=None):
+def max_pool_matrix(x: npt.ArrayLike, kernel_size: int | Sequence[int], *,
+                    stride: int | Sequence[int] | None = None, padding: int | Sequence[int] = 0,
+                    dilation: int | Sequence[int] = 1, ceil_mode: bool = False, format: str = "csr",
+                    spatial_dims: int | None = None) -> sp.sparray:
     """The 0/1 selection matrix S of max pooling for one sample: ``S @ x.ravel()`` is the output.
 
     Max pooling is linear only per input: S depends on where each window's maximum is.
@@ -332,7 +345,7 @@ def max_pool_matrix(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_
     return selection_matrix(idx, prod(geom.in_spatial), xa.dtype, fmt)
 
 
-def _check_spatial_dims(xa, spatial_dims, *args) -> None:
+def _check_spatial_dims(xa: np.ndarray, spatial_dims: int | None, *args: object) -> None:
     """One sample of ``spatial_dims`` spatial axes, never a batch read as a 3D sample."""
     lengths = {len(a) for a in args if isinstance(a, (tuple, list)) and len(a) > 1}
     if spatial_dims is None:
