@@ -26,6 +26,7 @@ from .network import Network, compile, softmax_cross_entropy
 from .operator import ConvOperator, conv_operator, dot_test
 from .pattern import ConvPattern, conv_pattern
 from .plot import (
+    diff_figure,
     field_figure,
     gradient_figure,
     network_figure,
@@ -39,6 +40,8 @@ from .plot import (
     weight_symbols,
 )
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
+from .probe import probe_matrix
+from . import testing
 from .spectral import Spectrum, condition_number, operator_norm, singular_values
 
 # Names whose modules import torch: loaded on first access (name -> module).
@@ -109,6 +112,10 @@ __all__ = [
     "operator_norm",
     "condition_number",
     "singular_values",
+    # equivalence testing
+    "probe_matrix",
+    "testing",
+    "diff_figure",
 ]
 
 

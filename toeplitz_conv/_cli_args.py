@@ -142,11 +142,12 @@ def arg_type(parse, name, **kw):
     return convert
 
 
-def layer_arguments(cmd) -> None:
-    """The arguments that describe one layer (random weights): spy, explore and animate."""
-    cmd.add_argument("--input", required=True, metavar="CxHxW", type=arg_type(parse_sizes, "--input"),
+def layer_arguments(cmd, required: bool = True) -> None:
+    """The arguments that describe one layer (random weights): spy, explore, animate and
+    verify --against (where --input and --kernel are required only with --against)."""
+    cmd.add_argument("--input", required=required, metavar="CxHxW", type=arg_type(parse_sizes, "--input"),
                      help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
-    cmd.add_argument("--kernel", required=True, metavar="OUTxINxKHxKW", type=arg_type(parse_sizes, "--kernel"),
+    cmd.add_argument("--kernel", required=required, metavar="OUTxINxKHxKW", type=arg_type(parse_sizes, "--kernel"),
                      help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
     cmd.add_argument("--stride", default=1, metavar="S", type=arg_type(parse_sizes, "--stride"),
                      help="stride, e.g. 2 or 2x1 (default 1)")
@@ -161,6 +162,20 @@ def layer_arguments(cmd) -> None:
                      help="as nn.Conv2d (default zeros)")
     cmd.add_argument("--seed", default=0, metavar="N", type=arg_type(parse_seed, "--seed"),
                      help="seed of the random weights, a non-negative integer (default 0)")
+
+
+def against_arguments(cmd) -> None:
+    """verify --against: the user's callable and the layer it should be."""
+    cmd.add_argument("--against", metavar="MODULE:CALLABLE",
+                     help="check your own convolution instead: CALLABLE(x, weight, stride=, padding=, "
+                          "dilation=, groups=) as torch.nn.functional.conv2d (MODULE a module name or a "
+                          ".py file), on the layer of --input/--kernel/...; exit 1 with a diagnosis on mismatch")
+    layer_arguments(cmd, required=False)
+    cmd.add_argument("--transposed", action="store_true",
+                     help="with --against: CALLABLE is a transposed convolution (conv_transpose2d)")
+    cmd.add_argument("--output-padding", default=0, metavar="A",
+                     type=arg_type(parse_sizes, "--output-padding", minimum=0),
+                     help="with --against --transposed: output_padding (default 0)")
 
 
 def output_argument(cmd, default: str, what: str) -> None:
@@ -254,14 +269,14 @@ def layer_flags(args) -> str:
     return " ".join(words)
 
 
-def _one(value):
+def one_size(value):
     """``(2,)`` -> ``2`` (so a single size applies to every spatial axis), else unchanged."""
     return value[0] if isinstance(value, tuple) and len(value) == 1 else value
 
 
 def layer_options(args, transposed: bool = False) -> dict:
     """The keyword arguments of the library's conv functions (no padding_mode when transposed)."""
-    opts = dict(stride=_one(args.stride), padding=_one(args.padding), dilation=_one(args.dilation),
+    opts = dict(stride=one_size(args.stride), padding=one_size(args.padding), dilation=one_size(args.dilation),
                 groups=args.groups, padding_mode=args.padding_mode)
     if transposed:
         del opts["padding_mode"]

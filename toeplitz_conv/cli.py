@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from . import verify
+from ._against import check_against, load_callable
 from ._cli_args import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, ArgumentError, CommandParser,
+                        against_arguments,
                         UsageError, arg_type, check_animation, check_frames_memory, check_memory,
                         check_pixels, check_single_channel, dpi_argument, spy_image,
                         image_suffixes, layer_arguments, layer_flags, layer_geometry, layer_options,
@@ -258,7 +260,17 @@ def _animate(args) -> int:
 
 
 def _verify(args) -> int:
-    return verify.run(args.atol, f"{PROG} verify")
+    if args.against is None:
+        given = [f for f, v in (("--input", args.input), ("--kernel", args.kernel), ("--transposed", args.transposed)) if v]
+        if given:
+            raise ArgumentError(f"argument {given[0]}: {given[0]} describes the layer of --against "
+                                f"MODULE:CALLABLE; got it without --against.")
+        return verify.run(args.atol, f"{PROG} verify")
+    if args.input is None or args.kernel is None:
+        raise ArgumentError("argument --against: --against needs the layer it should be: --input and --kernel "
+                            f"(e.g. --input 3x8x8 --kernel 4x3x3x3); got --input {args.input} and --kernel {args.kernel}.")
+    geom = layer_geometry(args, args.transposed)
+    return check_against(load_callable(args.against), args, geom)
 
 
 # --------------------------------------------------------------------------- parser
@@ -329,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument("--atol", default=1e-10, metavar="TOL", type=arg_type(parse_atol, "--atol"),
                             help="largest absolute difference accepted, a finite number >= 0 "
                                  "(default 1e-10)")
+    against_arguments(verify_cmd)
     verify_cmd.set_defaults(func=_verify)
     return parser
 

@@ -6,6 +6,7 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 :func:`explore`, whose product is a file.
 
 - :mod:`.matrices`: :func:`spy` and :func:`field_figure` (a row and a column of ``C``);
+- :mod:`.diff`: :func:`diff_figure`, where two matrices differ (equivalence test reports);
 - :mod:`.gradients`: :func:`gradient_figure`, input, kernel, weight and input gradients;
 - :mod:`.network`: :func:`network_figure`, each layer's matrix of a network;
 - :mod:`.symbolic`: the matrix with the kernel's entries as sympy symbols, printable as LaTeX;
@@ -15,6 +16,7 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 """
 
 from .animation import animate
+from .diff import diff_figure
 from .explorer import explore
 from .gradients import gradient_figure
 from .matrices import field_figure, spy
@@ -22,5 +24,5 @@ from .network import network_figure
 from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure, to_latex,
                        weight_symbols)
 
-__all__ = ["spy", "field_figure", "explore", "animate", "gradient_figure", "network_figure", "weight_symbols",
+__all__ = ["spy", "diff_figure", "field_figure", "explore", "animate", "gradient_figure", "network_figure", "weight_symbols",
            "symbolic_conv_matrix", "symbolic_conv_transpose_matrix", "symbolic_figure", "to_latex"]

@@ -1,0 +1,94 @@
+"""``toeplitz-conv verify --against MODULE:CALLABLE``: the user's own convolution checked
+against the exact matrix of the layer the flags describe (:func:`toeplitz_conv.testing.assert_conv_equal`),
+with the mismatch report and its diagnosis on failure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._cli_args import ArgumentError, one_size
+
+
+
+
+def load_callable(spec: str):
+    """``MODULE:CALLABLE`` (a module name or a ``.py`` file, then a dotted attribute) -> the
+    callable; an ``ArgumentError`` naming --against when any part is missing."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ArgumentError(f"argument --against: --against must be MODULE:CALLABLE (e.g. "
+                            f"torch.nn.functional:conv2d or myconv.py:conv); got {spec!r}.")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise FileNotFoundError(f"no file {module_name!r}")
+            loader = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any failure to import is the user's module's
+        raise ArgumentError(f"argument --against: cannot import {module_name!r}: {type(e).__name__}: {e}") from None
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ArgumentError(f"argument --against: {module_name!r} has no attribute {attr!r}.")
+    if not callable(obj):
+        raise ArgumentError(f"argument --against: {spec!r} is not callable; got a {type(obj).__name__}.")
+    return obj
+
+
+def check_against(user_fn, args, geom) -> int:
+    """Check ``user_fn(x, weight, **geometry)`` against the layer's exact matrix: 0 when it
+    is that convolution, 1 with the mismatch report and its diagnosis otherwise."""
+    from .testing import assert_conv_equal
+
+    w = np.random.default_rng(args.seed).standard_normal(args.kernel)
+    opts = dict(stride=one_size(args.stride), padding=one_size(args.padding), dilation=one_size(args.dilation),
+                groups=args.groups)
+    if args.transposed:
+        opts["output_padding"] = one_size(args.output_padding)
+    elif args.padding_mode != "zeros":
+        opts["padding_mode"] = args.padding_mode
+
+    def fn(x):
+        weight = w
+        if type(x).__module__.startswith("torch"):
+            import torch
+
+            weight = torch.from_numpy(w)
+        return user_fn(x, weight, **opts)
+
+    what = f"{_describe(geom, args)} on {'x'.join(map(str, args.input))}"
+    try:
+        assert_conv_equal(fn, w, tuple(args.input), transposed=args.transposed,
+                          padding_mode=opts.pop("padding_mode", "zeros"), atol=args.atol, rtol=0, **opts)
+    except AssertionError as e:
+        print(f"{args.against} is NOT the {what}:\n{e}")
+        return 1
+    print(f"{args.against} is the {what}: every entry of its matrix equals the exact one "
+          f"(atol {args.atol:g}).")
+    return 0
+
+
+def _describe(geom, args) -> str:
+    """The layer as torch's constructor call; a transposed one as ``ConvTransposeNd`` (its
+    geometry is the adjoint convolution's: channels swapped)."""
+    text = geom.describe()
+    if not args.transposed:
+        return text
+    head, _, rest = text.partition("(")
+    a, b, rest = rest.split(", ", 2)
+    extra = "" if not any(_sizes(args.output_padding)) else f", output_padding={one_size(args.output_padding)}"
+    return f"{head.replace('Conv', 'ConvTranspose')}({b}, {a}, {rest[:-1]}{extra})"
+
+
+def _sizes(value):
+    return value if isinstance(value, tuple) else (value,)
+

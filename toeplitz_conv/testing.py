@@ -1,0 +1,283 @@
+"""Equivalence testing against the exact matrix: is ``fn`` this convolution, and if not, why.
+
+:func:`assert_conv_equal` probes ``fn`` (:func:`~toeplitz_conv.probe_matrix`), builds the
+matrix the arguments describe (:func:`~toeplitz_conv.conv_matrix` or
+:func:`~toeplitz_conv.conv_transpose_matrix`) and compares them entry by entry with
+:func:`assert_matrix_equal`. On a mismatch the message says how many entries differ, lists the
+worst as (output pixel, input pixel, kernel tap, expected, got), and then diagnoses: it tries
+the usual mistakes (a flipped kernel, the weight's channel axes swapped, another padding size
+or mode, a shifted window, ``output_padding``) and names the one whose matrix ``fn`` matches,
+or describes the pattern of the differences (only border rows, a constant shift of the band,
+entries across groups). numpy-testing style: silent when equal, ``AssertionError`` otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._args import as_array
+from .conv import conv_matrix, conv_transpose_matrix
+from .geometry import conv_geometry, conv_transpose_geometry
+from .pattern import conv_pattern
+from .probe import probe_matrix
+
+#: Mismatches listed in the message.
+WORST = 5
+
+
+def _pixel(index: int, shape) -> tuple:
+    return tuple(int(i) for i in np.unravel_index(index, shape))
+
+
+def _differences(A, B, rtol, atol):
+    """``(rows, cols, a, b)`` of the entries where ``A`` and ``B`` differ beyond tolerance."""
+    D = (sp.csr_array(A) - sp.csr_array(B)).tocoo()
+    r, c = D.row, D.col
+    a = np.asarray(sp.csr_array(A)[r, c]).ravel() if r.size else np.zeros(0)
+    b = np.asarray(sp.csr_array(B)[r, c]).ravel() if r.size else np.zeros(0)
+    bad = np.abs(a - b) > atol + rtol * np.abs(a)
+    return r[bad], c[bad], a[bad], b[bad]
+
+
+def assert_matrix_equal(expected, got, input_shape, output_shape, *, rtol=1e-7, atol=1e-12,
+                        taps=None, diagnosis=()):
+    """Raise ``AssertionError`` unless ``got`` equals ``expected`` entry by entry.
+
+    Parameters
+    ----------
+    expected, got : (M, N) scipy.sparse or 2D array_like
+    input_shape, output_shape : tuple of int
+        What a column and a row index (one sample, C order): mismatches are reported as
+        pixels ``(c, h, w)``.
+    rtol, atol : float
+        ``|got - expected| <= atol + rtol * |expected|`` passes.
+    taps : callable, optional
+        ``taps(row, col)`` -> the kernel taps an entry holds (for the message).
+    diagnosis : sequence of str
+        Lines appended to the message (what the caller found the mismatch to be).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_matrix_equal(np.eye(2), np.eye(2), (1, 2), (1, 2))
+    >>> try:
+    ...     assert_matrix_equal(np.eye(2), np.diag([1.0, 3.0]), (1, 2), (1, 2))
+    ... except AssertionError as e:
+    ...     print(str(e).splitlines()[0])
+    1 of 4 entries differ (largest difference 2):
+    """
+    A = expected if sp.issparse(expected) else sp.csr_array(as_array(expected, "expected"))
+    B = got if sp.issparse(got) else sp.csr_array(as_array(got, "got"))
+    m, n = int(np.prod(output_shape)), int(np.prod(input_shape))
+    for name, M in (("expected", A), ("got", B)):
+        if M.shape != (m, n):
+            raise ValueError(
+                f"{name} must be ({m}, {n}) for output_shape={tuple(output_shape)} and "
+                f"input_shape={tuple(input_shape)}; got {name}.shape={M.shape}."
+            )
+    r, c, a, b = _differences(A, B, rtol, atol)
+    if r.size == 0:
+        return
+    order = np.argsort(-np.abs(a - b), kind="stable")[:WORST]
+    lines = [f"{r.size:,} of {m * n:,} entries differ (largest difference {np.abs(a - b).max():.3g}):"]
+    for k in order:
+        tap = taps(int(r[k]), int(c[k])) if taps is not None else None
+        lines.append(
+            f"  output {_pixel(r[k], output_shape)}, input {_pixel(c[k], input_shape)}"
+            + (f", kernel tap {tap}" if tap is not None else "")
+            + f": expected {a[k]:.6g}, got {b[k]:.6g}"
+        )
+    lines += [f"diagnosis: {d}" for d in diagnosis]
+    raise AssertionError("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- the convolution
+
+
+def _expected(weight, input_shape, transposed, opts):
+    if transposed:
+        return conv_transpose_matrix(weight, input_shape, **opts)
+    return conv_matrix(weight, input_shape, **opts)
+
+
+def _geometry(weight, input_shape, transposed, opts):
+    if transposed:
+        return conv_transpose_geometry(weight.shape, input_shape, **opts)
+    return conv_geometry(weight.shape, input_shape, **opts)
+
+
+def _tap_finder(geom, weight_shape, transposed):
+    """``taps(row, col)``: the weight indices ``(o, i, *k)`` summed into an entry of the
+    expected matrix (for a transposed convolution, of the convolution's ``C``, transposed)."""
+    row, col, tap = conv_pattern(geom).triples()
+    key = row.astype(np.int64) * geom.shape[1] + col
+    order = np.argsort(key, kind="stable")
+    key, tap = key[order], tap[order]
+
+    def taps(r, c):
+        if transposed:
+            r, c = c, r
+        k = r * geom.shape[1] + c
+        lo, hi = np.searchsorted(key, k), np.searchsorted(key, k, side="right")
+        found = [tuple(int(i) for i in np.unravel_index(int(t), weight_shape)) for t in tap[lo:hi]]
+        return found[0] if len(found) == 1 else (found or None)
+
+    return taps
+
+
+def _candidates(weight, transposed, opts):
+    """The usual mistakes, as (what it is, weight, options) to try against ``fn``'s matrix."""
+    w = np.asarray(weight)
+    spatial = tuple(range(2, w.ndim))
+    out = [("kernel flipped: fn computes a true convolution (the kernel rotated by 180 degrees), "
+            "not PyTorch's cross-correlation", np.flip(w, axis=spatial).copy(), opts)]
+    if w.shape[0] == w.shape[1] * opts.get("groups", 1) and opts.get("groups", 1) == 1:
+        out.append(("channels swapped: fn reads the weight as (C_in, C_out, ...) instead of "
+                    "(C_out, C_in, ...)", np.swapaxes(w, 0, 1).copy(), opts))
+        out.append(("channels swapped and kernel flipped: the layout and the flip of a hand-written "
+                    "transposed convolution", np.flip(np.swapaxes(w, 0, 1), axis=spatial).copy(), opts))
+    pad = opts.get("padding", 0)
+    if not transposed:
+        for mode in ("zeros", "reflect", "replicate", "circular"):
+            if mode != opts.get("padding_mode", "zeros"):
+                out.append((f"padding mode: fn pads with '{mode}', not '{opts.get('padding_mode', 'zeros')}'",
+                            w, dict(opts, padding_mode=mode)))
+    if isinstance(pad, int):
+        for p in (pad - 1, pad + 1):
+            if p >= 0:
+                out.append((f"padding size: fn pads by {p}, not {pad}", w, dict(opts, padding=p)))
+    return out
+
+
+def assert_conv_equal(fn, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                      padding_mode="zeros", transposed=False, output_padding=0, rtol=1e-7, atol=1e-10):
+    """Raise ``AssertionError`` unless ``fn`` is the convolution these arguments describe.
+
+    Parameters
+    ----------
+    fn : callable
+        A batch ``(N, *input_shape)`` -> ``(N, *out)``, numpy or torch (see
+        :func:`~toeplitz_conv.probe_matrix`): the user's convolution with ``weight`` bound.
+    weight : array_like or torch.Tensor
+        ``(C_out, C_in/groups, *kernel)``; ``(C_in, C_out/groups, *kernel)`` when ``transposed``.
+    input_shape : tuple of int
+        One sample of ``fn``'s input.
+    stride, padding, dilation, groups, padding_mode : as ``torch.nn.ConvNd``
+    transposed : bool, default False
+        Compare with ``conv_transposeNd`` (``output_padding`` as torch's).
+    rtol, atol : float
+
+    Raises
+    ------
+    AssertionError
+        How many entries differ, the worst few as (output pixel, input pixel, kernel tap,
+        expected, got), and a diagnosis: the mistake ``fn``'s matrix matches (kernel flipped,
+        channels swapped, padding size or mode), or the pattern of the differences (only
+        border rows, a shifted band, entries across groups, the output shape off by one).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, toeplitz_conv as tc
+    >>> w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    >>> tc.testing.assert_conv_equal(lambda x: F.conv2d(x, w, padding=1), w, (3, 5, 5), padding=1)
+    >>> try:  # a true convolution: the kernel flipped
+    ...     tc.testing.assert_conv_equal(lambda x: F.conv2d(x, w.flip(2, 3), padding=1), w, (3, 5, 5), padding=1)
+    ... except AssertionError as e:
+    ...     print([line for line in str(e).splitlines() if "diagnosis" in line][0][:40])
+    diagnosis: fn matches the matrix with: k
+    """
+    w = as_array(weight, "weight")
+    opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if transposed:
+        opts["output_padding"] = output_padding
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode of a transposed convolution must be 'zeros' (as in torch); got {padding_mode!r}.")
+    else:
+        opts["padding_mode"] = padding_mode
+    expected = _expected(w, input_shape, transposed, opts)
+    geom = _geometry(w, input_shape, transposed, opts)
+    in_shape = geom.out_shape if transposed else geom.in_shape
+    out_shape = geom.in_shape if transposed else geom.out_shape
+    dtype = np.float32 if w.dtype == np.float32 else np.float64
+    got = probe_matrix(fn, tuple(input_shape), dtype=dtype)
+    if got.shape[1] != expected.shape[1]:
+        raise ValueError(f"fn's input must be input_shape={tuple(input_shape)}; probing gave {got.shape[1]} columns.")
+    if got.shape != expected.shape:
+        raise AssertionError("\n".join(_shape_diagnosis(got, out_shape, transposed)))
+    taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
+    r, c, a, b = _differences(expected, got, rtol, atol)
+    if r.size == 0:
+        return
+    diagnosis = []
+    for what, w2, opts2 in _candidates(w, transposed, opts):
+        try:
+            alt = _expected(w2, input_shape, transposed, opts2)
+        except (ValueError, TypeError):
+            continue
+        if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
+            diagnosis.append(f"fn matches the matrix with: {what}.")
+            break
+    diagnosis += _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
+    assert_matrix_equal(expected, got, in_shape, out_shape, rtol=rtol, atol=atol, taps=taps,
+                        diagnosis=diagnosis)
+
+
+def _shape_diagnosis(got, out_shape, transposed):
+    m = int(np.prod(out_shape))
+    lines = [f"fn's output has {got.shape[0]:,} entries per sample; the expected output "
+             f"{tuple(out_shape)} has {m:,}."]
+    per_channel = got.shape[0] / out_shape[0]
+    spatial = out_shape[1:]
+    for deltas in itertools.product((0, -1, 1), repeat=len(spatial)):
+        if any(deltas) and len(set(d for d in deltas if d)) == 1 and \
+                np.isclose(per_channel, np.prod([n + d for n, d in zip(spatial, deltas)])):
+            axes = [a for a, d in enumerate(deltas) if d]
+            cause = ("output_padding (the last row/column of a stride > 1 transposed convolution)"
+                     if transposed else "padding or stride (floor vs ceil of the output size)")
+            lines.append(f"diagnosis: the output is one {'larger' if max(deltas) > 0 else 'smaller'} "
+                         f"along spatial axis {', '.join(map(str, axes))}: {cause}.")
+            return lines
+    lines.append("diagnosis: the output shapes differ by more than one position: check stride, "
+                 "padding and dilation, or the weight layout.")
+    return lines
+
+
+def _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed):
+    """What the set of differing entries looks like."""
+    out = []
+    if not transposed:
+        pix = np.array(np.unravel_index(r, out_shape)).T[:, 1:]  # spatial position of each
+        start = pix * np.array(geom.stride) - np.array(geom.pad_lo)
+        end = start + (np.array(geom.kernel) - 1) * np.array(geom.dilation)
+        reads_padding = np.any((start < 0) | (end >= np.array(geom.in_spatial)), axis=1)
+        if reads_padding.all():
+            out.append("mismatches only in output pixels whose window reaches into the padding "
+                       "(the border): the padding's size or mode.")
+        inp = np.array(np.unravel_index(c, in_shape)).T[:, 1:]
+        edge = np.any((inp == 0) | (inp == np.array(in_shape[1:]) - 1), axis=1)
+        if edge.all() and not reads_padding.all():
+            out.append("mismatches only where the border of the input is read (its first or last "
+                       "row or column): the border handling (padding, or an edge dropped).")
+    E, G = sp.csr_array(expected), sp.csr_array(got)
+    shifts = []
+    rows = np.unique(r)
+    for row in rows[:: max(1, rows.size // 256)]:
+        ce = E.indices[E.indptr[row]:E.indptr[row + 1]]
+        cg = G.indices[G.indptr[row]:G.indptr[row + 1]]
+        if ce.size and ce.size == cg.size and np.all(cg - ce == cg[0] - ce[0]) and cg[0] != ce[0]:
+            shifts.append(int(cg[0] - ce[0]))
+    if shifts:
+        values, counts = np.unique(shifts, return_counts=True)
+        if counts.max() * 2 >= min(rows.size, 256):
+            out.append(f"the differing rows are mostly the expected rows shifted by "
+                       f"{int(values[counts.argmax()])} input positions: a constant offset of the "
+                       f"window (padding on one side, stride or dilation).")
+    if geom.groups > 1:
+        gi = (c // int(np.prod(in_shape[1:]))) // (in_shape[0] // geom.groups)
+        go = (r // int(np.prod(out_shape[1:]))) // (out_shape[0] // geom.groups)
+        if np.any(gi != go):
+            out.append("entries connect channels of different groups: the groups are mixed.")
+    return out
