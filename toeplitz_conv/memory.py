@@ -74,11 +74,13 @@ def memory_limit() -> tuple[int, str]:
 
 def human_bytes(nbytes: float) -> str:
     """``1536`` -> ``'1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            if unit == "PiB" and nbytes >= 1024:  # past any memory: a power of two says it
+                return f"{nbytes:.3g} PiB (about 2**{50 + int(nbytes).bit_length() - 1} bytes)"
             return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
         nbytes /= 1024
-    return f"{nbytes:.1f} TiB"  # pragma: no cover
+    return f"{nbytes:.1f} PiB"  # pragma: no cover
 
 
 def check_size(what: str, nbytes: int, detail: str) -> None:

@@ -45,10 +45,15 @@ def _axis_reads(o: int, k: int, s: int, d: int, lo: int, n: int) -> int:
     """Taps of one axis that read the input under zero padding, over all ``o`` outputs:
     for tap ``t``, the outputs with ``0 <= out * s - lo + t * d < n`` (integer arithmetic,
     no array: the estimate must not cost what it estimates)."""
+    if k > 4096:  # a long 1D kernel: the same arithmetic on int64 arrays of k (the weight's size)
+        offsets = np.arange(k, dtype=np.int64) * d
+        firsts = np.maximum(0, -((offsets - lo) // s))
+        lasts = np.minimum(o - 1, (n - 1 + lo - offsets) // s)
+        return int(np.maximum(0, lasts - firsts + 1).sum())
     total = 0
-    for t in range(k):
-        first = max(0, -((t * d - lo) // s))  # ceil((lo - t d) / s)
-        last = min(o - 1, (n - 1 + lo - t * d) // s)
+    for tap in range(k):
+        first = max(0, -((tap * d - lo) // s))  # ceil((lo - t d) / s)
+        last = min(o - 1, (n - 1 + lo - tap * d) // s)
         total += max(0, last - first + 1)
     return total
 
