@@ -24,6 +24,24 @@ def test_one_version_from_pyproject_to_the_command():
     assert out.strip() == f"toeplitz-conv {v}"
 
 
+def test_citation_validates_against_its_schema():
+    """cffconvert's schema check where it is installed (the docs extra), else the YAML and its
+    required keys."""
+    import shutil
+
+    exe = shutil.which("cffconvert") or (Path(sys.executable).parent / "cffconvert")
+    if Path(exe).exists():
+        out = subprocess.run([str(exe), "--validate", "-i", str(ROOT / "CITATION.cff")],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and "valid" in out.stdout, out.stdout + out.stderr
+    yaml = __import__("pytest").importorskip("yaml")
+    data = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    for key in ("cff-version", "message", "title", "authors", "version", "license"):
+        assert key in data, key
+    assert all("name" in a or "family-names" in a for a in data["authors"])
+    assert str(data["version"]) == _pyproject_version()
+
+
 def test_citation_and_changelog_name_the_version():
     v = _pyproject_version()
     cff = (ROOT / "CITATION.cff").read_text()
