@@ -132,8 +132,11 @@ def _candidates(weight, transposed, opts):
     """The usual mistakes, as (what it is, weight, options) to try against ``fn``'s matrix."""
     w = np.asarray(weight)
     spatial = tuple(range(2, w.ndim))
-    out = [("kernel flipped: fn computes a true convolution (the kernel rotated by 180 degrees), "
-            "not PyTorch's cross-correlation", np.flip(w, axis=spatial).copy(), opts)]
+    flip = ("kernel flipped: fn's kernel is rotated by 180 degrees against the expected one "
+            + ("(the transposed convolution is the true convolution of the kernel: a hand-written "
+               "backward that does not rotate it, or rotates it twice)" if transposed else
+               "(fn computes a true convolution, not PyTorch's cross-correlation)"))
+    out = [(flip, np.flip(w, axis=spatial).copy(), opts)]
     if w.shape[0] == w.shape[1] * opts.get("groups", 1) and opts.get("groups", 1) == 1:
         out.append(("channels swapped: fn reads the weight as (C_in, C_out, ...) instead of "
                     "(C_out, C_in, ...)", np.swapaxes(w, 0, 1).copy(), opts))
@@ -207,6 +210,7 @@ def assert_conv_equal(fn, weight, input_shape, *, stride=1, padding=0, dilation=
         raise ValueError(f"fn's input must be input_shape={tuple(input_shape)}; probing gave {got.shape[1]} columns.")
     if got.shape != expected.shape:
         raise AssertionError("\n".join(_shape_diagnosis(got, out_shape, transposed)))
+    got.sort_indices()
     taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
     r, c, a, b = _differences(expected, got, rtol, atol)
     if r.size == 0:
@@ -220,6 +224,9 @@ def assert_conv_equal(fn, weight, input_shape, *, stride=1, padding=0, dilation=
         if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
             diagnosis.append(f"fn matches the matrix with: {what}.")
             break
+    else:
+        if not transposed:
+            diagnosis += _one_sided_padding(w, geom, opts, got, rtol, atol)
     diagnosis += _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
     assert_matrix_equal(expected, got, in_shape, out_shape, rtol=rtol, atol=atol, taps=taps,
                         diagnosis=diagnosis)
@@ -245,9 +252,51 @@ def _shape_diagnosis(got, out_shape, transposed):
     return lines
 
 
+def _one_sided_padding(w, geom, opts, got, rtol, atol, max_tries=64):
+    """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected: a
+    window that starts off (``x[..., 1::2]``, padding on one side only). The matrix of such a
+    layer is the valid convolution of the padded input times the zero-padding selection."""
+    if geom.padding_mode != "zeros" or got.nnz > 2_000_000:
+        return []
+    per_axis = []
+    for n, k, s_, d, o in zip(geom.in_spatial, geom.kernel, geom.stride, geom.dilation, geom.out_spatial):
+        span = d * (k - 1) + 1
+        per_axis.append([(lo, hi) for lo in range(0, span + 1) for hi in range(0, span + 1)
+                         if (n + lo + hi - span) // s_ + 1 == o])
+    combos = list(itertools.product(*per_axis))
+    if not combos or len(combos) > max_tries:
+        return []
+    for combo in combos:
+        lo, hi = tuple(c[0] for c in combo), tuple(c[1] for c in combo)
+        if lo == geom.pad_lo and hi == geom.pad_hi:
+            continue
+        padded = (geom.in_channels, *(n + a + b for n, a, b in zip(geom.in_spatial, lo, hi)))
+        grid = np.zeros(padded[1:], dtype=np.int64) - 1
+        grid[tuple(slice(a, a + n) for a, n in zip(lo, geom.in_spatial))] = np.arange(
+            int(np.prod(geom.in_spatial))).reshape(geom.in_spatial)
+        src = grid.reshape(-1)
+        keep = np.flatnonzero(src >= 0)
+        p_in, p_pad = int(np.prod(geom.in_spatial)), int(np.prod(padded[1:]))
+        rows = (np.arange(geom.in_channels)[:, None] * p_pad + keep[None, :]).reshape(-1)
+        cols = (np.arange(geom.in_channels)[:, None] * p_in + src[keep][None, :]).reshape(-1)
+        P = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(geom.in_channels * p_pad, geom.in_channels * p_in))
+        C = conv_matrix(w, padded, stride=geom.stride, dilation=geom.dilation, groups=geom.groups)
+        if _differences(C @ P, got, rtol, atol)[0].size == 0:
+            return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial "
+                    f"axis) instead of {geom.pad_lo} and {geom.pad_hi}: its windows start "
+                    f"{tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off (padding on one "
+                    f"side only, or a stride that starts at the wrong position)."]
+    return []
+
+
 def _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed):
     """What the set of differing entries looks like."""
     out = []
+    empty = np.diff(sp.csr_array(got).indptr)[np.unique(r)] == 0
+    if empty.all():
+        out.append(f"{empty.size:,} output pixels are never computed (their rows of fn's matrix are "
+                   f"empty): a loop bound off by one, or an output left at zero.")
+        return out
     if not transposed:
         pix = np.array(np.unravel_index(r, out_shape)).T[:, 1:]  # spatial position of each
         start = pix * np.array(geom.stride) - np.array(geom.pad_lo)
