@@ -16,7 +16,10 @@ Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 ``'svds'``
     Lanczos (ARPACK ``eigsh``) on the normal operator ``A^H A`` (or ``A A^H``, whichever is
     smaller) of the matrix-free operator (:mod:`toeplitz_conv.operator`): the top (or
-    bottom) ``k`` values of any layer, never storing ``C``.
+    bottom) ``k`` values of any layer, never storing ``C`` (:mod:`toeplitz_conv.lanczos`).
+    Repeated values come out as often as they repeat: a grouped layer is block diagonal, so
+    each distinct group is solved once and its values repeated, and a second Lanczos run on
+    the operator deflated of the vectors found fetches the copies the first one missed.
 
 A singular value below ``max(C.shape) * eps * sigma_max`` (numpy's ``matrix_rank`` rule) is
 reported as exactly 0: the layer is rank-deficient there.
@@ -30,11 +33,10 @@ from math import prod
 import numpy as np
 
 from ._args import check_choice, is_int, real_number
-from .conv import conv_matrix
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
 from .memory import check_size
 from .circulant import fft_applies, fft_singular_values
-from .lanczos import lanczos_values, smallest_values
+from .lanczos import dense_values, svds_values
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
 #: matrix's larger side is at most this: past it Lanczos wins (a 1024 x 1024 dense SVD takes
@@ -65,6 +67,33 @@ def _check_k(k, limit: int) -> int:
 
 def _check_tol(tol) -> float:
     return real_number("tol", tol, "a float in [0, 1) (0: machine precision)", lambda t: 0 <= t < 1)
+
+
+def _finite_weight(weight) -> np.ndarray:
+    """A convolution weight with finite entries only: a NaN or inf has no singular values."""
+    w = check_weight(weight)
+    finite = np.isfinite(w)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        first = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"weight must be finite (no NaN or inf) to have singular values; got {len(bad)} "
+            f"non-finite {'entry' if len(bad) == 1 else 'entries'} of {w.size}, the first "
+            f"weight[{', '.join(map(str, first))}] = {w[first]}."
+        )
+    return w
+
+
+def _unit_scale(w: np.ndarray):
+    """``(w / 2**e, e)`` in float64 (complex128) with ``max |w / 2**e|`` in ``[0.5, 1)``: exact
+    (a power of two), and it keeps the squares of the normal operator clear of overflow and
+    underflow (weights near 1e200 or 1e-200); the singular values scale back by ``2**e``."""
+    w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
+    peak = float(np.max(np.abs(w)))
+    e = int(np.frexp(peak)[1]) if peak > 0 else 0
+    if np.iscomplexobj(w):
+        return np.ldexp(w.real, -e) + 1j * np.ldexp(w.imag, -e), e
+    return np.ldexp(w, -e), e
 
 
 # --------------------------------------------------------------------------- the results
@@ -105,16 +134,6 @@ class Spectrum:
     def __repr__(self):
         vals = np.array2string(self.values, threshold=6, precision=6)
         return f"Spectrum(method={self.method!r}, shape={self.shape}, values={vals})"
-
-
-def _dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
-    m, n = geom.shape
-    itemsize = 16 if np.iscomplexobj(w) else 8
-    check_size("the dense SVD of the convolution matrix", 3 * m * n * itemsize,
-                 f"a dense {m:,} x {n:,} matrix and its SVD workspace; ask for the top k "
-                 f"values (k=...) to use method='svds' instead")
-    C = conv_matrix(w.astype(np.result_type(w.dtype, np.float64), copy=False), geom.in_shape, **kw)
-    return np.linalg.svd(C.toarray(), compute_uv=False)
 
 
 def _zero_tiny(s: np.ndarray, shape, s_max: float) -> np.ndarray:
@@ -177,10 +196,12 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
         ``input / stride`` positions (e.g. ``padding='same'`` at stride 1; ``kernel 3,
         padding 1, stride 2`` on an even size), any dilation and groups; ``'dense'``: SVD of
         the dense matrix; ``'svds'``: Lanczos on the matrix-free operator, ``k <
-        min(C.shape)`` values only. ``'auto'`` takes ``'fft'`` whenever it applies (it is by
-        far the fastest), else ``'dense'`` for all values or a matrix with at most
-        ``DENSE_AUTO_MAX`` (256) rows and columns (``DENSE_SMALLEST_MAX``, 4096, for the
-        smallest), else ``'svds'``. The result's ``method`` says which ran.
+        min(C.shape)`` values only, each as often as it repeats (one distinct group at a
+        time; a group with no more values than it must supply, by its dense SVD). ``'auto'``
+        takes ``'fft'`` whenever it applies (it is by far the fastest), else ``'dense'`` for
+        all values or a matrix with at most ``DENSE_AUTO_MAX`` (256) rows and columns
+        (``DENSE_SMALLEST_MAX``, 4096, for the smallest), else ``'svds'``. The result's
+        ``method`` says which ran.
     tol : float, default 1e-12
         Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest,
         relative to ``sigma_max**2``).
@@ -191,6 +212,12 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
         ``.values`` (descending float64 ndarray), ``.method``, ``.shape``; usable as an array.
         Values below ``max(C.shape) * eps * sigma_max`` are reported as 0 (rank deficiency);
         so is a smallest value from ``'svds'`` whose ``sigma^2`` is within its residual of 0.
+        A zero layer (all weights 0, or only taps that read zero padding) has only zeros.
+
+    Raises
+    ------
+    ValueError
+        For a weight with a NaN or inf entry, and for the arguments' rules.
 
     Notes
     -----
@@ -206,6 +233,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     Examples
     --------
     >>> import numpy as np
+    >>> from toeplitz_conv import conv_matrix
     >>> w = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
     >>> s = singular_values(w, (8, 32, 32), padding=1, padding_mode="circular")
     >>> s.method, len(s)
@@ -228,8 +256,15 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     >>> s4 = singular_values(w2, (2, 40, 40), stride=2, padding=1, k=3)
     >>> s4.method, s4.values.shape
     ('svds', (3,))
+
+Repeated values come out as often as they repeat, here those of two equal groups:
+
+    >>> g = np.random.default_rng(6).standard_normal((2, 2, 3, 3))
+    >>> s5 = singular_values(np.concatenate([g, g]), (4, 12, 12), padding=1, groups=2, k=4)
+    >>> s5.method, bool(s5[0] == s5[1] and s5[2] == s5[3])
+    ('svds', True)
     """
-    w = check_weight(weight)
+    w = _finite_weight(weight)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
@@ -239,6 +274,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
         k = _check_k(k, min(geom.shape))
     tol = _check_tol(tol)
     method = _resolve(method, geom, k, which)
+    w, e = _unit_scale(w)
     if method == "fft":
         cin = geom.cin_per_group * prod(geom.stride)
         freqs = prod(geom.out_spatial)
@@ -246,18 +282,14 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
                    f"{geom.out_channels} x {cin} complex matrices at {freqs:,} frequencies")
         s = fft_singular_values(w, geom)
     elif method == "dense":
-        s = _dense_values(w, geom, kw)
+        s = dense_values(w, geom, kw)
     else:
-        s, s_max = (lanczos_values(w, geom, k, tol), None) if which == "largest" else \
-            smallest_values(w, geom, k, tol, kw)
+        s, s_max = svds_values(w, geom, k, which, tol, kw)
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
-    if method == "svds":
-        s = _zero_tiny(s, geom.shape, s[0] if s_max is None else s_max)
-    else:
-        s = _zero_tiny(s, geom.shape, s[0] if s.size else 0.0)
-        if k is not None:
-            s = s[:k] if which == "largest" else s[s.size - k:]
-    return Spectrum(s, method, geom.shape)
+    s = _zero_tiny(s, geom.shape, s_max if method == "svds" else (s[0] if s.size else 0.0))
+    if k is not None:
+        s = s[:k] if which == "largest" else s[s.size - k:]
+    return Spectrum(np.ldexp(s, e), method, geom.shape)
 
 
 @with_geometry_doc
@@ -273,6 +305,7 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
     Examples
     --------
     >>> import numpy as np
+    >>> from toeplitz_conv import conv_matrix
     >>> w = np.random.default_rng(0).standard_normal((3, 2, 3, 3))
     >>> C = conv_matrix(w, (2, 7, 7), padding=1)
     >>> bool(np.isclose(condition_number(w, (2, 7, 7), padding=1), np.linalg.cond(C.toarray())))
@@ -280,7 +313,7 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
     >>> condition_number(np.ones((1, 1, 2, 2)), (1, 4, 4), padding="same", padding_mode="circular")
     inf
     """
-    w = check_weight(weight)
+    w = _finite_weight(weight)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
     method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
@@ -325,6 +358,7 @@ def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     Examples
     --------
     >>> import numpy as np
+    >>> from toeplitz_conv import conv_matrix
     >>> w = np.random.default_rng(0).standard_normal((4, 3, 3, 3))
     >>> C = conv_matrix(w, (3, 20, 20), stride=2, padding=1, padding_mode="reflect")
     >>> exact = np.linalg.norm(C.toarray(), 2)
@@ -333,7 +367,7 @@ def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     >>> bool(abs(sigma - exact) < 1e-9 * exact)
     True
     """
-    w = check_weight(weight)
+    w = _finite_weight(weight)
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
     method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
