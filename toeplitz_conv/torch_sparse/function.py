@@ -190,19 +190,33 @@ class ConvFunction(torch.autograd.Function):
                              in_dims[1] is not None or in_dims[2] is not None)
 
 
-class ConvTFunction(torch.autograd.Function):
+class _Bilinear(torch.autograd.Function):
+    """A product bilinear in its two tensors ``(a, b)``: it saves both, and its forward-mode
+    derivative is ``B(a', b) + B(a, b')``; each subclass writes its backward."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, values = inputs
+        ctx.save_for_backward(a, b)
+        ctx.save_for_forward(a, b)
+        ctx.values = values
+
+    @classmethod
+    def jvp(cls, ctx, a_t, b_t, _):
+        a, b = ctx.saved_tensors
+        out = None if a_t is None else cls.apply(a_t, b, ctx.values)
+        if b_t is not None:
+            term = cls.apply(a, b_t, ctx.values)
+            out = term if out is None else out + term
+        return out
+
+
+class ConvTFunction(_Bilinear):
     """``dx = C(W).T d``: the input gradient, which is the transposed convolution."""
 
     @staticmethod
     def forward(d, weight, values):
         return conv_transpose_forward(values, d, weight)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        d, weight, values = inputs
-        ctx.save_for_backward(d, weight)
-        ctx.save_for_forward(d, weight)
-        ctx.values = values
 
     @staticmethod
     def backward(ctx, g):
@@ -215,32 +229,16 @@ class ConvTFunction(torch.autograd.Function):
         return gd, gw, None
 
     @staticmethod
-    def jvp(ctx, d_t, w_t, _):
-        d, weight = ctx.saved_tensors
-        out = None if d_t is None else ConvTFunction.apply(d_t, weight, ctx.values)
-        if w_t is not None:
-            term = ConvTFunction.apply(d, w_t, ctx.values)
-            out = term if out is None else out + term
-        return out
-
-    @staticmethod
     def vmap(info, in_dims, d, weight, values):
         return _fold_or_loop(ConvTFunction, info, in_dims, (d, weight, values), 0, in_dims[1] is not None)
 
 
-class WeightGradFunction(torch.autograd.Function):
+class WeightGradFunction(_Bilinear):
     """``dW = J(x).T d``, bilinear in ``x`` and ``d``: ``<dW, G> = <d, C(G) x>``."""
 
     @staticmethod
     def forward(x, d, values):
         return weight_grad_forward(values, x, d)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, d, values = inputs
-        ctx.save_for_backward(x, d)
-        ctx.save_for_forward(x, d)
-        ctx.values = values
 
     @staticmethod
     def backward(ctx, G):
@@ -251,15 +249,6 @@ class WeightGradFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gd = ConvFunction.apply(x, G, None, ctx.values)
         return gx, gd, None
-
-    @staticmethod
-    def jvp(ctx, x_t, d_t, _):
-        x, d = ctx.saved_tensors
-        out = None if x_t is None else WeightGradFunction.apply(x_t, d, ctx.values)
-        if d_t is not None:
-            term = WeightGradFunction.apply(x, d_t, ctx.values)
-            out = term if out is None else out + term
-        return out
 
     @staticmethod
     def vmap(info, in_dims, x, d, values):
