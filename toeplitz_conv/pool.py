@@ -117,7 +117,8 @@ def avg_pool_matrix(input_shape: Sequence[int], kernel_size: int | Sequence[int]
     input_shape : (C, *spatial) tuple of int
         Shape of one sample; 1, 2 or 3 spatial axes for ``avg_pool1d/2d/3d``.
     kernel_size : int or tuple of int
-    stride : int or tuple of int, default ``kernel_size``
+    stride : int or tuple of int, optional
+        Default: ``kernel_size``.
     padding : int or tuple of int, default 0
         Implicit zero padding on both sides, at most half the kernel (as in torch).
     ceil_mode : bool, default False
@@ -298,7 +299,8 @@ def max_pool_matrix(x: npt.ArrayLike, kernel_size: int | Sequence[int], *,
     x : (C, *spatial) array_like or torch.Tensor
         One sample (no batch axis); 1, 2 or 3 spatial axes for ``max_pool1d/2d/3d``.
     kernel_size : int or tuple of int
-    stride : int or tuple of int, default ``kernel_size``
+    stride : int or tuple of int, optional
+        Default: ``kernel_size``.
     padding : int or tuple of int, default 0
         Implicit ``-inf`` padding, at most half the kernel (as in torch).
     dilation : int or tuple of int, default 1

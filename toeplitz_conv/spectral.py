@@ -103,6 +103,8 @@ def _unit_scale(w: np.ndarray):
 class Spectrum:
     """Singular values of a convolution layer and how they were computed.
 
+    A ``Spectrum`` behaves as its ``values`` array: ``np.asarray(s)``, ``s[0]``, ``len(s)``.
+
     Attributes
     ----------
     values : (m,) float64 ndarray
@@ -111,8 +113,6 @@ class Spectrum:
         The method used (``method='auto'`` resolved).
     shape : (int, int)
         Shape of the convolution matrix.
-
-    A ``Spectrum`` behaves as its ``values`` array: ``np.asarray(s)``, ``s[0]``, ``len(s)``.
     """
 
     values: np.ndarray

@@ -231,7 +231,8 @@ class _ToeplitzConvNd:
         return {**state, "_values": {}}  # copies and pickles rebuild their matrices lazily
 
     def refresh(self):
-        """Forget the cached matrix values (needed only after writing to ``weight.data``)."""
+        """Forget the cached structures and matrix values (they are rebuilt on the next call);
+        never needed for correctness, the cache checks the weight on every call."""
         self._values = {}
 
     def forward(self, input):
@@ -262,11 +263,12 @@ _MODULE_DOC = """A drop-in ``nn.Conv{n}d`` whose forward is one torch.sparse mat
     parameters (it subclasses ``nn.Conv{n}d``), so optimizers, ``state_dict`` and
     ``.to(device)`` work unchanged.
 
-    The sparsity structure is built once per input spatial size and device; the matrix values
-    (and those of its transpose, for the input gradient) are refreshed by one gather when the
-    weight's version changes, e.g. after an optimizer step. Writing through ``weight.data``
-    bypasses the version counter: call :meth:`refresh` after it. Backward: ``dx = C.T @ delta``
-    from a stored transpose, ``dW`` from a gather of input rows along the pattern and a matmul.
+    The sparsity structure is built once per input spatial size and device (C.T on the first
+    backward); the matrix values are refreshed by one gather whenever the weight differs from
+    the copy they were filled from (any optimizer, fused ones and writes through
+    ``weight.data`` included). Backward: ``dx = C.T @ delta`` from a stored transpose, ``dW``
+    from a gather of input rows along the pattern and a matmul; each of them differentiable
+    again (torch.func, gradients of gradients).
 
     Examples
     --------
