@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from math import prod
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .geometry import ConvGeometry
 
@@ -39,7 +41,7 @@ def fft_applies(geom: ConvGeometry) -> str | None:
     return None
 
 
-def fft_blocks(w: np.ndarray, geom: ConvGeometry):
+def fft_blocks(w: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray | None]:
     """The per-frequency matrices ``M(f)`` of a circulant layer, and their multiplicities.
 
     ``y[co, o] = sum_{ci, m} h[co, ci, m] x[ci, s o + m mod n]`` with ``h`` the kernel wrapped
@@ -59,9 +61,9 @@ def fft_blocks(w: np.ndarray, geom: ConvGeometry):
     idx = [(np.arange(k) * d - lo) % size
            for k, d, lo, size in zip(geom.kernel, geom.dilation, geom.pad_lo, geom.in_spatial)]
     if all(len(np.unique(i)) == len(i) for i in idx):
-        h[(slice(None), slice(None), *np.ix_(*idx))] = w
+        h[(slice(None), slice(None), *np.ix_(*idx))] = w  # type: ignore[index]  # mypy: starred tuple is tuple[object, ...]
     else:  # the dilated kernel wraps around the image: taps on one position add
-        np.add.at(h, (slice(None), slice(None), *np.ix_(*idx)), w)
+        np.add.at(h, (slice(None), slice(None), *np.ix_(*idx)), w)  # type: ignore[arg-type]  # numpy's stub: ints only, no slices
     coarse = tuple(size // s for size, s in zip(geom.in_spatial, geom.stride))
     if any(s != 1 for s in geom.stride):  # the phases become input channels: (C_out, C_in*s^d, *coarse)
         split = [d for c, s in zip(coarse, geom.stride) for d in (c, s)]
@@ -92,7 +94,7 @@ def fft_singular_values(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     return np.repeat(s.reshape(s.shape[0], -1), weights, axis=0).reshape(-1)
 
 
-def warm_start(w: np.ndarray, geom: ConvGeometry):
+def warm_start(w: np.ndarray, geom: ConvGeometry) -> np.ndarray | None:
     """A start vector for Lanczos near the top right singular vector, or ``None``.
 
     For stride 1 and an output as large as the input the layer differs from its circular
@@ -111,7 +113,7 @@ def warm_start(w: np.ndarray, geom: ConvGeometry):
     amp[grp * cin_g:(grp + 1) * cin_g] = a
     grids = np.meshgrid(*[np.arange(n) for n in geom.in_spatial], indexing="ij")
     phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, geom.in_spatial))
-    x = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]
+    x: npt.NDArray[np.inexact[Any]] = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]
     if geom.padding_mode == "zeros":
         for j, n in enumerate(geom.in_spatial):
             shape = [1] * (geom.ndim + 1)

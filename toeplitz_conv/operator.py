@@ -11,7 +11,11 @@ replicate- and circular-padded layers, which torch does not provide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from ._args import positive_int, real_number
@@ -20,7 +24,7 @@ from .indexing import im2col
 from .pattern import conv_pattern
 
 
-class ConvOperator(LinearOperator):
+class ConvOperator(LinearOperator):  # type: ignore[misc]  # scipy is untyped: LinearOperator is Any
     """A convolution layer as a matrix-free ``scipy.sparse.linalg.LinearOperator``.
 
     Built by :func:`conv_operator`; ``A @ x`` is the convolution of one sample (flattened in
@@ -31,7 +35,7 @@ class ConvOperator(LinearOperator):
     #: bytes of the im2col block allowed per chunk of columns in ``matmat``/``rmatmat``
     chunk_bytes = 2**27
 
-    def __init__(self, weight: np.ndarray, geometry: ConvGeometry):
+    def __init__(self, weight: np.ndarray, geometry: ConvGeometry) -> None:
         geom = self.geometry = geometry
         pat = conv_pattern(geom)
         dtype = np.dtype(np.float64) if weight.dtype.kind in "iu" else weight.dtype
@@ -42,18 +46,18 @@ class ConvOperator(LinearOperator):
         self._pat = pat
         super().__init__(dtype=dtype, shape=geom.shape)
 
-    def _operand(self, X):
+    def _operand(self, X: npt.ArrayLike) -> tuple[np.ndarray, np.dtype, int]:
         """``X`` as an array, the dtype of the product and the number of columns."""
         X = np.asarray(X)
         return X, np.result_type(self.dtype, X.dtype), X.shape[1]
 
-    def _chunks(self, k: int, dtype):
+    def _chunks(self, k: int, dtype: npt.DTypeLike) -> list[tuple[int, int]]:
         per_col = self.geometry.groups * self._srcT.size * np.dtype(dtype).itemsize
         step = max(1, self.chunk_bytes // max(per_col, 1))
         return [(a, min(k, a + step)) for a in range(0, k, step)]
 
     # forward: y[co, r] = sum_t W[co].flat[t] * x_group[src[r, t]]
-    def _matmat(self, X):
+    def _matmat(self, X: npt.ArrayLike) -> np.ndarray:
         geom, pat = self.geometry, self._pat
         groups, cout_g = geom.groups, geom.cout_per_group
         X, dtype, k = self._operand(X)
@@ -66,7 +70,7 @@ class ConvOperator(LinearOperator):
         return Y.reshape(geom.shape[0], k)
 
     # adjoint: the same table read backwards, a scatter-add (duplicates add)
-    def _rmatmat(self, D):
+    def _rmatmat(self, D: npt.ArrayLike) -> np.ndarray:
         geom, pat = self.geometry, self._pat
         groups, cout_g = geom.groups, geom.cout_per_group
         D, dtype, k = self._operand(D)
@@ -88,42 +92,43 @@ class ConvOperator(LinearOperator):
                 X[grp, :, a:b] = acc.reshape(pat.pad_col + 1, kb)[:-1]
         return X.reshape(geom.shape[1], k)
 
-    def _matvec(self, x):
+    def _matvec(self, x: npt.ArrayLike) -> np.ndarray:
         return self._matmat(np.asarray(x).reshape(-1, 1)).reshape(-1)
 
-    def _rmatvec(self, y):
+    def _rmatvec(self, y: npt.ArrayLike) -> np.ndarray:
         return self._rmatmat(np.asarray(y).reshape(-1, 1)).reshape(-1)
 
-    def _adjoint(self):
+    def _adjoint(self) -> _Adjoint:
         return _Adjoint(self)
 
 
-class _Adjoint(LinearOperator):
+class _Adjoint(LinearOperator):  # type: ignore[misc]  # scipy is untyped: LinearOperator is Any
     """``A.H`` of a :class:`ConvOperator` (the transposed convolution), keeping ``matmat``."""
 
-    def __init__(self, op: ConvOperator):
+    def __init__(self, op: ConvOperator) -> None:
         self.op = op
         super().__init__(dtype=op.dtype, shape=(op.shape[1], op.shape[0]))
 
-    def _matmat(self, X):
+    def _matmat(self, X: npt.ArrayLike) -> np.ndarray:
         return self.op._rmatmat(X)
 
-    def _rmatmat(self, X):
+    def _rmatmat(self, X: npt.ArrayLike) -> np.ndarray:
         return self.op._matmat(X)
 
-    def _matvec(self, x):
+    def _matvec(self, x: npt.ArrayLike) -> np.ndarray:
         return self.op._rmatvec(x)
 
-    def _rmatvec(self, x):
+    def _rmatvec(self, x: npt.ArrayLike) -> np.ndarray:
         return self.op._matvec(x)
 
-    def _adjoint(self):
+    def _adjoint(self) -> ConvOperator:
         return self.op
 
 
 @with_geometry_doc
-def conv_operator(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros"):
+def conv_operator(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+                  padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
+                  padding_mode: str = "zeros") -> ConvOperator:
     """A convolution layer as a ``LinearOperator``, without storing its matrix.
 
     Parameters
@@ -184,7 +189,8 @@ def conv_operator(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     return ConvOperator(w, geom)
 
 
-def dot_test(A, *, k: int = 3, rtol: float = 1e-10, complex_vectors=None, seed=0) -> float:
+def dot_test(A: Any, *, k: int = 3, rtol: float = 1e-10, complex_vectors: bool | None = None,
+             seed: int | np.random.Generator = 0) -> float:
     """The dot test of a linear operator: ``(A u) . v == u . (A^H v)`` for random ``u``, ``v``.
 
     The standard check that a hand-written adjoint (a transposed convolution, a backward pass)
@@ -237,7 +243,7 @@ def dot_test(A, *, k: int = 3, rtol: float = 1e-10, complex_vectors=None, seed=0
     if complex_vectors is None:
         complex_vectors = np.dtype(op.dtype).kind == "c"
 
-    def draw(*shape):
+    def draw(*shape: int) -> np.ndarray:
         r = rng.standard_normal(shape)
         return r + 1j * rng.standard_normal(shape) if complex_vectors else r
 

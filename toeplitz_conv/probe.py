@@ -10,9 +10,12 @@ function) is fed torch tensors of the same dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from math import prod
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import positive_int, shape_tuple
@@ -22,19 +25,19 @@ from .memory import check_size, human_bytes, memory_limit
 CHUNK_BYTES = 2**25
 
 
-def _as_numpy(y, what: str):
+def _as_numpy(y: object, what: str) -> np.ndarray:
     if type(y).__module__.startswith("torch") and hasattr(y, "detach"):
-        return y.detach().cpu().resolve_conj().resolve_neg().numpy()
+        return y.detach().cpu().resolve_conj().resolve_neg().numpy()  # type: ignore[no-any-return]  # torch unimported: .numpy() is Any
     if isinstance(y, np.ndarray):
         return y
     raise TypeError(f"fn must return a numpy array or a torch tensor; got {type(y).__name__} for {what}.")
 
 
-def _caller(fn, dtype):
+def _caller(fn: Callable[[Any], object], dtype: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
     """``call(X)`` that feeds ``fn`` numpy, or torch tensors when ``fn`` refuses numpy."""
-    state = {}
+    state: dict[str, bool] = {}
 
-    def call(X):
+    def call(X: np.ndarray) -> np.ndarray:
         if state.get("torch"):
             import torch
 
@@ -52,7 +55,8 @@ def _caller(fn, dtype):
     return call
 
 
-def probe_matrix(fn, input_shape, *, dtype=np.float64, batch=None):
+def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
+                 dtype: npt.DTypeLike = np.float64, batch: int | None = None) -> sp.csr_array:
     """The matrix ``A`` of a linear callable: ``fn(x[None])[0].ravel() == A @ x.ravel()``.
 
     Parameters

@@ -14,13 +14,16 @@ entries across groups). numpy-testing style: silent when equal, ``AssertionError
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import as_array
 from .conv import conv_matrix, conv_transpose_matrix
-from .geometry import conv_geometry, conv_transpose_geometry
+from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .pattern import conv_pattern
 from .probe import probe_matrix
 
@@ -28,11 +31,12 @@ from .probe import probe_matrix
 WORST = 5
 
 
-def _pixel(index: int, shape) -> tuple:
+def _pixel(index: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(index, shape))
 
 
-def _differences(A, B, rtol, atol):
+def _differences(A: Any, B: Any, rtol: float,
+                 atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, a, b)`` of the entries where ``A`` and ``B`` differ beyond tolerance."""
     D = (sp.csr_array(A) - sp.csr_array(B)).tocoo()
     r, c = D.row, D.col
@@ -42,8 +46,10 @@ def _differences(A, B, rtol, atol):
     return r[bad], c[bad], a[bad], b[bad]
 
 
-def assert_matrix_equal(expected, got, input_shape, output_shape, *, rtol=1e-7, atol=1e-12,
-                        taps=None, diagnosis=()):
+def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], output_shape: Sequence[int], *,
+                        rtol: float = 1e-7, atol: float = 1e-12,
+                        taps: Callable[[int, int], object] | None = None,
+                        diagnosis: Sequence[str] = ()) -> None:
     """Raise ``AssertionError`` unless ``got`` equals ``expected`` entry by entry.
 
     Parameters
@@ -97,19 +103,22 @@ def assert_matrix_equal(expected, got, input_shape, output_shape, *, rtol=1e-7, 
 # --------------------------------------------------------------------------- the convolution
 
 
-def _expected(weight, input_shape, transposed, opts):
+def _expected(weight: np.ndarray, input_shape: Sequence[int], transposed: bool,
+              opts: dict[str, Any]) -> sp.sparray:
     if transposed:
         return conv_transpose_matrix(weight, input_shape, **opts)
     return conv_matrix(weight, input_shape, **opts)
 
 
-def _geometry(weight, input_shape, transposed, opts):
+def _geometry(weight: np.ndarray, input_shape: Sequence[int], transposed: bool,
+              opts: dict[str, Any]) -> ConvGeometry:
     if transposed:
         return conv_transpose_geometry(weight.shape, input_shape, **opts)
     return conv_geometry(weight.shape, input_shape, **opts)
 
 
-def _tap_finder(geom, weight_shape, transposed):
+def _tap_finder(geom: ConvGeometry, weight_shape: tuple[int, ...],
+                transposed: bool) -> Callable[[int, int], tuple[int, ...] | list[tuple[int, ...]] | None]:
     """``taps(row, col)``: the weight indices ``(o, i, *k)`` summed into an entry of the
     expected matrix (for a transposed convolution, of the convolution's ``C``, transposed)."""
     row, col, tap = conv_pattern(geom).triples()
@@ -117,7 +126,7 @@ def _tap_finder(geom, weight_shape, transposed):
     order = np.argsort(key, kind="stable")
     key, tap = key[order], tap[order]
 
-    def taps(r, c):
+    def taps(r: int, c: int) -> tuple[int, ...] | list[tuple[int, ...]] | None:
         if transposed:
             r, c = c, r
         k = r * geom.shape[1] + c
@@ -128,7 +137,8 @@ def _tap_finder(geom, weight_shape, transposed):
     return taps
 
 
-def _candidates(weight, transposed, opts):
+def _candidates(weight: np.ndarray, transposed: bool,
+                opts: dict[str, Any]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
     """The usual mistakes, as (what it is, weight, options) to try against ``fn``'s matrix."""
     w = np.asarray(weight)
     spatial = tuple(range(2, w.ndim))
@@ -155,8 +165,11 @@ def _candidates(weight, transposed, opts):
     return out
 
 
-def assert_conv_equal(fn, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                      padding_mode="zeros", transposed=False, output_padding=0, rtol=1e-7, atol=1e-10):
+def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                      stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                      dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                      transposed: bool = False, output_padding: int | Sequence[int] = 0,
+                      rtol: float = 1e-7, atol: float = 1e-10) -> None:
     """Raise ``AssertionError`` unless ``fn`` is the convolution these arguments describe.
 
     Parameters
@@ -232,7 +245,7 @@ def assert_conv_equal(fn, weight, input_shape, *, stride=1, padding=0, dilation=
                         diagnosis=diagnosis)
 
 
-def _shape_diagnosis(got, out_shape, transposed):
+def _shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool) -> list[str]:
     m = int(np.prod(out_shape))
     lines = [f"fn's output has {got.shape[0]:,} entries per sample; the expected output "
              f"{tuple(out_shape)} has {m:,}."]
@@ -252,7 +265,8 @@ def _shape_diagnosis(got, out_shape, transposed):
     return lines
 
 
-def _one_sided_padding(w, geom, opts, got, rtol, atol, max_tries=64):
+def _one_sided_padding(w: np.ndarray, geom: ConvGeometry, opts: dict[str, Any], got: Any, rtol: float,
+                       atol: float, max_tries: int = 64) -> list[str]:
     """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected: a
     window that starts off (``x[..., 1::2]``, padding on one side only). The matrix of such a
     layer is the valid convolution of the padded input times the zero-padding selection."""
@@ -289,7 +303,8 @@ def _one_sided_padding(w, geom, opts, got, rtol, atol, max_tries=64):
     return []
 
 
-def _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed):
+def _pattern_diagnosis(expected: Any, got: Any, r: np.ndarray, c: np.ndarray, out_shape: tuple[int, ...],
+                       in_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool) -> list[str]:
     """What the set of differing entries looks like."""
     out = []
     empty = np.diff(sp.csr_array(got).indptr)[np.unique(r)] == 0
