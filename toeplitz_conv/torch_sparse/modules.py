@@ -8,6 +8,8 @@ is checked here (types, devices, dtypes, channels) before it reaches the structu
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 
@@ -22,15 +24,20 @@ _DEVICES = ("cpu", "cuda")
 LAYOUTS = ("auto", "csr", "bsr")
 
 
+def _check_dense(name: str, t, what: str) -> None:
+    """``t`` is a dense (strided, not nested) torch tensor, or the error naming ``name``."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} of {what} must be a torch.Tensor; got {type(t).__name__}.")
+    if t.is_nested or t.layout != torch.strided:
+        raise TypeError(
+            f"{name} of {what} must be a dense (strided) tensor; got a "
+            f"{'nested' if t.is_nested else str(t.layout)} tensor. Convert it with .to_dense()."
+        )
+
+
 def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
     """The checks of one call; returns the input with a batch axis and whether it was added."""
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input of {what} must be a torch.Tensor; got {type(input).__name__}.")
-    if input.is_nested or input.layout != torch.strided:
-        raise TypeError(
-            f"input of {what} must be a dense (strided) tensor; got a "
-            f"{'nested' if input.is_nested else str(input.layout)} tensor. Convert it with .to_dense()."
-        )
+    _check_dense("input", input, what)  # before its shape is read
     spatial = "DHW"[3 - ndim:]
     if input.dim() not in (ndim + 1, ndim + 2):
         raise ValueError(
@@ -50,17 +57,11 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
 
 
 def _check_tensors(x, weight, bias, what: str) -> None:
-    """Kinds, devices, then dtypes: the tensors of one call where torch.sparse multiplies."""
-    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} of {what} must be a torch.Tensor; got {type(t).__name__}.")
-        if t.layout != torch.strided or t.is_nested:
-            raise TypeError(
-                f"{name} of {what} must be a dense (strided) tensor; got a "
-                f"{'nested' if t.is_nested else str(t.layout)} tensor. Convert it with .to_dense()."
-            )
+    """Kinds (the input's is checked already), devices, then dtypes: the tensors of one call
+    where torch.sparse multiplies."""
+    _check_dense("weight", weight, what)
+    if bias is not None:
+        _check_dense("bias", bias, what)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(
             f"bias of {what} must have shape ({weight.shape[0]},), one value per output channel; "
@@ -161,22 +162,14 @@ def _run(input, weight, bias, ndim, in_channels, what, values_for):
     if device_type in _DEVICES and torch.is_autocast_enabled(device_type):
         autocast = torch.get_autocast_dtype(device_type)
         input, weight = input.float(), weight.float()
-        bias = None if bias is None else bias.float()
+        bias = bias.float() if isinstance(bias, torch.Tensor) else bias  # anything else: refused below
     x, unbatched = _check_call(input, weight, bias, ndim, in_channels, what)
     values = values_for(x, weight)
-    with torch.autocast(device_type, enabled=False) if autocast is not None else _nullcontext():
+    with torch.autocast(device_type, enabled=False) if autocast is not None else nullcontext():
         y = ConvFunction.apply(x, weight, bias, values)
     if autocast is not None:
         y = y.to(autocast)
     return y.squeeze(0) if unbatched else y
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_layout):
