@@ -33,24 +33,24 @@ def _as_numpy(y: object, what: str) -> np.ndarray:
     raise TypeError(f"fn must return a numpy array or a torch tensor; got {type(y).__name__} for {what}.")
 
 
-def _caller(fn: Callable[[Any], object], dtype: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
-    """``call(X)`` that feeds ``fn`` numpy, or torch tensors when ``fn`` refuses numpy."""
+def _caller(fn: Callable[[Any], object]) -> Callable[[np.ndarray], np.ndarray]:
+    """``call(X)`` that feeds ``fn`` numpy, or torch tensors once ``fn`` refuses numpy (and
+    from then on); without torch, ``fn``'s own error stands."""
     state: dict[str, bool] = {}
 
     def call(X: np.ndarray) -> np.ndarray:
-        if state.get("torch"):
-            import torch
-
-            return _as_numpy(fn(torch.from_numpy(X)), "a torch input")
-        try:
-            return _as_numpy(fn(X), "a numpy input")
-        except (TypeError, AttributeError):  # a torch function: "conv2d(): argument 'input' must be Tensor"
+        if not state.get("torch"):
             try:
-                import torch
-            except ImportError:
-                raise
-            state["torch"] = True
-            return _as_numpy(fn(torch.from_numpy(X)), "a torch input")
+                return _as_numpy(fn(X), "a numpy input")
+            except (TypeError, AttributeError) as refused:  # a torch function: "argument 'input' must be Tensor"
+                try:
+                    import torch  # noqa: F401
+                except ImportError:
+                    raise refused from None
+                state["torch"] = True
+        import torch
+
+        return _as_numpy(fn(torch.from_numpy(X)), "a torch input")
 
     return call
 
@@ -99,7 +99,7 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
     if dt is None or dt.kind != "f" or dt.itemsize < 4:
         raise TypeError(f"dtype must be a numpy float32 or float64 dtype; got {dtype!r}.")
     n = prod(shape)
-    call = _caller(fn, dt)
+    call = _caller(fn)
     zero = call(np.zeros((1, *shape), dtype=dt))
     if zero.ndim < 1 or zero.shape[0] != 1:
         raise ValueError(
