@@ -1,14 +1,27 @@
-"""``toeplitz-conv verify --against MODULE:CALLABLE``: the user's own convolution checked
-against the exact matrix of the layer the flags describe (:func:`toeplitz_conv.testing.assert_conv_equal`),
-with the mismatch report and its diagnosis on failure."""
+"""``toeplitz-conv verify --against MODULE:CALLABLE``: its arguments, and the user's own
+convolution checked against the exact matrix of the layer the flags describe
+(:func:`toeplitz_conv.testing.assert_conv_equal`), with the mismatch report and its diagnosis
+on failure."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._cli_args import ArgumentError, one_size
+from ._cli_args import ArgumentError, arg_type, layer_arguments, one_size, parse_sizes
 
 
+def against_arguments(cmd) -> None:
+    """verify --against: the user's callable and the layer it should be."""
+    cmd.add_argument("--against", metavar="MODULE:CALLABLE",
+                     help="check your own convolution instead: CALLABLE(x, weight, stride=, padding=, "
+                          "dilation=, groups=) as torch.nn.functional.conv2d (MODULE a module name or a "
+                          ".py file), on the layer of --input/--kernel/...; exit 1 with a diagnosis on mismatch")
+    layer_arguments(cmd, required=False)
+    cmd.add_argument("--transposed", action="store_true",
+                     help="with --against: CALLABLE is a transposed convolution (conv_transpose2d)")
+    cmd.add_argument("--output-padding", default=0, metavar="A",
+                     type=arg_type(parse_sizes, "--output-padding", minimum=0),
+                     help="with --against --transposed: output_padding (default 0)")
 
 
 def load_callable(spec: str):

@@ -164,20 +164,6 @@ def layer_arguments(cmd, required: bool = True) -> None:
                      help="seed of the random weights, a non-negative integer (default 0)")
 
 
-def against_arguments(cmd) -> None:
-    """verify --against: the user's callable and the layer it should be."""
-    cmd.add_argument("--against", metavar="MODULE:CALLABLE",
-                     help="check your own convolution instead: CALLABLE(x, weight, stride=, padding=, "
-                          "dilation=, groups=) as torch.nn.functional.conv2d (MODULE a module name or a "
-                          ".py file), on the layer of --input/--kernel/...; exit 1 with a diagnosis on mismatch")
-    layer_arguments(cmd, required=False)
-    cmd.add_argument("--transposed", action="store_true",
-                     help="with --against: CALLABLE is a transposed convolution (conv_transpose2d)")
-    cmd.add_argument("--output-padding", default=0, metavar="A",
-                     type=arg_type(parse_sizes, "--output-padding", minimum=0),
-                     help="with --against --transposed: output_padding (default 0)")
-
-
 def output_argument(cmd, default: str, what: str) -> None:
     cmd.add_argument("-o", "--output", default=default, metavar="FILE",
                      help=f"{what}, or a folder to write {default} in (default {default})")

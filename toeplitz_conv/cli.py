@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from . import verify
-from ._against import check_against, load_callable
+from ._against import against_arguments, check_against, load_callable
 from ._cli_args import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, ArgumentError, CommandParser,
-                        against_arguments,
                         UsageError, arg_type, check_animation, check_frames_memory, check_memory,
                         check_pixels, check_single_channel, dpi_argument, spy_image,
                         image_suffixes, layer_arguments, layer_flags, layer_geometry, layer_options,
@@ -39,7 +38,7 @@ from .conv import conv_matrix, conv_weight_grad
 from .memory import human_bytes
 from .plot import animate, explore, gradient_figure, spy
 from .plot.explorer import EXPLORER_MAX_ENTRIES
-from .plot.layout import matrix_figure
+from .plot.layout import figure_size
 
 PROG = "toeplitz-conv"
 DISTRIBUTION = "toeplitz-conv"  # [project] name in pyproject.toml
@@ -179,10 +178,8 @@ def _spy(args) -> int:
     m, n = geom.shape
     check_memory(args, "spy", geom, SPY_BYTES_PER_NONZERO, spy_image(geom, args.mode))
     layer = f"{geom.describe()}\n{_x(geom.in_shape)} -> {_x(geom.out_shape)}"
-    plt = _pyplot()
-    fig = matrix_figure(m, n, title_lines=layer.count("\n") + 3)[0]  # the size spy will draw at
-    size = fig.get_size_inches()
-    plt.close(fig)
+    size = figure_size(m, n, colorbar=args.mode != "markers",  # the figure spy will draw
+                       title_lines=layer.count("\n") + 3)
     check_pixels(args.dpi, *size, "the spy plot")
 
     w, inp, opts, _ = _layer(args)
@@ -192,6 +189,7 @@ def _spy(args) -> int:
           f"random N(0, 1) weights, seed {args.seed})")
     print(f"C: {m:,} x {n:,}, {C.nnz:,} nonzeros, density {100 * C.nnz / (m * n):.3g}%, "
           f"{human_bytes(nbytes)} as CSR ({human_bytes(m * n * 8)} dense)")
+    plt = _pyplot()  # the Agg backend before spy makes its figure
     ax = spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode, layer=layer)
     try:
         _save(ax.figure, out, dpi=args.dpi)

@@ -5,7 +5,8 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 ``Axes`` or ``Figure``; nothing is written to disk here (call ``fig.savefig``), except by
 :func:`explore`, whose product is a file.
 
-- :mod:`.matrices`: :func:`spy` and :func:`field_figure` (a row and a column of ``C``);
+- :mod:`.matrices`: :func:`spy`, and the checks every matrix figure shares;
+- :mod:`.fields`: :func:`field_figure` (a row and a column of ``C`` as images);
 - :mod:`.diff`: :func:`diff_figure`, where two matrices differ (equivalence test reports);
 - :mod:`.gradients`: :func:`gradient_figure`, input, kernel, weight and input gradients;
 - :mod:`.network`: :func:`network_figure`, each layer's matrix of a network;
@@ -19,7 +20,8 @@ from .animation import animate
 from .diff import diff_figure
 from .explorer import explore
 from .gradients import gradient_figure
-from .matrices import field_figure, spy
+from .fields import field_figure
+from .matrices import spy
 from .network import network_figure
 from .symbolic import (symbolic_conv_matrix, symbolic_conv_transpose_matrix, symbolic_figure, to_latex,
                        weight_symbols)

@@ -4,7 +4,7 @@ lines no denser than a reader can see.
 Everything here works in points (1/72 inch) of the figure as it will be drawn, so the same
 rules hold at any dpi:
 
-- :func:`matrix_figure`: a figure whose axes have the matrix's aspect ratio (clamped to 1:4 ..
+- :func:`matrix_figure` (of :func:`figure_size`): a figure whose axes have the matrix's aspect ratio (clamped to 1:4 ..
   4:1, beyond which the image is stretched), room for the labels and a slim colour bar, so
   that no large blank band is left beside the matrix.
 - :func:`wrap_title`: a title broken into lines no wider than its axes.
@@ -25,15 +25,9 @@ MAX_ASPECT = 4.0
 MIN_LINE_SPACING = 9.0
 
 
-def matrix_figure(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2):
-    """``(fig, ax)``: a new constrained-layout figure sized for an ``m x n`` matrix.
-
-    The axes have about the matrix's aspect ratio, clamped to ``1:MAX_ASPECT .. MAX_ASPECT:1``;
-    draw into them with ``aspect='auto'`` so that the matrix fills them (an ``'equal'`` aspect
-    would leave bands of the canvas blank wherever the labels' room was estimated wrong).
-    """
-    import matplotlib.pyplot as plt
-
+def figure_size(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2) -> tuple[float, float]:
+    """``(width, height)`` in inches of the figure :func:`matrix_figure` makes for an
+    ``m x n`` matrix (known before any figure exists: the command checks its pixels)."""
     ratio = m / n
     shown = min(max(ratio, 1 / MAX_ASPECT), MAX_ASPECT)
     if shown >= 1:
@@ -45,7 +39,21 @@ def matrix_figure(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2
     left, right = 1.5, (1.2 if colorbar else 0.25)  # y labels and channel ticks; colour bar
     bottom, top = 1.0, 0.35 + 0.25 * title_lines
     fig_w = max(w + left + right, 5.5)  # a title of a few words must fit above a thin matrix
-    fig, ax = plt.subplots(figsize=(fig_w, h + bottom + top), layout="constrained")
+    return fig_w, h + bottom + top
+
+
+def matrix_figure(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2):
+    """``(fig, ax)``: a new constrained-layout figure of :func:`figure_size` for an ``m x n``
+    matrix.
+
+    The axes have about the matrix's aspect ratio, clamped to ``1:MAX_ASPECT .. MAX_ASPECT:1``;
+    draw into them with ``aspect='auto'`` so that the matrix fills them (an ``'equal'`` aspect
+    would leave bands of the canvas blank wherever the labels' room was estimated wrong).
+    """
+    import matplotlib.pyplot as plt
+
+    size = figure_size(m, n, colorbar=colorbar, title_lines=title_lines)
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
     return fig, ax
 
 
