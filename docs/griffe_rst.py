@@ -9,7 +9,12 @@ habits would show as clutter on the site:
   broken link), shown as ``conv_matrix`` (``~`` keeps the last name, as in Sphinx);
 - literal blocks: a paragraph ending in ``::`` introduces an indented block, which Markdown
   already shows as code; the ``::`` becomes ``:`` (a lone ``::`` line goes), as Sphinx
-  prints it.
+  prints it;
+- the items of numpydoc's sections (``name : type`` under Parameters, Returns, ...): a
+  type is shown verbatim in a code cell, so its double backticks go and a role keeps only
+  its name (``dtype of ``x``, from :func:`conv_matrix``` reads ``dtype of x, from
+  conv_matrix``); an item naming several parameters becomes one item per name, so that
+  each gets its own annotation and default from the signature.
 
 Docstrings are never changed in the package: only what griffe hands to mkdocstrings.
 """
@@ -23,6 +28,12 @@ import griffe
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|data|attr|exc|obj|const):`(?P<target>[^`]+)`")
 _LITERAL = re.compile(r"(?m)(?<=\S)::$")
 _LONE_LITERAL = re.compile(r"(?m)^[ \t]*::[ \t]*\n")
+_UNDERLINE = re.compile(r"^-{3,}$")
+#: numpydoc sections whose unindented lines are ``name : type`` (or a bare type) items
+_ITEM_SECTIONS = {"Parameters", "Other Parameters", "Returns", "Yields", "Receives", "Raises",
+                  "Warns", "Attributes"}
+#: the sections whose items are named (``name : type``), not bare types
+_NAMED_SECTIONS = {"Parameters", "Other Parameters", "Receives", "Attributes"}
 PACKAGE = "toeplitz_conv"
 
 
@@ -64,7 +75,49 @@ def _role(match: re.Match, obj: griffe.Object) -> str:
     return f'<autoref identifier="{_identifier(target, obj)}" optional><code>{shown}</code></autoref>'
 
 
+def _plain(type_text: str) -> str:
+    """A type as plain text: a role shows its (short) name, double backticks go."""
+    def name(match: re.Match) -> str:
+        target = match["target"].strip()
+        return target.lstrip("~").rsplit(".", 1)[-1] if target.startswith("~") else target.lstrip(".")
+    return _ROLE.sub(name, type_text).replace("``", "")
+
+
+def plain_item_types(text: str) -> str:
+    """The items of the numpydoc sections as the site should show them: their types as plain
+    text (the site prints a type verbatim), and an item naming several parameters (``stride,
+    padding : ...``) split into one item per name, each with the shared description, so that
+    each shows its own annotation and default from the signature (mkdocstrings gives all the
+    names the first one's). Descriptions and other sections are left alone."""
+    lines = text.split("\n")
+    out: list[str] = []
+    section = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if i < len(lines) and line and not line[0].isspace() and _UNDERLINE.match(lines[i]):
+            section = line.strip()
+        elif section in _ITEM_SECTIONS and line and not line[0].isspace() and not _UNDERLINE.match(line):
+            names, colon, kind = line.partition(" : ")
+            if not colon:  # a bare type (Returns, Raises), or names without a type
+                names, kind = (line, "") if section in _NAMED_SECTIONS else ("", line)
+            kind = _plain(kind)
+            start = i  # the description: the indented (or blank) lines that follow
+            while i < len(lines) and (not lines[i].strip() or lines[i][0].isspace()):
+                i += 1
+            description = lines[start:i]
+            split = names.split(", ") if section in _NAMED_SECTIONS else [names]
+            for name in split:
+                out.append(f"{name}{colon}{kind}" if name else kind)
+                out.extend(description)
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def markdown_docstring(text: str, obj: griffe.Object) -> str:
+    text = plain_item_types(text)
     text = _ROLE.sub(lambda m: _role(m, obj), text)
     text = _LONE_LITERAL.sub("", text)
     return _LITERAL.sub(":", text)
