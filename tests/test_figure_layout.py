@@ -117,3 +117,21 @@ def test_transposed_matrix_axes_say_what_they_index():
     with pytest.raises(TypeError, match="row_label must be a str or None; got int"):
         tc.spy(C, row_label=3)
     plt.close("all")
+
+
+def test_spy_in_a_subfigure_measures_its_panel():
+    """An Axes of a SubFigure: its size and the title's room are the subfigure's, not the
+    whole figure's (a SubFigure has no figure width of its own to read)."""
+    C = tc.conv_matrix(np.ones((4, 3, 3, 3)), (3, 8, 8), padding=1)
+    fig = plt.figure(figsize=(10, 4))
+    left, right = fig.subfigures(1, 2)
+    ax = right.subplots()
+    title = "a title long enough to need wrapping over one half of the figure " * 2
+    tc.spy(C, ax=ax, title=title)
+    fig.canvas.draw()
+    alone = plt.figure(figsize=(5, 4)).subplots()
+    tc.spy(C, ax=alone, title=title)
+    # the same panel size, so the title wraps the same way as on a 5-inch figure of its own
+    assert ax.get_title() == alone.get_title() and "\n" in ax.get_title()
+    assert ax.get_window_extent().x0 >= fig.bbox.width / 2 - 1  # drawn in the right half
+    plt.close("all")

@@ -16,6 +16,14 @@ rules hold at any dpi:
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_L = TypeVar("_L")
 
 #: Longest side of a matrix's axes in a figure made for it, in inches.
 AXES_INCHES = 6.0
@@ -42,7 +50,8 @@ def figure_size(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2) 
     return fig_w, h + bottom + top
 
 
-def matrix_figure(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2):
+def matrix_figure(m: int, n: int, *, colorbar: bool = True,
+                  title_lines: int = 2) -> tuple[Figure, Axes]:
     """``(fig, ax)``: a new constrained-layout figure of :func:`figure_size` for an ``m x n``
     matrix.
 
@@ -57,18 +66,19 @@ def matrix_figure(m: int, n: int, *, colorbar: bool = True, title_lines: int = 2
     return fig, ax
 
 
-def axes_points(ax) -> tuple[float, float]:
-    """Width and height of ``ax`` in points as the figure lays it out now."""
-    fig = ax.figure
-    box = ax.get_position()
-    return box.width * fig.get_figwidth() * 72, box.height * fig.get_figheight() * 72
+def axes_points(ax: Axes) -> tuple[float, float]:
+    """Width and height of ``ax`` in points as the figure lays it out now (from its box in
+    pixels: an Axes of a SubFigure has a position relative to the subfigure)."""
+    box, dpi = ax.bbox, cast("Figure", ax.figure).dpi
+    return box.width / dpi * 72, box.height / dpi * 72
 
 
-def wrap_title(text: str, ax, *, fontsize: float = 12.0, alone: bool = False) -> str:
+def wrap_title(text: str, ax: Axes, *, fontsize: float = 12.0, alone: bool = False) -> str:
     """``text`` with each line broken at spaces to fit over ``ax`` (at least 24 characters);
     ``alone``: the axes are the figure's only panel, and the title may span the figure."""
     width, _ = axes_points(ax)
-    fig_width = ax.figure.get_figwidth() * 72
+    panel = cast("Figure", ax.figure)  # or the SubFigure that holds ax: the title's room
+    fig_width = panel.bbox.width / panel.dpi * 72
     if alone:
         room = 0.92 * fig_width
     else:  # a title may overhang its panel a little
@@ -77,8 +87,8 @@ def wrap_title(text: str, ax, *, fontsize: float = 12.0, alone: bool = False) ->
     return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.splitlines())
 
 
-def thin_ticks(positions, labels, length_pt: float, span: float, axis: str,
-               fontsize: float = 10.0) -> tuple[list, list]:
+def thin_ticks(positions: Sequence[float], labels: Sequence[_L], length_pt: float, span: float,
+               axis: str, fontsize: float = 10.0) -> tuple[list[float], list[_L]]:
     """Keep ticks, first and last preferred, so that no two labels overlap.
 
     ``positions`` in data units along an axis of ``span`` data units drawn on ``length_pt``
@@ -88,7 +98,7 @@ def thin_ticks(positions, labels, length_pt: float, span: float, axis: str,
         return [], []
     scale = length_pt / max(span, 1e-12)
 
-    def size(label):
+    def size(label: object) -> float:
         return (len(str(label)) * 0.7 * fontsize if axis == "x" else 1.25 * fontsize)
 
     order = sorted(range(len(positions)), key=lambda i: positions[i])
