@@ -11,6 +11,7 @@ and ``spectral`` (matrix-free operators and singular values), ``network`` (whole
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .arithmetic import conv_output_size, conv_transpose_output_size
 from .conv import (
@@ -43,6 +44,11 @@ from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
 from .probe import probe_matrix
 from . import testing
 from .spectral import Spectrum, condition_number, operator_norm, singular_values
+
+if TYPE_CHECKING:  # the lazy names' types (their module imports torch)
+    from .torch_sparse import (ToeplitzConv1d, ToeplitzConv2d, ToeplitzConv3d, convert, memory_report,
+                               sparse_conv, to_torch_sparse)
+del TYPE_CHECKING  # not a name of the package
 
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {name: "torch_sparse" for name in (
@@ -119,7 +125,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
@@ -127,5 +133,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'toeplitz_conv' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

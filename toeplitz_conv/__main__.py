@@ -1,5 +1,7 @@
 """``python -m toeplitz_conv``: the ``toeplitz-conv`` command."""
 
+from __future__ import annotations
+
 import sys
 
 from .cli import main

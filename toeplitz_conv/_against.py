@@ -5,12 +5,21 @@ on failure."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 
 from ._cli_args import ArgumentError, arg_type, layer_arguments, one_size, parse_sizes
+from .geometry import ConvGeometry
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
 
 
-def against_arguments(cmd) -> None:
+def against_arguments(cmd: argparse.ArgumentParser) -> None:
     """verify --against: the user's callable and the layer it should be."""
     cmd.add_argument("--against", metavar="MODULE:CALLABLE",
                      help="check your own convolution instead: CALLABLE(x, weight, stride=, padding=, "
@@ -24,7 +33,7 @@ def against_arguments(cmd) -> None:
                      help="with --against --transposed: output_padding (default 0)")
 
 
-def load_callable(spec: str):
+def load_callable(spec: str) -> Callable[..., object]:
     """``MODULE:CALLABLE`` (a module name or a ``.py`` file, then a dotted attribute) -> the
     callable; an ``ArgumentError`` naming --against when any part is missing."""
     import importlib
@@ -40,14 +49,15 @@ def load_callable(spec: str):
             path = Path(module_name)
             if not path.is_file():
                 raise FileNotFoundError(f"no file {module_name!r}")
-            loader = importlib.util.spec_from_file_location(path.stem, path)
+            # a .py file's spec (and its loader) is never None
+            loader = cast("ModuleSpec", importlib.util.spec_from_file_location(path.stem, path))
             module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
+            cast("Loader", loader.loader).exec_module(module)
         else:
             module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - any failure to import is the user's module's
         raise ArgumentError(f"argument --against: cannot import {module_name!r}: {type(e).__name__}: {e}") from None
-    obj = module
+    obj: object = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -57,21 +67,21 @@ def load_callable(spec: str):
     return obj
 
 
-def check_against(user_fn, args, geom) -> int:
+def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom: ConvGeometry) -> int:
     """Check ``user_fn(x, weight, **geometry)`` against the layer's exact matrix: 0 when it
     is that convolution, 1 with the mismatch report and its diagnosis otherwise."""
     from .testing import assert_conv_equal
 
     w = np.random.default_rng(args.seed).standard_normal(args.kernel)
-    opts = dict(stride=one_size(args.stride), padding=one_size(args.padding), dilation=one_size(args.dilation),
-                groups=args.groups)
+    opts: dict[str, Any] = dict(stride=one_size(args.stride), padding=one_size(args.padding),
+                                dilation=one_size(args.dilation), groups=args.groups)
     if args.transposed:
         opts["output_padding"] = one_size(args.output_padding)
     elif args.padding_mode != "zeros":
         opts["padding_mode"] = args.padding_mode
 
-    def fn(x):
-        weight = w
+    def fn(x: object) -> object:
+        weight: object = w
         if type(x).__module__.startswith("torch"):
             import torch
 
@@ -90,7 +100,7 @@ def check_against(user_fn, args, geom) -> int:
     return 0
 
 
-def _describe(geom, args) -> str:
+def _describe(geom: ConvGeometry, args: argparse.Namespace) -> str:
     """The layer as torch's constructor call; a transposed one as ``ConvTransposeNd`` (its
     geometry is the adjoint convolution's: channels swapped)."""
     text = geom.describe()
@@ -102,6 +112,6 @@ def _describe(geom, args) -> str:
     return f"{head.replace('Conv', 'ConvTranspose')}({b}, {a}, {rest[:-1]}{extra})"
 
 
-def _sizes(value):
+def _sizes(value: int | tuple[int, ...]) -> tuple[int, ...]:
     return value if isinstance(value, tuple) else (value,)
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Callable, Collection, Iterable
 from math import prod
 from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar
 
 import numpy as np
 
-from .geometry import PADDING_MODES, conv_geometry, conv_transpose_geometry
+from .geometry import PADDING_MODES, ConvGeometry, conv_geometry, conv_transpose_geometry
 from .indexing import index_dtype
 from .memory import human_bytes, memory_limit
 from .pattern import TABLE_BYTES_PER_ENTRY, estimate_nnz
@@ -46,6 +48,8 @@ EXPLORE_BYTES_PER_NONZERO = 200
 #: density plot whose cells would hold single entries draws the values instead).
 SPY_DENSE_MAX = 4_000_000
 
+_T = TypeVar("_T")
+
 
 class ArgumentError(ValueError):
     """A command-line argument breaks a rule; the text names the flag and what arrived."""
@@ -63,11 +67,11 @@ class CommandParser(argparse.ArgumentParser):
     """argparse whose errors are raised (:class:`UsageError`), for the command to print as
     one line and return status 2 (rather than exit from inside ``parse_args``)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, message)
 
 
-def _got(text) -> str:
+def _got(text: object) -> str:
     text = str(text)
     return repr(text if len(text) <= 200 else text[:197] + "...")
 
@@ -75,7 +79,8 @@ def _got(text) -> str:
 # --------------------------------------------------------------------------- single arguments
 
 
-def parse_sizes(name: str, text: str, *, words=(), minimum: int = 1):
+def parse_sizes(name: str, text: str, *, words: Collection[str] = (),
+                minimum: int = 1) -> tuple[int, ...] | str:
     """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same')."""
     if text in words:
         return text
@@ -129,10 +134,10 @@ def parse_atol(name: str, text: str) -> float:
     return value
 
 
-def arg_type(parse, name, **kw):
+def arg_type(parse: Callable[..., _T], name: str, **kw: Any) -> Callable[[str], _T]:
     """An argparse ``type=`` from one of the parsers above (its ValueError is the message)."""
 
-    def convert(text):
+    def convert(text: str) -> _T:
         try:
             return parse(name, text, **kw)
         except ValueError as e:
@@ -142,7 +147,7 @@ def arg_type(parse, name, **kw):
     return convert
 
 
-def layer_arguments(cmd, required: bool = True) -> None:
+def layer_arguments(cmd: argparse.ArgumentParser, required: bool = True) -> None:
     """The arguments that describe one layer (random weights): spy, explore, animate and
     verify --against (where --input and --kernel are required only with --against)."""
     cmd.add_argument("--input", required=required, metavar="CxHxW", type=arg_type(parse_sizes, "--input"),
@@ -164,12 +169,12 @@ def layer_arguments(cmd, required: bool = True) -> None:
                      help="seed of the random weights, a non-negative integer (default 0)")
 
 
-def output_argument(cmd, default: str, what: str) -> None:
+def output_argument(cmd: argparse.ArgumentParser, default: str, what: str) -> None:
     cmd.add_argument("-o", "--output", default=default, metavar="FILE",
                      help=f"{what}, or a folder to write {default} in (default {default})")
 
 
-def dpi_argument(cmd, default: int, what: str) -> None:
+def dpi_argument(cmd: argparse.ArgumentParser, default: int, what: str) -> None:
     cmd.add_argument("--dpi", default=default, type=arg_type(parse_dpi, "--dpi"),
                      help=f"resolution of the {what}, {DPI_RANGE[0]} to {DPI_RANGE[1]} (default {default})")
 
@@ -177,7 +182,7 @@ def dpi_argument(cmd, default: int, what: str) -> None:
 # --------------------------------------------------------------------------- output paths
 
 
-def image_suffixes() -> set:
+def image_suffixes() -> set[str]:
     """The file suffixes matplotlib writes images as ('.png', '.pdf', '.svg', ...)."""
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -203,7 +208,7 @@ def _check_writable(flag: str, path: Path, text: str) -> None:
                             f"{str(above)!r}; got {_got(text)}.")
 
 
-def output_file(flag: str, text: str, default: str, suffixes, what: str) -> Path:
+def output_file(flag: str, text: str, default: str, suffixes: Collection[str], what: str) -> Path:
     """The file ``-o`` names: a folder (existing, or written with a trailing '/') takes the
     ``default`` name, a name without a suffix the default's suffix; the suffix must be one of
     ``suffixes`` (``what`` the command writes, for the message)."""
@@ -240,11 +245,11 @@ def output_folder(flag: str, text: str) -> Path:
 # --------------------------------------------------------------------------- the layer
 
 
-def _x(sizes) -> str:
+def _x(sizes: object) -> str:
     return "x".join(map(str, sizes)) if isinstance(sizes, tuple) else str(sizes)
 
 
-def layer_flags(args) -> str:
+def layer_flags(args: argparse.Namespace) -> str:
     """The layer as the user wrote it: --input and --kernel, and every option not at its default."""
     words = [f"--input {_x(args.input)}", f"--kernel {_x(args.kernel)}"]
     for flag, value, default in (("--stride", args.stride, 1), ("--padding", args.padding, 0),
@@ -255,12 +260,12 @@ def layer_flags(args) -> str:
     return " ".join(words)
 
 
-def one_size(value):
+def one_size(value: int | tuple[int, ...] | str) -> int | tuple[int, ...] | str:
     """``(2,)`` -> ``2`` (so a single size applies to every spatial axis), else unchanged."""
     return value[0] if isinstance(value, tuple) and len(value) == 1 else value
 
 
-def layer_options(args, transposed: bool = False) -> dict:
+def layer_options(args: argparse.Namespace, transposed: bool = False) -> dict[str, Any]:
     """The keyword arguments of the library's conv functions (no padding_mode when transposed)."""
     opts = dict(stride=one_size(args.stride), padding=one_size(args.padding), dilation=one_size(args.dilation),
                 groups=args.groups, padding_mode=args.padding_mode)
@@ -269,7 +274,7 @@ def layer_options(args, transposed: bool = False) -> dict:
     return opts
 
 
-def layer_geometry(args, transposed: bool = False):
+def layer_geometry(args: argparse.Namespace, transposed: bool = False) -> ConvGeometry:
     """The geometry of the layer the arguments describe (of the convolution whose transpose it
     is, when ``transposed``), every rule checked; a broken one names the flags."""
     kernel, inp = args.kernel, args.input
@@ -309,7 +314,8 @@ def _limit() -> tuple[int, str]:
     return limit, f"the memory limit of {human_bytes(limit)} ({source})"
 
 
-def check_memory(args, command: str, geom, per_nonzero: int = 0, extra=()) -> int:
+def check_memory(args: argparse.Namespace, command: str, geom: ConvGeometry, per_nonzero: int = 0,
+                 extra: Iterable[tuple[str, int]] = ()) -> int:
     """Refuse a layer whose weights, index table and matrix (plus ``per_nonzero`` bytes per
     nonzero and the ``(what, bytes)`` of ``extra``) would exceed the memory limit; returns
     the bytes estimated. Counted from the geometry alone: nothing is allocated."""
@@ -335,7 +341,8 @@ def check_memory(args, command: str, geom, per_nonzero: int = 0, extra=()) -> in
     return total
 
 
-def spy_image(geom, mode: str) -> list:
+def spy_image(geom: ConvGeometry, mode: Literal["auto", "values", "markers", "density"]
+              ) -> list[tuple[str, int]]:
     """``[(what, bytes)]`` of the dense image of the values spy may draw: asked for (``--mode
     values``, refused past the limit naming --mode), or chosen (``auto`` up to 250k entries, a
     density of single entries up to SPY_DENSE_MAX)."""
@@ -362,7 +369,7 @@ def check_pixels(dpi: int, width_in: float, height_in: float, what: str, flag: s
     return w * h
 
 
-def check_animation(args, geom) -> None:
+def check_animation(args: argparse.Namespace, geom: ConvGeometry) -> None:
     """animate draws single-channel 1D or 2D layers, at most ANIMATE_MAX_FRAMES frames and
     ANIMATE_MAX_CELLS cells in each grid it writes its indices in."""
     frames = geom.shape[1] if args.transposed else geom.shape[0]
@@ -383,7 +390,7 @@ def check_animation(args, geom) -> None:
                 f"{grid} in each frame, at most {ANIMATE_MAX_CELLS:,} cells; got {cells:,}.")
 
 
-def check_single_channel(args) -> None:
+def check_single_channel(args: argparse.Namespace) -> None:
     """animate's layers: --kernel 1x1xK or 1x1xKHxKW (one input and one output channel)."""
     if len(args.kernel) not in (3, 4) or args.kernel[:2] != (1, 1):
         raise ArgumentError(

@@ -22,10 +22,14 @@ import gc
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import verify
 from ._against import against_arguments, check_against, load_callable
@@ -35,6 +39,7 @@ from ._cli_args import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, Argume
                         image_suffixes, layer_arguments, layer_flags, layer_geometry, layer_options,
                         output_argument, output_file, output_folder, parse_atol)
 from .conv import conv_matrix, conv_weight_grad
+from .geometry import ConvGeometry
 from .memory import human_bytes
 from .plot import animate, explore, gradient_figure, spy
 from .plot.explorer import EXPLORER_MAX_ENTRIES
@@ -56,7 +61,7 @@ def version() -> str:
         return getattr(sys.modules.get(__package__), "__version__", "unknown")
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
@@ -66,14 +71,14 @@ def _pyplot():
     return plt
 
 
-def _x(shape) -> str:
+def _x(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
 
 
 # --------------------------------------------------------------------------- demo
 
 
-def _demo(args) -> int:
+def _demo(args: argparse.Namespace) -> int:
     """A 1x4x4 input, a 3x3 kernel: C, the output, C.T @ delta and the weight gradient."""
     out = output_folder("--out", args.out)
     try:
@@ -97,14 +102,14 @@ def _demo(args) -> int:
         import torch
         import torch.nn.functional as F
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]  # torch is optional: None when not installed
     if torch is None:
         print(dx)
     else:
         xt, wt = torch.tensor(x[None]), torch.tensor(w, requires_grad=True)
         yt = F.conv2d(xt, wt)
         dt = torch.tensor(delta).reshape(1, 1, 2, 2)
-        yt.backward(dt)
+        yt.backward(dt)  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
         ref = F.conv_transpose2d(dt, wt.detach()).numpy().reshape(4, 4)
         print(_side_by_side(dx, ref, "C.T @ delta", "F.conv_transpose2d(delta, w)"))
     print("\nweight gradient from the same (row, col, tap) triples:")
@@ -115,7 +120,7 @@ def _demo(args) -> int:
         checks = {
             "C @ x == F.conv2d": np.allclose(y, yt.detach().numpy().ravel()),
             "C.T @ delta == F.conv_transpose2d": np.allclose(dx, ref),
-            "weight gradient == autograd": np.allclose(dW, wt.grad.numpy()),
+            "weight gradient == autograd": np.allclose(dW, wt.grad.numpy()),  # type: ignore[union-attr]  # .grad: set by backward()
         }
         print()
         for name, ok in checks.items():
@@ -132,7 +137,8 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, ta: str, tb: str) -> str:
     return "\n".join(lines)
 
 
-def _demo_figures(out: Path, x, w, delta) -> None:
+def _demo_figures(out: Path, x: npt.NDArray[np.float64], w: npt.NDArray[np.float64],
+                  delta: npt.NDArray[np.float64]) -> None:
     plt = _pyplot()
     C = conv_matrix(w, x.shape)
     fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
@@ -154,7 +160,8 @@ def _demo_figures(out: Path, x, w, delta) -> None:
 # --------------------------------------------------------------------------- spy
 
 
-def _layer(args, transposed=False):
+def _layer(args: argparse.Namespace, transposed: bool = False
+           ) -> tuple[npt.NDArray[np.float64], tuple[int, ...], dict[str, Any], ConvGeometry]:
     """``(weight, input_shape, options, geometry)`` of the layer the arguments describe (the
     transposed convolution's geometry when ``transposed``), checked before the random weights
     are drawn."""
@@ -163,7 +170,7 @@ def _layer(args, transposed=False):
     return w, args.input, layer_options(args, transposed), geom
 
 
-def _save(fig_or_anim, out: Path, **kw) -> None:
+def _save(fig_or_anim: Any, out: Path, **kw: Any) -> None:
     """Write a figure (or an animation, ``writer=`` in ``kw``) to ``out``, creating its folder."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +179,7 @@ def _save(fig_or_anim, out: Path, **kw) -> None:
         raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
 
 
-def _spy(args) -> int:
+def _spy(args: argparse.Namespace) -> int:
     geom = layer_geometry(args)
     out = output_file("-o/--output", args.output, "conv_matrix.png", image_suffixes(), "the image file")
     m, n = geom.shape
@@ -202,7 +209,7 @@ def _spy(args) -> int:
 # --------------------------------------------------------------------------- explore
 
 
-def _explore(args) -> int:
+def _explore(args: argparse.Namespace) -> int:
     geom = layer_geometry(args)
     m, n = geom.shape
     if max(m, n) > EXPLORER_MAX_ENTRIES:
@@ -225,7 +232,7 @@ def _explore(args) -> int:
 # --------------------------------------------------------------------------- animate
 
 
-def _animate(args) -> int:
+def _animate(args: argparse.Namespace) -> int:
     check_single_channel(args)
     geom = layer_geometry(args, transposed=args.transposed)
     check_animation(args, geom)
@@ -237,7 +244,7 @@ def _animate(args) -> int:
     anim = animate(w, inp, transposed=args.transposed, **opts)
     try:
         fig = plt.gcf()  # the figure animate drew into: its size fixes the frames' pixels
-        pixels = check_pixels(args.dpi, *fig.get_size_inches(), "each frame")
+        pixels = check_pixels(args.dpi, *cast("tuple[float, float]", fig.get_size_inches()), "each frame")
         check_frames_memory(geom.shape[1] if args.transposed else geom.shape[0], pixels, args.dpi)
     except ArgumentError:
         with warnings.catch_warnings():  # matplotlib's "deleted without rendering": we meant it
@@ -257,7 +264,7 @@ def _animate(args) -> int:
 # --------------------------------------------------------------------------- verify
 
 
-def _verify(args) -> int:
+def _verify(args: argparse.Namespace) -> int:
     if args.against is None:
         given = [f for f, v in (("--input", args.input), ("--kernel", args.kernel), ("--transposed", args.transposed)) if v]
         if given:
@@ -344,12 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(prog: str, message) -> int:
+def _fail(prog: str, message: object) -> int:
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line
     return 2
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 done, 1 a check of demo or verify
     failed (or the output was closed before the end, as by ``| head``), 2 bad arguments."""
     try:
@@ -364,7 +371,7 @@ def main(argv=None) -> int:
     return status
 
 
-def _run(argv) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -380,7 +387,7 @@ def _run(argv) -> int:
     if extra:
         return _fail(prog, f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        return cast(int, args.func(args))  # a subcommand's function: its exit status
     except (ValueError, TypeError) as e:  # ours name the flag; the library's are for users too
         return _fail(prog, e)
     except (MemoryError, OverflowError) as e:  # past what the estimates foresaw

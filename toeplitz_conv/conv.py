@@ -230,7 +230,8 @@ def conv_transpose_weight_grad(x: npt.ArrayLike, grad_output: npt.ArrayLike,
         Input of the transposed convolution.
     grad_output : (N, C_out, *out_spatial) or (C_out, *out_spatial) array_like
     weight_shape : (C_in, C_out/groups, *kernel) tuple of int
-    stride, padding, output_padding, dilation, groups : as ``conv_transpose_matrix``
+    stride, padding, output_padding, dilation, groups
+        As in :func:`conv_transpose_matrix`.
 
     Returns
     -------

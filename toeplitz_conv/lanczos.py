@@ -17,11 +17,14 @@ checked by a second run on the operator deflated of the vectors found
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from math import ceil
+from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
@@ -46,7 +49,7 @@ CHECK_TOLS = (1e-4, 1e-6)
 
 
 @contextmanager
-def _blas_threads(n: int | None):
+def _blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS to ``n`` threads inside the block (a no-op without threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -56,20 +59,20 @@ def _blas_threads(n: int | None):
         yield
 
 
-def _normal_operator(A):
+def _normal_operator(A: ConvOperator) -> tuple[LinearOperator, int]:
     """``(N, size)``: the smaller normal operator (``A^H A`` if ``C`` is tall, ``A A^H`` if
     wide: its eigenvalues are exactly the ``min(C.shape)`` squared singular values)."""
     m, n = A.shape
     if n <= m:
-        def normal(x):
-            return A.rmatvec(A.matvec(x))
+        def normal(x: np.ndarray) -> np.ndarray:
+            return cast(np.ndarray, A.rmatvec(A.matvec(x)))  # scipy is untyped
     else:
-        def normal(x):
-            return A.matvec(A.rmatvec(x))
+        def normal(x: np.ndarray) -> np.ndarray:
+            return cast(np.ndarray, A.matvec(A.rmatvec(x)))
     return LinearOperator((min(m, n),) * 2, matvec=normal, dtype=A.dtype), min(m, n)
 
 
-def _start(dtype, size, seed=0):
+def _start(dtype: npt.DTypeLike, size: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v0 = rng.standard_normal(size)
     if np.dtype(dtype).kind == "c":
@@ -80,7 +83,8 @@ def _start(dtype, size, seed=0):
 # --------------------------------------------------------------------------- eigenpairs
 
 
-def _eigsh(op, k: int, tol: float, v0, ncv: int, maxiter):
+def _eigsh(op: LinearOperator, k: int, tol: float, v0: np.ndarray, ncv: int,
+           maxiter: int | None) -> tuple[np.ndarray, np.ndarray]:
     """ARPACK's top ``k`` eigenpairs of ``op``, descending; an operator that maps the random
     ``v0`` to exactly 0 is the zero operator (ARPACK refuses it): eigenvalues 0, any vectors."""
     size = op.shape[0]
@@ -92,7 +96,8 @@ def _eigsh(op, k: int, tol: float, v0, ncv: int, maxiter):
     return lam[order], V[:, order]
 
 
-def top_eigenpairs(op, k: int, tol: float, v0, ncv: int, maxiter=None):
+def top_eigenpairs(op: LinearOperator, k: int, tol: float, v0: np.ndarray, ncv: int,
+                   maxiter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest eigenvalues (descending) of a Hermitian ``op`` and their vectors,
     each eigenvalue as often as it repeats.
 
@@ -117,10 +122,10 @@ def top_eigenpairs(op, k: int, tol: float, v0, ncv: int, maxiter=None):
             break
         Q = np.linalg.qr(V)[0]
 
-        def deflated(x, Q=Q):
+        def deflated(x: np.ndarray, Q: np.ndarray = Q) -> np.ndarray:
             x = x - Q @ (Q.conj().T @ x)
             y = op @ x
-            return y - Q @ (Q.conj().T @ y)
+            return cast(np.ndarray, y - Q @ (Q.conj().T @ y))  # op is scipy's: untyped
 
         D = LinearOperator(op.shape, matvec=deflated, dtype=op.dtype)
         u0 = u = _start(op.dtype, size, seed)
@@ -145,7 +150,7 @@ def top_eigenpairs(op, k: int, tol: float, v0, ncv: int, maxiter=None):
 # --------------------------------------------------------------------------- one group
 
 
-def lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
+def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
     """Top ``k`` singular values (descending) from ARPACK's Lanczos on the smaller normal
     operator, each as often as it repeats (:func:`top_eigenpairs`)."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
@@ -165,7 +170,7 @@ def lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
             f"Lanczos did not converge to the {k} largest singular values of this "
             f"{A.shape[0]:,} x {A.shape[1]:,} layer in {maxiter} restarts: use a larger tol "
             f"(got tol={tol}), or method='dense' if it fits in memory.") from e
-    return np.sqrt(np.clip(lam, 0, None))
+    return cast(np.ndarray, np.sqrt(np.clip(lam, 0, None)))  # numpy's stubs: Any
 
 
 #: The bottom of a layer's spectrum by shift-invert Lanczos (a sparse LU of ``N + delta I``)
@@ -174,7 +179,8 @@ def lanczos_values(w, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
 
-def smallest_values(w, geom: ConvGeometry, k: int, tol: float, kw):
+def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
+                    kw: Mapping[str, Any]) -> tuple[np.ndarray, float]:
     """``(values, sigma_max)``: the bottom ``k`` singular values, and the top one to 1e-6 (the
     shift needs it; the caller's rank tolerance reuses it). Shift-invert Lanczos on the
     explicit normal matrix while its LU is affordable (the bottom eigenvalues become the top
@@ -230,7 +236,7 @@ def smallest_values(w, geom: ConvGeometry, k: int, tol: float, kw):
 # --------------------------------------------------------------------------- the layer
 
 
-def dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
+def dense_values(w: np.ndarray, geom: ConvGeometry, kw: Mapping[str, Any]) -> np.ndarray:
     """All singular values (descending) of the explicit dense matrix, if it fits in memory."""
     m, n = geom.shape
     itemsize = 16 if np.iscomplexobj(w) else 8
@@ -241,18 +247,19 @@ def dense_values(w, geom: ConvGeometry, kw) -> np.ndarray:
     return np.linalg.svd(C.toarray(), compute_uv=False)
 
 
-def distinct_groups(w, geom: ConvGeometry):
+def distinct_groups(w: np.ndarray, geom: ConvGeometry) -> list[tuple[np.ndarray, int]]:
     """``[(weight, count)]``: the distinct groups of a grouped layer's weight, with how many
     groups have each. The matrix is block diagonal with one ``C_out/G x C_in/G`` block per
     group, so its singular values are those of the blocks, each group's ``count`` times."""
-    seen: dict[bytes, list] = {}
+    seen: dict[bytes, list[Any]] = {}  # [part, count]
     for part in np.split(w, geom.groups):
         entry = seen.setdefault(np.ascontiguousarray(part).tobytes(), [part, 0])
         entry[1] += 1
     return [(part, count) for part, count in seen.values()]
 
 
-def svds_values(w, geom: ConvGeometry, k: int, which: str, tol: float, kw):
+def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
+                tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, float]:
     """``(values, sigma_max)``: at least the top (or bottom) ``k`` singular values by Lanczos,
     unsorted, and the largest singular value (exact from the top, to about 1e-6 from the
     bottom). A layer whose groups repeat is solved one distinct group at a time, each for

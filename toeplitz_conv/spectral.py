@@ -27,10 +27,13 @@ reported as exactly 0: the layer is rank-deficient there.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from math import prod
+from typing import Any, Literal, SupportsIndex, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ._args import check_choice, is_int, real_number
 from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
@@ -48,12 +51,18 @@ DENSE_AUTO_MAX = 256
 #: ~1.5 s dense, over a minute by Lanczos to 1e-10).
 DENSE_SMALLEST_MAX = 4096
 
+#: The ``method`` argument, and the method that ran (``'auto'`` resolved).
+Method = Literal["auto", "fft", "dense", "svds"]
+Resolved = Literal["fft", "dense", "svds"]
+#: The end of the spectrum ``k`` takes.
+Which = Literal["largest", "smallest"]
 
-def _check_which(which) -> str:
-    return check_choice("which", which, ("largest", "smallest"))
+
+def _check_which(which: object) -> Which:
+    return cast(Which, check_choice("which", which, ("largest", "smallest")))
 
 
-def _check_k(k, limit: int) -> int:
+def _check_k(k: object, limit: int) -> int:
     """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
     if not is_int(k):
         raise TypeError(f"k must be a positive integer or None (all values); got {k!r}.")
@@ -65,11 +74,11 @@ def _check_k(k, limit: int) -> int:
     return int(k)
 
 
-def _check_tol(tol) -> float:
+def _check_tol(tol: object) -> float:
     return real_number("tol", tol, "a float in [0, 1) (0: machine precision)", lambda t: 0 <= t < 1)
 
 
-def _finite_weight(weight) -> np.ndarray:
+def _finite_weight(weight: npt.ArrayLike) -> np.ndarray:
     """A convolution weight with finite entries only: a NaN or inf has no singular values."""
     w = check_weight(weight)
     finite = np.isfinite(w)
@@ -84,7 +93,7 @@ def _finite_weight(weight) -> np.ndarray:
     return w
 
 
-def _unit_scale(w: np.ndarray):
+def _unit_scale(w: np.ndarray) -> tuple[np.ndarray, int]:
     """``(w / 2**e, e)`` in float64 (complex128) with ``max |w / 2**e|`` in ``[0.5, 1)``: exact
     (a power of two), and it keeps the squares of the normal operator clear of overflow and
     underflow (weights near 1e200 or 1e-200); the singular values scale back by ``2**e``."""
@@ -115,35 +124,43 @@ class Spectrum:
         Shape of the convolution matrix.
     """
 
-    values: np.ndarray
-    method: str
-    shape: tuple
+    values: npt.NDArray[np.float64]
+    method: Resolved
+    shape: tuple[int, int]
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None,
+                  copy: bool | None = None) -> npt.NDArray[Any]:
         return self.values if dtype is None else self.values.astype(dtype)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.values)
 
-    def __getitem__(self, item):
+    @overload
+    def __getitem__(  # type: ignore[overload-overlap]  # a 0-d int array is SupportsIndex too
+            self, item: slice | Sequence[int] | npt.NDArray[np.integer[Any] | np.bool_]
+    ) -> npt.NDArray[np.float64]: ...
+    @overload
+    def __getitem__(self, item: SupportsIndex) -> np.float64: ...
+    def __getitem__(self, item: Any) -> Any:
         return self.values[item]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[np.float64]:
         return iter(self.values)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         vals = np.array2string(self.values, threshold=6, precision=6)
         return f"Spectrum(method={self.method!r}, shape={self.shape}, values={vals})"
 
 
-def _zero_tiny(s: np.ndarray, shape, s_max: float) -> np.ndarray:
+def _zero_tiny(s: np.ndarray, shape: tuple[int, int], s_max: float) -> np.ndarray:
     """Values below numpy's rank tolerance ``max(shape) * eps * sigma_max`` are exactly 0."""
     s = s.copy()
     s[s <= max(shape) * np.finfo(np.float64).eps * s_max] = 0.0
     return s
 
 
-def _resolve(method, geom: ConvGeometry, k, which="largest"):
+def _resolve(method: Method, geom: ConvGeometry, k: int | None,
+             which: Which = "largest") -> Resolved:
     reason = fft_applies(geom)
     m, n = geom.shape
     if method == "auto":
@@ -166,7 +183,7 @@ def _resolve(method, geom: ConvGeometry, k, which="largest"):
             f"{min(m, n)}); got k=None. For all of them use method='dense' (or 'fft' when it "
             f"applies)."
         )
-    if method == "svds" and k >= min(m, n):
+    if method == "svds" and cast(int, k) >= min(m, n):  # k is not None: raised above
         raise ValueError(
             f"k must be smaller than min(C.shape) = {min(m, n)} for method='svds' (ARPACK's "
             f"limit; the matrix is {m} x {n}); got k={k}. Use method='dense'."
@@ -175,8 +192,11 @@ def _resolve(method, geom: ConvGeometry, k, which="largest"):
 
 
 @with_geometry_doc
-def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", k=None, which="largest", method="auto", tol=1e-12):
+def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                    stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                    dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                    k: int | None = None, which: Which = "largest", method: Method = "auto",
+                    tol: float = 1e-12) -> Spectrum:
     """Exact singular values of a convolution layer's matrix, by the fastest exact method.
 
     Parameters
@@ -257,7 +277,7 @@ def singular_values(weight, input_shape, *, stride=1, padding=0, dilation=1, gro
     >>> s4.method, s4.values.shape
     ('svds', (3,))
 
-Repeated values come out as often as they repeat, here those of two equal groups:
+    Repeated values come out as often as they repeat, here those of two equal groups:
 
     >>> g = np.random.default_rng(6).standard_normal((2, 2, 3, 3))
     >>> s5 = singular_values(np.concatenate([g, g]), (4, 12, 12), padding=1, groups=2, k=4)
@@ -265,10 +285,10 @@ Repeated values come out as often as they repeat, here those of two equal groups
     ('svds', True)
     """
     w = _finite_weight(weight)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-              padding_mode=padding_mode)
+    kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
     which = _check_which(which)
     if k is not None:
         k = _check_k(k, min(geom.shape))
@@ -284,7 +304,7 @@ Repeated values come out as often as they repeat, here those of two equal groups
     elif method == "dense":
         s = dense_values(w, geom, kw)
     else:
-        s, s_max = svds_values(w, geom, k, which, tol, kw)
+        s, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
     s = _zero_tiny(s, geom.shape, s_max if method == "svds" else (s[0] if s.size else 0.0))
     if k is not None:
@@ -293,8 +313,11 @@ Repeated values come out as often as they repeat, here those of two equal groups
 
 
 @with_geometry_doc
-def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                     padding_mode="zeros", method="auto", tol=1e-12):
+def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                     stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                     dilation: int | Sequence[int] = 1, groups: int = 1,
+                     padding_mode: str = "zeros", method: Method = "auto",
+                     tol: float = 1e-12) -> float:
     """``sigma_max / sigma_min`` of a layer's matrix, over its ``min(C.shape)`` singular values.
 
     ``inf`` for a rank-deficient layer (a zero singular value). Same arguments as
@@ -314,9 +337,10 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
     inf
     """
     w = _finite_weight(weight)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
     if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_SMALLEST_MAX:
         method = "svds"
     if method == "svds" and min(geom.shape) < 2:
@@ -331,8 +355,10 @@ def condition_number(weight, input_shape, *, stride=1, padding=0, dilation=1, gr
 
 
 @with_geometry_doc
-def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros", method="auto", tol=1e-10):
+def operator_norm(weight: npt.ArrayLike, input_shape: Sequence[int], *,
+                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                  dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+                  method: Method = "auto", tol: float = 1e-10) -> float:
     """The largest singular value of a layer: its Lipschitz constant in the 2-norm.
 
     Parameters
@@ -370,7 +396,7 @@ def operator_norm(weight, input_shape, *, stride=1, padding=0, dilation=1, group
     w = _finite_weight(weight)
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
-    method = check_choice("method", method, ("auto", "fft", "dense", "svds"))
+    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
     tol = _check_tol(tol)
     if min(geom.shape) == 1 and method in ("auto", "svds"):
         method = "fft" if method == "auto" and fft_applies(geom) is None else "dense"

@@ -181,7 +181,8 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
         ``(C_out, C_in/groups, *kernel)``; ``(C_in, C_out/groups, *kernel)`` when ``transposed``.
     input_shape : tuple of int
         One sample of ``fn``'s input.
-    stride, padding, dilation, groups, padding_mode : as ``torch.nn.ConvNd``
+    stride, padding, dilation, groups, padding_mode
+        As in ``torch.nn.ConvNd``.
     transposed : bool, default False
         Compare with ``conv_transposeNd`` (``output_padding`` as torch's).
     rtol, atol : float

@@ -13,22 +13,38 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from ._args import real_number
 from .conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
 from .network import compile as compile_network
 from .pool import adaptive_avg_pool_matrix, avg_pool_matrix, max_pool_matrix
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.nn.modules.conv import _ConvNd
+
+    #: ``(section, label, check)``: ``check()`` -> the largest absolute difference.
+    Case = tuple[str, str, Callable[[], float]]
+    #: ``torch_conv()``: the torch layer, its input (requiring grad) and its output.
+    TorchConv = Callable[[], tuple[_ConvNd, torch.Tensor, torch.Tensor]]
+    #: ``rand(*shape)``: standard normal samples; ``err(a, b)``: the largest |a - b|.
+    Rand = Callable[..., npt.NDArray[np.float64]]
+    Err = Callable[[npt.ArrayLike, npt.ArrayLike], float]
+
 
 class Progress:
     """A plain-text progress bar: redrawn in place on a terminal, milestones otherwise."""
 
-    def __init__(self, total: int, stream=None, width: int = 30):
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
         self.total, self.done, self.width = total, 0, width
         self.stream = stream or sys.stdout
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.tty: bool = getattr(self.stream, "isatty", lambda: False)()
         self._last = -1
 
     def step(self, label: str) -> None:
@@ -45,7 +61,7 @@ class Progress:
         self.stream.flush()
 
 
-def cases():
+def cases() -> list[Case]:
     """The grid: ``[(section, label, check)]``, ``check()`` -> max abs error (or raises)."""
     import torch
     import torch.nn as nn
@@ -54,18 +70,18 @@ def cases():
     rng = np.random.default_rng(0)
     dt = torch.float64
 
-    def rand(*shape):
+    def rand(*shape: int) -> npt.NDArray[np.float64]:
         return rng.standard_normal(shape)
 
-    def err(a, b) -> float:
+    def err(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
         a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
         if a.shape != b.shape:
             raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
         return float(np.abs(a - b).max()) if a.size else 0.0
 
-    conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+    conv_cls: dict[int, Callable[..., _ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
     # (label, weight shape, input shape, options)
-    geometries = [
+    geometries: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
         ("1D k3", (2, 1, 3), (1, 9), {}),
         ("1D stride 2 pad 1 dil 2", (3, 2, 3), (2, 11), dict(stride=2, padding=1, dilation=2)),
         ("1D reflect", (2, 2, 3), (2, 7), dict(padding=2, padding_mode="reflect")),
@@ -84,12 +100,13 @@ def cases():
         ("3D stride 2 pad 1", (2, 2, 3, 3, 3), (2, 5, 5, 5), dict(stride=2, padding=1)),
         ("3D circular", (2, 1, 2, 3, 3), (1, 4, 4, 4), dict(padding=1, padding_mode="circular")),
     ]
-    grid = []
+    grid: list[Case] = []
     for label, wshape, ishape, opts in geometries:
         n = len(ishape) - 1
         w, x = rand(*wshape), rand(2, *ishape)
 
-        def torch_conv(w=w, x=x, opts=opts, n=n, wshape=wshape):
+        def torch_conv(w: np.ndarray = w, x: np.ndarray = x, opts: dict[str, Any] = opts, n: int = n,
+                       wshape: tuple[int, ...] = wshape) -> tuple[_ConvNd, torch.Tensor, torch.Tensor]:
             layer = conv_cls[n](wshape[1] * opts.get("groups", 1), wshape[0], wshape[2:], bias=False,
                                 **opts).to(dt)
             with torch.no_grad():
@@ -97,24 +114,27 @@ def cases():
             xt = torch.from_numpy(x).requires_grad_(True)
             return layer, xt, layer(xt)
 
-        def forward(w=w, x=x, ishape=ishape, opts=opts, torch_conv=torch_conv):
+        def forward(w: np.ndarray = w, x: np.ndarray = x, ishape: tuple[int, ...] = ishape,
+                    opts: dict[str, Any] = opts, torch_conv: TorchConv = torch_conv) -> float:
             C = conv_matrix(w, ishape, **opts)
             _, _, y = torch_conv()
             return err(C @ x.reshape(2, -1).T, y.detach().numpy().reshape(2, -1).T)
 
-        def backward(w=w, x=x, ishape=ishape, opts=opts, torch_conv=torch_conv):
+        def backward(w: np.ndarray = w, x: np.ndarray = x, ishape: tuple[int, ...] = ishape,
+                     opts: dict[str, Any] = opts, torch_conv: TorchConv = torch_conv) -> float:
             layer, xt, y = torch_conv()
             delta = rand(*y.shape)
-            y.backward(torch.from_numpy(delta))
+            y.backward(torch.from_numpy(delta))  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             C = conv_matrix(w, ishape, **opts)
-            e_dx = err(C.T @ delta.reshape(2, -1).T, xt.grad.numpy().reshape(2, -1).T)
+            e_dx = err(C.T @ delta.reshape(2, -1).T,
+                       xt.grad.numpy().reshape(2, -1).T)  # type: ignore[union-attr]  # .grad: set by backward()
             dW = conv_weight_grad(x, delta, w.shape, **opts)
-            return max(e_dx, err(dW, layer.weight.grad.numpy()))
+            return max(e_dx, err(dW, layer.weight.grad.numpy()))  # type: ignore[union-attr]  # .grad: set by backward()
 
         grid.append(("forward", label, forward))
         grid.append(("input + weight gradient", label, backward))
 
-    tgeoms = [
+    tgeoms: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any]]] = [
         ("1D stride 2 out_pad 1", (2, 3, 3), (2, 5), dict(stride=2, padding=1, output_padding=1)),
         ("2D stride 2 pad 1 out_pad 1", (3, 2, 3, 3), (3, 4, 4), dict(stride=2, padding=1, output_padding=1)),
         ("2D groups 2 dilation 2", (4, 1, 3, 3), (4, 3, 3), dict(groups=2, dilation=2)),
@@ -125,15 +145,16 @@ def cases():
     for label, wshape, ishape, opts in tgeoms:
         w, x = rand(*wshape), rand(2, *ishape)
 
-        def transposed(w=w, x=x, ishape=ishape, opts=opts):
+        def transposed(w: np.ndarray = w, x: np.ndarray = x, ishape: tuple[int, ...] = ishape,
+                       opts: dict[str, Any] = opts) -> float:
             T = conv_transpose_matrix(w, ishape, **opts)
             xt, wt = torch.from_numpy(x), torch.from_numpy(w).requires_grad_(True)
             y = tfun[len(ishape) - 1](xt, wt, **opts)
             delta = rand(*y.shape)
-            y.backward(torch.from_numpy(delta))
+            y.backward(torch.from_numpy(delta))  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             dW = conv_transpose_weight_grad(x, delta, w.shape, **opts)
             return max(err(T @ x.reshape(2, -1).T, y.detach().numpy().reshape(2, -1).T),
-                       err(dW, wt.grad.numpy()))
+                       err(dW, wt.grad.numpy()))  # type: ignore[union-attr]  # .grad: set by backward()
 
         grid.append(("transposed conv", label, transposed))
 
@@ -142,15 +163,16 @@ def cases():
     return grid
 
 
-def _pool_cases(rand, err):
+def _pool_cases(rand: Rand, err: Err) -> list[Case]:
     """Pooling matrices against torch."""
     import torch
     import torch.nn.functional as F
 
     avg = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
     mx = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-    ada = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
-    grid = []
+    ada: dict[int, Callable[..., torch.Tensor]] = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d,
+                                                   3: F.adaptive_avg_pool3d}
+    grid: list[Case] = []
     for label, ishape, k, opts in [
         ("avg 1D k2", (2, 8), 2, {}),
         ("avg 2D k3 s2 p1", (3, 7, 7), 3, dict(stride=2, padding=1)),
@@ -158,7 +180,7 @@ def _pool_cases(rand, err):
                                                         count_include_pad=False)),
         ("avg 3D k2", (2, 4, 4, 4), 2, {}),
     ]:
-        def check(ishape=ishape, k=k, opts=opts):
+        def check(ishape: tuple[int, ...] = ishape, k: int = k, opts: dict[str, Any] = opts) -> float:
             x = rand(*ishape)
             P = avg_pool_matrix(ishape, k, **opts)
             return err(P @ x.ravel(), avg[len(ishape) - 1](torch.from_numpy(x)[None], k, **opts).numpy())
@@ -169,18 +191,22 @@ def _pool_cases(rand, err):
         ("max 2D k3 s2 p1 dil 2", (2, 9, 9), 3, dict(stride=2, padding=1, dilation=2)),
         ("max 3D k2", (1, 4, 4, 4), 2, {}),
     ]:
-        def check(ishape=ishape, k=k, opts=opts):
+        def check(ishape: tuple[int, ...] = ishape, k: int = k, opts: dict[str, Any] = opts) -> float:
             x = rand(*ishape)
             S = max_pool_matrix(x, k, **opts, spatial_dims=len(ishape) - 1)  # (1, 4, 4, 4): 3D
             xt = torch.from_numpy(x)[None].requires_grad_(True)
             y = mx[len(ishape) - 1](xt, k, **opts)
             delta = rand(*y.shape)
             y.backward(torch.from_numpy(delta))
-            return max(err(S @ x.ravel(), y.detach().numpy()), err(S.T @ delta.ravel(), xt.grad.numpy()))
+            return max(err(S @ x.ravel(), y.detach().numpy()),
+                       err(S.T @ delta.ravel(), xt.grad.numpy()))  # type: ignore[union-attr]  # .grad: set by backward()
         grid.append(("pooling", label, check))
-    for label, ishape, size in [("adaptive 1D 7->3", (2, 7), 3), ("adaptive 2D 7x5->3x2", (2, 7, 5), (3, 2)),
-                                ("adaptive 2D global", (3, 5, 5), 1)]:
-        def check(ishape=ishape, size=size):
+    adaptive: list[tuple[str, tuple[int, ...], int | tuple[int, ...]]] = [
+        ("adaptive 1D 7->3", (2, 7), 3), ("adaptive 2D 7x5->3x2", (2, 7, 5), (3, 2)),
+        ("adaptive 2D global", (3, 5, 5), 1)]
+    for label, ishape, size in adaptive:
+        def check(ishape: tuple[int, ...] = ishape,  # type: ignore[misc]  # one check per loop, not variants
+                  size: int | tuple[int, ...] = size) -> float:
             x = rand(*ishape)
             P = adaptive_avg_pool_matrix(ishape, size)
             return err(P @ x.ravel(), ada[len(ishape) - 1](torch.from_numpy(x)[None], size).numpy())
@@ -188,12 +214,12 @@ def _pool_cases(rand, err):
     return grid
 
 
-def _network_cases(rand, err):
+def _network_cases(rand: Rand, err: Err) -> list[Case]:
     """A compiled CNN against torch: forward, parameter and input gradients."""
     import torch
     import torch.nn as nn
 
-    def build():
+    def build() -> nn.Sequential:
         torch.manual_seed(0)
         return nn.Sequential(
             nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -201,7 +227,7 @@ def _network_cases(rand, err):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3),
         ).double()
 
-    def network():
+    def network() -> float:
         model = build()
         x = rand(2, 1, 8, 8)
         net = compile_network(model, (1, 8, 8))
@@ -212,9 +238,9 @@ def _network_cases(rand, err):
         delta = rand(*y.shape)
         y.backward(torch.from_numpy(delta))
         grads, dx = net.backward(delta)
-        e = max(e, err(dx, xt.grad.numpy()))
+        e = max(e, err(dx, xt.grad.numpy()))  # type: ignore[union-attr]  # .grad: set by backward()
         for name, p in model.named_parameters():
-            e = max(e, err(grads[name], p.grad.numpy()))
+            e = max(e, err(grads[name], p.grad.numpy()))  # type: ignore[union-attr]  # .grad: set by backward()
         return e
 
     return [("compiled network", "conv-relu-maxpool-conv(reflect)-relu-gap-linear", network)]
@@ -232,8 +258,8 @@ def run(atol: float, prog: str = "toeplitz-conv") -> int:
         return 2
     grid = cases()
     progress = Progress(len(grid))
-    results = {}  # section -> [count, passed, max error]
-    failures = []
+    results: dict[str, list[float]] = {}  # section -> [count, passed, max error]
+    failures: list[str] = []
     start = time.perf_counter()
     for section, label, check in grid:
         try:

@@ -8,7 +8,8 @@ parameters are made by the factories below (:func:`leaky_relu`, :func:`hardtanh`
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import numpy as np
 from scipy.special import erf, expit
@@ -19,41 +20,42 @@ class Elementwise(NamedTuple):
     ``delta * sigma'(Z)`` (``A = sigma(Z)``, kept from the forward), torch's formulas, and
     ``lipschitz = sup |sigma'|``, its Lipschitz constant (in any norm, being elementwise)."""
 
-    forward: Callable
-    backward: Callable
+    forward: Callable[[np.ndarray], np.ndarray]
+    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
     lipschitz: float
 
 
 _BETA, _KAPPA = np.sqrt(2 / np.pi), 0.044715
 
 
-def _gelu_tanh_grad(delta, X, Y):
+def _gelu_tanh_grad(delta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     t = np.tanh(_BETA * (X + _KAPPA * X ** 3))
-    return delta * (0.5 * (1 + t) + 0.5 * X * (1 - t * t) * _BETA * (1 + 3 * _KAPPA * X * X))
+    return cast(np.ndarray, delta * (0.5 * (1 + t) + 0.5 * X * (1 - t * t) * _BETA
+                                     * (1 + 3 * _KAPPA * X * X)))  # numpy's stubs: Any
 
 
-def _gelu_grad(delta, X, Y):
+def _gelu_grad(delta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     cdf = 0.5 * (1 + erf(X * np.sqrt(0.5)))
     pdf = np.exp(-0.5 * X * X) / np.sqrt(2 * np.pi)
-    return delta * (cdf + X * pdf)
+    return cast(np.ndarray, delta * (cdf + X * pdf))  # erf is scipy's: untyped
 
 
-def _silu_grad(delta, X, Y):
+def _silu_grad(delta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     s = expit(X)
-    return delta * s * (1 + X * (1 - s))
+    return cast(np.ndarray, delta * s * (1 + X * (1 - s)))  # expit is scipy's: untyped
 
 
-def _softplus0(X):
+def _softplus0(X: np.ndarray) -> np.ndarray:
     """``log(1 + e^x)`` without overflow."""
-    return np.logaddexp(0, X)
+    return cast(np.ndarray, np.logaddexp(0, X))  # numpy's stubs: Any
 
 
-def _mish_grad(delta, X, Y):
+def _mish_grad(delta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     t = np.tanh(_softplus0(X))
-    return delta * (t + X * expit(X) * (1 - t * t))
+    return cast(np.ndarray, delta * (t + X * expit(X) * (1 - t * t)))  # expit: untyped
 
 
-def _hardswish_grad(delta, X, Y):
+def _hardswish_grad(delta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return delta * np.where(X < -3, 0.0, np.where(X <= 3, X / 3 + 0.5, 1.0))
 
 
@@ -85,7 +87,7 @@ def softplus(beta: float = 1.0, threshold: float = 20.0) -> Elementwise:
 #: Phi(sqrt 2) + sqrt(2) phi(sqrt 2)); for the tanh-GELU, SiLU and Mish, the maximum of |sigma'|
 #: on a grid of step 1e-6 over [-12, 12] (|sigma''| <= 1, and sigma' is monotone outside),
 #: rounded up by 1e-5.
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Elementwise] = {
     "relu": Elementwise(lambda X: np.maximum(X, 0), lambda delta, X, Y: delta * (Y > 0), 1.0),
     "relu6": hardtanh(0.0, 6.0),
     "sigmoid": Elementwise(expit, lambda delta, X, Y: delta * (1 - Y) * Y, 0.25),

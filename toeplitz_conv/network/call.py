@@ -10,7 +10,16 @@ matrices of parameter-free linear ops are read off torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class ModuleError(Exception):
@@ -38,7 +47,7 @@ class Operand:
 
     k: int
     index: int
-    shape: tuple
+    shape: tuple[int, ...]
 
 
 class Call:
@@ -63,45 +72,49 @@ class Call:
         `` at file:line `code` `` when the tracer recorded the source line, else ''.
     """
 
-    def __init__(self, *, label, node, kind, module, fn, args, kwargs, operands, params,
-                 param_names, dtype, where):
+    pnames: dict[str, str]  # local parameter name ('weight') -> full name; set by compile
+
+    def __init__(self, *, label: str, node: str, kind: str, module: nn.Module | None,
+                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 operands: list[Operand], params: dict[str, np.ndarray],
+                 param_names: dict[int, str], dtype: npt.DTypeLike, where: str) -> None:
         self.label, self.node, self.kind, self.module = label, node, kind, module
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.operands, self.params, self.dtype, self.where = operands, params, dtype, where
         self.param_ids = param_names  # id(tensor) -> full parameter name
-        self.value = None
+        self.value: Any = None
 
     @property
-    def title(self):
+    def title(self) -> str:
         """The label, or ``'<model>'`` for a model that is itself one supported module."""
         return self.label or "<model>"
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         """Sample shape of the first data operand."""
         return self.operands[0].shape
 
-    def arg(self, i, name, default=None):
+    def arg(self, i: int | None, name: str, default: Any = None) -> Any:
         """Argument ``i`` (positional) or ``name`` (keyword), else ``default``."""
         if i is not None and len(self.args) > i:
             return self.args[i]
         return self.kwargs.get(name, default)
 
-    def apply(self, *tensors, **overrides):
+    def apply(self, *tensors: torch.Tensor, **overrides: Any) -> Any:
         """Run the op with its data operands replaced by ``tensors`` (in operand order)."""
         from torch.fx.node import map_aggregate
 
-        def put(a):
+        def put(a: Any) -> Any:
             return tensors[a.k] if isinstance(a, Operand) else a
 
         args = map_aggregate(self.args, put)
         kwargs = {**map_aggregate(self.kwargs, put), **overrides}
         return self.fn(*args, **kwargs)
 
-    def param_name(self, tensor):
+    def param_name(self, tensor: object) -> str | None:
         """The full parameter name of ``tensor`` (a model parameter read in the traced code),
         or None."""
         return self.param_ids.get(id(tensor))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{self.kind} {self.label!r}"

@@ -13,55 +13,71 @@ torch is imported only when a model is compiled (here and by the builders).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from math import prod
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array, as_tuple, check_int_range, is_int
 from ..memory import check_size
 from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
+from .layers import Layer
 from .linear_ops import BATCH
 from .model import Network
-from .modules import entry_of, registry, supported_modules
+from .modules import Entry, entry_of, registry, supported_modules
 from .ops import functions, methods
 from .trace import source, trace
+
+if TYPE_CHECKING:
+    import torch
+    import torch.fx
+    from torch import nn
+    from torch.fx.node import Argument
+
+    from .ops import Builder
 
 __all__ = ["compile", "supported_modules", "supported_ops", "registry", "trace", "ModuleError",
            "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]
 
 
-def supported_ops() -> tuple:
+def supported_ops() -> tuple[str, ...]:
     """The functions and tensor methods :func:`compile` accepts inside ``forward``."""
     return tuple(functions()) + tuple(methods())
 
 
-def _callee(gm, node):
+def _callee(gm: torch.fx.GraphModule, node: torch.fx.Node
+            ) -> tuple[Callable[..., Any], str, str, nn.Module | None, Builder | None]:
     """``(fn, label, kind, module, builder)`` of a call node; builder None if unsupported."""
+    build: Builder | None
     if node.op == "call_module":
-        m = gm.get_submodule(node.target)
+        qualname = cast(str, node.target)  # a call_module's target is the module's name
+        m = gm.get_submodule(qualname)
         entry = entry_of(m)
-        return m, node.target, type(m).__name__, m, entry and entry.build
+        return m, qualname, type(m).__name__, m, entry and entry.build
     if node.op == "call_function":
         for name, (target, build) in functions().items():
             if target is node.target:
                 return node.target, node.name, name, None, build
-        return node.target, node.name, _function_name(node.target), None, None
+        fn = cast("Callable[..., Any]", node.target)  # a call_function's target is the function
+        return fn, node.name, _function_name(fn), None, None
     name = f".{node.target}"
     build = methods().get(name, (None, None))[1]
 
-    def method(self, *args, **kwargs):
-        return getattr(self, node.target)(*args, **kwargs)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, cast(str, node.target))(*args, **kwargs)
     return method, node.name, name, None, build
 
 
-def _function_name(fn):
+def _function_name(fn: object) -> str:
     module = getattr(fn, "__module__", None) or ""
     short = {"torch.nn.functional": "F", "_operator": "operator", "torch._C._nn": "torch._C._nn"}.get(module, module)
     return f"{short}.{getattr(fn, '__name__', repr(fn))}" if short else getattr(fn, "__name__", repr(fn))
 
 
-def _unsupported(call, node):
+def _unsupported(call: Call, node: torch.fx.Node) -> UnsupportedModuleError:
     if node.op == "call_module":
         return UnsupportedModuleError(
             f"compile does not support module {call.title!r} of type {call.kind}{call.where}; "
@@ -74,16 +90,17 @@ def _unsupported(call, node):
     )
 
 
-def _params_in(value, param_names):
+def _params_in(value: Argument, param_names: dict[int, str]) -> list[str]:
     """Full names of the parameters found in a call's arguments."""
     from torch.fx.node import map_aggregate
 
-    found = []
+    found: list[str] = []
     map_aggregate(value, lambda a: found.append(param_names[id(a)]) if id(a) in param_names else None)
     return found
 
 
-def _check_node(call, layer, examples, value, dtype):
+def _check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], value: torch.Tensor,
+                dtype: npt.DTypeLike) -> None:
     """The node's output on the example equals torch's (a guard on every builder)."""
     import torch
 
@@ -103,16 +120,16 @@ def _check_node(call, layer, examples, value, dtype):
 _INPLACE = {"iadd", "isub", "imul", "itruediv"}
 
 
-def _mutated(node, call):
+def _mutated(node: torch.fx.Node, call: Call) -> bool:
     """True if the call changes its first data operand in place."""
     if node.op == "call_method":
-        return node.target.endswith("_")
+        return cast(str, node.target).endswith("_")
     if node.op == "call_function" and getattr(node.target, "__name__", "") in _INPLACE:
         return True
     return bool(call.kwargs.get("inplace") or getattr(call.module, "inplace", False))
 
 
-def _build(call, build):
+def _build(call: Call, build: Builder) -> Layer:
     """The builder's node, with argument errors prefixed by the node's name and input shape."""
     try:
         return build(call)
@@ -122,7 +139,8 @@ def _build(call, build):
         raise type(e)(f"layer {call.title!r} ({call.kind}) with input shape {call.shape}: {e}") from e
 
 
-def _add(call, build, examples, layers, dtype):
+def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: list[Layer],
+         dtype: npt.DTypeLike) -> Any:
     """Build the call's node, check it against torch on the example, append it; its value."""
     import torch
 
@@ -158,16 +176,20 @@ def _add(call, build, examples, layers, dtype):
     return value
 
 
-def _walk(gm, model, shape, dtype, params, param_names):
+def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, ...],
+          dtype: npt.DTypeLike, params: dict[str, np.ndarray],
+          param_names: dict[int, str]) -> tuple[list[Layer], int]:
     """The layers (topological order) and the position of the output."""
     import torch
     from torch.fx.node import map_arg
 
     tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
     x = torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(tdtype)
-    layers = []
+    layers: list[Layer] = []
 
-    def make_call(label, node, kind, module, fn, args, kwargs, operands, where=""):
+    def make_call(label: str, node: str, kind: str, module: nn.Module | None,
+                  fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  operands: list[Operand], where: str = "") -> Call:
         call = Call(label=label, node=node, kind=kind, module=module, fn=fn, args=args, kwargs=kwargs,
                     operands=operands, params=params, param_names=param_names, dtype=dtype, where=where)
         call.pnames = {} if module is None else {
@@ -177,8 +199,12 @@ def _walk(gm, model, shape, dtype, params, param_names):
     if gm is None:  # the model is one registered module: one call
         op = Operand(0, 0, shape)
         call = make_call("", "model", type(model).__name__, model, model, (op,), {}, [op])
-        _add(call, entry_of(model).build, [x], layers, dtype)
+        _add(call, cast(Entry, entry_of(model)).build, [x], layers, dtype)  # registered: an entry
         return layers, 1
+    data: dict[torch.fx.Node, tuple[int, torch.Tensor]]  # node -> (position, example value)
+    env: dict[torch.fx.Node, Any]
+    derived: set[torch.fx.Node]
+    output: Argument
     data, env, derived, output = {}, {}, set(), None  # derived: constants computed from parameters
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -192,7 +218,7 @@ def _walk(gm, model, shape, dtype, params, param_names):
             continue
         if node.op == "get_attr":
             value = gm
-            for part in node.target.split("."):
+            for part in cast(str, node.target).split("."):
                 value = getattr(value, part)
             env[node] = value
             if id(value) in param_names:
@@ -201,9 +227,11 @@ def _walk(gm, model, shape, dtype, params, param_names):
         if node.op == "output":
             output = node.args[0]
             continue
+        operands: list[Operand]
+        examples: list[torch.Tensor]
         operands, examples = [], []
 
-        def lookup(n):
+        def lookup(n: torch.fx.Node) -> Any:
             if n in data:
                 op = Operand(len(operands), data[n][0], tuple(data[n][1].shape[1:]))
                 operands.append(op)
@@ -252,7 +280,7 @@ def _walk(gm, model, shape, dtype, params, param_names):
     return layers, data[output][0]
 
 
-def _after(user, node):
+def _after(user: torch.fx.Node, node: torch.fx.Node) -> bool:
     n = node.next
     while n.op != "root":
         if n is user:
@@ -261,16 +289,16 @@ def _after(user, node):
     return False
 
 
-def _has_tensor(value):
+def _has_tensor(value: Argument) -> bool:
     import torch
     from torch.fx.node import map_aggregate
 
-    found = []
+    found: list[torch.Tensor] = []
     map_aggregate(value, lambda a: found.append(a) if isinstance(a, torch.Tensor) else None)
     return bool(found)
 
 
-def _describe(output):
+def _describe(output: object) -> str:
     if isinstance(output, (tuple, list)):
         return f"a {type(output).__name__} of {len(output)}"
     if isinstance(output, dict):
@@ -278,7 +306,7 @@ def _describe(output):
     return "a value that does not depend on the input"
 
 
-def compile(module, input_shape):
+def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     """Compile a PyTorch model into a :class:`Network` of sparse matrices.
 
     The model is traced with ``torch.fx``: an ``nn.Sequential`` becomes a chain, any other

@@ -9,15 +9,25 @@ stacked matrix ``[W_1 | W_2]``).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ..memory import check_size
-from .layers import Activation, MaxPool, Reshape
+from .layers import Activation, Layer, MaxPool, Reshape
 from .nodes import Combine, Product
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    import torch
+    from torch import fx, nn
 
-def _linear(i, M, bias, dtype):
+    from .model import Network
+
+
+def _linear(i: int, M: sp.sparray, bias: np.ndarray | None, dtype: npt.DTypeLike) -> nn.Linear:
     import torch
     from torch import nn
 
@@ -32,25 +42,26 @@ def _linear(i, M, bias, dtype):
     return lin
 
 
-def _on_samples(layer):
+def _on_samples(layer: Layer) -> nn.Module:
     """The layer's own torch call, on flattened samples (``(N, features)`` in and out)."""
     from torch import nn
 
     class OnSamples(nn.Module):
-        def __init__(self, fn, shape, kind):
+        def __init__(self, fn: Callable[..., torch.Tensor], shape: tuple[int, ...],
+                     kind: str) -> None:
             super().__init__()
             self.fn, self.shape, self.kind = fn, shape, kind
 
-        def forward(self, x):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fn(x.reshape(x.shape[0], *self.shape)).reshape(x.shape[0], -1)
 
-        def extra_repr(self):
+        def extra_repr(self) -> str:
             return f"{self.kind} on samples of shape {self.shape}"
 
     return OnSamples(layer.torch_call, layer.in_shape, layer.kind)
 
 
-def _refuse_max_pool(i, layer):
+def _refuse_max_pool(i: int, layer: Layer) -> None:
     if isinstance(layer, MaxPool):
         raise ValueError(
             f"to_mlp needs input-independent linear layers; layer {i} ({layer.name!r}, "
@@ -59,14 +70,14 @@ def _refuse_max_pool(i, layer):
         )
 
 
-def _pointwise(layer):
+def _pointwise(layer: Layer) -> nn.Module:
     """An activation or softmax as a module: a copy of the model's own, else its call."""
     if isinstance(layer, Activation) and layer.module is not None:
-        return copy.deepcopy(layer.module)
+        return cast("nn.Module", copy.deepcopy(layer.module))
     return _on_samples(layer)
 
 
-def to_mlp(net):
+def to_mlp(net: Network) -> nn.Sequential | fx.GraphModule:
     """:meth:`Network.to_mlp`."""
     import torch
     from torch import fx, nn
@@ -75,7 +86,7 @@ def to_mlp(net):
         _refuse_max_pool(i, layer)
     unflatten = [nn.Unflatten(1, net.output_shape)] if len(net.output_shape) > 1 else []
     if net.is_chain:
-        mods = [nn.Flatten()]
+        mods: list[nn.Module] = [nn.Flatten()]
         for i, layer in enumerate(net.layers):
             if isinstance(layer, Reshape):
                 continue
@@ -83,7 +94,7 @@ def to_mlp(net):
         return nn.Sequential(*mods, *unflatten)
     root, graph = nn.Module(), fx.Graph()
     x = graph.placeholder("x")
-    values = {0: graph.call_function(torch.flatten, (x, 1))}
+    values: dict[int, fx.Node] = {0: graph.call_function(torch.flatten, (x, 1))}
     for i, layer in enumerate(net.layers):
         ins = [values[p] for p in layer.inputs]
         name = f"n{i}_{layer.node}".replace(".", "_")

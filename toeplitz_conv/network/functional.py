@@ -8,7 +8,9 @@ A functional layer's weight and bias must be parameters of the model read direct
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from math import prod
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,18 +20,24 @@ from ..pool import adaptive_avg_pool_matrix
 from .call import ModuleStateError, UnsupportedModuleError
 from .layers import Conv, ConvTranspose, Linear, MaxPool, max_windows
 
+if TYPE_CHECKING:
+    import torch
+
+    from .call import Call
+
 
 # --------------------------------------------------------------------------- max pooling
 
 
-def torch_argmax(call, pool, windows):
+def torch_argmax(call: Call, pool: Callable[[torch.Tensor], torch.Tensor],
+                 windows: int | None) -> MaxPool:
     """A max pooling node whose argmax comes from torch (``return_indices=True``);
     ``windows``: the most windows an input entry lies in."""
     import torch
 
     shape = call.shape
 
-    def indices(Xb):
+    def indices(Xb: np.ndarray) -> np.ndarray:
         n = Xb.shape[0]
         with torch.no_grad():
             idx = pool(torch.from_numpy(np.ascontiguousarray(Xb).reshape(n, *shape)))
@@ -38,13 +46,13 @@ def torch_argmax(call, pool, windows):
                    out_shape=tuple(call.value.shape[1:]), windows=windows)
 
 
-def adaptive_windows(shape, output_size):
+def adaptive_windows(shape: Sequence[int], output_size: int | None | Sequence[int | None]) -> int:
     """The most adaptive pooling windows an input entry lies in (they are the average's)."""
     P = adaptive_avg_pool_matrix((1, *shape[1:]), output_size)
     return int(np.diff(P.tocsc().indptr).max())
 
 
-def functional_max_pool(call):
+def functional_max_pool(call: Call) -> MaxPool:
     adaptive = call.kind.startswith("F.adaptive")
     if call.arg(2 if adaptive else 6, "return_indices", False):
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must have return_indices=False: "
@@ -62,7 +70,7 @@ def functional_max_pool(call):
 # --------------------------------------------------------------------------- conv and linear layers
 
 
-def _weights(call, names):
+def _weights(call: Call, names: Iterable[tuple[int, str]]) -> dict[str, str]:
     """``{local name: full parameter name}`` of a functional layer's weight and bias."""
     out = {}
     for i, local in names:
@@ -82,11 +90,11 @@ def _weights(call, names):
 class _Options:
     """The attributes a conv layer reads from its module, for a functional call."""
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
 
 
-def functional_conv(call):
+def functional_conv(call: Call) -> Conv:
     g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
              dilation=call.arg(5, "dilation", 1), groups=call.arg(6, "groups", 1), padding_mode="zeros")
     pnames = _weights(call, [(1, "weight"), (2, "bias")])
@@ -95,7 +103,7 @@ def functional_conv(call):
     return Conv(call.label, _Options(**g), call.shape, geom.out_shape, call.params, pnames, kind=call.kind)
 
 
-def functional_conv_transpose(call):
+def functional_conv_transpose(call: Call) -> ConvTranspose:
     g = dict(stride=call.arg(3, "stride", 1), padding=call.arg(4, "padding", 0),
              output_padding=call.arg(5, "output_padding", 0), groups=call.arg(6, "groups", 1),
              dilation=call.arg(7, "dilation", 1))
@@ -107,7 +115,7 @@ def functional_conv_transpose(call):
                          call.params, pnames, kind=call.kind)
 
 
-def functional_linear(call):
+def functional_linear(call: Call) -> Linear:
     pnames = _weights(call, [(1, "weight"), (2, "bias")])
     w = call.params[pnames["weight"]]
     return Linear(call.label, None, call.shape, call.shape[:-1] + (w.shape[0],), call.params, pnames,

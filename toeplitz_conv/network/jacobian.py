@@ -14,12 +14,19 @@ rows). Only nonzeros are stored: the receptive fields of the outputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..indexing import index_dtype
 from ..memory import check_size, memory_limit
-from .layers import Activation, MaxPool
+from .layers import Activation, Layer, MaxPool
+
+if TYPE_CHECKING:
+    import torch
 
 
 # torch's product (two threads) for mid-sized operands: below the floor scipy is as fast,
@@ -27,7 +34,7 @@ from .layers import Activation, MaxPool
 _TORCH_NNZ = (200_000, 20_000_000)
 
 
-def compact(M):
+def compact(M: sp.sparray) -> sp.csr_array:
     """``M`` as CSR with int32 indices where they fit: scipy multiplies in the wider index
     type of its two operands, so one int64 operand would copy a whole conv matrix's indices."""
     M = sp.csr_array(M)
@@ -37,14 +44,14 @@ def compact(M):
     return M
 
 
-def _nonzeros(M, data):
+def _nonzeros(M: sp.csr_array, data: np.ndarray) -> sp.csr_array:
     """``M``'s structure with new ``data``, the entries that became zero dropped."""
     keep = data != 0
     kept = np.concatenate([[0], np.cumsum(keep)]).astype(M.indptr.dtype)
     return sp.csr_array((data[keep], M.indices[keep], kept[M.indptr]), shape=M.shape)
 
 
-def product(A, B):
+def product(A: sp.sparray, B: sp.sparray) -> sp.csr_array:
     """``A @ B`` of two sparse matrices as CSR. A diagonal factor scales rows or columns;
     mid-sized products run in torch's sparse CSR product (multithreaded on the CPU; the same
     sums), the others in scipy."""
@@ -60,7 +67,7 @@ def product(A, B):
         return compact(A @ B)
     import torch
 
-    def to_torch(M):
+    def to_torch(M: sp.csr_array) -> torch.Tensor:
         return torch.sparse_csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
                                        torch.from_numpy(M.indices.astype(np.int64)),
                                        torch.from_numpy(M.data), size=M.shape, check_invariants=False)
@@ -70,11 +77,11 @@ def product(A, B):
                                 shape=(A.shape[0], B.shape[1])))
 
 
-def _times(L, J):
+def _times(L: sp.sparray | None, J: sp.sparray) -> sp.sparray:
     return J if L is None else product(L, J)
 
 
-def _last_uses(layers, n_positions):
+def _last_uses(layers: Sequence[Layer], n_positions: int) -> np.ndarray:
     """For each position, the index of the last layer that reads it (-1 if none)."""
     last = np.full(n_positions, -1)
     for i, layer in enumerate(layers):
@@ -83,13 +90,14 @@ def _last_uses(layers, n_positions):
     return last
 
 
-def linear_map(layers, start, stop, n_in, dtype):
+def linear_map(layers: Sequence[Layer], start: int, stop: int, n_in: int,
+               dtype: npt.DTypeLike) -> tuple[sp.csr_array, np.ndarray]:
     """``(M, b)`` from position ``start`` to position ``stop``: every node between must be linear
     and read only what comes from ``start``."""
     if stop < start:
         raise ValueError(f"linear_map needs start before stop; got positions start={start}, stop={stop}.")
     J = {start: sp.eye_array(n_in, dtype=dtype, format="csr")}
-    b = {start: np.zeros(n_in, dtype=dtype)}
+    b: dict[int, np.ndarray] = {start: np.zeros(n_in, dtype=dtype)}
     for i in range(start, stop):
         layer = layers[i]
         reached = [p for p in layer.inputs if p in J]
@@ -109,9 +117,10 @@ def linear_map(layers, start, stop, n_in, dtype):
                 f"linear_map from position {start} to {stop}: layer {i} ({layer.node!r}) also reads "
                 f"position {other}, which does not come from position {start}; the map would depend on it."
             )
-        mats = layer.local(None, None)
+        mats = layer.local(None, None)  # type: ignore[arg-type]  # a linear node reads neither
         J[i + 1] = sum(_times(L, J[p]) for L, p in zip(mats, layer.inputs))
-        b[i + 1] = sum(b[p] if L is None else L @ b[p] for L, p in zip(mats, layer.inputs))
+        b[i + 1] = cast("np.ndarray",  # a sum of at least one vector: never the start 0
+                        sum(b[p] if L is None else L @ b[p] for L, p in zip(mats, layer.inputs)))
         if layer.bias is not None:
             b[i + 1] = b[i + 1] + layer.bias
     if stop not in J:
@@ -119,7 +128,8 @@ def linear_map(layers, start, stop, n_in, dtype):
     return sp.csr_array(J[stop]), np.asarray(b[stop])
 
 
-def _backward(layers, acts, output, seed):
+def _backward(layers: Sequence[Layer], acts: Sequence[np.ndarray], output: int,
+              seed: sp.csr_array) -> dict[int, sp.csr_array]:
     """``{0: dy_output/dx}`` (the rows of ``seed``), accumulated from the output alone."""
     G = {output: seed}
     for i in range(output - 1, -1, -1):
@@ -129,14 +139,16 @@ def _backward(layers, acts, output, seed):
     return G
 
 
-def _pull(layer, acts, i, g, G):
+def _pull(layer: Layer, acts: Sequence[np.ndarray], i: int, g: sp.csr_array,
+          G: dict[int, sp.csr_array]) -> None:
     """One backward step: ``G_p += g L_p`` for each input ``p`` of layer ``i``."""
     for L, p in zip(_local(layer, acts, i), layer.inputs):
         term = g if L is None else product(g, L)
         G[p] = term if p not in G else compact(G[p] + term)
 
 
-def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
+def _estimate(layers: Sequence[Layer], acts: Sequence[np.ndarray], output: int,
+              dtype: npt.DTypeLike, n_in: int, n_out: int, rows: int = 48) -> tuple[int, str]:
     """Bytes of the Jacobian's CSR: its dense size when that fits the memory limit, else
     estimated from a sample of its rows (computed backward)."""
     itemsize = np.dtype(dtype).itemsize
@@ -150,18 +162,19 @@ def _estimate(layers, acts, output, dtype, n_in, n_out, rows=48):
     return int(nnz * (itemsize + 8) + 8 * (n_out + 1)), "nonzeros estimated from a sample of its rows"
 
 
-def _local(layer, acts, i):
+def _local(layer: Layer, acts: Sequence[np.ndarray], i: int) -> list[sp.sparray | None]:
     return layer.local([acts[p] for p in layer.inputs], acts[i + 1])
 
 
-def _row_nnz(M):
+def _row_nnz(M: sp.sparray | None) -> float:
     return M.nnz / max(M.shape[0], 1) if M is not None else 1.0
 
 
 CHUNK_ROWS = 8192  # output rows accumulated backward at a time: bounds the backward side's memory
 
 
-def jacobian(layers, acts, output, dtype):
+def jacobian(layers: Sequence[Layer], acts: Sequence[np.ndarray], output: int,
+             dtype: npt.DTypeLike) -> sp.csr_array:
     """The Jacobian of position ``output`` w.r.t. the input, at the one sample in ``acts``.
 
     Accumulated from both ends: forward ``J_y = sum_i L_i J_{x_i}`` from the input and
@@ -216,12 +229,13 @@ def jacobian(layers, acts, output, dtype):
     return sp.csr_array(total)
 
 
-def _rows(rows, n, dtype):
+def _rows(rows: np.ndarray, n: int, dtype: npt.DTypeLike) -> sp.csr_array:
     """The rows ``rows`` of the identity ``I_n``: the seed of a block of the backward side."""
     return compact(sp.csr_array((np.ones(rows.size, dtype=dtype), (np.arange(rows.size), rows)), shape=(rows.size, n)))
 
 
-def _meet(G, J, rows, n_in, dtype):
+def _meet(G: dict[int, sp.csr_array], J: dict[int, sp.csr_array], rows: int, n_in: int,
+          dtype: npt.DTypeLike) -> sp.csr_array:
     """``sum_p G_p J_p``: one block of rows of the Jacobian."""
     total = sum(product(G[p], J[p]) for p in G)
     total = sp.csr_array(total) if sp.issparse(total) else sp.csr_array((rows, n_in), dtype=dtype)

@@ -13,8 +13,12 @@ Every layer works on activations in column form, ``(features, N)``, one sample p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from math import prod
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
@@ -48,13 +52,25 @@ class Layer:
     """
 
     linear = False
-    param_names: dict = {}
-    inputs = (0,)
+    param_names: dict[str, str] = {}
+    inputs: tuple[int, ...] = (0,)
+    bias: np.ndarray | None
+    torch_call: Callable[..., Any]  # the op itself, on tensors: set by compile
 
-    def __init__(self, name, module, in_shape, out_shape, kind=None):
+    if TYPE_CHECKING:  # what every node has, or a single-input layer defines (run/back call them)
+        @property
+        def matrix(self) -> Any: ...  # sparse (a linear node), a tuple (max pooling) or None
+
+        def forward(self, X: np.ndarray) -> np.ndarray: ...
+
+        def backward(self, delta: np.ndarray, X: np.ndarray,
+                     Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 kind: str | None = None) -> None:
         self.name, self.module, self.node = name, module, name
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
-        self.in_shapes = (self.in_shape,)
+        self.in_shapes: tuple[tuple[int, ...], ...] = (self.in_shape,)
         self._kind = kind
 
     @property
@@ -63,36 +79,38 @@ class Layer:
         function's name (``'torch.cat'``)."""
         return self._kind or type(self.module).__name__
 
-    def run(self, Xs):
+    def run(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
         """The output from the list of inputs (one array per entry of ``inputs``)."""
         return self.forward(Xs[0])
 
-    def back(self, delta, Xs, Y):
+    def back(self, delta: np.ndarray, Xs: Sequence[np.ndarray],
+             Y: np.ndarray) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
         """``([dL/dX for each input], {local parameter name: gradient})``."""
         dX, grads = self.backward(delta, Xs[0], Y)
         return [dX], grads
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget what the last forward kept (max pooling's argmax)."""
 
-    def local(self, Xs, Y):
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         """Per-sample Jacobians ``dY/dX_i`` (sparse, or None for the identity), at the last
         forward of one sample."""
         raise NotImplementedError  # pragma: no cover - every layer defines it
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}: {self.kind}, {self.in_shape} -> {self.out_shape})"
 
 
-def _batch(A, shape):
+def _batch(A: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Column form ``(features, N)`` -> ``(N, *shape)``."""
     return A.T.reshape(A.shape[1], *shape)
 
 
-def _channel_sums(delta, shape):
+def _channel_sums(delta: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """``dL/db`` of a per-channel bias: ``delta`` summed over the batch and positions."""
     d = _batch(delta, shape)
-    return d.reshape(d.shape[0], d.shape[1], -1).sum(axis=(0, 2))
+    # numpy's stubs: .sum is Any
+    return cast(np.ndarray, d.reshape(d.shape[0], d.shape[1], -1).sum(axis=(0, 2)))
 
 
 # --------------------------------------------------------------------------- affine maps
@@ -106,56 +124,61 @@ class Affine(Layer):
     """
 
     linear = True
+    matrix: sp.sparray
 
-    def __init__(self, name, module, in_shape, out_shape, params, param_names=None, kind=None):
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 params: dict[str, np.ndarray], param_names: dict[str, str] | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(name, module, in_shape, out_shape, kind)
         self.params = params  # the network's dict: full name -> ndarray
         self.param_names = param_names or {}  # local name ('weight') -> full name ('0.weight')
         self.build()
 
-    def p(self, local):
+    def p(self, local: str) -> np.ndarray | None:
         return self.params[self.param_names[local]] if local in self.param_names else None
 
-    def build(self):  # pragma: no cover - abstract
+    def build(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, X):
-        Z = self.matrix @ X
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        Z: np.ndarray = self.matrix @ X
         if self.bias is not None:
             Z += self.bias[:, None]
         return Z
 
-    def backward(self, delta, X, Y):
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``dX = W.T @ delta`` and the parameter gradients."""
         return self.matrix.T @ delta, self.param_grads(delta, X)
 
-    def local(self, Xs, Y):
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         return [self.matrix]
 
-    def param_grads(self, delta, X):
+    def param_grads(self, delta: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
         return {}
 
 
 class Conv(Affine):
     """``nn.ConvNd``: ``W`` is :func:`~toeplitz_conv.conv_matrix`, ``dW`` its weight gradient."""
 
-    _matrix = staticmethod(conv_matrix)
-    _weight_grad = staticmethod(conv_weight_grad)
+    _matrix: Callable[..., sp.sparray] = staticmethod(conv_matrix)
+    _weight_grad: Callable[..., np.ndarray] = staticmethod(conv_weight_grad)
 
-    def _options(self):
+    def _options(self) -> dict[str, Any]:
         m = self.module
         return dict(stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups,
                     padding_mode=m.padding_mode)
 
-    def build(self):
+    def build(self) -> None:
         self.kw = self._options()
         self.matrix = self._matrix(self.p("weight"), self.in_shape, **self.kw)
         bias = self.p("bias")
         self.bias = None if bias is None else np.repeat(bias, prod(self.out_shape[1:]))
 
-    def param_grads(self, delta, X):
+    def param_grads(self, delta: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
+        weight = cast(np.ndarray, self.p("weight"))  # a convolution has one
         grads = {"weight": self._weight_grad(_batch(X, self.in_shape), _batch(delta, self.out_shape),
-                                              self.p("weight").shape, **self.kw)}
+                                              weight.shape, **self.kw)}
         if "bias" in self.param_names:
             grads["bias"] = _channel_sums(delta, self.out_shape)
         return grads
@@ -167,7 +190,7 @@ class ConvTranspose(Conv):
     _matrix = staticmethod(conv_transpose_matrix)
     _weight_grad = staticmethod(conv_transpose_weight_grad)
 
-    def _options(self):
+    def _options(self) -> dict[str, Any]:
         m = self.module
         return dict(stride=m.stride, padding=m.padding, output_padding=m.output_padding,
                     dilation=m.dilation, groups=m.groups)
@@ -176,12 +199,13 @@ class ConvTranspose(Conv):
 class Linear(Affine):
     """``nn.Linear`` acts on the last axis: ``W = kron(I, weight)`` over the leading axes."""
 
-    def build(self):
-        w, rest = self.p("weight"), prod(self.in_shape[:-1])
+    def build(self) -> None:
+        w, rest = cast(np.ndarray, self.p("weight")), prod(self.in_shape[:-1])  # it has one
         self.matrix = sp.csr_array(w) if rest == 1 else sp.kron(sp.eye_array(rest, dtype=w.dtype), w, format="csr")
-        self.bias = None if self.p("bias") is None else np.tile(self.p("bias"), rest)
+        self.bias = (None if self.p("bias") is None
+                     else np.tile(cast(np.ndarray, self.p("bias")), rest))
 
-    def param_grads(self, delta, X):
+    def param_grads(self, delta: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
         n_in, n_out = self.in_shape[-1], self.out_shape[-1]
         A = _batch(X, self.in_shape).reshape(-1, n_in)
         D = _batch(delta, self.out_shape).reshape(-1, n_out)
@@ -194,24 +218,27 @@ class Linear(Affine):
 class BatchNorm(Affine):
     """Eval-mode batch norm: ``W = diag(gamma / sqrt(var + eps))`` per channel, plus a bias."""
 
-    def __init__(self, name, module, shape, params, param_names, dtype):
+    def __init__(self, name: str, module: Any, shape: Sequence[int], params: dict[str, np.ndarray],
+                 param_names: dict[str, str], dtype: npt.DTypeLike) -> None:
         self.dtype = dtype
         super().__init__(name, module, shape, shape, params, param_names)
 
-    def build(self):
+    def build(self) -> None:
         m = self.module
         mean = m.running_mean.detach().cpu().numpy().astype(self.dtype)
         var = m.running_var.detach().cpu().numpy().astype(self.dtype)
         self.invstd = 1.0 / np.sqrt(var + m.eps)
         self.mean = mean
-        gamma = self.p("weight") if self.p("weight") is not None else np.ones_like(mean)
-        beta = self.p("bias") if self.p("bias") is not None else np.zeros_like(mean)
+        gamma = cast(np.ndarray,
+                     self.p("weight") if self.p("weight") is not None else np.ones_like(mean))
+        beta = cast(np.ndarray,
+                    self.p("bias") if self.p("bias") is not None else np.zeros_like(mean))
         scale = gamma * self.invstd
         positions = prod(self.in_shape[1:])
         self.matrix = sp.diags_array(np.repeat(scale, positions), format="csr")
         self.bias = np.repeat(beta - mean * scale, positions)
 
-    def param_grads(self, delta, X):
+    def param_grads(self, delta: np.ndarray, X: np.ndarray) -> dict[str, np.ndarray]:
         c = self.in_shape[0]
         d = _batch(delta, self.in_shape).reshape(delta.shape[1], c, -1)
         x = _batch(X, self.in_shape).reshape(X.shape[1], c, -1)
@@ -227,35 +254,39 @@ class BatchNorm(Affine):
 class Fixed(Affine):
     """A parameter-free affine map: pooling, padding, upsampling, a permutation, a sum over axes."""
 
-    def __init__(self, name, module, in_shape, out_shape, matrix, bias=None, kind=None):
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 matrix: sp.sparray, bias: np.ndarray | None = None,
+                 kind: str | None = None) -> None:
         self._fixed = matrix, bias
         super().__init__(name, module, in_shape, out_shape, {}, {}, kind)
 
-    def build(self):
+    def build(self) -> None:
         self.matrix, self.bias = self._fixed
 
 
 class Reshape(Fixed):
     """Flatten, Identity, eval-mode Dropout: the identity on the flattened sample."""
 
-    def __init__(self, name, module, in_shape, out_shape, dtype, kind=None):
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 dtype: npt.DTypeLike, kind: str | None = None) -> None:
         super().__init__(name, module, in_shape, out_shape,
                          sp.eye_array(prod(in_shape), dtype=dtype, format="csr"), kind=kind)
 
-    def forward(self, X):
+    def forward(self, X: np.ndarray) -> np.ndarray:
         return X
 
-    def backward(self, delta, X, Y):
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return delta, {}
 
-    def local(self, Xs, Y):
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         return [None]
 
 
 # --------------------------------------------------------------------------- max pooling
 
 
-def max_windows(src, p_in):
+def max_windows(src: npt.ArrayLike, p_in: int) -> int:
     """The most windows any input entry lies in, from a window table (``p_in``: padding)."""
     src = np.asarray(src)
     return int(np.bincount(src[src < p_in].ravel(), minlength=1).max())
@@ -274,7 +305,9 @@ class MaxPool(Layer):
 
     bias = None
 
-    def __init__(self, name, module, in_shape, dtype, kind=None, indices=None, out_shape=None, windows=None):
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], dtype: npt.DTypeLike,
+                 kind: str | None = None, indices: Callable[[np.ndarray], np.ndarray] | None = None,
+                 out_shape: Sequence[int] | None = None, windows: int | None = None) -> None:
         if indices is None:
             m = module
             self.geometry = geometry = PoolGeometry(in_shape, m.kernel_size, m.stride, m.padding, m.dilation,
@@ -282,37 +315,39 @@ class MaxPool(Layer):
             src, out_shape = geometry.table(), geometry.out_shape
             windows = max_windows(src, prod(in_shape[1:]))
 
-            def indices(Xb):
+            def indices(Xb: np.ndarray) -> np.ndarray:
                 return max_pool_indices(Xb, geometry, src)
-        super().__init__(name, module, in_shape, out_shape, kind)
+        # out_shape: the geometry's, else the caller's (given with indices)
+        super().__init__(name, module, in_shape, cast("Sequence[int]", out_shape), kind)
         self.indices_of, self.dtype = indices, dtype
         self.windows = windows  # the most windows one input entry lies in (None: unknown)
-        self.idx = None
+        self.idx: np.ndarray | None = None
 
     @property
-    def lipschitz(self):
+    def lipschitz(self) -> float | None:
         """``sqrt(windows)``: a change ``dx`` moves each output by at most ``|dx|`` of its window,
         and each input entry lies in at most ``windows`` windows (1 when they do not overlap)."""
         return None if self.windows is None else float(np.sqrt(self.windows))
 
-    def forward(self, X):
+    def forward(self, X: np.ndarray) -> np.ndarray:
         n, c, p_in = X.shape[1], self.in_shape[0], prod(self.in_shape[1:])
         self.idx = self.indices_of(X.T.reshape(n, c, p_in))  # (N, C, P_out)
         self._S = selection_matrix(self.idx.reshape(n * c, -1), p_in, X.dtype)  # N * C blocks
-        return (self._S @ X.T.reshape(-1)).reshape(n, -1).T
+        return cast(np.ndarray, (self._S @ X.T.reshape(-1)).reshape(n, -1).T)  # scipy is untyped
 
-    def backward(self, delta, X, Y):
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = delta.shape[1]
         return (self._S.T @ delta.T.reshape(-1)).reshape(n, -1).T, {}
 
-    def local(self, Xs, Y):
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         return [self._S]
 
-    def clear(self):
+    def clear(self) -> None:
         self.idx = self._S = None
 
     @property
-    def matrix(self):
+    def matrix(self) -> tuple[sp.sparray, ...] | None:
         if self.idx is None:
             return None
         p_in = prod(self.in_shape[1:])
@@ -327,15 +362,17 @@ class Activation(Layer):
 
     matrix = bias = None
 
-    def __init__(self, name, module, shape, function: Elementwise, kind=None):
+    def __init__(self, name: str, module: Any, shape: Sequence[int], function: Elementwise,
+                 kind: str | None = None) -> None:
         super().__init__(name, module, shape, shape, kind)
         self.function = function
 
-    def forward(self, X):
+    def forward(self, X: np.ndarray) -> np.ndarray:
         return self.function.forward(X)
 
-    def backward(self, delta, X, Y):
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return self.function.backward(delta, X, Y), {}
 
-    def local(self, Xs, Y):
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         return [sp.diags_array(self.function.backward(np.ones_like(Y), Xs[0], Y)[:, 0])]  # DIA: a diagonal

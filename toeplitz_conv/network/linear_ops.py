@@ -15,12 +15,19 @@ the batch axis and never mixes samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from math import prod
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from .call import ModuleError
+
+if TYPE_CHECKING:
+    import torch
 
 BATCH = 2  # the traced batch: two samples tell the batch axis from a size-1 axis
 
@@ -29,7 +36,7 @@ class SampleMixingError(ModuleError, ValueError):
     """The op's output for one sample reads another sample (or the batch axis is gone)."""
 
 
-def _numbers(shapes, torch):
+def _numbers(shapes: Sequence[Sequence[int]], torch: ModuleType) -> list[torch.Tensor]:
     """Float64 tensors ``(BATCH, *shape)`` numbering every entry of every operand from 1."""
     out, start = [], 1
     for shape in shapes:
@@ -39,7 +46,8 @@ def _numbers(shapes, torch):
     return out
 
 
-def gather_matrices(apply, shapes, dtype, what):
+def gather_matrices(apply: Callable[..., Any], shapes: Sequence[Sequence[int]], dtype: npt.DTypeLike,
+                    what: str) -> tuple[list[sp.csr_array], np.ndarray | None, tuple[int, ...]]:
     """``(matrices, bias, out_shape)`` of an op that copies entries: ``y = sum_i W_i x_i + b``.
 
     ``apply(*tensors)`` calls the op with its data operands replaced by ``tensors``
@@ -87,12 +95,12 @@ def gather_matrices(apply, shapes, dtype, what):
     return mats, (bias.astype(dtype) if has_bias else None), out_shape
 
 
-def _describe(value):
+def _describe(value: object) -> str:
     shape = getattr(value, "shape", None)
     return f"shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
-def is_identity(matrix) -> bool:
+def is_identity(matrix: sp.sparray) -> bool:
     """True for the identity (a reshape: the flattened sample does not change)."""
     if matrix.shape[0] != matrix.shape[1] or matrix.nnz != matrix.shape[0]:
         return False
@@ -100,7 +108,8 @@ def is_identity(matrix) -> bool:
     return bool(np.array_equal(coo.row, coo.col) and np.all(coo.data == 1))
 
 
-def reduce_matrix(shape, axes, mean, dtype):
+def reduce_matrix(shape: Sequence[int], axes: Iterable[int], mean: bool,
+                  dtype: npt.DTypeLike) -> sp.csr_array:
     """Sum (or mean) of a sample of shape ``shape`` over ``axes`` (sample axes, no batch):
     ``(prod(kept), prod(shape))``, kept axes in order."""
     axes = sorted(set(axes))
@@ -113,7 +122,8 @@ def reduce_matrix(shape, axes, mean, dtype):
     return sp.csr_array((vals, (rows, np.arange(rows.size))), shape=(prod(kept_shape), prod(shape)))
 
 
-def channel_matrix(apply, shape, dtype, chunk=512):
+def channel_matrix(apply: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int],
+                   dtype: npt.DTypeLike, chunk: int = 512) -> tuple[sp.csr_array, tuple[int, ...]]:
     """The matrix of an op that maps every channel the same way and alone (functional pooling):
     the one-channel map ``A`` probed with the identity in chunks, then ``kron(I_C, A)``."""
     import torch
@@ -131,10 +141,12 @@ def channel_matrix(apply, shape, dtype, chunk=512):
             blocks.append(sp.csr_array(out.reshape(b - a, -1).numpy()).T)
     A = sp.hstack(blocks, format="csr")
     A.eliminate_zeros()
+    out_spatial = cast("tuple[int, ...]", out_spatial)  # set: with no chunk, hstack raised
     return sp.kron(sp.eye_array(shape[0], dtype=dtype), A.astype(dtype), format="csr"), (shape[0], *out_spatial)
 
 
-def separable_matrix(apply_axis, shape, dtype):
+def separable_matrix(apply_axis: Callable[[int, torch.Tensor], torch.Tensor], shape: Sequence[int],
+                     dtype: npt.DTypeLike) -> tuple[sp.csr_array, tuple[int, ...]]:
     """The matrix of a per-channel op that acts on each spatial axis alone (interpolation):
     ``apply_axis(d, probe)`` runs the op on ``probe`` whose only non-trivial spatial axis is
     ``d``; the matrix is ``kron(I_C, A_1, ..., A_d)``."""

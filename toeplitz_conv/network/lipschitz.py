@@ -23,15 +23,19 @@ of the spectrum from below).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .jacobian import product
-from .layers import Activation, MaxPool, Reshape
+from .layers import Activation, Layer, MaxPool, Reshape
 from .nodes import Combine, Product, Softmax
+
+if TYPE_CHECKING:
+    from .model import Network
 
 #: Consecutive linear nodes are multiplied into one matrix when the product costs at most this
 #: many multiply-adds (``nnz(W_2)`` times the mean nonzeros per row of ``W_1``).
@@ -43,14 +47,15 @@ DENSE_MAX = 2**18
 _TOL = 1e-10
 
 
-def matrix_norm(M) -> float:
+def matrix_norm(M: sp.sparray | np.ndarray) -> float:
     """``||M||_2`` of a sparse (or dense) matrix: dense SVD when small, else Lanczos on the
     smaller of ``M^T M`` and ``M M^T``, rounded up by its tolerance."""
     m, n = M.shape
     if m == 0 or n == 0:
         return 0.0
     if m * n <= DENSE_MAX:
-        A = M.toarray() if sp.issparse(M) else np.asarray(M)
+        A = (M.toarray()  # type: ignore[union-attr]  # issparse is no TypeGuard: scipy is untyped
+             if sp.issparse(M) else np.asarray(M))
         return float(np.linalg.norm(A, 2))
     M = sp.csr_array(M)
     MT = sp.csr_array(M.T)
@@ -74,10 +79,10 @@ class NormRow(NamedTuple):
     what: str
 
 
-class NormTable(list):
+class NormTable(list[NormRow]):
     """Rows of :class:`NormRow`; prints as a table."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = [f"{'#':>3}  {'node':<28} {'kind':<18} {'constant':>12}  what"]
         for r in self:
             c = "-" if r.constant is None else f"{r.constant:.6g}"
@@ -87,12 +92,12 @@ class NormTable(list):
     __repr__ = __str__
 
 
-def _unknown(i, layer, why):
+def _unknown(i: int, layer: Layer, why: str) -> ValueError:
     return ValueError(f"the network's Lipschitz constant is not bounded here: node {i} "
                       f"({layer.node!r}, {layer.kind}) {why}.")
 
 
-def node_constant(layer):
+def node_constant(layer: Layer) -> tuple[float | None, str]:
     """``(constant, what)`` of one node: the norm of a linear node's matrix, the Lipschitz
     constant of a nonlinear one, None for a product."""
     if isinstance(layer, Reshape):
@@ -108,7 +113,7 @@ def node_constant(layer):
     return None, "product of two inputs: no global constant"
 
 
-def layer_norms(net) -> NormTable:
+def layer_norms(net: Network) -> NormTable:
     """:meth:`Network.layer_norms`."""
     rows = NormTable()
     for i, layer in enumerate(net.layers):
@@ -117,17 +122,18 @@ def layer_norms(net) -> NormTable:
     return rows
 
 
-def lipschitz_bound(net) -> float:
+def lipschitz_bound(net: Network) -> float:
     """:meth:`Network.lipschitz_bound`."""
     layers = net.layers
     readers = [0] * (len(layers) + 1)
     for layer in layers:
         for p in layer.inputs:
             readers[p] += 1
-    bound = {0: 1.0}
-    chain = {}  # position -> (M, q): y_p = M y_q + c through linear one-input nodes, not yet normed
+    bound: dict[int, float] = {0: 1.0}
+    # position -> (M, q): y_p = M y_q + c through linear one-input nodes, not yet normed
+    chain: dict[int, tuple[sp.sparray, int]] = {}
 
-    def at(p):
+    def at(p: int) -> float:
         if p not in bound:
             M, q = chain.pop(p)
             bound[p] = matrix_norm(M) * at(q)
@@ -168,6 +174,6 @@ def lipschitz_bound(net) -> float:
     return float(at(net.output))
 
 
-def local_lipschitz(net, x) -> float:
+def local_lipschitz(net: Network, x: npt.ArrayLike) -> float:
     """:meth:`Network.local_lipschitz`."""
     return matrix_norm(net.jacobian(x))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array
 
 
-def softmax_cross_entropy(logits, target):
+def softmax_cross_entropy(logits: npt.ArrayLike,
+                          target: npt.ArrayLike) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy (``F.cross_entropy``) and its gradient w.r.t. ``logits``.
 
     Parameters

@@ -19,16 +19,25 @@ The exact Jacobian at one sample is the same chain with matrices in place of vec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from math import prod
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array, is_int, real_number
 from . import export, jacobian, lipschitz
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    import torch.fx
+    from torch import nn
 
-def _real(arr: np.ndarray, name: str, dtype) -> np.ndarray:
+    from .layers import Affine, Layer
+
+
+def _real(arr: np.ndarray, name: str, dtype: npt.DTypeLike) -> np.ndarray:
     """Refuse a complex array for a real network (the imaginary part would be dropped)."""
     if np.iscomplexobj(arr) and not np.issubdtype(dtype, np.complexfloating):
         raise TypeError(
@@ -39,7 +48,7 @@ def _real(arr: np.ndarray, name: str, dtype) -> np.ndarray:
     return arr
 
 
-def _network_input(x: np.ndarray, input_shape) -> np.ndarray:
+def _network_input(x: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     shape = tuple(input_shape)
     if x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
         return x
@@ -71,15 +80,17 @@ class Network:
         The traced model (None when the model is one module).
     """
 
-    def __init__(self, layers, params, input_shape, dtype, output=None, graph=None):
+    def __init__(self, layers: list[Layer], params: dict[str, np.ndarray],
+                 input_shape: Sequence[int], dtype: npt.DTypeLike, output: int | None = None,
+                 graph: torch.fx.GraphModule | None = None) -> None:
         self.layers, self.params = layers, params
         self.input_shape = tuple(input_shape)
         self.output = len(layers) if output is None else output
         self.output_shape = self.shape_at(self.output)
         self.dtype, self.graph = dtype, graph
-        self._acts = None
+        self._acts: list[np.ndarray] | None = None
 
-    def shape_at(self, position):
+    def shape_at(self, position: int) -> tuple[int, ...]:
         """Sample shape at a position (0: the input; ``i + 1``: ``layers[i]``'s output)."""
         return self.input_shape if position == 0 else self.layers[position - 1].out_shape
 
@@ -89,7 +100,7 @@ class Network:
         return self.output == len(self.layers) and all(
             layer.inputs == (i,) for i, layer in enumerate(self.layers))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         rows = [f"Network(input_shape={self.input_shape}, output_shape={self.output_shape}, dtype={np.dtype(self.dtype).name})"]
         chain = self.is_chain
         for i, layer in enumerate(self.layers):
@@ -104,10 +115,10 @@ class Network:
             rows.append(f"  output: {self._name_at(self.output)}")
         return "\n".join(rows)
 
-    def _name_at(self, position):
+    def _name_at(self, position: int) -> str:
         return "input" if position == 0 else self.layers[position - 1].node
 
-    def position(self, where, what="position"):
+    def position(self, where: int | str, what: str = "position") -> int:
         """The position of a node given by name (its traced node name, or its module's name;
         ``'input'`` for the input) or by int (``i`` is the input of ``layers[i]``, negative
         ints count from the end, as slices do)."""
@@ -128,7 +139,7 @@ class Network:
         return p
 
     # ------------------------------------------------------------------ forward / backward
-    def forward(self, x):
+    def forward(self, x: npt.ArrayLike) -> np.ndarray:
         """The output for a batch ``x`` of shape ``(N, *input_shape)``; keeps the activations.
 
         Each affine node is ``Z = W @ A + b`` on ``A`` of shape ``(features, N)``, each
@@ -146,13 +157,13 @@ class Network:
     __call__ = forward
 
     @property
-    def activations(self):
+    def activations(self) -> list[np.ndarray] | None:
         """The input and every node's output of the last forward, each ``(N, *shape)``."""
         if self._acts is None:
             return None
         return [A.T.reshape(A.shape[1], *self.shape_at(p)) for p, A in enumerate(self._acts)]
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: npt.ArrayLike) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Gradients of every parameter and of the input, for ``dL/dy = grad_output``.
 
         The backpropagation equations in matrix form, node by node from the output:
@@ -181,7 +192,7 @@ class Network:
                 f"grad_output must have the shape of the last forward's output "
                 f"{(n, *self.output_shape)}; got grad_output.shape={tuple(d.shape)}."
             )
-        deltas = [None] * len(acts)
+        deltas: list[np.ndarray | None] = [None] * len(acts)
         deltas[self.output] = np.ascontiguousarray(d.reshape(n, -1).T, dtype=self.dtype)
         grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         for i in range(len(self.layers) - 1, -1, -1):
@@ -198,7 +209,7 @@ class Network:
         return grads, dx.T.reshape(n, *self.input_shape)
 
     # ------------------------------------------------------------------ parameters
-    def update(self, new_params):
+    def update(self, new_params: Mapping[str, npt.ArrayLike]) -> None:
         """Replace parameters (a dict keyed as ``named_parameters``) and rebuild the matrices."""
         if not isinstance(new_params, Mapping):
             raise TypeError(
@@ -219,9 +230,9 @@ class Network:
             self.params[name] = arr.astype(self.dtype, copy=True)
         for layer in self.layers:
             if layer.param_names and any(full in new_params for full in layer.param_names.values()):
-                layer.build()
+                cast("Affine", layer).build()  # only affine layers have parameters
 
-    def sgd_step(self, grads, lr):
+    def sgd_step(self, grads: Mapping[str, npt.ArrayLike], lr: float) -> None:
         """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads`` (each of
         its parameter's exact shape, as :meth:`backward` returns them)."""
         lr = real_number("lr", lr, "a finite real number", np.isfinite)
@@ -243,7 +254,8 @@ class Network:
         self.update(new)
 
     # ------------------------------------------------------------------ linear maps
-    def linear_map(self, start=0, stop=None):
+    def linear_map(self, start: int | str = 0,
+                   stop: int | str | None = None) -> tuple[sp.csr_array, np.ndarray]:
         """``(M, b)`` with ``y_stop = M @ y_start + b``, when every node between is linear.
 
         ``start`` and ``stop`` are positions (ints: ``i`` is the input of ``layers[i]``, so
@@ -270,7 +282,7 @@ class Network:
         e = self.output if stop is None else self.position(stop, "stop")
         return jacobian.linear_map(self.layers, s, e, prod(self.shape_at(s)), self.dtype)
 
-    def jacobian(self, x):
+    def jacobian(self, x: npt.ArrayLike) -> sp.csr_array:
         """The exact Jacobian ``dy/dx`` at one sample ``x``, as CSR ``(out_features, in_features)``.
 
         The product of the nodes' matrices and the activations' diagonal derivatives along the
@@ -291,9 +303,10 @@ class Network:
             raise ValueError(f"x must be one sample of shape {self.input_shape} (or {(1, *self.input_shape)}); "
                              f"got x.shape={tuple(xa.shape)}.")
         self.forward(xa)
-        return jacobian.jacobian(self.layers, self._acts, self.output, self.dtype)
+        acts = cast("list[np.ndarray]", self._acts)  # set by the forward just run
+        return jacobian.jacobian(self.layers, acts, self.output, self.dtype)
 
-    def to_mlp(self):
+    def to_mlp(self) -> nn.Sequential | torch.fx.GraphModule:
         """The same function as a plain MLP: every linear node an ``nn.Linear`` (a dense copy of
         its matrix). A chain gives an ``nn.Sequential``; a graph a ``torch.fx.GraphModule``
         with its skip connections kept. Both take ``(N, *input_shape)`` (they start with a
@@ -302,7 +315,7 @@ class Network:
         return export.to_mlp(self)
 
     # ------------------------------------------------------------------ norms and Lipschitz
-    def layer_norms(self):
+    def layer_norms(self) -> lipschitz.NormTable:
         """Each node's constant, as a table you can print: the exact operator norm
         ``||W||_2`` of every linear node's matrix, the Lipschitz constant of every
         activation (``sup |sigma'|``), max pooling (``sqrt`` of the most windows an input
@@ -310,7 +323,7 @@ class Network:
         of two inputs. Rows: ``(position, node, kind, constant, what)``."""
         return lipschitz.layer_norms(self)
 
-    def lipschitz_bound(self):
+    def lipschitz_bound(self) -> float:
         """A certified upper bound of the network's Lipschitz constant in the 2-norm.
 
         Composed along the graph (:mod:`toeplitz_conv.network.lipschitz`): norms multiply
@@ -322,7 +335,7 @@ class Network:
         """
         return lipschitz.lipschitz_bound(self)
 
-    def local_lipschitz(self, x):
+    def local_lipschitz(self, x: npt.ArrayLike) -> float:
         """``||J(x)||_2``, the exact norm of the Jacobian at one sample: a lower bound of the
         network's Lipschitz constant (the largest over many ``x`` is the empirical one)."""
         return lipschitz.local_lipschitz(self, x)

@@ -8,43 +8,53 @@ upsampling, ...) reuse the function builders of :mod:`.ops`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..arithmetic import conv_transpose_output_size
 from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
-from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
-from .call import ModuleStateError
+from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
+from .call import Call, ModuleStateError
 from .functional import adaptive_windows, torch_argmax
-from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Linear, MaxPool, Reshape
+from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Layer, Linear, MaxPool, Reshape
 from .linear_ops import SampleMixingError
 from .ops import activation, fold, gather, gelu_function, interpolate, softmax_node
 
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.conv import _ConvNd
+    from torch.nn.modules.pooling import _AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _MaxPoolNd
 
-def _in_training(call, why):
+    from .ops import Builder
+
+
+def _in_training(call: Call, why: str) -> ModuleStateError:
     return ModuleStateError(
         f"module {call.title!r} ({type(call.module).__name__}) must be in eval mode to be compiled: "
         f"{why}. Call model.eval() first."
     )
 
 
-def _conv(call):
-    m = call.module
+def _conv(call: Call) -> Conv:
+    m = cast("_ConvNd", call.module)
     geom = conv_geometry(tuple(m.weight.shape), call.shape, stride=m.stride, padding=m.padding,
                          dilation=m.dilation, groups=m.groups, padding_mode=m.padding_mode)
     return Conv(call.label, m, call.shape, geom.out_shape, call.params, call.pnames)
 
 
-def _conv_transpose(call):
-    m = call.module
-    out = conv_transpose_output_size(tuple(call.shape[1:]), m.kernel_size, stride=m.stride, padding=m.padding,
+def _conv_transpose(call: Call) -> ConvTranspose:
+    m = cast("_ConvNd", call.module)
+    padding = cast("tuple[int, ...]", m.padding)  # never a string for a transposed convolution
+    out = conv_transpose_output_size(tuple(call.shape[1:]), m.kernel_size, stride=m.stride, padding=padding,
                                      output_padding=m.output_padding, dilation=m.dilation)
     return ConvTranspose(call.label, m, call.shape, (m.out_channels, *out), call.params, call.pnames)
 
 
-def _linear(call):
-    m, shape = call.module, call.shape
+def _linear(call: Call) -> Linear:
+    m, shape = cast("nn.Linear", call.module), call.shape
     if shape[-1] != m.in_features:
         raise ValueError(
             f"the input's last axis must equal in_features={m.in_features}; got input "
@@ -53,8 +63,8 @@ def _linear(call):
     return Linear(call.label, m, shape, shape[:-1] + (m.out_features,), call.params, call.pnames)
 
 
-def _batch_norm(call):
-    m, shape = call.module, call.shape
+def _batch_norm(call: Call) -> BatchNorm:
+    m, shape = cast("_BatchNorm", call.module), call.shape
     if m.training:
         raise _in_training(call, "in training mode batch norm normalises by the batch statistics, "
                                  "which is not a fixed linear map")
@@ -70,8 +80,8 @@ def _batch_norm(call):
     return BatchNorm(call.label, m, shape, call.params, call.pnames, call.dtype)
 
 
-def _avg_pool(call):
-    m, shape = call.module, call.shape
+def _avg_pool(call: Call) -> Fixed:
+    m, shape = cast("nn.AvgPool1d | nn.AvgPool2d | nn.AvgPool3d", call.module), call.shape
     P = avg_pool_matrix(shape, m.kernel_size, stride=m.stride, padding=m.padding,
                         ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
                         divisor_override=getattr(m, "divisor_override", None), dtype=call.dtype)
@@ -79,48 +89,48 @@ def _avg_pool(call):
     return Fixed(call.label, m, shape, geom.out_shape, P)
 
 
-def _adaptive_avg_pool(call):
-    m, shape = call.module, call.shape
+def _adaptive_avg_pool(call: Call) -> Fixed:
+    m, shape = cast("_AdaptiveAvgPoolNd", call.module), call.shape
     out = adaptive_output_size(m.output_size, shape[1:])
     return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
 
 
-def _no_indices(call):
+def _no_indices(call: Call) -> None:
     """Max pooling modules must return one tensor."""
-    if call.module.return_indices:
+    if cast("_MaxPoolNd | _AdaptiveMaxPoolNd", call.module).return_indices:
         raise ModuleStateError(f"module {call.title!r} ({type(call.module).__name__}) must have "
                                f"return_indices=False: a layer of the network passes on one tensor; got "
                                f"return_indices=True.")
 
 
-def _max_pool(call):
+def _max_pool(call: Call) -> MaxPool:
     m = call.module
     _no_indices(call)
     return MaxPool(call.label, m, call.shape, call.dtype)
 
 
-def _adaptive_max_pool(call):
+def _adaptive_max_pool(call: Call) -> MaxPool:
     import torch.nn.functional as F
 
-    m = call.module
+    m = cast("_AdaptiveMaxPoolNd", call.module)
     _no_indices(call)
     pool = getattr(F, f"adaptive_max_pool{len(call.shape) - 1}d")
     return torch_argmax(call, lambda t: pool(t, m.output_size, return_indices=True)[1],
                         adaptive_windows(call.shape, m.output_size))
 
 
-def _dropout(call):
-    if call.module.training:
+def _dropout(call: Call) -> Reshape:
+    if cast("nn.Module", call.module).training:
         raise _in_training(call, "in training mode dropout zeroes random entries")
     return Reshape(call.label, call.module, call.shape, call.shape, call.dtype)
 
 
-def _identity(call):
+def _identity(call: Call) -> Reshape:
     return Reshape(call.label, call.module, call.shape, call.shape, call.dtype)
 
 
-def _flatten(call):
-    m, shape = call.module, call.shape
+def _flatten(call: Call) -> Reshape:
+    m, shape = cast("nn.Flatten", call.module), call.shape
     nd = len(shape) + 1
     s, e = m.start_dim % nd, m.end_dim % nd
     if s == 0:
@@ -131,20 +141,20 @@ def _flatten(call):
     return Reshape(call.label, m, shape, shape[: s - 1] + (prod(shape[s - 1: e]),) + shape[e:], call.dtype)
 
 
-def _upsample(call):
-    m = call.module
+def _upsample(call: Call) -> Layer:
+    m = cast("nn.Upsample", call.module)
     return interpolate(call, m.size, m.scale_factor, m.mode, m.align_corners,
                        getattr(m, "recompute_scale_factor", None), False)
 
 
-def _softmax(log):
-    def build(call):
-        return softmax_node(call, call.module.dim, log)
+def _softmax(log: bool) -> Builder:
+    def build(call: Call) -> Layer:
+        return softmax_node(call, cast("nn.Softmax | nn.LogSoftmax", call.module).dim, log)
     return build
 
 
-def _fold(call):
-    m = call.module
+def _fold(call: Call) -> Layer:
+    m = cast("nn.Fold", call.module)
     return fold(call, m.output_size, m.kernel_size, m.dilation, m.padding, m.stride)
 
 
@@ -156,28 +166,30 @@ class Entry(NamedTuple):
     supported modules, and whether subclasses compile the same way (activations: only the
     torch class itself, since a subclass may change the function)."""
 
-    build: Callable
-    names: tuple
+    build: Builder
+    names: tuple[str, ...]
     subclasses: bool = True
 
 
-_REGISTRY = None
+_REGISTRY: dict[type[nn.Module], Entry] | None = None
 
 
-def registry() -> dict:
+def registry() -> dict[type[nn.Module], Entry]:
     """``{module type: Entry}``, in the order of the supported list (needs torch)."""
     global _REGISTRY
     if _REGISTRY is None:
         from torch import nn
 
-        def family(base, builder, dims=(1, 2, 3)):  # nn.X1d, nn.X2d, nn.X3d
+        def family(base: str, builder: Builder,  # nn.X1d, nn.X2d, nn.X3d
+                   dims: tuple[int, ...] = (1, 2, 3)) -> dict[type[nn.Module], Entry]:
             return {getattr(nn, f"{base}{n}d"): Entry(builder, (f"{base}{n}d",)) for n in dims}
 
-        def function(module_type, function_of):
+        def function(module_type: type[nn.Module],
+                     function_of: Callable[[Any], Elementwise]) -> dict[type[nn.Module], Entry]:
             return {module_type: Entry(activation(lambda call: function_of(call.module)),
                                        (module_type.__name__,), False)}
 
-        def copies(*types):
+        def copies(*types: type[nn.Module]) -> dict[type[nn.Module], Entry]:
             return {t: Entry(gather, (t.__name__,)) for t in types}
 
         _REGISTRY = {
@@ -214,7 +226,7 @@ def registry() -> dict:
     return _REGISTRY
 
 
-def entry_of(module):
+def entry_of(module: nn.Module) -> Entry | None:
     """The registry entry of ``module``: its own type's, or its nearest registered base's."""
     reg = registry()
     for cls in type(module).__mro__:
@@ -224,6 +236,6 @@ def entry_of(module):
     return None
 
 
-def supported_modules() -> tuple:
+def supported_modules() -> tuple[str, ...]:
     """The module names :func:`compile` accepts, read off the registry."""
     return ("Sequential",) + tuple(name for entry in registry().values() for name in entry.names)

@@ -16,30 +16,41 @@ builder takes a :class:`~.call.Call` and returns a layer (:mod:`.layers`) or a g
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from math import prod
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import scipy.sparse as sp
 
-from .activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
+from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError, Operand, UnsupportedModuleError
 from .functional import functional_conv, functional_conv_transpose, functional_linear, functional_max_pool
-from .layers import Activation, Fixed, Reshape
+from .layers import Activation, Fixed, Layer, Reshape
 from .linear_ops import (SampleMixingError, channel_matrix, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
 from .nodes import Combine, Product, Softmax
+
+if TYPE_CHECKING:
+    import torch
+
+    from .call import Call
+
+    Builder = Callable[[Call], Layer]  # a builder: one traced call -> its node
 
 
 # --------------------------------------------------------------------------- linear maps
 
 
-def affine(call, matrix, bias, out_shape, kind=None):
+def affine(call: Call, matrix: sp.sparray, bias: np.ndarray | None, out_shape: Sequence[int],
+           kind: str | None = None) -> Fixed:
     """A one-input linear node: a reshape when ``matrix`` is the identity and there is no bias."""
     if bias is None and is_identity(matrix):
         return Reshape(call.label, call.module, call.shape, out_shape, call.dtype, kind=kind or call.kind)
     return Fixed(call.label, call.module, call.shape, out_shape, matrix, bias, kind=kind or call.kind)
 
 
-def gather(call):
+def gather(call: Call) -> Fixed | Combine:
     """An op that copies entries (or writes constants): ``y = sum_i W_i x_i + b``."""
     mats, bias, out_shape = gather_matrices(call.apply, [o.shape for o in call.operands], call.dtype,
                                             f"{call.kind} {call.title!r}")
@@ -48,7 +59,7 @@ def gather(call):
     return Combine(call.label, [o.shape for o in call.operands], out_shape, mats, bias, call.kind)
 
 
-def _sample_axes(call, dims, what):
+def _sample_axes(call: Call, dims: int | Sequence[int], what: str) -> list[int]:
     """Sample axes (batch removed) of tensor dims ``dims``; refuses the batch axis."""
     nd = len(call.shape) + 1
     dims = [dims] if isinstance(dims, int) else list(dims)
@@ -60,8 +71,8 @@ def _sample_axes(call, dims, what):
     return [a - 1 for a in axes]
 
 
-def reduction(mean):
-    def build(call):
+def reduction(mean: bool) -> Builder:
+    def build(call: Call) -> Fixed:
         dims = call.arg(1, "dim")
         if dims is None:
             raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over "
@@ -72,19 +83,21 @@ def reduction(mean):
     return build
 
 
-def interpolate(call, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias):
+def interpolate(call: Call, size: int | Sequence[int] | None,
+                scale_factor: float | Sequence[float] | None, mode: str, align_corners: bool | None,
+                recompute_scale_factor: bool | None, antialias: bool) -> Fixed:
     """Upsampling/interpolation: separable, one small probe per spatial axis."""
     import torch.nn.functional as F
 
     nsp = len(call.shape) - 1
 
-    def per_axis(v, d, one):
+    def per_axis(v: Any, d: int, one: float) -> tuple[Any, ...] | None:  # a size or a scale
         if v is None:
             return None
         v = tuple(v) if isinstance(v, (tuple, list)) else (v,) * nsp
         return tuple(v[d] if e == d else one for e in range(nsp))
 
-    def apply_axis(d, probe):
+    def apply_axis(d: int, probe: torch.Tensor) -> torch.Tensor:
         return F.interpolate(probe, size=per_axis(size, d, 1), scale_factor=per_axis(scale_factor, d, 1.0),
                              mode=mode, align_corners=align_corners,
                              recompute_scale_factor=recompute_scale_factor, antialias=antialias)
@@ -93,13 +106,13 @@ def interpolate(call, size, scale_factor, mode, align_corners, recompute_scale_f
     return affine(call, M, None, out_shape)
 
 
-def functional_interpolate(call):
+def functional_interpolate(call: Call) -> Fixed:
     return interpolate(call, call.arg(1, "size"), call.arg(2, "scale_factor"), call.arg(3, "mode", "nearest"),
                        call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"),
                        call.arg(6, "antialias", False))
 
 
-def per_channel(call):
+def per_channel(call: Call) -> Fixed:
     """A weighted op that maps every channel alike (functional average pooling)."""
     M, out_shape = channel_matrix(lambda probe: call.apply(probe), call.shape, call.dtype)
     return affine(call, M, None, out_shape)
@@ -108,7 +121,7 @@ def per_channel(call):
 # --------------------------------------------------------------------------- arithmetic
 
 
-def _broadcast(call, operand):
+def _broadcast(call: Call, operand: Operand) -> sp.csr_array:
     """The 0/1 matrix that broadcasts ``operand`` to the call's output shape."""
     full = tuple(call.value.shape)
     mats, _, _ = gather_matrices(lambda t: t.broadcast_to(full), [operand.shape], call.dtype,
@@ -116,7 +129,7 @@ def _broadcast(call, operand):
     return mats[0]
 
 
-def _constant(call, c):
+def _constant(call: Call, c: object) -> np.ndarray:
     """A constant operand as a per-sample vector over the output. (A parameter here is refused
     by the compiler, which checks every call's arguments against the node's parameters.)"""
     import torch
@@ -128,14 +141,14 @@ def _constant(call, c):
     return t[0].reshape(-1).numpy().astype(call.dtype)
 
 
-def _no_division(call):
+def _no_division(call: Call) -> UnsupportedModuleError:
     return UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} divides by a tensor that "
                                   f"depends on the input, which compile does not support.")
 
 
-def arithmetic(op):
+def arithmetic(op: str) -> Builder:
     """``+``, ``-``, ``*``, ``/`` (and their in-place and torch forms), ``alpha`` included."""
-    def build(call):
+    def build(call: Call) -> Fixed | Combine | Product:
         a, b = call.arg(0, "input"), call.arg(1, "other")
         alpha = call.kwargs.get("alpha", 1)
         if not isinstance(a, Operand):  # c + x, c * x, c - x, c / x
@@ -162,7 +175,7 @@ def arithmetic(op):
     return build
 
 
-def negate(call):
+def negate(call: Call) -> Fixed:
     n = prod(call.shape)
     return affine(call, -sp.eye_array(n, dtype=call.dtype, format="csr"), None, call.shape)
 
@@ -170,20 +183,20 @@ def negate(call):
 # --------------------------------------------------------------------------- activations, softmax
 
 
-def activation(function_of):
+def activation(function_of: Callable[[Call], Elementwise]) -> Builder:
     """The builder of an elementwise function ``function_of(call) -> Elementwise``."""
-    def build(call):
+    def build(call: Call) -> Activation:
         return Activation(call.label, call.module, call.shape, function_of(call), kind=call.kind)
     return build
 
 
-def gelu_function(approximate):
+def gelu_function(approximate: str) -> Elementwise:
     if approximate not in ("none", "tanh"):  # pragma: no cover - torch refuses it too
         raise ValueError(f"GELU approximate must be 'none' or 'tanh'; got {approximate!r}.")
     return ACTIVATIONS["gelu_tanh" if approximate == "tanh" else "gelu"]
 
 
-def softmax_node(call, dim, log):
+def softmax_node(call: Call, dim: int | None, log: bool) -> Softmax:
     """Softmax (or log-softmax) along tensor dim ``dim``, which must be given and not the batch's."""
     if dim is None:  # it names the call itself: passed on as it is
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} needs an explicit dim (the axis "
@@ -192,13 +205,13 @@ def softmax_node(call, dim, log):
     return Softmax(call.label, call.module, call.shape, axis, log, call.kind)
 
 
-def softmax(log, dim_at=1):
-    def build(call):
+def softmax(log: bool, dim_at: int = 1) -> Builder:
+    def build(call: Call) -> Softmax:
         return softmax_node(call, call.arg(dim_at, "dim"), log)
     return build
 
 
-def dropout(call):
+def dropout(call: Call) -> Fixed | Combine:
     if call.arg(2, "training", True):
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must be called with "
                                f"training=False to be compiled: in training mode dropout zeroes random "
@@ -208,10 +221,11 @@ def dropout(call):
 
 # --------------------------------------------------------------------------- the registries
 
-_FUNCTIONS = _METHODS = None
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], Builder]] | None = None
+_METHODS: dict[str, tuple[str, Builder]] | None = None
 
 
-def functions() -> dict:
+def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
     """``{display name: (target, builder)}`` of the supported functions (needs torch)."""
     global _FUNCTIONS
     if _FUNCTIONS is None:
@@ -222,7 +236,7 @@ def functions() -> dict:
         fixed = {name: ACTIVATIONS[name] for name in ("relu", "relu6", "silu", "mish", "hardswish",
                                                       "sigmoid", "tanh")}
 
-        def act(name):
+        def act(name: str) -> Builder:
             return activation(lambda call: fixed[name])
 
         table = {
@@ -268,7 +282,9 @@ def functions() -> dict:
     return _FUNCTIONS
 
 
-def fold(call, output_size, kernel_size, dilation=1, padding=0, stride=1):
+def fold(call: Call, output_size: int | tuple[int, ...], kernel_size: int | tuple[int, ...],
+         dilation: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0,
+         stride: int | tuple[int, ...] = 1) -> Fixed:
     """``F.fold`` is the transpose of ``F.unfold`` with the same arguments."""
     import torch.nn.functional as F
 
@@ -284,22 +300,22 @@ def fold(call, output_size, kernel_size, dilation=1, padding=0, stride=1):
     return affine(call, mats[0].T.tocsr(), None, out_shape)
 
 
-def functional_fold(call):
+def functional_fold(call: Call) -> Fixed:
     return fold(call, call.arg(1, "output_size"), call.arg(2, "kernel_size"), call.arg(3, "dilation", 1),
                 call.arg(4, "padding", 0), call.arg(5, "stride", 1))
 
 
-def _pair(v, n=2):
+def _pair(v: int | tuple[int, ...] | list[int], n: int = 2) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
 
-def methods() -> dict:
+def methods() -> dict[str, tuple[str, Builder]]:
     """``{display name: (method name, builder)}`` of the supported tensor methods."""
     global _METHODS
     if _METHODS is None:
         fns = functions()
         ar = arithmetic
-        table = {f".{n}": (n, gather) for n in (
+        table: dict[str, tuple[str, Builder]] = {f".{n}": (n, gather) for n in (
             "view", "reshape", "flatten", "permute", "transpose", "swapaxes", "movedim", "squeeze",
             "unsqueeze", "contiguous", "clone", "flip", "roll", "expand", "repeat", "unflatten")}
         table.update({

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from .call import UntraceableModelError
 from .modules import entry_of
 
+if TYPE_CHECKING:
+    from types import FrameType
 
-def _user_line(skip):
+    import torch.fx
+    from torch import nn
+
+
+def _user_line(skip: tuple[str, ...]) -> tuple[str, int, str] | None:
     """``(file, line, code)`` of the innermost frame of the traced code outside torch and this
     package (None when the call comes from torch's own modules, e.g. ``nn.Sequential``)."""
     import linecache
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if name.endswith("_symbolic_trace.py") and frame.f_code.co_name == "trace":
@@ -28,7 +35,7 @@ def _user_line(skip):
     return None
 
 
-def _tracer():
+def _tracer() -> torch.fx.Tracer:
     import torch
     import torch.fx
     from torch import nn
@@ -39,14 +46,14 @@ def _tracer():
         """Registered modules and torch's own are single calls; user modules are traced through.
         Each node keeps the model's source line that made it (for error messages)."""
 
-        def is_leaf_module(self, m, qualname):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
             if entry_of(m) is not None:
                 return True
             if isinstance(m, nn.Sequential):
                 return False
             return type(m).__module__.startswith("torch.nn")
 
-        def create_node(self, *args, **kwargs):
+        def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
             node = super().create_node(*args, **kwargs)
             node.meta["source"] = _user_line(skip)
             return node
@@ -54,7 +61,7 @@ def _tracer():
     return Tracer()
 
 
-def trace(model):
+def trace(model: nn.Module) -> torch.fx.GraphModule:
     """The model as a ``torch.fx.GraphModule``; an :class:`UntraceableModelError` if fx fails."""
     import torch.fx
 
@@ -71,7 +78,7 @@ def trace(model):
     return torch.fx.GraphModule(tracer.root, graph)
 
 
-def source(node):
+def source(node: torch.fx.Node) -> str:
     """`` at file:line `code` `` of the model's own line that made the node, else ''."""
     where = node.meta.get("source")
     return f" at {where[0]}:{where[1]} `{where[2]}`" if where else ""

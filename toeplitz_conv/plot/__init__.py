@@ -16,6 +16,8 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 - :mod:`.style`: what the figures share (colormap, constrained layout).
 """
 
+from __future__ import annotations
+
 from .animation import animate
 from .diff import diff_figure
 from .explorer import explore

@@ -10,17 +10,27 @@ pixel (``padding_mode``) carry that pixel's index, in italics.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
+
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array
 from ..conv import conv_matrix, conv_transpose_matrix
 from ..geometry import conv_geometry, conv_transpose_geometry
 from .style import DIVERGING, new_figure
 
-_NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+if TYPE_CHECKING:
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+
+_NUMPY_MODE: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def _source(n, lo, hi, mode):
+def _source(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
     """Input index read at each padded position along one axis (-1: a zero)."""
     idx = np.arange(n)
     if mode in _NUMPY_MODE and (lo or hi):
@@ -28,7 +38,7 @@ def _source(n, lo, hi, mode):
     return np.pad(idx, (lo, hi), constant_values=-1)
 
 
-def _grid(ax, shape, title):
+def _grid(ax: Axes, shape: Sequence[int], title: str) -> None:
     ax.set_xlim(-0.5, shape[1] - 0.5)
     ax.set_ylim(shape[0] - 0.5, -0.5)
     ax.set_xticks(np.arange(shape[1]))
@@ -41,8 +51,10 @@ def _grid(ax, shape, title):
     ax.set_title(title, fontsize=10)
 
 
-def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mode="zeros",
-            transposed=False, output_padding=0, interval=700):
+def animate(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+            padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
+            padding_mode: str = "zeros", transposed: bool = False,
+            output_padding: int | Sequence[int] = 0, interval: int = 700) -> FuncAnimation:
     """The convolution (or the transposed convolution) of a single-channel layer, in motion.
 
     Parameters
@@ -50,7 +62,8 @@ def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mod
     weight : (1, 1, kH, kW) or (1, 1, k) array_like or torch.Tensor
         One input and one output channel (the picture of the convolution-arithmetic guide).
     input_shape : (1, H, W) or (1, L) tuple of int
-    stride, padding, dilation, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    stride, padding, dilation, padding_mode
+        As in :func:`toeplitz_conv.conv_matrix`.
     transposed : bool, default False
         The transposed convolution (``conv_transpose2d`` with these arguments and
         ``output_padding``): one frame per *input* pixel, its column lit.
@@ -80,9 +93,12 @@ def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mod
                          f"(1, 1, kH, kW); got weight.shape={tuple(w.shape)}.")
     w = w.astype(np.float64)
     if transposed:
-        geom = conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
+        # a str padding: conv_transpose_geometry raises its ValueError
+        geom = conv_transpose_geometry(w.shape, input_shape, stride=stride,
+                                       padding=cast("int | Sequence[int]", padding),
                                        output_padding=output_padding, dilation=dilation)
-        M = conv_transpose_matrix(w, input_shape, stride=stride, padding=padding,
+        M = conv_transpose_matrix(w, input_shape, stride=stride,
+                                  padding=cast("int | Sequence[int]", padding),
                                   output_padding=output_padding, dilation=dilation).tocsc()
         grid_in, grid_out = geom.out_shape, geom.in_shape  # the transposed conv reads geom's output
     else:
@@ -91,7 +107,8 @@ def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mod
         M = conv_matrix(w, input_shape, stride=stride, padding=padding, dilation=dilation,
                         padding_mode=padding_mode).tocsr()
         grid_in, grid_out = geom.in_shape, geom.out_shape
-    two = lambda s: (1, s[0]) if len(s) == 1 else tuple(s)  # noqa: E731
+    two: Callable[[Sequence[int]], tuple[int, ...]] = (  # noqa: E731
+        lambda s: (1, s[0]) if len(s) == 1 else tuple(s))
     sp_in, sp_out = two(grid_in[1:]), two(grid_out[1:])
     kern = w.reshape(two(w.shape[2:]))
     lo, hi = (two(geom.pad_lo), two(geom.pad_hi)) if not transposed else ((0, 0), (0, 0))
@@ -111,13 +128,14 @@ def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mod
     a_mat.set_xlabel("input index")
     a_mat.set_ylabel("output index")
     lit = a_mat.add_patch(Rectangle((-0.5, -0.5), 1, 1, color="orange", alpha=0.4))  # the lit row or column
-    base = two(conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
+    base = two(conv_transpose_geometry(w.shape, input_shape, stride=stride,
+                                       padding=cast("int | Sequence[int]", padding),
                                        dilation=dilation).in_shape[1:]) if transposed else sp_out
 
-    def cell(ax, idx, width, **kw):
+    def cell(ax: Axes, idx: int, width: int, **kw: Any) -> None:
         ax.add_patch(Rectangle((idx % width - 0.5, idx // width - 0.5), 1, 1, **kw))
 
-    def frame(f):
+    def frame(f: int) -> list[Artist]:
         a_in.clear()
         a_out.clear()
         _grid(a_in, padded, "input" if transposed else "input (padded)")
@@ -130,7 +148,7 @@ def animate(weight, input_shape, *, stride=1, padding=0, dilation=1, padding_mod
                 inside = lo[0] <= i < lo[0] + sp_in[0] and lo[1] <= j < lo[1] + sp_in[1]
                 a_in.text(j, i, str(r * sp_in[1] + c), ha="center", va="center", fontsize=7,
                           style="normal" if inside else "italic", color="0.3" if inside else "0.55")
-        shown = set()
+        shown: set[int] = set()
         if transposed:  # frame f: input pixel f scatters the kernel into the output: column f
             m = M.shape[0]
             lit.set_bounds(f - 0.5, -0.5, 1, m)

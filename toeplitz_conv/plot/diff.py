@@ -4,15 +4,25 @@ same channel and image-row grid as :func:`~toeplitz_conv.plot.spy` (for failure 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from .._args import real_number
 from .matrices import check_index_shape, check_matrix, spy
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-def diff_figure(A, B, input_shape=None, output_shape=None, *, rtol=1e-7, atol=1e-12, ax=None,
-                title=None):
+
+def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
+                B: npt.ArrayLike | sp.sparray | sp.spmatrix,
+                input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
+                *, rtol: float = 1e-7, atol: float = 1e-12, ax: Axes | None = None,
+                title: str | None = None) -> Axes:
     """Spy plot of ``A - B``: the differences as values, the mismatching entries circled.
 
     Parameters

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import html
 import json
+import os
+from collections.abc import Sequence
 from math import prod
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array
 from ..conv import conv_matrix
-from ..geometry import check_weight, conv_geometry
+from ..geometry import ConvGeometry, check_weight, conv_geometry
 
 #: The explorer is for layers a student can look at: at most this many input or output entries.
 EXPLORER_MAX_ENTRIES = 4096
@@ -133,8 +136,10 @@ draw(null, null);
 """
 
 
-def explore(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-            path="layer.html", title=None):
+def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
+            padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
+            groups: int = 1, padding_mode: str = "zeros",
+            path: str | os.PathLike[str] = "layer.html", title: str | None = None) -> Path:
     """Write an interactive explorer of one conv layer: ONE self-contained HTML file.
 
     Open it in any browser (no network needed): the input grids, the output grids and the
@@ -147,7 +152,8 @@ def explore(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1, p
     weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
     input_shape : (C_in, *spatial) tuple of int
         At most :data:`EXPLORER_MAX_ENTRIES` (4096) entries, and as many outputs.
-    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`toeplitz_conv.conv_matrix`.
     path : str or Path, default 'layer.html'
     title : str, optional
         Default: the layer, e.g. ``Conv2d(1, 1, 3, stride=2, padding=1) on 1x5x5``.
@@ -193,7 +199,9 @@ def explore(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1, p
     return out
 
 
-def _layer_title(geom, stride, padding, dilation, groups, padding_mode):
+def _layer_title(geom: ConvGeometry, stride: int | Sequence[int],
+                 padding: int | Sequence[int] | str, dilation: int | Sequence[int], groups: int,
+                 padding_mode: str) -> str:
     nd = geom.ndim
     k = geom.kernel[0] if len(set(geom.kernel)) == 1 else tuple(geom.kernel)
     parts = [f"Conv{nd}d({geom.in_channels}, {geom.out_channels}, {k}"]

@@ -3,14 +3,25 @@ reads) and a column of ``C`` put back on the output (where one input goes)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from .._args import as_tuple, is_int, positive_int
 from .matrices import check_index_shape, check_matrix
 from .style import DIVERGING, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+    from matplotlib.gridspec import SubplotSpec
+    from matplotlib.image import AxesImage
 
-def _check_flat_index(name: str, index, shape) -> int:
+
+def _check_flat_index(name: str, index: object, shape: tuple[int, ...]) -> int:
     """A flat C-order index from an int or a (channel, *position) tuple inside ``shape``."""
     size = int(np.prod(shape))
     if is_int(index):
@@ -26,14 +37,15 @@ def _check_flat_index(name: str, index, shape) -> int:
     return int(np.ravel_multi_index(items, shape))
 
 
-def _flat_index(name, index, shape) -> int:
+def _flat_index(name: str, index: object, shape: tuple[int, ...]) -> int:
     """A flat C-order index from an int or a (channel, *position) tuple, checked."""
     if index is None:
         return int(np.ravel_multi_index((0, *(s // 2 for s in shape[1:])), shape))
     return _check_flat_index(name, index, shape)
 
 
-def _show_maps(fig, gs_row, maps, kind: str, letter: str, vmax, cmap):
+def _show_maps(fig: Figure, gs_row: Sequence[SubplotSpec], maps: np.ndarray, kind: str,
+               letter: str, vmax: float, cmap: str | Colormap) -> AxesImage | None:
     """One image per channel of ``maps`` (C, *spatial); returns the last image."""
     im = None
     for c, img in enumerate(maps):
@@ -51,8 +63,10 @@ def _show_maps(fig, gs_row, maps, kind: str, letter: str, vmax, cmap):
     return im
 
 
-def field_figure(C, input_shape, output_shape, *, output_index=None, input_index=None,
-                 max_channels=4, cmap=None):
+def field_figure(C: npt.ArrayLike | sp.sparray | sp.spmatrix, input_shape: Sequence[int],
+                 output_shape: Sequence[int], *, output_index: int | Sequence[int] | None = None,
+                 input_index: int | Sequence[int] | None = None, max_channels: int = 4,
+                 cmap: str | Colormap | None = None) -> Figure:
     """Receptive field (a row of C on the input) and projective field (a column on the output).
 
     Row ``r`` of ``C`` holds the weights with which output ``y.flat[r]`` reads the input: put
@@ -112,5 +126,5 @@ def field_figure(C, input_shape, output_shape, *, output_index=None, input_index
     fig.suptitle(f"top: receptive field of y{list(ro)} = row {r} of C on the input\n"
                  f"bottom: projective field of x{list(jo)} = column {j} of C on the output",
                  fontsize="medium")
-    fig.colorbar(im, ax=fig.axes, shrink=0.7, label="weight")
+    fig.colorbar(cast("AxesImage", im), ax=fig.axes, shrink=0.7, label="weight")  # a map was drawn
     return fig

@@ -3,17 +3,26 @@ input gradient, all read from the same ``(row, col, tap)`` triples."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array, batched, is_int
 from ..conv import conv_matrix, conv_weight_grad
 from ..geometry import conv_geometry
 from .style import DIVERGING, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
 
-def _check_channel(name: str, value, count: int) -> int:
+_V = TypeVar("_V")
+
+
+def _check_channel(name: str, value: object, count: int) -> int:
     if not is_int(value) or not 0 <= value < count:
         raise ValueError(f"{name} must be an int in [0, {count}); got {value!r}.")
     return int(value)
@@ -29,8 +38,11 @@ def _check_shapes(x: np.ndarray, weight: np.ndarray, ndim: int) -> None:
         )
 
 
-def gradient_figure(x, weight, *, grad_output=None, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", out_channel=0, in_channel=0, cmap=None):
+def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
+                    grad_output: npt.ArrayLike | None = None, stride: int | Sequence[int] = 1,
+                    padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
+                    groups: int = 1, padding_mode: str = "zeros", out_channel: int = 0,
+                    in_channel: int = 0, cmap: str | Colormap | None = None) -> Figure:
     """Four panels: input image, kernel, weight gradient and input gradient of a conv layer.
 
     The layer is ``y = C(W) @ x``; the loss is ``L = ||y||^2 / 2`` (so ``dL/dy = y``) unless
@@ -44,7 +56,8 @@ def gradient_figure(x, weight, *, grad_output=None, stride=1, padding=0, dilatio
     weight : (C_out, C_in/groups, kH, kW) or (kH, kW) array_like, or (C_out, C_in/groups, k)
         A 1D layer is drawn as images of height 1.
     grad_output : (C_out, *out_spatial) array_like, optional
-    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`toeplitz_conv.conv_matrix`.
     out_channel, in_channel : int, default 0
         The kernel ``W[out_channel, in_channel]`` shown, with its input channel (within the
         group of ``out_channel``).
@@ -120,11 +133,12 @@ def gradient_figure(x, weight, *, grad_output=None, stride=1, padding=0, dilatio
         opts.append(f"padding_mode={padding_mode!r}")
     fig.suptitle(f"conv layer y = C x, kernel {tuple(wa.shape)}, input {tuple(xa.shape)}"
                  f"{', ' + ', '.join(opts) if opts else ''}; {loss}", fontsize="medium")
-    fig.arrays = {"x": xa, "weight": wa, "y": y, "grad_output": delta, "dW": dW, "dx": dx}
+    fig.arrays = {  # type: ignore[attr-defined]  # an extra attribute of this figure, documented
+        "x": xa, "weight": wa, "y": y, "grad_output": delta, "dW": dW, "dx": dx}
     return fig
 
 
-def _as_2d(value, pad: int):
+def _as_2d(value: _V, pad: int) -> _V | tuple[int, ...]:
     """A 1D stride/padding/dilation as the 2D one of a height-1 image (``pad`` for the height)."""
     if isinstance(value, str):
         return value

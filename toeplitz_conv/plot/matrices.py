@@ -9,9 +9,12 @@ shares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import ceil, prod
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from .._args import as_array, as_tuple, check_bool, check_choice, is_int, positive_int
@@ -19,12 +22,19 @@ from ..memory import check_size
 from .layout import axes_points, line_spacing_ok, matrix_figure, thin_ticks, wrap_title
 from .style import DIVERGING
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
 
-def check_matrix(C, name: str = "C"):
+SpyMode = Literal["auto", "values", "markers", "density"]
+
+
+def check_matrix(C: npt.ArrayLike | sp.sparray | sp.spmatrix, name: str = "C") -> sp.csr_array:
     """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like."""
     if sp.issparse(C):
-        if C.ndim != 2:
-            raise ValueError(f"{name} must be a 2D matrix; got {C.ndim} dimensions.")
+        if C.ndim != 2:  # type: ignore[union-attr]  # scipy is untyped: issparse does not narrow
+            raise ValueError(f"{name} must be a 2D matrix; got "
+                             f"{C.ndim} dimensions.")  # type: ignore[union-attr]  # idem
         return sp.csr_array(C)
     arr = as_array(C, name)
     if arr.ndim != 2:
@@ -34,7 +44,7 @@ def check_matrix(C, name: str = "C"):
     return sp.csr_array(arr)
 
 
-def check_index_shape(name: str, shape, size: int, what: str):
+def check_index_shape(name: str, shape: object, size: int, what: str) -> tuple[int, ...] | None:
     """``None``, or the shape of what the ``size`` rows/columns index, checked against it."""
     if shape is None:
         return None
@@ -52,7 +62,7 @@ def check_index_shape(name: str, shape, size: int, what: str):
 # --------------------------------------------------------------------------- spy
 
 
-def _index_label(shape, what: str, letter: str) -> str:
+def _index_label(shape: tuple[int, ...] | None, what: str, letter: str) -> str:
     """'output index: y[c, h, w] in C order' style axis label."""
     if shape is None:
         return f"{what} index"
@@ -60,7 +70,7 @@ def _index_label(shape, what: str, letter: str) -> str:
     return f"{what} index: {letter}[c{', ' + pos if pos else ''}] in C order"
 
 
-def _shown_channels(channels: int, p: int, span: float, length_pt: float, axis: str,
+def _shown_channels(channels: int, p: int, span: float, length_pt: float, axis: Literal["x", "y"],
                     cell: float) -> int:
     """Every how many channels a channel line (and its tick) is drawn: 1, or a power of 2
     when the blocks are too thin on the drawn axis to be told apart."""
@@ -71,7 +81,8 @@ def _shown_channels(channels: int, p: int, span: float, length_pt: float, axis: 
     return k
 
 
-def _block_lines(ax, shape, n_other: int, axis: str, cell: float = 1.0) -> int:
+def _block_lines(ax: Axes, shape: tuple[int, ...], n_other: int, axis: Literal["x", "y"],
+                 cell: float = 1.0) -> int:
     """Lines between channel blocks (dark) and between image rows / planes (light), each level
     only where its lines are far enough apart to read (channels thinned to every k-th);
     returns k."""
@@ -93,7 +104,7 @@ def _block_lines(ax, shape, n_other: int, axis: str, cell: float = 1.0) -> int:
             continue
         for pos in range(step, total, step):
             lines[pos] = (colour, width)  # coarser levels overwrite finer ones
-    segments = {}
+    segments: dict[tuple[str, float], list[float]] = {}
     for pos, style in lines.items():
         segments.setdefault(style, []).append(pos - 0.5)
     for (colour, width), positions in segments.items():
@@ -104,7 +115,8 @@ def _block_lines(ax, shape, n_other: int, axis: str, cell: float = 1.0) -> int:
     return k
 
 
-def _channel_ticks(ax, shape, axis: str, letter: str, k: int) -> None:
+def _channel_ticks(ax: Axes, shape: tuple[int, ...], axis: Literal["x", "y"], letter: str,
+                   k: int) -> None:
     """Ticks at the first index of each (k-th) channel block, labels 'c0', 'c1', ... between
     them, thinned until none collide; one channel: every index of a small sample (at most
     16), else the first index of each image row."""
@@ -115,7 +127,7 @@ def _channel_ticks(ax, shape, axis: str, letter: str, k: int) -> None:
     w_pt, h_pt = axes_points(ax)
     length = h_pt if axis == "y" else w_pt
 
-    def place(positions, labels, minor=False):
+    def place(positions: Sequence[float], labels: Sequence[str], minor: bool = False) -> None:
         positions, labels = thin_ticks(positions, labels, length, total, axis,
                                        fontsize=8.0 if minor else 10.0)
         set_ticks(positions, labels, minor=minor)
@@ -143,9 +155,12 @@ def _channel_ticks(ax, shape, axis: str, letter: str, k: int) -> None:
                    labelsize=8.0, labelcolor="0.3")
 
 
-def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bins=400,
-        title=None, layer=None, colorbar=True, annotate="auto", cmap=None, row_label=None,
-        col_label=None, aspect=None):
+def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
+        input_shape: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
+        mode: SpyMode = "auto", max_bins: int = 400, title: str | None = None,
+        layer: str | None = None, colorbar: bool = True, annotate: bool | Literal["auto"] = "auto",
+        cmap: str | Colormap | None = None, row_label: str | None = None,
+        col_label: str | None = None, aspect: Literal["equal", "auto"] | None = None) -> Axes:
     """Spy plot of a matrix, drawn to show the structure of a convolution matrix.
 
     Parameters
@@ -212,7 +227,7 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}.")
     in_shape = check_index_shape("input_shape", input_shape, n, "columns")
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")
-    mode = check_choice("mode", mode, ("auto", "values", "markers", "density"))
+    mode = cast(SpyMode, check_choice("mode", mode, ("auto", "values", "markers", "density")))
     colorbar = check_bool("colorbar", colorbar)
     if annotate != "auto":
         annotate = check_bool("annotate", annotate)
@@ -235,9 +250,9 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
         if layer:
             title = f"{layer}\n{title}"
     if aspect is not None:
-        aspect = check_choice("aspect", aspect, ("equal", "auto"))
+        aspect = cast(Literal["equal", "auto"], check_choice("aspect", aspect, ("equal", "auto")))
     alone = ax is None
-    if alone:
+    if ax is None:  # alone; tested on ax itself, which mypy narrows
         ax = matrix_figure(m, n, colorbar=colorbar and mode != "markers",
                            title_lines=title.count("\n") + 2)[1]
         aspect = aspect or "auto"  # the axes were shaped for the matrix
@@ -255,7 +270,7 @@ def spy(C, *, ax=None, input_shape=None, output_shape=None, mode="auto", max_bin
     rows = np.repeat(np.arange(m), np.diff(A.indptr))
     cols = A.indices
     extent = (-0.5, n - 0.5, m - 0.5, -0.5)
-    bar = dict(shrink=0.8, fraction=0.04, pad=0.02, aspect=30)
+    bar: dict[str, Any] = dict(shrink=0.8, fraction=0.04, pad=0.02, aspect=30)
     if mode == "values":
         dense = np.ma.masked_array(np.zeros((m, n), dtype=np.float64), mask=True)
         vals = A.data.real if np.iscomplexobj(A.data) else A.data

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from ..network.layers import Reshape
-from .matrices import check_index_shape, check_matrix, spy
+from .matrices import SpyMode, check_index_shape, check_matrix, spy
 from .style import new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _network_layers(network, names):
+    from ..network.model import Network
+
+    #: What network_figure draws: a compiled Network, or matrices, bare or named.
+    Layers = Network | Iterable[sp.sparray | np.ndarray | tuple[str, sp.sparray | np.ndarray]]
+
+
+def _network_layers(network: Layers, names: Iterable[object] | None) -> list[list[Any]]:
     """[(name, matrix, in_shape, out_shape)] from a Network or a sequence of matrices."""
-    items = getattr(network, "layers", network)
+    items: Any = getattr(network, "layers", network)  # checked by list() below
     try:
         items = list(items)
     except TypeError:
@@ -20,7 +31,7 @@ def _network_layers(network, names):
             f"network must be a compiled Network (with .layers) or a sequence of sparse "
             f"matrices; got {type(network).__name__}."
         ) from None
-    out = []
+    out: list[list[Any]] = []  # [name, matrix, in_shape, out_shape]
     for k, item in enumerate(items):
         name, in_shape, out_shape = None, None, None
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
@@ -53,7 +64,8 @@ def _network_layers(network, names):
     return out
 
 
-def network_figure(network, *, names=None, mode="auto", max_bins=200):
+def network_figure(network: Layers, *, names: Sequence[str] | None = None, mode: SpyMode = "auto",
+                   max_bins: int = 200) -> Figure:
     """Each layer's matrix side by side, with its shape: a CNN read as a chain of matrices.
 
     Parameters
@@ -63,7 +75,8 @@ def network_figure(network, *, names=None, mode="auto", max_bins=200):
         sequence of sparse matrices or ``(name, matrix)`` pairs.
     names : sequence of str, optional
         Panel titles, one per drawn layer.
-    mode, max_bins : as :func:`spy`
+    mode, max_bins
+        As in :func:`spy`.
 
     Returns
     -------

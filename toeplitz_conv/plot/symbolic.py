@@ -4,15 +4,22 @@ typeset as LaTeX in notebooks or drawn cell by cell. sympy is imported only when
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from math import prod
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import as_array
 from ..conv import conv_matrix
 from ..geometry import check_weight_shape, conv_geometry, conv_transpose_geometry
 from ..pattern import conv_pattern
 from .style import new_axes
+
+if TYPE_CHECKING:
+    import sympy
+    from matplotlib.axes import Axes
 
 SYMBOLIC_MAX_ENTRIES = 65536
 
@@ -25,7 +32,7 @@ def _check_size(rows: int, cols: int) -> None:
         )
 
 
-def weight_symbols(weight_shape, name="w"):
+def weight_symbols(weight_shape: Sequence[int], name: str = "w") -> npt.NDArray[np.object_]:
     """An object array of sympy symbols shaped like the weight: ``w_00``, ``w_01``, ...
 
     A single-channel kernel is indexed by position only (``w_00`` .. ``w_22`` for 3x3, as in
@@ -55,8 +62,10 @@ def weight_symbols(weight_shape, name="w"):
     return out
 
 
-def symbolic_conv_matrix(weight_shape, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                         padding_mode="zeros", name="w"):
+def symbolic_conv_matrix(weight_shape: Sequence[int], input_shape: Sequence[int], *,
+                         stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                         dilation: int | Sequence[int] = 1, groups: int = 1,
+                         padding_mode: str = "zeros", name: str = "w") -> sympy.Matrix:
     """The convolution matrix with the kernel's entries as symbols (sympy), for small layers.
 
     Read off the same ``(row, col, tap)`` triples as :func:`toeplitz_conv.conv_matrix`:
@@ -68,7 +77,8 @@ def symbolic_conv_matrix(weight_shape, input_shape, *, stride=1, padding=0, dila
     ----------
     weight_shape : (C_out, C_in/groups, *kernel) tuple of int
     input_shape : (C_in, *spatial) tuple of int
-    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`toeplitz_conv.conv_matrix`.
     name : str, default 'w'
 
     Returns
@@ -103,8 +113,12 @@ def symbolic_conv_matrix(weight_shape, input_shape, *, stride=1, padding=0, dila
     return M
 
 
-def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, padding=0,
-                                   output_padding=0, dilation=1, groups=1, name="w"):
+def symbolic_conv_transpose_matrix(weight_shape: Sequence[int], input_shape: Sequence[int], *,
+                                   stride: int | Sequence[int] = 1,
+                                   padding: int | Sequence[int] = 0,
+                                   output_padding: int | Sequence[int] = 0,
+                                   dilation: int | Sequence[int] = 1, groups: int = 1,
+                                   name: str = "w") -> sympy.Matrix:
     """The transposed convolution's matrix with symbols, from its own definition (a scatter).
 
     Written independently of the triples, as the transposed convolution is usually defined:
@@ -118,7 +132,8 @@ def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, paddi
     weight_shape : (C_in, C_out/groups, *kernel) tuple of int
         torch's transposed-convolution layout.
     input_shape : (C_in, *spatial) tuple of int
-    stride, padding, output_padding, dilation, groups : as ``conv_transpose2d``
+    stride, padding, output_padding, dilation, groups
+        As in ``conv_transpose2d``.
     name : str, default 'w'
 
     Returns
@@ -155,8 +170,10 @@ def symbolic_conv_transpose_matrix(weight_shape, input_shape, *, stride=1, paddi
     return M
 
 
-def to_latex(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-             padding_mode="zeros", transpose=False, name="w", digits=4):
+def to_latex(weight: Sequence[int] | npt.ArrayLike, input_shape: Sequence[int], *,
+             stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+             dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+             transpose: bool = False, name: str = "w", digits: int = 4) -> str:
     r"""A small layer's matrix as a LaTeX ``bmatrix``, ready for a slide.
 
     Parameters
@@ -165,7 +182,8 @@ def to_latex(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
         A weight *shape* gives the symbolic matrix (entries ``w_{00}``, ``w_{01}``, ... as
         :func:`symbolic_conv_matrix`); a weight gives its numbers (``digits`` significant).
     input_shape : (C_in, *spatial) tuple of int
-    stride, padding, dilation, groups, padding_mode : as :func:`toeplitz_conv.conv_matrix`
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`toeplitz_conv.conv_matrix`.
     transpose : bool, default False
         ``C.T`` instead of ``C``: the transposed convolution's matrix.
     name : str, default 'w'
@@ -197,12 +215,14 @@ def to_latex(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
     0 & w_{1}
     \end{bmatrix}
     """
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                              padding_mode=padding_mode)
     symbolic = isinstance(weight, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in weight)
     if symbolic:
         import sympy
 
-        M = symbolic_conv_matrix(tuple(weight), input_shape, name=name, **kw)
+        M = symbolic_conv_matrix(tuple(cast("Sequence[int]", weight)),  # symbolic: ints
+                                 input_shape, name=name, **kw)
         cells = [[sympy.latex(M[i, j]) for j in range(M.shape[1])] for i in range(M.shape[0])]
     else:
         w = as_array(weight, "weight")
@@ -216,13 +236,13 @@ def to_latex(weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
     return "\\begin{bmatrix}\n" + body + "\n\\end{bmatrix}"
 
 
-def _number(v, digits):
+def _number(v: complex | np.number[Any], digits: int) -> str:
     if np.iscomplexobj(v):
         return f"({v.real:.{digits}g}{v.imag:+.{digits}g}i)"
     return "0" if v == 0 else f"{v:.{digits}g}"
 
 
-def symbolic_figure(M, *, ax=None, title=None):
+def symbolic_figure(M: sympy.Matrix, *, ax: Axes | None = None, title: str | None = None) -> Axes:
     """Draw a (small) symbolic matrix as a grid of cells, each entry typeset (mathtext).
 
     Parameters

@@ -16,6 +16,8 @@ The same triples as the scipy core, read by torch:
 Conventions follow PyTorch: cross-correlation, weight ``(C_out, C_in/groups, *kernel)``.
 """
 
+from __future__ import annotations
+
 from .modules import ToeplitzConv1d, ToeplitzConv2d, ToeplitzConv3d, convert, sparse_conv
 from .report import memory_report
 from .tensors import to_torch_sparse

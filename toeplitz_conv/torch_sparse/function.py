@@ -21,11 +21,21 @@ input into the batch axis (one call), or runs one call per vmapped weight.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from . import runtime
 from .structure import Structure
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Applicable(Protocol):
+        """An autograd Function class, run by its ``apply``."""
+
+        def apply(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
 
 
 class Values:
@@ -36,12 +46,12 @@ class Values:
     version counter (``fused=True``) and inference tensors (which have none) are seen too.
     """
 
-    def __init__(self, structure: Structure, cache: bool):
+    def __init__(self, structure: Structure, cache: bool) -> None:
         self.structure, self.cache = structure, cache
-        self._mats = {}
+        self._mats: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
 
-    def matrix(self, weight, transpose=False):
+    def matrix(self, weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         if not self.cache:
             return self.structure.matrix(weight, transpose)
         with self._lock:
@@ -54,11 +64,12 @@ class Values:
             return self._mats[transpose][1]
 
 
-def _empty_batch(x, shape):
+def _empty_batch(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x.new_zeros((0, *shape))
 
 
-def conv_forward(values, x, weight, bias):
+def conv_forward(values: Values, x: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
     """``y = C(W) x + b`` for ``x`` of shape ``(N, C_in, *spatial)``, no autograd."""
     s = values.structure
     geom = s.geometry
@@ -75,7 +86,7 @@ def conv_forward(values, x, weight, bias):
     return out
 
 
-def _nonfinite_padding(y, weight, s):
+def _nonfinite_padding(y: torch.Tensor, weight: torch.Tensor, s: Structure) -> torch.Tensor:
     """``nn.ConvNd`` multiplies zero padding by the weight: a NaN or inf tap that reads
     padding makes its outputs NaN. The matrix has no entry for padding (the scipy core keeps
     it exact); the drop-in layers put those NaNs in, as torch does."""
@@ -86,7 +97,7 @@ def _nonfinite_padding(y, weight, s):
     return y.masked_fill(hit, float("nan"))
 
 
-def conv_transpose_forward(values, d, weight):
+def conv_transpose_forward(values: Values, d: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``dx = C(W).T d`` for ``d`` of shape ``(N, C_out, *out_spatial)``, no autograd."""
     s = values.structure
     geom = s.geometry
@@ -100,7 +111,7 @@ def conv_transpose_forward(values, d, weight):
     return out
 
 
-def weight_grad_forward(values, x, d):
+def weight_grad_forward(values: Values, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """``dW = J(x).T d``: the weight gradient of ``<d, C(W) x>``, no autograd."""
     s = values.structure
     if x.shape[0] == 0:
@@ -109,20 +120,21 @@ def weight_grad_forward(values, x, d):
                                runtime.rows(s, d, role="rows"))
 
 
-def _sum_but_channels(t):
+def _sum_but_channels(t: torch.Tensor) -> torch.Tensor:
     return t.sum(dim=[k for k in range(t.dim()) if k != 1])
 
 
 # --------------------------------------------------------------------------- vmap
 
 
-def _fold(t, dim):
+def _fold(t: torch.Tensor, dim: int) -> tuple[torch.Tensor, int, int]:
     """A vmapped ``(..., B at dim, ...)`` tensor as ``(B * N, ...)`` and ``B, N``."""
     t = t.movedim(dim, 0)
     return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:]), t.shape[0], t.shape[1]
 
 
-def _per_element(fn, info, in_dims, args):
+def _per_element(fn: _Applicable, info: Any, in_dims: Sequence[int | None],
+                 args: Sequence[Any]) -> tuple[torch.Tensor, int]:
     """One call per vmapped element, stacked: when a weight is vmapped (no batch to fold)."""
     outs = []
     for i in range(info.batch_size):
@@ -131,12 +143,13 @@ def _per_element(fn, info, in_dims, args):
     return torch.stack(outs), 0
 
 
-def _fold_or_loop(fn, info, in_dims, args, batched: int, rest_batched: bool):
+def _fold_or_loop(fn: _Applicable, info: Any, in_dims: Sequence[int | None], args: Sequence[Any],
+                  batched: int, rest_batched: bool) -> tuple[torch.Tensor, int]:
     """Fold the vmapped dim of ``args[batched]`` into its batch axis when it is the only
     vmapped tensor (one call), else one call per element."""
     if rest_batched or in_dims[batched] is None:
         return _per_element(fn, info, in_dims, args)
-    folded, B, N = _fold(args[batched], in_dims[batched])
+    folded, B, N = _fold(args[batched], cast(int, in_dims[batched]))
     out = fn.apply(*[folded if k == batched else a for k, a in enumerate(args)])
     return out.view(B, N, *out.shape[1:]), 0
 
@@ -147,19 +160,28 @@ def _fold_or_loop(fn, info, in_dims, args, batched: int, rest_batched: bool):
 class ConvFunction(torch.autograd.Function):
     """``y = C(W) x + b``; ``values``: the :class:`Values` of the layer's structure."""
 
+    if TYPE_CHECKING:  # Function.apply is unannotated: its signature here is forward's
+        @classmethod
+        def apply(cls, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  values: Values) -> torch.Tensor: ...
+
     @staticmethod
-    def forward(x, weight, bias, values):
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                values: Values) -> torch.Tensor:
         return conv_forward(values, x, weight, bias)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any,
+                      inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Values],
+                      output: torch.Tensor) -> None:
         x, weight, bias, values = inputs
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
         ctx.values = values
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
         x, weight = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
@@ -171,7 +193,8 @@ class ConvFunction(torch.autograd.Function):
         return gx, gw, gb, None
 
     @staticmethod
-    def jvp(ctx, x_t, w_t, b_t, _):
+    def jvp(ctx: Any, x_t: torch.Tensor | None, w_t: torch.Tensor | None,
+            b_t: torch.Tensor | None, _: object) -> torch.Tensor | None:
         x, weight = ctx.saved_tensors
         out = None
         if x_t is not None:
@@ -185,7 +208,8 @@ class ConvFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def vmap(info, in_dims, x, weight, bias, values):
+    def vmap(info: Any, in_dims: tuple[int | None, ...], x: torch.Tensor, weight: torch.Tensor,
+             bias: torch.Tensor | None, values: Values) -> tuple[torch.Tensor, int]:
         return _fold_or_loop(ConvFunction, info, in_dims, (x, weight, bias, values), 0,
                              in_dims[1] is not None or in_dims[2] is not None)
 
@@ -194,15 +218,21 @@ class _Bilinear(torch.autograd.Function):
     """A product bilinear in its two tensors ``(a, b)``: it saves both, and its forward-mode
     derivative is ``B(a', b) + B(a, b')``; each subclass writes its backward."""
 
+    if TYPE_CHECKING:  # Function.apply is unannotated: its signature here is forward's
+        @classmethod
+        def apply(cls, a: torch.Tensor, b: torch.Tensor, values: Values) -> torch.Tensor: ...
+
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor, Values],
+                      output: torch.Tensor) -> None:
         a, b, values = inputs
         ctx.save_for_backward(a, b)
         ctx.save_for_forward(a, b)
         ctx.values = values
 
     @classmethod
-    def jvp(cls, ctx, a_t, b_t, _):
+    def jvp(cls, ctx: Any, a_t: torch.Tensor | None, b_t: torch.Tensor | None,
+            _: object) -> torch.Tensor | None:
         a, b = ctx.saved_tensors
         out = None if a_t is None else cls.apply(a_t, b, ctx.values)
         if b_t is not None:
@@ -215,11 +245,12 @@ class ConvTFunction(_Bilinear):
     """``dx = C(W).T d``: the input gradient, which is the transposed convolution."""
 
     @staticmethod
-    def forward(d, weight, values):
+    def forward(d: torch.Tensor, weight: torch.Tensor, values: Values) -> torch.Tensor:
         return conv_transpose_forward(values, d, weight)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         d, weight = ctx.saved_tensors
         gd = gw = None
         if ctx.needs_input_grad[0]:
@@ -229,7 +260,8 @@ class ConvTFunction(_Bilinear):
         return gd, gw, None
 
     @staticmethod
-    def vmap(info, in_dims, d, weight, values):
+    def vmap(info: Any, in_dims: tuple[int | None, ...], d: torch.Tensor, weight: torch.Tensor,
+             values: Values) -> tuple[torch.Tensor, int]:
         return _fold_or_loop(ConvTFunction, info, in_dims, (d, weight, values), 0, in_dims[1] is not None)
 
 
@@ -237,11 +269,12 @@ class WeightGradFunction(_Bilinear):
     """``dW = J(x).T d``, bilinear in ``x`` and ``d``: ``<dW, G> = <d, C(G) x>``."""
 
     @staticmethod
-    def forward(x, d, values):
+    def forward(x: torch.Tensor, d: torch.Tensor, values: Values) -> torch.Tensor:
         return weight_grad_forward(values, x, d)
 
     @staticmethod
-    def backward(ctx, G):
+    def backward(ctx: Any, G: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x, d = ctx.saved_tensors
         gx = gd = None
         if ctx.needs_input_grad[0]:
@@ -251,6 +284,7 @@ class WeightGradFunction(_Bilinear):
         return gx, gd, None
 
     @staticmethod
-    def vmap(info, in_dims, x, d, values):
+    def vmap(info: Any, in_dims: tuple[int | None, ...], x: torch.Tensor, d: torch.Tensor,
+             values: Values) -> tuple[torch.Tensor, int]:
         # a per-element weight gradient: the batch axis is summed over, so never folded
         return _per_element(WeightGradFunction, info, in_dims, (x, d, values))

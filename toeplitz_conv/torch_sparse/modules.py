@@ -8,7 +8,9 @@ is checked here (types, devices, dtypes, channels) before it reaches the structu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import torch
 import torch.nn as nn
@@ -16,15 +18,27 @@ import torch.nn as nn
 from .._args import check_choice
 from ..geometry import conv_geometry
 from .function import ConvFunction, Values
-from .structure import auto_layout, cached_structure
+from .structure import Structure, auto_layout, cached_structure
 from .tensors import LAYOUT_NOTE
+
+if TYPE_CHECKING:
+    from torch.nn.modules.conv import _ConvNd
+    from typing_extensions import Self  # typing.Self: Python 3.11+
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+    _ConvBase = _ConvNd  # what the mixin is mixed into
+else:
+    _ConvBase = object
+
+_Layout = Literal["auto", "csr", "bsr"]
+_PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 _MATMUL_DTYPES = (torch.float32, torch.float64)
 _DEVICES = ("cpu", "cuda")
 LAYOUTS = ("auto", "csr", "bsr")
 
 
-def _check_dense(name: str, t, what: str) -> None:
+def _check_dense(name: str, t: object, what: str) -> None:
     """``t`` is a dense (strided, not nested) torch tensor, or the error naming ``name``."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} of {what} must be a torch.Tensor; got {type(t).__name__}.")
@@ -35,7 +49,8 @@ def _check_dense(name: str, t, what: str) -> None:
         )
 
 
-def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
+def _check_call(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ndim: int,
+                in_channels: int, what: str) -> tuple[torch.Tensor, bool]:
     """The checks of one call; returns the input with a batch axis and whether it was added."""
     _check_dense("input", input, what)  # before its shape is read
     spatial = "DHW"[3 - ndim:]
@@ -56,7 +71,8 @@ def _check_call(input, weight, bias, ndim: int, in_channels: int, what: str):
     return x, unbatched
 
 
-def _check_tensors(x, weight, bias, what: str) -> None:
+def _check_tensors(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   what: str) -> None:
     """Kinds (the input's is checked already), devices, then dtypes: the tensors of one call
     where torch.sparse multiplies."""
     _check_dense("weight", weight, what)
@@ -91,8 +107,11 @@ def _check_tensors(x, weight, bias, what: str) -> None:
         raise TypeError(f"{name} of {what} must have the weight's dtype {weight.dtype}; got {t.dtype}.")
 
 
-def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", *, sparse_layout="auto"):
+def sparse_conv(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                dilation: int | Sequence[int] = 1, groups: int = 1,
+                padding_mode: _PaddingMode = "zeros", *,
+                sparse_layout: _Layout = "auto") -> torch.Tensor:
     """Functional convolution through the sparse matrix, like ``F.conv1d/2d/3d``.
 
     Parameters
@@ -100,7 +119,8 @@ def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     input : (N, C_in, *spatial) or (C_in, *spatial) torch.Tensor
     weight : (C_out, C_in/groups, *kernel) torch.Tensor
     bias : (C_out,) torch.Tensor, optional
-    stride, padding, dilation, groups : as ``torch.nn.functional.conv2d``
+    stride, padding, dilation, groups
+        As in ``torch.nn.functional.conv2d``.
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
         As ``nn.Conv2d(padding_mode=...)`` (the functional torch API has zeros only).
     sparse_layout : {'auto', 'csr', 'bsr'}, default 'auto'
@@ -145,13 +165,16 @@ def sparse_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, group
                                           sparse_layout), cache=False))
 
 
-@torch.compiler.disable(recursive=True)
-def _run(input, weight, bias, ndim, in_channels, what, values_for):
+@cast("Callable[[_F], _F]",
+      torch.compiler.disable(recursive=True))  # type: ignore[no-untyped-call]  # untyped in torch
+def _run(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ndim: int,
+         in_channels: int, what: str,
+         values_for: Callable[[torch.Tensor, torch.Tensor], Values]) -> torch.Tensor:
     """One call of the sparse convolution, from the checks to the output, with torch's
     semantics around the product: autocast (computed in float32, returned in the autocast
     dtype as ``nn.ConvNd`` would), a batch of 0, NaN/inf weights on taps that read zero
     padding. Run eagerly under ``torch.compile`` (a graph break around it)."""
-    if torch.jit.is_tracing():
+    if torch.jit.is_tracing():  # type: ignore[attr-defined, no-untyped-call]  # untyped, no __all__
         raise TypeError(
             f"{what} cannot be recorded by torch.jit.trace: its sparse structure is built in "
             f"Python for each input size. Use torch.compile (it runs the sparse product "
@@ -172,7 +195,9 @@ def _run(input, weight, bias, ndim, in_channels, what, values_for):
     return y.squeeze(0) if unbatched else y
 
 
-def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_layout):
+def _plan(weight: torch.Tensor, x: torch.Tensor, stride: int | Sequence[int],
+          padding: int | Sequence[int] | str, dilation: int | Sequence[int], groups: int,
+          padding_mode: str, sparse_layout: str) -> Structure:
     """The cached structure of this call's geometry on its device, in its storage layout."""
     geom = conv_geometry(tuple(weight.shape), tuple(x.shape[1:]), stride=stride, padding=padding,
                          dilation=dilation, groups=groups, padding_mode=padding_mode)
@@ -185,19 +210,19 @@ def _plan(weight, x, stride, padding, dilation, groups, padding_mode, sparse_lay
 # --------------------------------------------------------------------------- modules
 
 
-class _ToeplitzConvNd:
+class _ToeplitzConvNd(_ConvBase):
     """Mixin: ``nn.ConvNd`` whose forward is the sparse matrix product."""
 
     _ndim: int
-    _torch_conv: type
+    _torch_conv: type[_ConvNd]
 
-    def __init__(self, *args, sparse_layout="auto", **kwargs):
+    def __init__(self, *args: Any, sparse_layout: _Layout = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sparse_layout = check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
-        self._values = {}
+        self._values: dict[tuple[tuple[int, ...], torch.device], Values] = {}
 
     @classmethod
-    def from_conv(cls, conv, *, sparse_layout="auto"):
+    def from_conv(cls, conv: nn.Module, *, sparse_layout: _Layout = "auto") -> Self:
         """A Toeplitz twin of ``conv`` (an ``nn.ConvNd`` of the same rank): same arguments,
         device and dtype, and the *same* weight and bias parameters (shared, not copied: an
         optimizer built on ``conv`` trains the twin)."""
@@ -215,27 +240,29 @@ class _ToeplitzConvNd:
         new.train(conv.training)
         return new
 
-    def _apply(self, fn, *args, **kwargs):
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any) -> Self:
         self._values = {}  # new device or dtype: structures and values are rebuilt lazily
-        return super()._apply(fn, *args, **kwargs)
+        return super()._apply(  # type: ignore[no-any-return, no-untyped-call]  # untyped in torch
+            fn, *args, **kwargs)
 
-    def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+    def __getstate__(self) -> dict[str, Any]:
+        state = (super().__getstate__()  # type: ignore[no-untyped-call]  # untyped in torch
+                 if hasattr(super(), "__getstate__") else self.__dict__)
         return {**state, "_values": {}}  # copies and pickles rebuild their matrices lazily
 
-    def refresh(self):
+    def refresh(self) -> None:
         """Forget the cached structures and matrix values (they are rebuilt on the next call);
         never needed for correctness, the cache checks the weight on every call."""
         self._values = {}
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         # the weight is read once per call (a parametrization such as spectral_norm computes
         # it on every read)
         weight, bias = self.weight, self.bias
         return _run(input, weight, bias, self._ndim, self.in_channels, type(self).__name__,
                     self._values_for)
 
-    def _values_for(self, x, weight):
+    def _values_for(self, x: torch.Tensor, weight: torch.Tensor) -> Values:
         key = (tuple(x.shape[2:]), x.device)
         vals = self._values.get(key)
         if vals is None:
@@ -244,8 +271,9 @@ class _ToeplitzConvNd:
             vals = self._values[key] = Values(plan, cache=True)
         return vals
 
-    def extra_repr(self):
-        return super().extra_repr() + f", sparse_layout={self.sparse_layout!r}"
+    def extra_repr(self) -> str:
+        return (super().extra_repr()  # type: ignore[no-any-return, no-untyped-call]  # untyped in torch
+                + f", sparse_layout={self.sparse_layout!r}")
 
 
 _MODULE_DOC = """A drop-in ``nn.Conv{n}d`` whose forward is one torch.sparse matrix product.
@@ -277,7 +305,7 @@ _MODULE_DOC = """A drop-in ``nn.Conv{n}d`` whose forward is one torch.sparse mat
     """
 
 
-def _module(n: int, base: type) -> type:
+def _module(n: int, base: type[_ConvNd]) -> type[_ToeplitzConvNd]:
     shape = ", ".join(["2", "3"] + ["6"] * n)
     cls = type(f"ToeplitzConv{n}d", (_ToeplitzConvNd, base),
                {"_ndim": n, "_torch_conv": base, "__doc__": _MODULE_DOC.format(n=n, shape=shape),
@@ -285,13 +313,21 @@ def _module(n: int, base: type) -> type:
     return cls
 
 
-ToeplitzConv1d = _module(1, nn.Conv1d)
-ToeplitzConv2d = _module(2, nn.Conv2d)
-ToeplitzConv3d = _module(3, nn.Conv3d)
-_TWINS = {nn.Conv1d: ToeplitzConv1d, nn.Conv2d: ToeplitzConv2d, nn.Conv3d: ToeplitzConv3d}
+if TYPE_CHECKING:  # the classes _module makes, spelled out for type checkers
+    class ToeplitzConv1d(_ToeplitzConvNd, nn.Conv1d): ...
+    class ToeplitzConv2d(_ToeplitzConvNd, nn.Conv2d): ...
+    class ToeplitzConv3d(_ToeplitzConvNd, nn.Conv3d): ...
+else:
+    ToeplitzConv1d = _module(1, nn.Conv1d)
+    ToeplitzConv2d = _module(2, nn.Conv2d)
+    ToeplitzConv3d = _module(3, nn.Conv3d)
+
+_TWINS: dict[type[nn.Module], type[_ToeplitzConvNd]] = {
+    nn.Conv1d: ToeplitzConv1d, nn.Conv2d: ToeplitzConv2d, nn.Conv3d: ToeplitzConv3d}
 
 
-def convert(model, *, sparse_layout="auto", input_shape=None):
+def convert(model: nn.Module, *, sparse_layout: _Layout = "auto",
+            input_shape: tuple[int, ...] | list[int] | None = None) -> nn.Module:
     """Swap every ``nn.Conv1d/2d/3d`` of ``model`` for its Toeplitz twin, keeping the weights.
 
     Parameters
@@ -335,7 +371,8 @@ def convert(model, *, sparse_layout="auto", input_shape=None):
     return model
 
 
-def _convert_children(model, sparse_layout, twins):
+def _convert_children(model: nn.Module, sparse_layout: _Layout,
+                      twins: dict[int, nn.Module]) -> None:
     """Swap the children in place; ``twins`` maps each converted module (by id) to its twin,
     so that a module used in several places (tied weights) stays one module."""
     for name, child in list(model._modules.items()):  # named_children() skips repeats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -18,6 +19,10 @@ from ..geometry import ConvGeometry, conv_geometry
 from ..memory import human_bytes, memory_limit
 from ..pattern import estimate_nnz
 from .structure import auto_layout
+
+if TYPE_CHECKING:
+    from torch.nn.modules.conv import _ConvNd
+    from torch.utils.hooks import RemovableHandle
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -28,8 +33,8 @@ class LayerCost:
 
     name: str
     layer: str  # the layer as a torch constructor call
-    in_shape: tuple
-    out_shape: tuple
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
     layout: str  # 'csr' or 'bsr'
     nnz: int  # nonzeros of C (C.T holds as many); an upper bound for padding modes but zeros
     nbytes: int  # C and C.T values, index tensors, the weight-gradient gather
@@ -40,12 +45,12 @@ class MemoryReport:
     """:func:`memory_report`'s answer: ``layers``, ``total_bytes`` and the limit in force;
     ``str()`` is a table."""
 
-    layers: tuple
+    layers: tuple[LayerCost, ...]
     total_bytes: int
     limit: int
     limit_source: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         head = f"{'layer':<24}{'conv':<44}{'input -> output':<28}{'layout':<7}{'nonzeros':>14}{'bytes':>12}"
         lines = [head, "-" * len(head)]
         for c in self.layers:
@@ -72,13 +77,15 @@ def layer_bytes(geom: ConvGeometry, layout: str, element_size: int, backward: bo
     return nnz, matrices * nnz * per_entry + rows + gather
 
 
-def _geometry(module, x) -> ConvGeometry:
+def _geometry(module: _ConvNd, x: torch.Tensor) -> ConvGeometry:
     return conv_geometry(tuple(module.weight.shape), tuple(x.shape[1:]), stride=module.stride,
                          padding=module.padding, dilation=module.dilation, groups=module.groups,
                          padding_mode=module.padding_mode)
 
 
-def memory_report(model, input_shape, *, dtype=None, device=None, backward=True, check=True):
+def memory_report(model: nn.Module, input_shape: tuple[int, ...] | list[int], *,
+                  dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                  backward: bool = True, check: bool = True) -> MemoryReport:
     """Each convolution's nonzeros and bytes in the torch.sparse variant, before any is built.
 
     Parameters
@@ -124,9 +131,12 @@ def memory_report(model, input_shape, *, dtype=None, device=None, backward=True,
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype or None; got {dtype!r}.")
     convs = {id(m): name or "(model)" for name, m in model.named_modules() if isinstance(m, _CONVS)}
+    seen: set[int]
+    costs: list[LayerCost]
+    hooks: list[RemovableHandle]
     seen, costs, hooks = set(), [], []
 
-    def record(module, args):
+    def record(module: _ConvNd, args: tuple[Any, ...]) -> None:
         if id(module) in seen:  # a tied conv: one set of matrices per input size
             return
         seen.add(id(module))
@@ -139,13 +149,14 @@ def memory_report(model, input_shape, *, dtype=None, device=None, backward=True,
         costs.append(LayerCost(convs[id(module)], geom.describe(), geom.in_shape, geom.out_shape,
                                layout, nnz, nbytes))
 
-    originals = {}
+    originals: dict[int, nn.Module] = {}
     for m in model.modules():
         if isinstance(m, _CONVS) and id(m) not in originals:
             hooks.append(m.register_forward_pre_hook(record))
             base = next(c for c in type(m).__mro__ if c in _CONVS)
             originals[id(m)] = m
-            m.forward = base.forward.__get__(m)  # torch's own convolution: nothing is built
+            # torch's own convolution: nothing is built
+            m.forward = base.forward.__get__(m)  # type: ignore[method-assign]  # deleted below
     param = next(model.parameters(), None)
     x = torch.zeros((1, *input_shape), dtype=param.dtype if param is not None else torch.float32,
                     device=param.device if param is not None else "cpu")

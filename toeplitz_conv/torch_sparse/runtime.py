@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import threading
 from math import prod
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from .structure import Structure
 
 _GATHER_CHUNK_BYTES = 2**22  # CPU: gathered input rows per chunk of the weight gradient (4 MiB best)
 _GATHER_CHUNK_BYTES_GPU = 2**26  # CUDA: fewer, larger chunks (each chunk is two kernel launches)
 _TRANSPOSE_BLOCK = 2048  # CPU: columns per block when rows go back to (N, C, P)
 _SCRATCH_MAX_BYTES = 2**24  # CPU: intermediates kept between calls up to 16 MiB each
+
+#: The intermediates that have a scratch buffer of their own (one each per thread).
+_Role = Literal["input", "rows", "operand", "product", "gather"]
 
 
 class Policy(NamedTuple):
@@ -33,7 +39,7 @@ class Policy(NamedTuple):
     bsr: bool  # 'auto' may store BSR (MKL's square-tile kernel; on CUDA, CSR via cuSPARSE)
     addmm: bool  # products as addmm into a given buffer, the bias as its start; else M @ X + b
     gather_chunk_bytes: int  # gathered input rows per chunk of the weight gradient
-    transpose_block: Optional[int]  # columns per block of a rows -> (N, C, P) copy; None: one copy
+    transpose_block: int | None  # columns per block of a rows -> (N, C, P) copy; None: one copy
     keep_scratch: bool  # keep the intermediates' buffers between calls (scratch)
 
 
@@ -54,17 +60,18 @@ class _ScratchPool(threading.local):
     per thread; larger ones are allocated per call (transparent huge pages make those cheap).
     """
 
-    def __init__(self):
-        self.buffers = {}
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
 
 
 _POOL = _ScratchPool()
 
 
-def scratch(role, shape, like, policy: Policy):
+def scratch(role: _Role, shape: tuple[int, ...], like: torch.Tensor,
+            policy: Policy) -> torch.Tensor:
     """An uninitialised ``shape`` buffer of ``like``'s dtype and device for role ``role``
-    ('rows', 'operand', 'product', 'gather'): the thread's kept buffer where the policy keeps
-    them and it is small enough, else a new one. Never returned to the caller."""
+    ('input', 'rows', 'operand', 'product', 'gather'): the thread's kept buffer where the
+    policy keeps them and it is small enough, else a new one. Never returned to the caller."""
     numel = prod(shape)
     if not policy.keep_scratch or numel * like.element_size() > _SCRATCH_MAX_BYTES:
         return like.new_empty(shape)
@@ -77,12 +84,13 @@ def scratch(role, shape, like, policy: Policy):
 # --------------------------------------------------------------------------- activations <-> rows
 
 
-def rows(s, t, zero_row=False, role=None):
+def rows(s: Structure, t: torch.Tensor, zero_row: bool = False,
+         role: _Role | None = None) -> torch.Tensor:
     """``(N, C, *spatial)`` as channel-first rows ``(C * P (+ 1), N)``: one 2D transpose.
 
     ``zero_row`` appends a row of zeros (the input rows: padding taps read it). With a
-    ``role`` the rows go to that scratch buffer (delta's rows), else to a new tensor
-    (the input rows, kept for the backward).
+    ``role`` the rows go to that scratch buffer ('input' for the input's, 'rows' for delta's),
+    else to a new tensor.
     """
     n = t.shape[0]
     f = t[0].numel()
@@ -94,7 +102,8 @@ def rows(s, t, zero_row=False, role=None):
     return buf
 
 
-def _reorder(s, rows, channels, inverse=False):
+def _reorder(s: Structure, rows: torch.Tensor, channels: int,
+             inverse: bool = False) -> torch.Tensor:
     """``(C, P, N)`` rows as ``(P, C, N)`` (or back): one copy of contiguous runs of ``N``,
     into the 'operand' scratch buffer."""
     n = rows.shape[1]
@@ -104,13 +113,13 @@ def _reorder(s, rows, channels, inverse=False):
     return buf
 
 
-def operand(s, rows, channels):
+def operand(s: Structure, rows: torch.Tensor, channels: int) -> torch.Tensor:
     """The rows in the structure's order: channel-first as they are, or channels-last
     ``(P, C, N)`` (BSR)."""
     return _reorder(s, rows, channels) if s.channels_last else rows
 
 
-def _transpose_into(dst, src, block):
+def _transpose_into(dst: torch.Tensor, src: torch.Tensor, block: int | None) -> None:
     """``dst[:] = src.T`` for a wide ``(n, F)`` destination, ``block`` columns at a time (on
     the CPU a plain strided copy measured up to ~1.7x slower on the 64 x 200,704
     activations), or in one copy (``block=None``: one kernel on CUDA)."""
@@ -121,7 +130,7 @@ def _transpose_into(dst, src, block):
         dst[:, a:a + block].copy_(src[a:a + block].t())
 
 
-def unrows(s, Y, channels, out):
+def unrows(s: Structure, Y: torch.Tensor, channels: int, out: torch.Tensor) -> torch.Tensor:
     """Product rows ``Y`` (the structure's order) into ``out``, an ``(N, C, P)`` view."""
     n = out.shape[0]
     if s.channels_last:  # (P, C, N) -> (C, P, N)
@@ -133,13 +142,14 @@ def unrows(s, Y, channels, out):
 # --------------------------------------------------------------------------- products
 
 
-def bias_rows(s, bias, n):
+def bias_rows(s: Structure, bias: torch.Tensor, n: int) -> torch.Tensor:
     """``bias`` per output row, broadcast over the batch: the ``input`` of ``addmm``."""
     per_row = bias.repeat(s.p_out) if s.channels_last else bias.repeat_interleave(s.p_out)
     return per_row[:, None].expand(-1, n)
 
 
-def product(s, M, dense, bias_rows=None):
+def product(s: Structure, M: torch.Tensor, dense: torch.Tensor,
+            bias_rows: torch.Tensor | None = None) -> torch.Tensor:
     """``M @ dense (+ bias_rows)``: on the CPU an ``addmm`` into the 'product' scratch
     buffer, the bias as its start (``beta=0`` without one; ``M @ dense`` measured ~2x
     slower on CSR), on CUDA ``M @ dense`` then ``+= bias_rows``."""
@@ -152,7 +162,7 @@ def product(s, M, dense, bias_rows=None):
     return torch.addmm(bias_rows, M, dense, out=out)
 
 
-def weight_grad(s, X, D):
+def weight_grad(s: Structure, X: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     """``dW.flat[tap] = sum delta[row] * x[col]`` over the triples, grouped by tap.
 
     ``X``: the input rows with their zero row, ``D``: the rows of delta, both channel-first

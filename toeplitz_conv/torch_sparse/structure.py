@@ -17,17 +17,23 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from math import gcd, prod
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from .._sparse import csr
 from ..geometry import ConvGeometry
 from ..memory import check_size
 from ..indexing import index_dtype, stacked_indices
-from ..pattern import TABLE_BYTES_PER_ENTRY, conv_pattern, estimate_nnz
+from ..pattern import TABLE_BYTES_PER_ENTRY, ConvPattern, conv_pattern, estimate_nnz
 from . import runtime
 from .tensors import compressed
+
+if TYPE_CHECKING:
+    # a compressed pattern and its value sources: crow, col, src, owner (None: one each)
+    _Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 MIN_BSR_TILE = 4  # below it, CSR
 MAX_BSR_TILE = 8  # MKL's BSR kernel measured ~1.8x faster on 8x8 tiles than on 64x64
@@ -36,7 +42,8 @@ MAX_BSR_TILE = 8  # MKL's BSR kernel measured ~1.8x faster on 8x8 tiles than on 
 # --------------------------------------------------------------------------- BSR index arrays
 
 
-def _bsr_pattern(brow, bcol, n_brows, tap_start, tap_k, G, K):
+def _bsr_pattern(brow: np.ndarray, bcol: np.ndarray, n_brows: int, tap_start: np.ndarray,
+                 tap_k: np.ndarray, G: int, K: int) -> _Arrays:
     """Block CSR of a (spatial block x group) matrix from spatial blocks sorted by (row, col).
 
     Spatial block ``s`` joins spatial rows/cols ``brow[s]``, ``bcol[s]`` and sums kernel taps
@@ -63,7 +70,8 @@ def _bsr_pattern(brow, bcol, n_brows, tap_start, tap_k, G, K):
     return crow, col, tap_k[t] * G + grp[owner], owner
 
 
-def _split_blocks(crow, col, src, owner, bo, bi):
+def _split_blocks(crow: np.ndarray, col: np.ndarray, src: np.ndarray, owner: np.ndarray | None,
+                  bo: int, bi: int) -> _Arrays:
     """Split each block of a BSR pattern into ``bo x bi`` tiles: a BSR of the tiles.
 
     Tile ``(i, j)`` of block ``b`` reads tile ``src[b] * bo * bi + i * bi + j`` of the
@@ -96,7 +104,7 @@ def _split_blocks(crow, col, src, owner, bo, bi):
 # --------------------------------------------------------------------------- CSR index arrays
 
 
-def _csr_arrays(pat, geom: ConvGeometry):
+def _csr_arrays(pat: ConvPattern, geom: ConvGeometry) -> _Arrays:
     """The CSR arrays of C in the public (channel-first) order, with value sources: the
     scipy matrix of :func:`toeplitz_conv.conv_matrix`, block ``pat`` stacked per output
     channel, entry ``e`` = ``W.flat[src[e]]`` (summed over ``owner`` where taps merge).
@@ -114,7 +122,8 @@ def _csr_arrays(pat, geom: ConvGeometry):
     return crow, col, src.reshape(-1), owner
 
 
-def _csr_transposed(crow, col, src, owner, shape):
+def _csr_transposed(crow: np.ndarray, col: np.ndarray, src: np.ndarray, owner: np.ndarray | None,
+                    shape: tuple[int, int]) -> _Arrays:
     """C.T's CSR arrays from C's: a counting sort (scipy's), the sources carried along as
     its data, or, where taps merge, the entries' positions, to move ``owner``."""
     if owner is None:
@@ -135,8 +144,12 @@ class StoredMatrix:
     weight cut into square tiles (BSR).
     """
 
-    def __init__(self, crow, col, src, owner, shape, layout, device, block=None, tile=1):
-        t = lambda a, dt: None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dt)).to(device)
+    def __init__(self, crow: np.ndarray, col: np.ndarray, src: np.ndarray, owner: np.ndarray | None,
+                 shape: tuple[int, int], layout: str, device: torch.device,
+                 block: tuple[int, int] | None = None, tile: int = 1) -> None:
+        def t(a: np.ndarray, dt: npt.DTypeLike) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=dt)).to(device)
+
         # int32 indices while they fit: MKL (LP64) takes them as they are, int64 is converted
         # per call; the value sources likewise (index_select and index_add_ take int32)
         idx = np.int32 if max(int(crow[-1]), *shape) < 2**31 else np.int64
@@ -146,10 +159,10 @@ class StoredMatrix:
         self.shape, self.layout, self.block, self.tile = shape, layout, block, tile
         self.nvals = int(crow[-1])
 
-    def values(self, source, out=None):
+    def values(self, source: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The stored values from ``source``: one gather (an index_add where taps merge)."""
         if self.layout == "bsr":
-            (bo, bi), t = self.block, self.tile
+            (bo, bi), t = cast("tuple[int, int]", self.block), self.tile  # set for BSR
             if (bo, bi) != (t, t):  # (K * G, bo, bi) blocks -> their t x t tiles
                 source = source.reshape(-1, bo // t, t, bi // t, t).transpose(2, 3).reshape(-1, t, t)
         else:
@@ -160,7 +173,7 @@ class StoredMatrix:
             out = source.new_empty((self.nvals, *source.shape[1:]))
         return out.zero_().index_add_(0, self.owner, source.index_select(0, self.src))
 
-    def matrix(self, source):
+    def matrix(self, source: torch.Tensor) -> torch.Tensor:
         return compressed(self.crow, self.col, self.values(source), self.shape, self.layout)
 
 
@@ -173,7 +186,9 @@ class Structure:
     which makes the matrix block sparse with dense ``C_out/G x C_in/G`` blocks per tap.
     """
 
-    def __init__(self, geom: ConvGeometry, device: torch.device, layout: str):
+    _CT: StoredMatrix | None  # C.T, built on first use (CSR)
+
+    def __init__(self, geom: ConvGeometry, device: torch.device, layout: str) -> None:
         pat = conv_pattern(geom)
         G, K = geom.groups, prod(geom.kernel)
         self.geometry, self.layout, self.device = geom, layout, device
@@ -195,9 +210,10 @@ class Structure:
         # position p in each group -- the pattern's table shifted per group
         rows = np.where(pad[None], f_in, src[None] + np.arange(G)[:, None, None] * pat.pad_col)
         self.gather = torch.from_numpy(np.ascontiguousarray(rows.transpose(0, 2, 1))).to(device)
-        self._chunks = {}
+        self._chunks: dict[int, list[tuple[int, torch.Tensor]]] = {}
 
-    def _bsr_pair(self, pat, geom, device):
+    def _bsr_pair(self, pat: ConvPattern, geom: ConvGeometry,
+                  device: torch.device) -> list[StoredMatrix]:
         """C and C.T as BSR in channels-last order, from the spatial (position, tap) table."""
         G, K = geom.groups, self.K
         positions = np.asarray(pat.src[:, :K], dtype=np.int64)  # input position of tap k, or p_in
@@ -237,7 +253,7 @@ class Structure:
             return self._CT
 
     # ------------------------------------------------------------------ weights -> values
-    def source(self, weight, transpose=False):
+    def source(self, weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """What the values are gathered from: the flat weight (CSR), or ``(K * G, bo, bi)``
         blocks, tap ``k`` of group ``g`` (BSR)."""
         if not self.channels_last:
@@ -246,17 +262,18 @@ class Structure:
         w = w.permute(3, 0, 2, 1) if transpose else w.permute(3, 0, 1, 2)
         return w.reshape(-1, *w.shape[2:])
 
-    def matrix(self, weight, transpose=False):
+    def matrix(self, weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         op = self.CT if transpose else self.C
         return op.matrix(self.source(weight, transpose))
 
-    def refill(self, M, weight, transpose=False):
+    def refill(self, M: torch.Tensor, weight: torch.Tensor,
+               transpose: bool = False) -> torch.Tensor:
         """Write the values of ``weight`` into the matrix ``M`` in place (no allocation)."""
         op = self.CT if transpose else self.C
         op.values(self.source(weight, transpose), out=M.values())
         return M
 
-    def gather_chunks(self, step):
+    def gather_chunks(self, step: int) -> list[tuple[int, torch.Tensor]]:
         """``(first position, contiguous gather index)`` per chunk of ``step`` positions."""
         chunks = self._chunks.get(step)
         if chunks is None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import torch
 
 from .._args import check_choice
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 LAYOUT_NOTE = "torch.sparse layouts supported here"
 
 
-def compressed(crow, col, values, size, layout):
+def compressed(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
+               size: tuple[int, ...], layout: str) -> torch.Tensor:
     """A CSR or BSR tensor from trusted arrays (no invariant check, no beta warning)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse (BSR|CSR) tensor support is in beta")
@@ -20,7 +25,9 @@ def compressed(crow, col, values, size, layout):
         return make(crow, col, values, size=size, check_invariants=False)
 
 
-def to_torch_sparse(C, *, device=None, dtype=None, layout="csr"):
+def to_torch_sparse(C: sp.sparray | sp.spmatrix, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None,
+                    layout: Literal["csr", "coo"] = "csr") -> torch.Tensor:
     """A scipy sparse matrix as a torch sparse tensor (CSR or COO) on ``device``.
 
     Parameters
@@ -56,7 +63,8 @@ def to_torch_sparse(C, *, device=None, dtype=None, layout="csr"):
             f"C must be a scipy.sparse array or matrix (e.g. toeplitz_conv.conv_matrix(...)); "
             f"got {type(C).__name__}."
         )
-    layout = check_choice("layout", layout, ("csr", "coo"), LAYOUT_NOTE)
+    layout = cast('Literal["csr", "coo"]',
+                  check_choice("layout", layout, ("csr", "coo"), LAYOUT_NOTE))
     try:
         device = torch.device("cpu") if device is None else torch.device(device)
     except (RuntimeError, TypeError):
