@@ -48,7 +48,6 @@ from .spectral import Spectrum, condition_number, operator_norm, singular_values
 if TYPE_CHECKING:  # the lazy names' types (their module imports torch)
     from .torch_sparse import (ToeplitzConv1d, ToeplitzConv2d, ToeplitzConv3d, convert, memory_report,
                                sparse_conv, to_torch_sparse)
-del TYPE_CHECKING  # not a name of the package
 
 # Names whose modules import torch: loaded on first access (name -> module).
 _LAZY = {name: "torch_sparse" for name in (
@@ -125,13 +124,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'toeplitz_conv' has no attribute {name!r}")
+if not TYPE_CHECKING:  # a type checker reads the lazy names' imports above, and refuses any other
+    def __getattr__(name: str) -> object:
+        if name in _LAZY:
+            value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module 'toeplitz_conv' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+del TYPE_CHECKING  # not a name of the package

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 else:
     _ConvBase = object
 
-_Layout = Literal["auto", "csr", "bsr"]
-_PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+#: The ``sparse_layout`` and ``padding_mode`` arguments, for type checkers.
+SparseLayout = Literal["auto", "csr", "bsr"]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 _MATMUL_DTYPES = (torch.float32, torch.float64)
 _DEVICES = ("cpu", "cuda")
@@ -110,8 +111,8 @@ def _check_tensors(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 def sparse_conv(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
                 dilation: int | Sequence[int] = 1, groups: int = 1,
-                padding_mode: _PaddingMode = "zeros", *,
-                sparse_layout: _Layout = "auto") -> torch.Tensor:
+                padding_mode: PaddingMode = "zeros", *,
+                sparse_layout: SparseLayout = "auto") -> torch.Tensor:
     """Functional convolution through the sparse matrix, like ``F.conv1d/2d/3d``.
 
     Parameters
@@ -216,13 +217,13 @@ class _ToeplitzConvNd(_ConvBase):
     _ndim: int
     _torch_conv: type[_ConvNd]
 
-    def __init__(self, *args: Any, sparse_layout: _Layout = "auto", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, sparse_layout: SparseLayout = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sparse_layout = check_choice("sparse_layout", sparse_layout, LAYOUTS, LAYOUT_NOTE)
         self._values: dict[tuple[tuple[int, ...], torch.device], Values] = {}
 
     @classmethod
-    def from_conv(cls, conv: nn.Module, *, sparse_layout: _Layout = "auto") -> Self:
+    def from_conv(cls, conv: nn.Module, *, sparse_layout: SparseLayout = "auto") -> Self:
         """A Toeplitz twin of ``conv`` (an ``nn.ConvNd`` of the same rank): same arguments,
         device and dtype, and the *same* weight and bias parameters (shared, not copied: an
         optimizer built on ``conv`` trains the twin)."""
@@ -326,7 +327,7 @@ _TWINS: dict[type[nn.Module], type[_ToeplitzConvNd]] = {
     nn.Conv1d: ToeplitzConv1d, nn.Conv2d: ToeplitzConv2d, nn.Conv3d: ToeplitzConv3d}
 
 
-def convert(model: nn.Module, *, sparse_layout: _Layout = "auto",
+def convert(model: nn.Module, *, sparse_layout: SparseLayout = "auto",
             input_shape: tuple[int, ...] | list[int] | None = None) -> nn.Module:
     """Swap every ``nn.Conv1d/2d/3d`` of ``model`` for its Toeplitz twin, keeping the weights.
 
@@ -371,7 +372,7 @@ def convert(model: nn.Module, *, sparse_layout: _Layout = "auto",
     return model
 
 
-def _convert_children(model: nn.Module, sparse_layout: _Layout,
+def _convert_children(model: nn.Module, sparse_layout: SparseLayout,
                       twins: dict[int, nn.Module]) -> None:
     """Swap the children in place; ``twins`` maps each converted module (by id) to its twin,
     so that a module used in several places (tied weights) stays one module."""
