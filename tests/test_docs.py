@@ -349,6 +349,37 @@ def test_public_docstrings_are_uniformly_indented():
     assert not ragged, "docstrings with a line less indented than their body:\n" + "\n".join(ragged)
 
 
+def documented_parameters(doc: str) -> set[str]:
+    """The names a numpydoc docstring's Parameters and Other Parameters sections document."""
+    lines = inspect.cleandoc(doc).splitlines()
+    names, section = set(), None
+    for i, line in enumerate(lines):
+        if i + 1 < len(lines) and re.fullmatch(r"-{3,}", lines[i + 1]) and line.strip():
+            section = line.strip()
+        elif section in ("Parameters", "Other Parameters") and line[:1].strip() and not line.startswith("-"):
+            names |= {name.strip() for name in line.partition(" : ")[0].split(",")}
+    return names
+
+
+def test_every_public_parameter_is_documented():
+    """Each parameter of each public function and method has an entry in its docstring's
+    Parameters section (the site's table lists those; a parameter told of in prose only has no
+    row)."""
+    missing = []
+    for name, obj in public_objects():
+        func = getattr(obj, "__func__", obj)  # a classmethod's function
+        func = getattr(func, "__wrapped__", func)  # a cached function's own signature
+        if not (inspect.isfunction(func) or inspect.ismethod(func)) or not func.__doc__:
+            continue
+        params = [p for p in inspect.signature(func).parameters.values()
+                  if p.name not in ("self", "cls") and not p.name.startswith("_")
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        undocumented = [p.name for p in params if p.name not in documented_parameters(func.__doc__)]
+        if undocumented:
+            missing.append(f"{name}: {', '.join(undocumented)}")
+    assert not missing, "parameters with no entry under Parameters:\n" + "\n".join(missing)
+
+
 def test_section_items_read_as_the_site_shows_them():
     """The site's docstring extension: an item naming several parameters becomes one item per
     name (each then shows its own annotation and default), and a type loses its reST markup

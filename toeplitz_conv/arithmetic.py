@@ -184,6 +184,20 @@ def conv_transpose_output_size(input_size: int | Sequence[int], kernel_size: int
     ``output_padding`` (it picks one of the ``s`` input sizes that a stride-``s`` convolution
     maps to the same output size).
 
+    Parameters
+    ----------
+    input_size : int or tuple of int
+        Spatial input size ``(*spatial)`` of the transposed convolution.
+    kernel_size : int or tuple of int
+    stride, padding, output_padding, dilation : int or tuple of int
+        As in ``torch.nn.ConvTransposeNd``; ``output_padding`` smaller than the stride or the
+        dilation.
+
+    Returns
+    -------
+    int or tuple of int
+        An int when ``input_size`` is an int.
+
     Examples
     --------
     >>> conv_transpose_output_size(28, 3, stride=2, padding=1, output_padding=1)

@@ -238,15 +238,24 @@ def _check_padding_fits(mode: str, lo: tuple[int, ...], hi: tuple[int, ...],
 # --------------------------------------------------------------------------- geometries
 
 
+@with_geometry_doc
 def conv_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
                   stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
                   dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
                   _label: InputLabel = INPUT_SHAPE) -> ConvGeometry:
     """Validate a convolution's arguments (torch's rules) and normalise them.
 
-    Parameters are those of :func:`~toeplitz_conv.conv_matrix` (``weight_shape`` in place of
-    the weight). ``_label`` is internal: how messages name the input when it came from ``x``
-    (an :class:`InputLabel`).
+    Parameters
+    ----------
+    weight_shape : (C_out, C_in/groups, *kernel) tuple of int
+        The weight's shape (the arguments of :func:`~toeplitz_conv.conv_matrix`, no weight).
+    input_shape : (C_in, *spatial) tuple of int
+    GEOMETRY_PARAMETERS
+
+    Returns
+    -------
+    ConvGeometry
+        ``_label`` is internal: how messages name the input when it came from ``x``.
 
     Examples
     --------
@@ -283,6 +292,19 @@ def conv_transpose_geometry(weight_shape: Sequence[int], input_shape: Sequence[i
     back to ``(C_in, *i')``: the returned geometry is that convolution, with its output
     limited to ``i'`` positions (``output_padding`` >= stride, allowed when smaller than the
     dilation, would otherwise add one).
+
+    Parameters
+    ----------
+    weight_shape : (C_in, C_out/groups, *kernel) tuple of int
+    input_shape : (C_in, *i') tuple of int
+        The transposed convolution's input.
+    stride, padding, output_padding, dilation, groups
+        As in :func:`~toeplitz_conv.conv_transpose_matrix`.
+
+    Returns
+    -------
+    ConvGeometry
+        Of the convolution ``(C_out, *o') -> (C_in, *i')``.
 
     Examples
     --------

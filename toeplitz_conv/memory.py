@@ -37,6 +37,11 @@ def set_memory_limit(nbytes: int | None) -> None:
     ``TOEPLITZ_CONV_MAX_BYTES`` environment variable when set). A matrix whose estimated size
     exceeds the limit is refused with a ``ValueError`` before anything large is allocated.
 
+    Parameters
+    ----------
+    nbytes : int or None
+        The limit in bytes (positive), or None for the default.
+
     Examples
     --------
     >>> import numpy as np, toeplitz_conv as tc

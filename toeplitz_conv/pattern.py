@@ -208,12 +208,20 @@ class ConvPattern:
     def values(self, weight: npt.ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """``C.data`` for ``weight``, in CSR order: the one gather that rebuilds C.
 
-        ``weight`` (numpy or torch) must have this geometry's weight shape; ``out`` may be
-        an existing matrix's ``C.data`` to refresh it in place (no new sort, no new indices).
-        Returns a flat ``(nnz,)`` array (``out`` itself when given).
-
         Rows that sum the same taps (all interior positions of an image row, say) share
         their values, so runs of them are written as broadcast copies.
+
+        Parameters
+        ----------
+        weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
+            This geometry's weight shape.
+        out : (nnz,) ndarray, optional
+            An existing matrix's ``C.data``, refreshed in place (no new sort, no new indices).
+
+        Returns
+        -------
+        (nnz,) ndarray
+            ``out`` itself when given.
         """
         geom = self.geometry
         groups, cout_g = geom.groups, geom.cout_per_group
@@ -242,7 +250,12 @@ class ConvPattern:
     # ------------------------------------------------------------------ reading: matrix
     def matrix_arrays(self, weight: npt.ArrayLike
                       ) -> tuple[np.ndarray, npt.NDArray[np.signedinteger[Any]], np.ndarray]:
-        """``(data, indices, indptr)`` of the CSR matrix ``C(weight)``."""
+        """``(data, indices, indptr)`` of the CSR matrix ``C(weight)``.
+
+        Parameters
+        ----------
+        weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
+        """
         geom = self.geometry
         indices, indptr = stacked_indices(np.diff(self.indptr), self.cols, self.column_offsets(),
                                           geom.shape)
@@ -274,8 +287,20 @@ class ConvPattern:
 
         For each sample the triples give the im2col matrix ``U[r, t] = x[src[r, t]]`` (one
         gather); ``dW[co, t] = sum_r delta[co, r] U[r, t]`` is then a matrix product per
-        group. ``x`` is ``(N, C_in, *in)``, ``delta`` is ``(N, C_out, *out)``. For complex
-        data it is ``sum delta * conj(x)``, torch's convention for complex gradients.
+        group. For complex data it is ``sum delta * conj(x)``, torch's convention for complex
+        gradients.
+
+        Parameters
+        ----------
+        x : (N, C_in, *in_spatial) ndarray
+        delta : (N, C_out, *out_spatial) ndarray
+            ``dL/dy``.
+        chunk_bytes : int, default 2**25
+            Bytes of im2col rows gathered at a time.
+
+        Returns
+        -------
+        (C_out, C_in/groups, *kernel) ndarray
         """
         geom = self.geometry
         groups, cout_g, taps = geom.groups, geom.cout_per_group, geom.taps
@@ -302,8 +327,13 @@ class ConvPattern:
                                ) -> tuple[np.ndarray, npt.NDArray[np.signedinteger[Any]], np.ndarray]:
         """``(data, indices, indptr)`` of the CSR Jacobian ``J[row, co * taps + t] = x[src]``.
 
-        ``x`` is one sample ``(C_in, *in)``; ``J @ W.ravel() == conv(x, W).ravel()``.
-        Block diagonal: output channel ``co``'s block is shifted by ``co * taps`` columns.
+        ``J @ W.ravel() == conv(x, W).ravel()``. Block diagonal: output channel ``co``'s block
+        is shifted by ``co * taps`` columns.
+
+        Parameters
+        ----------
+        x : (C_in, *in_spatial) ndarray
+            One sample.
         """
         geom = self.geometry
         keep = self.src != self.pad_col
@@ -319,6 +349,11 @@ class ConvPattern:
 @lru_cache(maxsize=16)
 def conv_pattern(geometry: ConvGeometry) -> ConvPattern:
     """The (cached) :class:`ConvPattern` of a geometry; its arrays are read-only.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+        From :func:`conv_geometry` or :func:`conv_transpose_geometry`.
 
     Examples
     --------

@@ -320,10 +320,20 @@ def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
                      tol: float = 1e-12) -> float:
     """``sigma_max / sigma_min`` of a layer's matrix, over its ``min(C.shape)`` singular values.
 
-    ``inf`` for a rank-deficient layer (a zero singular value). Same arguments as
-    :func:`singular_values`; ``method='auto'`` is the FFT for circulant layers, the dense SVD
-    up to ``DENSE_SMALLEST_MAX`` (4096) rows and columns, else Lanczos for both ends of the
-    spectrum.
+    ``inf`` for a rank-deficient layer (a zero singular value).
+
+    Parameters
+    ----------
+    weight, input_shape, stride, padding, dilation, groups, padding_mode, tol
+        As in :func:`singular_values`.
+    method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
+        ``'auto'`` is the FFT for circulant layers, the dense SVD up to
+        ``DENSE_SMALLEST_MAX`` (4096) rows and columns, else Lanczos for both ends of the
+        spectrum.
+
+    Returns
+    -------
+    float
 
     Examples
     --------

@@ -91,7 +91,13 @@ class Network:
         self._acts: list[np.ndarray] | None = None
 
     def shape_at(self, position: int) -> tuple[int, ...]:
-        """Sample shape at a position (0: the input; ``i + 1``: ``layers[i]``'s output)."""
+        """Sample shape at a position.
+
+        Parameters
+        ----------
+        position : int
+            0: the input; ``i + 1``: ``layers[i]``'s output.
+        """
         return self.input_shape if position == 0 else self.layers[position - 1].out_shape
 
     @property
@@ -119,9 +125,20 @@ class Network:
         return "input" if position == 0 else self.layers[position - 1].node
 
     def position(self, where: int | str, what: str = "position") -> int:
-        """The position of a node given by name (its traced node name, or its module's name;
-        ``'input'`` for the input) or by int (``i`` is the input of ``layers[i]``, negative
-        ints count from the end, as slices do)."""
+        """The position of a node: ``i`` is the input of ``layers[i]`` (0 the network's input).
+
+        Parameters
+        ----------
+        where : int or str
+            A name (a traced node's name, or its module's name; ``'input'`` for the input) or
+            a position (negative ints count from the end, as slices do).
+        what : str, default 'position'
+            How an error message names ``where``.
+
+        Returns
+        -------
+        int
+        """
         n = len(self.layers)
         if isinstance(where, str):
             if where == "input":
@@ -143,8 +160,15 @@ class Network:
         """The output for a batch ``x`` of shape ``(N, *input_shape)``; keeps the activations.
 
         Each affine node is ``Z = W @ A + b`` on ``A`` of shape ``(features, N)``, each
-        activation ``sigma(Z)``; nodes run in topological order. Returns a numpy array
-        ``(N, *output_shape)``.
+        activation ``sigma(Z)``; nodes run in topological order.
+
+        Parameters
+        ----------
+        x : (N, *input_shape) array_like
+
+        Returns
+        -------
+        (N, *output_shape) ndarray
         """
         xa = _network_input(_real(as_array(x, "x"), "x", self.dtype), self.input_shape)
         n = xa.shape[0]
@@ -210,7 +234,13 @@ class Network:
 
     # ------------------------------------------------------------------ parameters
     def update(self, new_params: Mapping[str, npt.ArrayLike]) -> None:
-        """Replace parameters (a dict keyed as ``named_parameters``) and rebuild the matrices."""
+        """Replace parameters and rebuild the matrices.
+
+        Parameters
+        ----------
+        new_params : dict of str to array_like
+            Keyed as the model's ``named_parameters``; each of its parameter's shape.
+        """
         if not isinstance(new_params, Mapping):
             raise TypeError(
                 f"new_params must be a dict of parameter name -> array (keys as "
@@ -233,8 +263,16 @@ class Network:
                 cast("Affine", layer).build()  # only affine layers have parameters
 
     def sgd_step(self, grads: Mapping[str, npt.ArrayLike], lr: float) -> None:
-        """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads`` (each of
-        its parameter's exact shape, as :meth:`backward` returns them)."""
+        """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads``.
+
+        Parameters
+        ----------
+        grads : dict of str to array_like
+            Parameter name -> gradient of that parameter's exact shape, as :meth:`backward`
+            returns them; parameters not named are left as they are.
+        lr : float
+            The learning rate (finite).
+        """
         lr = real_number("lr", lr, "a finite real number", np.isfinite)
         if not isinstance(grads, Mapping):
             raise TypeError(f"grads must be a dict of parameter name -> gradient; got {type(grads).__name__}.")
@@ -258,12 +296,25 @@ class Network:
                    stop: int | str | None = None) -> tuple[sp.csr_array, np.ndarray]:
         """``(M, b)`` with ``y_stop = M @ y_start + b``, when every node between is linear.
 
-        ``start`` and ``stop`` are positions (ints: ``i`` is the input of ``layers[i]``, so
-        ``linear_map(i, j)`` composes ``layers[i:j]`` of a chain) or node names (the map from
-        that node's output to the other's). Consecutive convolutions, average poolings,
-        reshapes, linear layers, eval batch norms, sums and concatenations compose into one
-        sparse matrix: e.g. a convolution followed by 2x2 average pooling is one convolution
-        with stride 2, and a residual block without activation is ``I + C_2 C_1``.
+        Consecutive convolutions, average poolings, reshapes, linear layers, eval batch norms,
+        sums and concatenations compose into one sparse matrix: e.g. a convolution followed by
+        2x2 average pooling is one convolution with stride 2, and a residual block without
+        activation is ``I + C_2 C_1``.
+
+        Parameters
+        ----------
+        start : int or str, default 0
+            A position (``i`` is the input of ``layers[i]``, so ``linear_map(i, j)`` composes
+            ``layers[i:j]`` of a chain) or a node name (the map starts at its output), as
+            :meth:`position` reads it.
+        stop : int, str or None, default None
+            Likewise; None is the network's output.
+
+        Returns
+        -------
+        M : (features at stop, features at start) scipy.sparse.csr_array
+        b : (features at stop,) ndarray
+            What the biases between add.
 
         Examples
         --------
@@ -337,6 +388,11 @@ class Network:
 
     def local_lipschitz(self, x: npt.ArrayLike) -> float:
         """``||J(x)||_2``, the exact norm of the Jacobian at one sample: a lower bound of the
-        network's Lipschitz constant (the largest over many ``x`` is the empirical one)."""
+        network's Lipschitz constant (the largest over many ``x`` is the empirical one).
+
+        Parameters
+        ----------
+        x : (*input_shape) or (1, *input_shape) array_like
+            The sample."""
         return lipschitz.local_lipschitz(self, x)
 

@@ -39,6 +39,17 @@ def weight_symbols(weight_shape: Sequence[int], name: str = "w") -> npt.NDArray[
     the convolution-arithmetic guide); otherwise by ``(c_out, c_in, *position)``. Indices are
     written together while they are single digits (``w_0121``), with commas past.
 
+    Parameters
+    ----------
+    weight_shape : (C_out, C_in/groups, *kernel) tuple of int
+    name : str, default 'w'
+        The symbols' stem.
+
+    Returns
+    -------
+    ndarray of sympy.Symbol
+        ``dtype=object``, shaped ``weight_shape``.
+
     Examples
     --------
     >>> weight_symbols((1, 1, 2, 2))
