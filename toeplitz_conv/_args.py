@@ -12,6 +12,7 @@ vanishes under ``python -O``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, SupportsInt
 
@@ -47,8 +48,10 @@ def as_array(value: object, name: str) -> np.ndarray:
             raise TypeError(f"{name} must have a dtype scipy.sparse supports; got {value.dtype}. Cast it with .float().")
         value = value.detach().cpu().resolve_conj().resolve_neg().numpy()
     try:
-        arr = np.asarray(value)
-    except ValueError:  # a ragged nested sequence
+        with warnings.catch_warnings():  # numpy < 1.24 only warns on a ragged sequence
+            warnings.simplefilter("error", category=UserWarning)  # (VisibleDeprecationWarning)
+            arr = np.asarray(value)
+    except (ValueError, UserWarning):  # a ragged nested sequence
         raise ValueError(
             f"{name} must be a rectangular array (every row the same length); got a ragged "
             f"nested {type(value).__name__}."
