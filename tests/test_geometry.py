@@ -21,11 +21,13 @@ def meta(*shape):
 
 def torch_shape(op, i, k, **kw):
     """Spatial output shape of torch's ``op`` ('conv' or 'conv_transpose'), or None where
-    torch refuses the geometry."""
+    torch refuses the geometry (older torch's meta kernels return an empty shape instead of
+    refusing: that counts as refused too)."""
     try:
-        return tuple(getattr(F, f"{op}{len(i)}d")(meta(1, 1, *i), meta(1, 1, *k), **kw).shape[2:])
+        shape = tuple(getattr(F, f"{op}{len(i)}d")(meta(1, 1, *i), meta(1, 1, *k), **kw).shape[2:])
     except RuntimeError:
         return None
+    return shape if min(shape) >= 1 else None
 
 
 def torch_conv_shape(i, k, **kw):
