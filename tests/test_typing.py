@@ -6,6 +6,7 @@ mypy keeps its cache in ``.mypy_cache`` (it writes a ``.gitignore`` there itself
 a ``mypy`` run by hand.
 """
 
+import importlib.metadata
 import importlib.util
 import re
 import subprocess
@@ -16,10 +17,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("mypy") is None,
-    reason="mypy is not installed (pip install mypy): the annotations are not checked",
-)
+def _version(module: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version(module))[:2])
+
+
+#: The annotations are checked against these libraries' own type information: older numpy
+#: (before 2.4) wants type arguments on every ndarray, older matplotlib types an Axes' figure
+#: as optional and ``subplots`` differently.
+STUBS = {"numpy": (2, 4), "matplotlib": (3, 10)}
+
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("mypy") is None,
+        reason="mypy is not installed (pip install mypy): the annotations are not checked",
+    ),
+    pytest.mark.skipif(
+        any(_version(m) < v for m, v in STUBS.items()),
+        reason="the annotations are checked against numpy >= 2.4 and matplotlib >= 3.10 (their "
+               "type information differs before); installed: " + ", ".join(
+                   f"{m} {importlib.metadata.version(m)}" for m in STUBS),
+    ),
+]
 
 
 TYPECHECK = Path(__file__).resolve().parent / "typecheck"
