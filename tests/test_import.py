@@ -38,3 +38,23 @@ def test_core_without_torch_matplotlib_sympy():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_torch_too_old_is_refused_by_name():
+    """torch older than the drop-in modules' calls: an ImportError naming both versions, not an
+    AttributeError from deep inside at the first forward."""
+    script = textwrap.dedent(
+        """
+        import torch
+        torch.__version__ = "2.1.2+cpu"
+        import toeplitz_conv as tc
+        w = tc.conv_matrix([[[1.0, 2.0]]], (1, 3))   # the scipy core still works
+        try:
+            tc.ToeplitzConv2d
+        except ImportError as e:
+            print(e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "needs torch >= 2.4; found torch 2.1.2+cpu" in out.stdout, out.stdout

@@ -57,3 +57,24 @@ def test_citation_and_changelog_name_the_version():
 
 def test_typing_marker_is_in_the_package():
     assert (Path(tc.__file__).parent / "py.typed").exists()
+
+
+def test_dependency_floors_are_the_checked_minimum_versions():
+    """pyproject.toml's floors of numpy, scipy and matplotlib are the versions
+    scripts/check_min_versions.sh installs (scripts/min-versions.txt): a floor moved in one
+    place only would claim support nothing checks."""
+    deps = re.search(r"^dependencies = \[(.*)\]", (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    floors = dict(re.findall(r'"([\w-]+)>=([\d.]+)"', deps))
+    pins = dict(re.findall(r"^([\w-]+)==([\d.]+)$", (ROOT / "scripts" / "min-versions.txt").read_text(), re.M))
+    assert set(floors) == set(pins) == {"numpy", "scipy", "matplotlib"}, (floors, pins)
+    for name, floor in floors.items():
+        # the floor names a minor version (1.23); the check pins a release of it (1.23.5)
+        assert pins[name].split(".")[:2] == floor.split(".")[:2], (name, floor, pins[name])
+
+
+def test_torch_floor_is_the_one_the_modules_refuse_below():
+    """The extras' torch floor and the version toeplitz_conv.torch_sparse refuses below agree."""
+    from toeplitz_conv.torch_sparse import MIN_TORCH
+
+    floors = set(re.findall(r'"torch>=([\d.]+),<3"', (ROOT / "pyproject.toml").read_text()))
+    assert floors == {".".join(map(str, MIN_TORCH))}, (floors, MIN_TORCH)

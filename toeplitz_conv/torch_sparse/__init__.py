@@ -18,9 +18,22 @@ Conventions follow PyTorch: cross-correlation, weight ``(C_out, C_in/groups, *ke
 
 from __future__ import annotations
 
-from .modules import ToeplitzConv1d, ToeplitzConv2d, ToeplitzConv3d, convert, sparse_conv
-from .report import memory_report
-from .tensors import to_torch_sparse
+import re
+
+import torch
+
+#: The oldest torch whose calls the modules make (per-device autocast queries, torch.compiler).
+MIN_TORCH = (2, 4)
+if tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2]) < MIN_TORCH:
+    raise ImportError(
+        f"toeplitz_conv.torch_sparse needs torch >= {'.'.join(map(str, MIN_TORCH))}; found torch "
+        f"{torch.__version__}. Upgrade it (pip install -U torch), or use the scipy core, which "
+        f"needs no torch."
+    )
+
+from .modules import ToeplitzConv1d, ToeplitzConv2d, ToeplitzConv3d, convert, sparse_conv  # noqa: E402
+from .report import memory_report  # noqa: E402
+from .tensors import to_torch_sparse  # noqa: E402
 
 __all__ = ["to_torch_sparse", "sparse_conv", "ToeplitzConv1d", "ToeplitzConv2d",
            "ToeplitzConv3d", "convert", "memory_report"]
