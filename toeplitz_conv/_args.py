@@ -117,12 +117,13 @@ def is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
 MAX_INT = 2**62
 
 
-def check_int_range(name: str, value: SupportsInt) -> None:
+def check_int_range(name: str, *values: SupportsInt) -> None:
     """Refuse an integer beyond :data:`MAX_INT` in size, naming it (no OverflowError later)."""
-    if abs(int(value)) > MAX_INT:
-        digits = len(str(abs(int(value))))
-        got = repr(value) if digits <= 30 else f"an integer of {digits} digits"
-        raise ValueError(f"{name} must be at most 2**62 in size; got {got}.")
+    for value in values:
+        if abs(int(value)) > MAX_INT:
+            digits = len(str(abs(int(value))))
+            got = repr(value) if digits <= 30 else f"an integer of {digits} digits"
+            raise ValueError(f"{name} must be at most 2**62 in size; got {got}.")
 
 
 def int_tuple(name: str, value: object, n: int, *, minimum: int) -> tuple[int, ...]:
@@ -141,8 +142,7 @@ def int_tuple(name: str, value: object, n: int, *, minimum: int) -> tuple[int, .
         raise TypeError(f"{name} must contain {rule}; got {value!r}.")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must contain {rule}; got {value!r}.")
-    for v in items:
-        check_int_range(name, v)
+    check_int_range(name, *items)
     return tuple(int(v) for v in items)
 
 
@@ -177,8 +177,7 @@ def shape_tuple(name: str, value: object, n: int, what: str) -> tuple[int, ...]:
         )
     if any(v < 1 for v in items):
         raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
-    for v in items:
-        check_int_range(name, v)
+    check_int_range(name, *items)
     return tuple(int(v) for v in items)
 
 

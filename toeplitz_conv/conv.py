@@ -37,8 +37,7 @@ def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int
     block = prod(geom.out_spatial) * geom.taps * TABLE_BYTES_PER_ENTRY  # the index table
     pointers = (geom.shape[0] + 1) + (copies > 1) * (geom.shape[1] + 1)
     nnz = estimate_nnz(geom)  # arithmetic only: nothing scales with the output before the check
-    idx = np.dtype(index_dtype(nnz, *geom.shape)).itemsize
-    idx = max(idx, np.dtype(index_dtype(nnz, *geom.shape, geom.shape[1] + 1)).itemsize)
+    idx = np.dtype(index_dtype(nnz, *geom.shape, geom.shape[1] + 1)).itemsize
     nbytes = copies * nnz * (itemsize + idx) + pointers * idx + block
     check_size(what, nbytes, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
 

@@ -153,8 +153,7 @@ def check_weight_shape(weight_shape: object, layout: str, name: str = "weight sh
         )
     if not all(is_int(s) for s in wshape) or any(s < 1 for s in wshape):
         raise ValueError(f"{name} must contain positive ints {layout}; got {wshape}.")
-    for s in wshape:
-        check_int_range(name, s)
+    check_int_range(name, *wshape)
     return tuple(int(s) for s in wshape)
 
 
@@ -348,8 +347,7 @@ def pool_input_shape(value: object, name: str) -> tuple[int, ...]:
         )
     if any(s < 1 for s in items):
         raise ValueError(f"{name} must contain positive sizes; got {name}={items!r}.")
-    for s in items:
-        check_int_range(name, s)
+    check_int_range(name, *items)
     return tuple(int(s) for s in items)
 
 
@@ -431,6 +429,5 @@ def adaptive_output_size(output_size: object, in_spatial: Sequence[int]) -> tupl
     out = tuple(i if o is None else int(o) for o, i in zip(items, in_spatial))
     if any(o < 1 for o in out):
         raise ValueError(f"output_size must contain positive sizes; got output_size={output_size!r}.")
-    for o in out:
-        check_int_range("output_size", o)
+    check_int_range("output_size", *out)
     return out

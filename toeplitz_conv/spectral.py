@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Any, Literal, SupportsIndex, cast, overload
+from typing import Any, Literal, SupportsIndex, cast, get_args, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +59,11 @@ Which = Literal["largest", "smallest"]
 
 
 def _check_which(which: object) -> Which:
-    return cast(Which, check_choice("which", which, ("largest", "smallest")))
+    return cast(Which, check_choice("which", which, get_args(Which)))
+
+
+def _check_method(method: object) -> Method:
+    return cast(Method, check_choice("method", method, get_args(Method)))
 
 
 def _check_k(k: object, limit: int) -> int:
@@ -288,7 +292,7 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
+    method = _check_method(method)
     which = _check_which(which)
     if k is not None:
         k = _check_k(k, min(geom.shape))
@@ -350,7 +354,7 @@ def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
+    method = _check_method(method)
     if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_SMALLEST_MAX:
         method = "svds"
     if method == "svds" and min(geom.shape) < 2:
@@ -406,7 +410,7 @@ def operator_norm(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     w = _finite_weight(weight)
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
-    method = cast(Method, check_choice("method", method, ("auto", "fft", "dense", "svds")))
+    method = _check_method(method)
     tol = _check_tol(tol)
     if min(geom.shape) == 1 and method in ("auto", "svds"):
         method = "fft" if method == "auto" and fft_applies(geom) is None else "dense"

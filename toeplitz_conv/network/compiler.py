@@ -362,8 +362,7 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     shape = as_tuple(input_shape, "input_shape", "a tuple of ints (one sample, no batch axis)")
     if not shape or not all(is_int(s) and s >= 1 for s in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints (one sample, no batch axis); got input_shape={shape!r}.")
-    for s in shape:
-        check_int_range("input_shape", s)
+    check_int_range("input_shape", *shape)
     shape = tuple(int(s) for s in shape)
     features = prod(shape)
     # a floor, known before anything runs: the example batch of two samples (torch and its
