@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from ._args import as_array, check_bool, check_int_range, is_int
 from ._sparse import check_format, csr
-from .geometry import PoolGeometry, adaptive_output_size, pool_input_shape
+from .pool_geometry import PoolGeometry, adaptive_output_size, pool_input_shape
 from .indexing import im2col, stacked_indices, window_table
 from .memory import check_size
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..arithmetic import conv_transpose_output_size
-from ..geometry import PoolGeometry, conv_geometry
+from ..geometry import conv_geometry
+from ..pool_geometry import PoolGeometry
 from ..pool import adaptive_avg_pool_matrix
 from .call import ModuleStateError, UnsupportedModuleError
 from .layers import Conv, ConvTranspose, Linear, MaxPool, max_windows

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..conv import conv_matrix, conv_transpose_matrix, conv_transpose_weight_grad, conv_weight_grad
-from ..geometry import PoolGeometry
+from ..pool_geometry import PoolGeometry
 from ..pool import max_pool_indices, selection_matrix
 from .activations import Elementwise
 

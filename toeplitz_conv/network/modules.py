@@ -13,7 +13,8 @@ from math import prod
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..arithmetic import conv_transpose_output_size
-from ..geometry import PoolGeometry, adaptive_output_size, conv_geometry
+from ..geometry import conv_geometry
+from ..pool_geometry import PoolGeometry, adaptive_output_size
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
 from .call import Call, ModuleStateError
