@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
-from toeplitz_conv import _cli_args, cli, verify  # noqa: E402
+from toeplitz_conv import _cli_args, _cli_limits, cli, verify  # noqa: E402
 
 LAYER = ["--input", "1x5x5", "--kernel", "1x1x3x3"]
 TINY = ["--input", "1x2x2", "--kernel", "1x1x2x2"]  # one output pixel: a one-frame GIF
@@ -207,8 +207,8 @@ def test_a_layer_the_estimate_lets_through_the_library_builds(capsys, monkeypatc
     is never smaller than theirs); one byte less and the command refuses before building."""
     args = cli.build_parser().parse_args(["spy", *argv])
     geom = _cli_args.layer_geometry(args)
-    total = _cli_args.check_memory(args, "spy", geom, _cli_args.SPY_BYTES_PER_NONZERO,
-                                   _cli_args.spy_image(geom, args.mode))
+    total = _cli_limits.check_memory(args, "spy", geom, _cli_limits.SPY_BYTES_PER_NONZERO,
+                                     _cli_limits.spy_image(geom, args.mode))
     monkeypatch.setenv("TOEPLITZ_CONV_MAX_BYTES", str(total))
     code, _, err = run(capsys, "spy", *argv, "-o", "C.png")
     assert code == 0, err
@@ -236,7 +236,7 @@ def test_an_animation_past_50_megapixels_a_frame_is_refused_before_drawing(capsy
 
 
 def test_an_animation_whose_frames_exceed_memory_is_refused(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(_cli_args, "memory_limit", lambda: (3_000_000, "a test"))
+    monkeypatch.setattr(_cli_limits, "memory_limit", lambda: (3_000_000, "a test"))
     refused(capsys, ["animate", *LAYER, "--dpi", "200"], "argument --dpi:", "the GIF's 9 frames of",
             "more than the memory limit of 2.9 MiB (a test; the TOEPLITZ_CONV_MAX_BYTES environment")
     assert not list(tmp_path.iterdir())

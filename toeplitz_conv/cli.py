@@ -9,8 +9,9 @@ Commands::
     toeplitz-conv verify [--atol 1e-10]    the library against PyTorch over a grid of geometries
     toeplitz-conv --version
 
-Every argument is checked before any work (:mod:`toeplitz_conv._cli_args`): a bad one gives one
-line naming the flag, the rule and what arrived, as argparse writes it
+Every argument is checked before any work (:mod:`toeplitz_conv._cli_args`, and what the layer
+would cost: :mod:`toeplitz_conv._cli_limits`): a bad one gives one line naming the flag, the
+rule and what arrived, as argparse writes it
 (``toeplitz-conv spy: error: argument --dpi: ...``), and exit status 2. Exit status 1 means a
 check of ``demo`` or ``verify`` failed.
 """
@@ -33,11 +34,11 @@ import numpy.typing as npt
 
 from . import verify
 from ._against import against_arguments, check_against, load_callable
-from ._cli_args import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, ArgumentError, CommandParser,
-                        UsageError, arg_type, check_animation, check_frames_memory, check_memory,
-                        check_pixels, check_single_channel, dpi_argument, spy_image,
-                        image_suffixes, layer_arguments, layer_flags, layer_geometry, layer_options,
-                        output_argument, output_file, output_folder, parse_atol)
+from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, check_single_channel,
+                        dpi_argument, image_suffixes, layer_arguments, layer_flags, layer_geometry,
+                        layer_options, output_argument, output_file, output_folder, parse_atol)
+from ._cli_limits import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, check_animation,
+                          check_frames_memory, check_memory, check_pixels, spy_image)
 from .conv import conv_matrix, conv_weight_grad
 from .geometry import ConvGeometry
 from .memory import human_bytes
