@@ -84,18 +84,16 @@ def scratch(role: _Role, shape: tuple[int, ...], like: torch.Tensor,
 # --------------------------------------------------------------------------- activations <-> rows
 
 
-def rows(s: Structure, t: torch.Tensor, zero_row: bool = False,
-         role: _Role | None = None) -> torch.Tensor:
-    """``(N, C, *spatial)`` as channel-first rows ``(C * P (+ 1), N)``: one 2D transpose.
+def rows(s: Structure, t: torch.Tensor, *, role: _Role, zero_row: bool = False) -> torch.Tensor:
+    """``(N, C, *spatial)`` as channel-first rows ``(C * P (+ 1), N)``: one 2D transpose, into
+    the scratch buffer of ``role`` ('input' for the input's rows, 'rows' for delta's).
 
-    ``zero_row`` appends a row of zeros (the input rows: padding taps read it). With a
-    ``role`` the rows go to that scratch buffer ('input' for the input's, 'rows' for delta's),
-    else to a new tensor.
+    ``zero_row`` appends a row of zeros (the input rows: padding taps read it).
     """
     n = t.shape[0]
     f = t[0].numel()
     shape = (f + zero_row, n)
-    buf = t.new_empty(shape) if role is None else scratch(role, shape, t, s.policy)
+    buf = scratch(role, shape, t, s.policy)
     if zero_row:
         buf[f].zero_()
     buf[:f].copy_(t.reshape(n, f).t())
