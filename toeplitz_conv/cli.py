@@ -40,7 +40,6 @@ from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, chec
 from ._cli_limits import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, check_animation,
                           check_frames_memory, check_memory, check_pixels, spy_image)
 from .conv import conv_matrix, conv_weight_grad
-from .geometry import ConvGeometry
 from .memory import human_bytes
 from .plot import animate, explore, gradient_figure, spy
 from .plot.explorer import EXPLORER_MAX_ENTRIES
@@ -162,13 +161,12 @@ def _demo_figures(out: Path, x: npt.NDArray[np.float64], w: npt.NDArray[np.float
 
 
 def _layer(args: argparse.Namespace, transposed: bool = False
-           ) -> tuple[npt.NDArray[np.float64], tuple[int, ...], dict[str, Any], ConvGeometry]:
-    """``(weight, input_shape, options, geometry)`` of the layer the arguments describe (the
-    transposed convolution's geometry when ``transposed``), checked before the random weights
-    are drawn."""
-    geom = layer_geometry(args, transposed)
+           ) -> tuple[npt.NDArray[np.float64], tuple[int, ...], dict[str, Any]]:
+    """``(weight, input_shape, options)`` of the layer the arguments describe, its random
+    weights drawn: called once the caller has its geometry (:func:`layer_geometry`), so
+    a broken layer is refused before anything is drawn."""
     w = np.random.default_rng(args.seed).standard_normal(args.kernel)
-    return w, args.input, layer_options(args, transposed), geom
+    return w, args.input, layer_options(args, transposed)
 
 
 def _save(fig_or_anim: Any, out: Path, **kw: Any) -> None:
@@ -190,7 +188,7 @@ def _spy(args: argparse.Namespace) -> int:
                        title_lines=layer.count("\n") + 3)
     check_pixels(args.dpi, *size, "the spy plot")
 
-    w, inp, opts, _ = _layer(args)
+    w, inp, opts = _layer(args)
     C = conv_matrix(w, inp, **opts)
     nbytes = C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
     print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(w.shape)}, "
@@ -220,7 +218,7 @@ def _explore(args: argparse.Namespace) -> int:
             f"got {n:,} inputs and {m:,} outputs.")
     out = output_file("-o/--output", args.output, "layer.html", {".html", ".htm"}, "the HTML file")
     check_memory(args, "explore", geom, EXPLORE_BYTES_PER_NONZERO)
-    w, inp, opts, _ = _layer(args)
+    w, inp, opts = _layer(args)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         explore(w, inp, path=out, **opts)
@@ -240,7 +238,7 @@ def _animate(args: argparse.Namespace) -> int:
     out = output_file("-o/--output", args.output, "conv.gif", {".gif"}, "the GIF file")
     check_memory(args, "animate", geom)
     plt = _pyplot()
-    w, inp, opts, _ = _layer(args, transposed=args.transposed)
+    w, inp, opts = _layer(args, transposed=args.transposed)
     opts.pop("groups")
     anim = animate(w, inp, transposed=args.transposed, **opts)
     try:
