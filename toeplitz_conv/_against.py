@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from ._cli_args import ArgumentError, arg_type, layer_arguments, one_size, parse_sizes
+from ._cli_args import ArgumentError, arg_type, layer_arguments, layer_options, one_size, parse_sizes
 from .geometry import ConvGeometry
 
 if TYPE_CHECKING:
@@ -73,12 +73,8 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
     from .testing import assert_conv_equal
 
     w = np.random.default_rng(args.seed).standard_normal(args.kernel)
-    opts: dict[str, Any] = dict(stride=one_size(args.stride), padding=one_size(args.padding),
-                                dilation=one_size(args.dilation), groups=args.groups)
-    if args.transposed:
-        opts["output_padding"] = one_size(args.output_padding)
-    elif args.padding_mode != "zeros":
-        opts["padding_mode"] = args.padding_mode
+    opts = layer_options(args, args.transposed)
+    padding_mode = opts.pop("padding_mode", "zeros")  # the reference's: fn takes torch's functional arguments
 
     def fn(x: object) -> object:
         weight: object = w
@@ -91,7 +87,7 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
     what = f"{_describe(geom, args)} on {'x'.join(map(str, args.input))}"
     try:
         assert_conv_equal(fn, w, tuple(args.input), transposed=args.transposed,
-                          padding_mode=opts.pop("padding_mode", "zeros"), atol=args.atol, rtol=0, **opts)
+                          padding_mode=padding_mode, atol=args.atol, rtol=0, **opts)
     except AssertionError as e:
         print(f"{args.against} is NOT the {what}:\n{e}")
         return 1

@@ -236,7 +236,8 @@ def layer_flags(args: argparse.Namespace) -> str:
     words = [f"--input {_x(args.input)}", f"--kernel {_x(args.kernel)}"]
     for flag, value, default in (("--stride", args.stride, 1), ("--padding", args.padding, 0),
                                  ("--dilation", args.dilation, 1), ("--groups", args.groups, 1),
-                                 ("--padding-mode", args.padding_mode, "zeros")):
+                                 ("--padding-mode", args.padding_mode, "zeros"),
+                                 ("--output-padding", getattr(args, "output_padding", 0), 0)):
         if value not in (default, (default,)):
             words.append(f"{flag} {_x(value)}")
     return " ".join(words)
@@ -248,11 +249,13 @@ def one_size(value: int | tuple[int, ...] | str) -> int | tuple[int, ...] | str:
 
 
 def layer_options(args: argparse.Namespace, transposed: bool = False) -> dict[str, Any]:
-    """The keyword arguments of the library's conv functions (no padding_mode when transposed)."""
+    """The keyword arguments of the library's conv functions (when ``transposed``: no
+    padding_mode, and the output_padding of the commands that take --output-padding)."""
     opts = dict(stride=one_size(args.stride), padding=one_size(args.padding), dilation=one_size(args.dilation),
                 groups=args.groups, padding_mode=args.padding_mode)
     if transposed:
         del opts["padding_mode"]
+        opts["output_padding"] = one_size(getattr(args, "output_padding", 0))
     return opts
 
 
