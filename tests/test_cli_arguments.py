@@ -294,3 +294,13 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert err == ""
+
+
+def test_verify_against_checks_output_padding_before_calling(capsys, monkeypatch):
+    """--output-padding of a transposed --against layer is checked with the layer, naming the
+    flags, before the user's callable is loaded or run."""
+    monkeypatch.setattr(cli, "load_callable", lambda spec: pytest.fail("loaded before the check"))
+    refused(capsys, ["verify", "--against", "torch.nn.functional:conv_transpose2d", "--transposed",
+                     "--input", "2x5x5", "--kernel", "2x3x3x3", "--stride", "2", "--output-padding", "5"],
+            "arguments --input 2x5x5 --kernel 2x3x3x3 --stride 2 --output-padding 5",
+            "output_padding must be smaller than either stride or dilation")
