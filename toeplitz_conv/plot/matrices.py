@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import ceil, prod
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -32,9 +32,9 @@ SpyMode = Literal["auto", "values", "markers", "density"]
 def check_matrix(C: npt.ArrayLike | sp.sparray | sp.spmatrix, name: str = "C") -> sp.csr_array:
     """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like."""
     if sp.issparse(C):
-        if C.ndim != 2:  # type: ignore[union-attr]  # scipy is untyped: issparse does not narrow
-            raise ValueError(f"{name} must be a 2D matrix; got "
-                             f"{C.ndim} dimensions.")  # type: ignore[union-attr]  # idem
+        ndim = cast("sp.sparray", C).ndim  # scipy is untyped: issparse does not narrow C
+        if ndim != 2:
+            raise ValueError(f"{name} must be a 2D matrix; got {ndim} dimensions.")
         return sp.csr_array(C)
     arr = as_array(C, name)
     if arr.ndim != 2:
@@ -227,7 +227,7 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}.")
     in_shape = check_index_shape("input_shape", input_shape, n, "columns")
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")
-    mode = cast(SpyMode, check_choice("mode", mode, ("auto", "values", "markers", "density")))
+    mode = cast(SpyMode, check_choice("mode", mode, get_args(SpyMode)))
     colorbar = check_bool("colorbar", colorbar)
     if annotate != "auto":
         annotate = check_bool("annotate", annotate)
