@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from .arithmetic import (INPUT_SHAPE, InputLabel, check_output_padding, conv_out
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+#: torch's padding modes (``nn.ConvNd(padding_mode=...)``), as a type and as the tuple of them.
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 #: The parameter text shared by every function that takes a convolution's geometry.
 GEOMETRY_PARAMETERS = """stride : int or tuple of int, default 1

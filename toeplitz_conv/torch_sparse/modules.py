@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
 import torch
 import torch.nn as nn
 
 from .._args import check_choice
-from ..geometry import conv_geometry
+from ..geometry import PaddingMode, conv_geometry
 from .function import ConvFunction, Values
 from .structure import Structure, auto_layout, cached_structure
 from .tensors import LAYOUT_NOTE
@@ -30,13 +30,12 @@ if TYPE_CHECKING:
 else:
     _ConvBase = object
 
-#: The ``sparse_layout`` and ``padding_mode`` arguments, for type checkers.
+#: The ``sparse_layout`` argument: the storage of the matrices.
 SparseLayout = Literal["auto", "csr", "bsr"]
-PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 _MATMUL_DTYPES = (torch.float32, torch.float64)
 _DEVICES = ("cpu", "cuda")
-LAYOUTS = ("auto", "csr", "bsr")
+LAYOUTS: tuple[str, ...] = get_args(SparseLayout)
 
 
 def _check_dense(name: str, t: object, what: str) -> None:
