@@ -77,8 +77,8 @@ def bench_products(layer, batch, device, reps, budget_s, layout="auto"):
     (values,) = twin._values.values()
     S, geom = values.structure, values.structure.geometry
     C, CT = values.matrix(twin.weight), values.matrix(twin.weight, transpose=True)
-    X = runtime.operand(S, runtime.rows(S, x), geom.in_channels).clone()  # a scratch buffer
-    D = runtime.operand(S, runtime.rows(S, torch.randn_like(y)), geom.out_channels).clone()
+    X = runtime.operand(S, runtime.rows(S, x, role="input"), geom.in_channels).clone()  # a scratch buffer
+    D = runtime.operand(S, runtime.rows(S, torch.randn_like(y), role="rows"), geom.out_channels).clone()
     out = {}
     for what, M, dense in (("C @ X", C, X), ("C.T @ D", CT, D)):
         t = best_time(lambda: M @ dense, device, reps, budget_s)
