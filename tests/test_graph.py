@@ -446,7 +446,7 @@ def test_jacobian_is_refused_up_front_when_too_large():
 
 def test_jacobian_in_blocks_of_output_rows(monkeypatch):
     """The backward side runs on blocks of output rows; the blocks stack to the same matrix."""
-    from toeplitz_conv.network import jacobian
+    from toeplitz_conv.network.analysis import chain as jacobian
 
     model = UNet().double()
     x = torch.randn(1, 8, 8)

@@ -13,7 +13,7 @@ from torch import nn
 
 import toeplitz_conv as tc
 from toeplitz_conv.network.activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
-from toeplitz_conv.network.lipschitz import matrix_norm
+from toeplitz_conv.network.analysis.lipschitz import matrix_norm
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # torch tensors default to float64 here

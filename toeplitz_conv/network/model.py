@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._args import as_array, is_int, real_number
-from . import export, jacobian, lipschitz
+from . import export
+from .analysis import chain, lipschitz
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -331,7 +332,7 @@ class Network:
         """
         s = self.position(start, "start")
         e = self.output if stop is None else self.position(stop, "stop")
-        return jacobian.linear_map(self.layers, s, e, prod(self.shape_at(s)), self.dtype)
+        return chain.linear_map(self.layers, s, e, prod(self.shape_at(s)), self.dtype)
 
     def jacobian(self, x: npt.ArrayLike) -> sp.csr_array:
         """The exact Jacobian ``dy/dx`` at one sample ``x``, as CSR ``(out_features, in_features)``.
@@ -355,7 +356,7 @@ class Network:
                              f"got x.shape={tuple(xa.shape)}.")
         self.forward(xa)
         acts = cast("list[np.ndarray]", self._acts)  # set by the forward just run
-        return jacobian.jacobian(self.layers, acts, self.output, self.dtype)
+        return chain.jacobian(self.layers, acts, self.output, self.dtype)
 
     def to_mlp(self) -> nn.Sequential | torch.fx.GraphModule:
         """The same function as a plain MLP: every linear node an ``nn.Linear`` (a dense copy of
@@ -377,7 +378,7 @@ class Network:
     def lipschitz_bound(self) -> float:
         """A certified upper bound of the network's Lipschitz constant in the 2-norm.
 
-        Composed along the graph (:mod:`toeplitz_conv.network.lipschitz`): norms multiply
+        Composed along the graph (:mod:`toeplitz_conv.network.analysis.lipschitz`): norms multiply
         through a chain, after consecutive linear nodes are merged into one matrix where
         that is cheap (which never loosens the bound); ``x + F(x)`` gets ``1 + Lip(F)``; a
         concatenation ``sqrt(L_1^2 + L_2^2)``. Exact for a single linear layer; never below

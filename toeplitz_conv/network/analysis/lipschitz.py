@@ -30,12 +30,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .jacobian import product
-from .layers import Activation, Layer, MaxPool, Reshape
-from .nodes import Combine, Product, Softmax
+from .chain import product
+from ..layers import Activation, Layer, MaxPool, Reshape
+from ..nodes import Combine, Product, Softmax
 
 if TYPE_CHECKING:
-    from .model import Network
+    from ..model import Network
 
 #: Consecutive linear nodes are multiplied into one matrix when the product costs at most this
 #: many multiply-adds (``nnz(W_2)`` times the mean nonzeros per row of ``W_1``).

@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ..indexing import index_dtype
-from ..memory import check_size, memory_limit
-from .layers import Activation, Layer, MaxPool
+from ...indexing import index_dtype
+from ...memory import check_size, memory_limit
+from ..layers import Activation, Layer, MaxPool
 
 if TYPE_CHECKING:
     import torch
