@@ -23,7 +23,7 @@ from .conv import (
 )
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .memory import set_memory_limit
-from .network import Network, compile, softmax_cross_entropy
+from .network import JacobianPlan, Network, compile, jacobian, jacobian_plan, softmax_cross_entropy
 from .operator import ConvOperator, conv_operator, dot_test
 from .pattern import ConvPattern, conv_pattern
 from .plot import (
@@ -83,10 +83,13 @@ __all__ = [
     "conv_weight_jacobian",
     "set_memory_limit",
     # pooling and whole networks
+    "JacobianPlan",
     "Network",
     "adaptive_avg_pool_matrix",
     "avg_pool_matrix",
     "compile",
+    "jacobian",
+    "jacobian_plan",
     "max_pool_matrix",
     "softmax_cross_entropy",
     # torch.sparse

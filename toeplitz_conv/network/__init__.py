@@ -16,18 +16,21 @@ input, rebuilt at every forward.
   registries of supported functions, methods and modules that turn calls into nodes;
 - :mod:`.trace`, :mod:`.compiler`: :func:`compile` (trace with torch.fx, then build node by node);
 - :mod:`.model`: :class:`Network`, forward / backward / update / linear maps / Jacobian;
-- :mod:`.jacobian`, :mod:`.lipschitz`, :mod:`.export`: exact Jacobians and linear maps; node
-  norms and the certified Lipschitz bound; ``to_mlp``;
+- :mod:`.analysis`: what a compiled network is about, apart from tracing: exact Jacobians (by
+  structural colouring or the product chain) and linear maps, node norms and the certified
+  Lipschitz bound;
+- :mod:`.export`: ``to_mlp``;
 - :mod:`.loss`: :func:`softmax_cross_entropy`.
 
 Everything is float64 numpy with float64 models (float32 stays float32); torch is needed
 only to read the model (and by :meth:`Network.to_mlp`).
 """
 
+from .analysis.jacobian import JacobianPlan, jacobian, jacobian_plan
 from .call import ModuleStateError, UnsupportedModuleError, UntraceableModelError
 from .compiler import compile, supported_modules, supported_ops
 from .loss import softmax_cross_entropy
 from .model import Network
 
-__all__ = ["Network", "compile", "softmax_cross_entropy", "supported_modules", "supported_ops",
+__all__ = ["JacobianPlan", "Network", "compile", "jacobian", "jacobian_plan", "softmax_cross_entropy", "supported_modules", "supported_ops",
            "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]

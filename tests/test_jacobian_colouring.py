@@ -1,0 +1,190 @@
+"""The network Jacobian by structural colouring: every method equals autograd's Jacobian.
+
+``'forward'`` (columns coloured, Jacobian-vector products), ``'reverse'`` (rows coloured,
+vector-Jacobian products) and ``'chain'`` (the product of the nodes' matrices) on small models
+of every node kind, against ``torch.func.jacrev``; the colouring itself (no two columns of one
+colour share a row; the boxes hold the true pattern); ``'auto'``'s choice; the refusals.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import toeplitz_conv as tc
+from graph_models import SEBlock, Audio1d, BasicBlock, DnCNN, Functional, UNet, Volume3d, randomize_batch_norm
+from toeplitz_conv.network.analysis import colouring, reach
+from toeplitz_conv.network.analysis.jacobian import network_jacobian
+
+METHODS = ["forward", "reverse", "chain"]
+
+
+def torch_jacobian(model, x):
+    J = torch.func.jacrev(lambda v: model(v[None])[0])(x[0])
+    return J.reshape(-1, x[0].numel()).detach().numpy()
+
+
+class Gate(nn.Module):
+    """A product of two tensors that depend on the input, and a softmax over channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(2, 3, 1)
+
+    def forward(self, x):
+        return torch.softmax(self.a(x) * torch.sigmoid(self.b(x)), dim=1)
+
+
+class FunctionalPool(nn.Module):
+    """Max pooling without a module: functional and adaptive (its selection from torch)."""
+
+    def forward(self, x):
+        return F.adaptive_max_pool2d(F.max_pool2d(x, 2), (3, 2))
+
+
+def _models():
+    torch.manual_seed(0)
+    return {
+        "conv-stride-dilation-groups": (nn.Sequential(
+            nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU(),
+            nn.Conv2d(6, 3, (3, 2), padding=(1, 0))), (4, 11, 10)),
+        "reflect-circular-replicate": (nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), nn.Tanh(),
+            nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+            nn.Conv2d(3, 1, 3, padding=1, padding_mode="replicate")), (2, 9, 8)),
+        "maxpool-avgpool-linear": (nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2, 1),
+            nn.Flatten(), nn.Linear(4 * 4 * 4, 5)), (2, 10, 10)),
+        "functional-maxpool": (nn.Sequential(nn.Conv2d(1, 2, 3), FunctionalPool()), (1, 14, 12)),
+        "residual-batchnorm": (randomize_batch_norm(BasicBlock(3, 5, stride=2)), (3, 8, 8)),
+        "unet-concat-transpose": (UNet(), (1, 8, 8)),
+        "squeeze-excitation-product": (SEBlock(), (2, 6, 6)),
+        "gate-softmax": (Gate(), (2, 5, 5)),
+        "functional-logsoftmax": (Functional(), (2, 6, 6)),
+        "1d-dilated-residual": (Audio1d(), (1, 16)),
+        "3d-circular-maxpool": (Volume3d(), (1, 4, 4, 4)),
+        "transposed": (nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1), nn.SiLU(),
+                                     nn.Conv2d(3, 2, 3)), (2, 5, 4)),
+    }
+
+
+MODELS = _models()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_equals_jacrev(name, method):
+    model, shape = MODELS[name]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    J, plan = network_jacobian(tc.compile(model, shape), x, method)
+    assert plan.method == method
+    ref = torch_jacobian(model, x)
+    assert J.shape == ref.shape
+    np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    assert J.has_sorted_indices and not np.any(J.data == 0)  # no stored zeros
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_boxes_hold_the_pattern_and_colours_never_clash(name):
+    """Each row's nonzeros lie in its box; within a row every column has its own colour (the
+    colouring's one rule), and within a column every row has its own row colour."""
+    model, shape = MODELS[name]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    net = tc.compile(model, shape)
+    ref = torch_jacobian(model, x)
+    plan = tc.jacobian_plan(net, x)
+    rows, cols = np.nonzero(ref)
+    for side, (r, c) in {"forward": (rows, cols), "reverse": (cols, rows)}.items():
+        lo, hi, reached = reach.bounds(plan.boxes[side])
+        inner = plan.lattices[side].shape
+        coords = np.stack(np.unravel_index(c, inner), axis=1)
+        assert reached[r].all()
+        assert np.all((lo[r] <= coords) & (coords <= hi[r])), side
+        colour = plan.lattices[side].colour_of()[c]
+        pairs = set(zip(r.tolist(), colour.tolist()))
+        assert len(pairs) == r.size, f"{side}: two entries of one colour in one row"
+    assert plan.nnz_bound >= ref.astype(bool).sum()
+
+
+def test_a_lattice_too_fine_is_not_valid():
+    """The validity check can fail: a period smaller than a box makes two columns clash."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)).double()
+    net = tc.compile(model, (1, 9, 9))
+    plan = tc.jacobian_plan(net, torch.randn(1, 1, 9, 9, dtype=torch.float64))
+    M = plan.boxes["forward"]
+    assert plan.lattices["forward"].extents == (1, 5, 5)
+    assert colouring.valid(plan.lattices["forward"], M)
+    assert not colouring.valid(colouring.Lattice((1, 9, 9), (1, 4, 5)), M)
+
+
+def test_bias_free_relu_network_is_its_jacobian_times_x():
+    """A bias-free piecewise-linear network is positively homogeneous: ``J(x) x == f(x)``."""
+    torch.manual_seed(3)
+    model = DnCNN(depth=5, c=6).double().eval()
+    x = torch.randn(1, 1, 24, 24, dtype=torch.float64)
+    J = tc.jacobian(model, x, method="forward")
+    np.testing.assert_allclose(J @ x.numpy().ravel(), model(x).detach().numpy().ravel(), atol=1e-12)
+    assert tc.jacobian_plan(model, x, method="forward").colours["forward"] == 11 * 11
+
+
+def test_auto_takes_reverse_for_a_classifier_and_forward_for_a_denoiser():
+    torch.manual_seed(4)
+    classifier = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(4 * 12 * 12, 3)).double()
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    plan = tc.jacobian_plan(classifier, x)
+    assert plan.method == "reverse" and plan.colours["reverse"] == 3
+    assert "reverse" in str(plan) and "least estimated time" in str(plan)
+    denoiser = DnCNN(depth=4, c=4).double().eval()
+    x = torch.randn(1, 1, 40, 40, dtype=torch.float64)
+    plan = tc.jacobian_plan(denoiser, x)
+    assert plan.method == "forward" and plan.colours["forward"] == 81
+    np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
+
+
+def test_updated_parameters_are_the_ones_differentiated():
+    """The compressed products run with the network's parameters, not the model's originals."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 3)).double()
+    net = tc.compile(model, (1, 8, 8))
+    new = {k: v * 2 for k, v in net.params.items()}
+    net.update(new)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2)
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    for method in METHODS:
+        np.testing.assert_allclose(network_jacobian(net, x, method)[0].toarray(), torch_jacobian(model, x),
+                                   atol=1e-12)
+
+
+def test_float32_network():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 1, 3, padding=1))
+    x = torch.randn(1, 1, 10, 10)
+    J = tc.jacobian(model, x)
+    assert J.dtype == np.float32
+    np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), atol=1e-5)
+
+
+def test_refusals():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)).double()
+    x = torch.randn(1, 1, 64, 64, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'forward', 'reverse', 'chain'; got 'fast'"):
+        tc.jacobian(model, x, method="fast")
+    with pytest.raises(ValueError, match=r"x must be one sample with its batch axis, \(1, \*input_shape\).*got x.shape=\(2, 1, 64, 64\)"):
+        tc.jacobian(model, torch.zeros(2, 1, 64, 64))
+    with pytest.raises(TypeError, match=r"model must be a Network .* or a torch.nn.Module; got list"):
+        tc.jacobian([model], x)
+    net = tc.compile(model, (1, 64, 64))
+    with pytest.raises(ValueError, match=r"x must be one sample of shape \(1, 64, 64\).*got x.shape=\(2, 1, 64, 64\)"):
+        tc.jacobian(net, torch.zeros(2, 1, 64, 64))
+    tc.set_memory_limit(100_000)
+    try:
+        with pytest.raises(ValueError, match=r"the network.s Jacobian would need about .*4,096 x 4,096 with at most [\d,]+ nonzeros"):
+            tc.jacobian(net, x)
+    finally:
+        tc.set_memory_limit(None)

@@ -1,0 +1,320 @@
+"""The exact Jacobian of a network at one sample, by the method its estimated cost picks.
+
+Three exact methods, each giving the same CSR matrix:
+
+``'forward'``
+    Colour the columns (:mod:`.colouring`, from the boxes of :mod:`.reach`), evaluate ``J S``
+    as a batch of Jacobian-vector products through the model's torch operations
+    (:mod:`.compressed`), scatter into CSR. Cost: one forward pass per colour. Memory: the
+    result and one block of activations.
+``'reverse'``
+    The same with the rows: ``S^T J`` by vector-Jacobian products, one per row colour (a
+    classifier's few outputs).
+``'chain'``
+    The product of the nodes' sparse matrices along the graph (:mod:`.chain`). Needs every
+    node's matrix; its cost is the nonzeros of the intermediate Jacobians times the nonzeros
+    per row of each node's matrix, at sparse-product speed.
+
+:func:`jacobian_plan` estimates each from the geometry before anything runs — colours, the
+result's nonzeros (at most the summed box volumes), multiply-adds, bytes — and ``'auto'``
+takes the fastest estimate; the plan says which ran and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..._args import as_array, check_choice
+from ...indexing import index_dtype
+from ...memory import check_size
+from ..layers import Conv, ConvTranspose, Layer, Linear
+from . import chain, compressed, reach
+from .colouring import Lattice, lattice, valid
+
+if TYPE_CHECKING:
+    from ..model import Network
+
+Method = Literal["auto", "forward", "reverse", "chain"]
+Resolved = Literal["forward", "reverse", "chain"]
+
+#: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), and of
+#: scipy's sparse products in the chain: the cost model's two rates (measured, benchmarks/).
+TORCH_MACS_PER_S = 5e9
+CHAIN_MACS_PER_S = 1.4e9
+
+#: Bytes of activations one block of seeds may hold (the block's size follows from it).
+BLOCK_BYTES = 2**28
+
+
+def _macs(layer: Layer) -> float:
+    """Multiply-adds of one node on one sample, from its geometry."""
+    out = float(prod(layer.out_shape))
+    if isinstance(layer, ConvTranspose):
+        w = cast(np.ndarray, layer.p("weight"))
+        return float(w.size) * prod(layer.in_shape[1:])
+    if isinstance(layer, Conv):
+        w = cast(np.ndarray, layer.p("weight"))
+        return float(w.size) * prod(layer.out_shape[1:])
+    if isinstance(layer, Linear):
+        w = cast(np.ndarray, layer.p("weight"))
+        return float(w.size) * prod(layer.in_shape[:-1])
+    return out * max(1, len(layer.inputs))
+
+
+def _row_nnz(layer: Layer) -> float:
+    """Mean stored entries per row of the node's matrices (what one row of the chain costs)."""
+    if isinstance(layer, (Conv, Linear)):
+        return _macs(layer) / prod(layer.out_shape)
+    return float(max(1, len(layer.inputs)))
+
+
+@dataclass(frozen=True)
+class JacobianPlan:
+    """What :func:`jacobian` will do, estimated before it runs.
+
+    Attributes
+    ----------
+    method : {'forward', 'reverse', 'chain'}
+        The method that runs (``'auto'`` resolved).
+    shape : (int, int)
+        ``(out_features, in_features)``.
+    colours : dict of str -> int
+        Colours of the columns (``'forward'``) and of the rows (``'reverse'``).
+    nnz_bound : int
+        At most this many nonzeros (the summed volumes of the output entries' boxes).
+    seconds : dict of str -> float
+        The estimated time of each method (the cost model's).
+    block : int
+        Seeds evaluated per batch by a compressed method.
+    reason : str
+        Why this method.
+    """
+
+    method: Resolved
+    shape: tuple[int, int]
+    colours: dict[str, int]
+    nnz_bound: int
+    seconds: dict[str, float]
+    block: int
+    reason: str
+    lattices: dict[str, Lattice] = field(repr=False, default_factory=dict)
+    boxes: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def __str__(self) -> str:
+        m, n = self.shape
+        lines = [f"Jacobian {m:,} x {n:,}, at most {self.nnz_bound:,} nonzeros: method {self.method!r} "
+                 f"({self.reason})"]
+        for name in ("forward", "reverse", "chain"):
+            if name in self.seconds:
+                c = f"{self.colours[name]:,} colours, " if name in self.colours else ""
+                lines.append(f"  {name:<8} {c}~{self.seconds[name]:.3g} s")
+        return "\n".join(lines)
+
+
+def _check_method(method: object) -> Method:
+    return cast(Method, check_choice("method", method, get_args(Method)))
+
+
+def sample(net: Network, x: object) -> np.ndarray:
+    """``x`` as one sample ``(1, *input_shape)`` of the network's dtype."""
+    xa = as_array(x, "x")
+    if tuple(xa.shape) == net.input_shape:
+        xa = xa[None]
+    if tuple(xa.shape) != (1, *net.input_shape):
+        raise ValueError(f"x must be one sample of shape {net.input_shape} (or {(1, *net.input_shape)}); "
+                         f"got x.shape={tuple(xa.shape)}.")
+    return np.ascontiguousarray(xa, dtype=net.dtype)
+
+
+def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
+    """:func:`jacobian_plan` of a compiled network at one sample ``x`` ``(1, *input_shape)``."""
+    method = _check_method(method)
+    n_in, n_out = prod(net.input_shape), prod(net.output_shape)
+    acts_cache: list[Any] = []
+
+    def acts() -> list[np.ndarray]:  # the numpy forward, only if a node's structure needs values
+        if not acts_cache:
+            net.forward(x)
+            acts_cache.append(net._acts)
+        return cast("list[np.ndarray]", acts_cache[0])
+
+    M_out, sums = reach.forward_reach(net, acts)
+    M_in = reach.backward_reach(net, acts)
+    lat_f, lat_r = lattice(M_out, net.input_shape), lattice(M_in, net.output_shape)
+    nnz = int(reach.volumes(M_out).sum())
+    fwd = sum(_macs(layer) for layer in net.layers)
+    seconds = {
+        "forward": lat_f.colours * fwd / TORCH_MACS_PER_S,
+        "reverse": (2 * lat_r.colours + 1) * fwd / TORCH_MACS_PER_S,
+        "chain": sum(sums[layer.inputs[0]] * _row_nnz(layer) for layer in net.layers) / CHAIN_MACS_PER_S,
+    }
+    if method == "auto":
+        resolved = cast(Resolved, min(seconds, key=lambda k: seconds[k]))
+        reason = "the least estimated time"
+    else:
+        resolved, reason = method, "asked for"
+    itemsize = np.dtype(net.dtype).itemsize
+    per_seed = itemsize * (n_in + n_out + 4 * max(prod(layer.out_shape) for layer in net.layers))
+    block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
+    return JacobianPlan(resolved, (n_out, n_in), {"forward": lat_f.colours, "reverse": lat_r.colours},
+                        nnz, seconds, block, reason, {"forward": lat_f, "reverse": lat_r},
+                        {"forward": M_out, "reverse": M_in})
+
+
+def _assemble(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tuple[int, int],
+              dtype: Any) -> sp.csr_array:
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    vals = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype)
+    idx = index_dtype(vals.size, *shape)
+    J = sp.csr_array((vals, (rows.astype(idx), cols.astype(idx))), shape=shape)
+    J.sort_indices()
+    return J
+
+
+def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
+    """``J`` from ``J S`` (forward) or ``S^T J`` (reverse), block by block of colours."""
+    import torch
+
+    side = p.method
+    lat, M = p.lattices[side], p.boxes[side]
+    if not valid(lat, M):  # pragma: no cover - lattice() sizes the period to the widest box
+        raise RuntimeError("the lattice colouring does not fit the boxes; please report this.")
+    f = compressed.torch_function(net)
+    xt = torch.from_numpy(x)
+    pull = compressed.vjp_puller(f, xt) if side == "reverse" else None
+    parts = []
+    for a in range(0, lat.colours, p.block):
+        ks = np.arange(a, min(a + p.block, lat.colours))
+        seeds = torch.from_numpy(lat.seeds(ks, net.dtype))
+        with torch.no_grad() if pull is None else torch.enable_grad():
+            out = compressed.jvp_block(f, xt, seeds) if pull is None else pull(seeds)
+        block = out.detach().numpy().reshape(len(ks), -1).T  # (entries of the other side, B)
+        targets = lat.targets(M, ks)
+        if np.any((targets < 0) & (block != 0)):
+            raise RuntimeError("a Jacobian entry fell outside the structure the network's nodes allow; "
+                               "please report this.")
+        i, b = np.nonzero((targets >= 0) & (block != 0))
+        other = targets[i, b]
+        parts.append((i, other, block[i, b]) if side == "forward" else (other, i, block[i, b]))
+    return _assemble(parts, p.shape, net.dtype)
+
+
+def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[sp.csr_array, JacobianPlan]:
+    """``(J, plan)``: the exact Jacobian of ``net`` at one sample ``x``, and how it was made."""
+    xs = sample(net, x)
+    p = plan(net, xs, method)
+    itemsize = np.dtype(net.dtype).itemsize
+    m, n = p.shape
+    idx = np.dtype(index_dtype(p.nnz_bound, m, n)).itemsize
+    block_out = (m if p.method == "forward" else n) * p.block * (itemsize + 16)
+    check_size("the network's Jacobian", p.nnz_bound * (itemsize + 2 * idx) + block_out,
+               f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
+               f"by method {p.method!r}")
+    if p.method == "chain":
+        net.forward(xs)
+        acts = cast("list[np.ndarray]", net._acts)  # set by the forward just run
+        return chain.jacobian(net.layers, acts, net.output, net.dtype), p
+    return _compressed(net, xs, p), p
+
+
+def as_network(model: object, x: object) -> Network:
+    """A :class:`Network` as it is, or a torch model compiled for the sample ``x``
+    ``(1, *input_shape)``."""
+    from ..model import Network
+
+    if isinstance(model, Network):
+        return model
+    try:
+        from torch import nn
+    except ImportError as e:  # pragma: no cover - a model needs torch
+        raise TypeError(f"model must be a Network or a torch.nn.Module; got {type(model).__name__}.") from e
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a Network (toeplitz_conv.compile) or a torch.nn.Module; "
+                        f"got {type(model).__name__}.")
+    shape = tuple(as_array(x, "x").shape)
+    if len(shape) < 2 or shape[0] != 1:
+        raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape), to compile a "
+                         f"model for it; got x.shape={shape}.")
+    from ..compiler import compile
+
+    return compile(model, shape[1:])
+
+
+def jacobian_plan(model: object, x: object, *, method: Method = "auto") -> JacobianPlan:
+    """What :func:`jacobian` will do at ``x``: each method's colours and estimated time, the
+    result's size, and the method chosen — estimated from the geometry, before any product.
+
+    Parameters
+    ----------
+    model : Network or torch.nn.Module
+        A compiled network, or a model (compiled for ``x``'s shape).
+    x : (1, *input_shape) array_like or torch.Tensor
+        The sample (for a Network also ``(*input_shape)``).
+    method : {'auto', 'forward', 'reverse', 'chain'}, default 'auto'
+
+    Returns
+    -------
+    JacobianPlan
+        Prints as a table.
+    """
+    net = as_network(model, x)
+    return plan(net, sample(net, x), method)
+
+
+def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_array:
+    """The exact Jacobian ``dy/dx`` of a network at one sample, as CSR ``(out_features, in_features)``.
+
+    Only the true nonzeros are stored (the receptive fields, less the entries that a ReLU or a
+    max pooling switches off at ``x``). The methods give the same matrix:
+
+    - ``'forward'``: colour the Jacobian's columns so that no two of one colour share a row
+      (a lattice over the input's coordinates whose period is the widest receptive field,
+      found by propagating boxes of coordinates through the nodes' index structure, without
+      values), evaluate ``J S`` as one batch of Jacobian-vector products per block of colours
+      through the model's own torch operations (``torch.func.jvp`` and ``vmap``), and
+      scatter it into CSR. A stack of eight 3x3 convolutions on a one-channel image needs
+      17 x 17 = 289 colours at any image size;
+    - ``'reverse'``: the same with the rows and vector-Jacobian products (a classifier: one
+      colour per output);
+    - ``'chain'``: the product of the nodes' sparse matrices along the graph
+      (:meth:`Network.jacobian` before colouring existed), which needs every node's matrix.
+
+    ``'auto'`` takes the least estimated time (:func:`jacobian_plan` prints the estimates and
+    the choice). The result's size is estimated from the boxes before anything runs, and
+    refused past the memory limit (:func:`toeplitz_conv.set_memory_limit`).
+
+    Parameters
+    ----------
+    model : Network or torch.nn.Module
+        A compiled network (:func:`toeplitz_conv.compile`), or a model, compiled for ``x``.
+    x : (1, *input_shape) array_like or torch.Tensor
+        The sample (for a Network also ``(*input_shape)``).
+    method : {'auto', 'forward', 'reverse', 'chain'}, default 'auto'
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Sorted indices, int32 where they fit; no stored zeros.
+
+    Examples
+    --------
+    >>> import torch, toeplitz_conv as tc
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+    ...                       nn.Conv2d(4, 1, 3, padding=1)).double()
+    >>> x = torch.randn(1, 1, 32, 32, dtype=torch.float64)
+    >>> J = tc.jacobian(model, x)
+    >>> print(tc.jacobian_plan(model, x).colours["forward"])  # a 5 x 5 lattice of the input
+    25
+    >>> jac = torch.autograd.functional.jacobian(model, x).reshape(1024, 1024)
+    >>> bool(abs(J.toarray() - jac.numpy()).max() < 1e-12)
+    True
+    """
+    net = as_network(model, x)
+    return network_jacobian(net, x, method)[0]
