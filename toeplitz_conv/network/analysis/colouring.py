@@ -60,7 +60,8 @@ class Lattice:
     def seeds(self, colours: Sequence[int] | np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
         """``(len(colours), *shape)``: the 0/1 seed of each colour (the columns of ``S``)."""
         ks = np.asarray(colours, dtype=np.int64)
-        return (self.colour_of()[None, :] == ks[:, None]).astype(dtype).reshape(len(ks), *self.shape)
+        seeds: np.ndarray = (self.colour_of()[None, :] == ks[:, None]).astype(dtype)
+        return seeds.reshape(len(ks), *self.shape)
 
     def targets(self, M: np.ndarray, colours: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(len(M), len(colours))`` int64: for each box of ``M`` and each colour, the flat

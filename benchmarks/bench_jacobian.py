@@ -1,0 +1,157 @@
+"""Jacobian benchmark: the exact network Jacobian by each method, against torch.func.
+
+Run from the repository root::
+
+    python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18
+    python benchmarks/bench_jacobian.py --quick    # smoke run: 16x16 and an 8x8 ResNet-18
+
+1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
+   Jacobian by ``tc.jacobian(model, x, method=...)`` for ``'forward'`` (column colouring,
+   batched JVPs), ``'chain'`` (the product of the nodes' sparse matrices) and ``'auto'``;
+   against ``torch.func.jacrev`` and ``torch.func.jacfwd`` (``vmap`` of JVPs), both dense.
+2. A CIFAR ResNet-18 (width 64, float64): the 10 x 3072 input-output Jacobian (dense) by
+   ``'auto'`` (it resolves to ``'reverse'``: 10 row colours) against jacrev.
+
+Each cell runs in a fresh subprocess: *time* is compile + Jacobian (the compile alone in
+brackets), *peak* the process's peak resident set (``ru_maxrss``: imports, model, compile and
+the Jacobian, all of it). A dense reference is not run where its result alone would exceed
+6 GiB. Every method's result is compared with the first one in its row (max abs difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _timing import fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
+from bench_network import dncnn, resnet18  # noqa: E402
+
+DENSE_LIMIT = 6 * 2**30
+
+
+def worker(model_name: str, side: str, size: int, out_path: str) -> dict:
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    import toeplitz_conv as tc
+
+    torch.manual_seed(0)
+    if model_name == "dncnn":
+        model, shape = dncnn().double().eval(), (1, size, size)
+    else:
+        model, shape = resnet18().double().eval(), (3, size, size)
+    x = torch.randn(1, *shape, dtype=torch.float64)
+    t0 = time.perf_counter()
+    compile_s = 0.0
+    if side in ("forward", "reverse", "chain", "auto"):
+        net = tc.compile(model, shape)
+        compile_s = time.perf_counter() - t0
+        plan = tc.jacobian_plan(net, x, method=side)
+        J = tc.jacobian(net, x, method=side)
+        info = {"method": plan.method, "colours": plan.colours}
+    else:
+        f = (lambda v: model(v[None])[0])
+        jac = torch.func.jacrev(f) if side == "jacrev" else torch.func.jacfwd(f)
+        with torch.no_grad() if side == "jacfwd" else torch.enable_grad():
+            D = jac(x[0]).reshape(-1, x[0].numel()).detach().numpy()
+        J = sp.csr_array(D)
+        J.eliminate_zeros()
+        info = {"method": side}
+    total = time.perf_counter() - t0
+    sp.save_npz(out_path, J)
+    return {"time": total, "compile": compile_s, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "nnz": int(J.nnz), **info}
+
+
+def _spawn(model_name, side, size, tmp):
+    path = os.path.join(tmp, f"{model_name}-{side}-{size}.npz")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", model_name, side, str(size), path]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["path"] = path
+    return out
+
+
+def _cell(r, first):
+    import numpy as np
+    import scipy.sparse as sp
+
+    if "error" in r:
+        return [r["error"][:60], "-", "-"]
+    diff = "-"
+    if first is not None and "path" in first and r is not first:
+        A, B = sp.load_npz(r["path"]), sp.load_npz(first["path"])
+        diff = f"{abs(A - B).max() if (A - B).nnz else 0.0:.1e}"
+        del A, B
+    t = fmt_time(r["time"]) + (f" ({fmt_time(r['compile'])})" if r.get("compile") else "")
+    return [t, fmt_bytes(r["peak"]), diff]
+
+
+def table(model_name, sizes, sides, tmp):
+    rows = []
+    for size in sizes:
+        n = size * size * (3 if model_name == "resnet" else 1)
+        m = 10 if model_name == "resnet" else n
+        results = {}
+        for side in sides:
+            if side in ("jacrev", "jacfwd") and m * n * 8 * 2 > DENSE_LIMIT:
+                results[side] = {"error": f"not run (dense {fmt_bytes(m * n * 8)})"}
+                continue
+            results[side] = _spawn(model_name, side, size, tmp)
+        first = next((r for r in results.values() if "path" in r), None)
+        ref = results.get("jacrev") or results.get("jacfwd")
+        for side, r in results.items():
+            cell = _cell(r, first)
+            ratio = "-"
+            if ref and "time" in ref and "time" in r and r is not ref:
+                ratio = f"{ref['time'] / r['time']:.1f}x / {ref['peak'] / r['peak']:.1f}x"
+            what = r.get("method", side)
+            colours = r.get("colours", {}).get(what, "") if isinstance(r.get("colours"), dict) else ""
+            rows.append([f"{size}x{size}", side, f"{what}" + (f" ({colours} colours)" if colours else ""),
+                         f"{r.get('nnz', 0):,}" if "nnz" in r else "-", *cell, ratio])
+    print(markdown_table(["input", "asked", "ran", "nnz(J)", "time (compile)", "peak RSS",
+                          "max diff vs first", "jac* / ours: time, peak"], rows))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--big", action="store_true", help="also 512x512 (forward only)")
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        name, side, size, path = args.worker
+        print(json.dumps(worker(name, side, int(size), path)))
+        return
+    import tempfile
+
+    import torch  # noqa: F401  (machine_info reports its version)
+
+    print(machine_info() + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")
+        if args.quick:
+            table("dncnn", [16], ["auto", "chain", "jacrev"], tmp)
+        else:
+            table("dncnn", [32, 48], ["forward", "chain", "jacrev", "jacfwd"], tmp)
+            table("dncnn", [128, 256], ["forward", "chain"], tmp)
+            if args.big:
+                table("dncnn", [512], ["forward"], tmp)
+        print("\n## Input-output Jacobian of a CIFAR ResNet-18 (width 64), float64\n")
+        table("resnet", [8] if args.quick else [32], ["auto", "jacrev"], tmp)
+
+
+if __name__ == "__main__":
+    main()
