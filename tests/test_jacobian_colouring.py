@@ -182,6 +182,13 @@ def test_refusals():
     net = tc.compile(model, (1, 64, 64))
     with pytest.raises(ValueError, match=r"x must be one sample of shape \(1, 64, 64\).*got x.shape=\(2, 1, 64, 64\)"):
         tc.jacobian(net, torch.zeros(2, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"x must be finite to have a Jacobian; got 1 NaN or inf entries"):
+        tc.jacobian(net, x.index_put((torch.tensor([0]),) * 4, torch.tensor([float("nan")], dtype=torch.float64)))
+    bad = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Conv2d(2, 1, 3, padding=1)).double()
+    bad_net = tc.compile(bad, (1, 6, 6))
+    bad_net.update({"0.bias": np.array([np.nan, 0.0])})  # a parameter gone NaN in training
+    with pytest.raises(ValueError, match=r"the network's derivatives at x are not finite"):
+        tc.jacobian(bad_net, torch.randn(1, 1, 6, 6, dtype=torch.float64), method="forward")
     tc.set_memory_limit(100_000)
     try:
         with pytest.raises(ValueError, match=r"the network.s Jacobian would need about .*4,096 x 4,096 with at most [\d,]+ nonzeros"):

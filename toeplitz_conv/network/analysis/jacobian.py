@@ -128,6 +128,9 @@ def sample(net: Network, x: object) -> np.ndarray:
     if tuple(xa.shape) != (1, *net.input_shape):
         raise ValueError(f"x must be one sample of shape {net.input_shape} (or {(1, *net.input_shape)}); "
                          f"got x.shape={tuple(xa.shape)}.")
+    if not np.isfinite(xa).all():
+        raise ValueError(f"x must be finite to have a Jacobian; got {int(np.size(xa) - np.isfinite(xa).sum())} "
+                         f"NaN or inf entries.")
     return np.ascontiguousarray(xa, dtype=net.dtype)
 
 
@@ -195,6 +198,10 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
         with torch.no_grad() if pull is None else torch.enable_grad():
             out = compressed.jvp_block(f, xt, seeds) if pull is None else pull(seeds)
         block = out.detach().numpy().reshape(len(ks), -1).T  # (entries of the other side, B)
+        if not np.isfinite(block).all():
+            raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
+                             "parameter, or an activation whose derivative overflows there): its "
+                             "Jacobian at x is not defined.")
         targets = lat.targets(M, ks)
         if np.any((targets < 0) & (block != 0)):
             raise RuntimeError("a Jacobian entry fell outside the structure the network's nodes allow; "
