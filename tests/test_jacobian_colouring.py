@@ -109,6 +109,62 @@ def test_boxes_hold_the_pattern_and_colours_never_clash(name):
     assert plan.nnz_bound >= ref.astype(bool).sum()
 
 
+class Stencil1d(nn.Module):
+    """A 1D residual stack of 'same' convolutions: the packed method's other dimension."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(2, 3, 5, padding=2), nn.Conv1d(3, 2, 3, padding=2, dilation=2)
+
+    def forward(self, x):
+        return x + self.b(torch.tanh(self.a(x)))
+
+
+STENCILS = {
+    "dncnn": (DnCNN(depth=4, c=4), (1, 20, 19)),
+    "dncnn-two-channels": (DnCNN(depth=3, c=3, cin=2), (2, 13, 11)),
+    "batchnorm-dilation-rectangular": (randomize_batch_norm(nn.Sequential(
+        nn.Conv2d(2, 3, (3, 5), padding=(1, 2)), nn.BatchNorm2d(3), nn.ELU(),
+        nn.Conv2d(3, 2, 3, padding=2, dilation=2, groups=1))), (2, 15, 17)),
+    "grouped": (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(),
+                              nn.Conv2d(4, 2, 3, padding=1, groups=2)), (4, 12, 12)),
+    "1d-residual": (Stencil1d(), (2, 40)),
+    "3d": (nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Conv3d(2, 1, 3, padding=1)), (1, 7, 8, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(STENCILS))
+def test_packed_cones_equal_jacrev(name):
+    """Each colour's tangents packed into the squares around its seeds give the same Jacobian."""
+    torch.manual_seed(7)
+    model, shape = STENCILS[name]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    net = tc.compile(model, shape)
+    J, plan = network_jacobian(net, x, "packed")
+    assert plan.method == "packed" and "packed" in plan.seconds
+    ref = torch_jacobian(model, x)
+    np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    assert not np.any(J.data == 0)
+
+
+@pytest.mark.parametrize("model, shape, why", [
+    (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8), "changes the spatial shape"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 8, 8),
+     "is not a stride-1 convolution with zero 'same' padding"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softmax(dim=1)), (1, 8, 8),
+     "is not a convolution or an elementwise node"),
+    (nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 5, padding=2)), (1, 6, 6),
+     r"the cones \(radius 4\) overlap at period \(6, 6\)"),
+])
+def test_packed_refused_where_it_does_not_apply(model, shape, why):
+    model = model.double()
+    x = torch.randn(1, *shape, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"method='packed' needs a network of stride-1 'same' convolutions.*" + why):
+        tc.jacobian(model, x, method="packed")
+    assert "packed" not in tc.jacobian_plan(model, x).seconds
+
+
 def test_a_lattice_too_fine_is_not_valid():
     """The validity check can fail: a period smaller than a box makes two columns clash."""
     model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)).double()
@@ -141,7 +197,7 @@ def test_auto_takes_reverse_for_a_classifier_and_forward_for_a_denoiser():
     denoiser = DnCNN(depth=4, c=4).double().eval()
     x = torch.randn(1, 1, 40, 40, dtype=torch.float64)
     plan = tc.jacobian_plan(denoiser, x)
-    assert plan.method == "forward" and plan.colours["forward"] == 81
+    assert plan.method == "packed" and plan.colours["forward"] == 81
     np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
 
 
@@ -173,7 +229,7 @@ def test_float32_network():
 def test_refusals():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)).double()
     x = torch.randn(1, 1, 64, 64, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'forward', 'reverse', 'chain'; got 'fast'"):
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'forward', 'packed', 'reverse', 'chain'; got 'fast'"):
         tc.jacobian(model, x, method="fast")
     with pytest.raises(ValueError, match=r"x must be one sample with its batch axis, \(1, \*input_shape\).*got x.shape=\(2, 1, 64, 64\)"):
         tc.jacobian(model, torch.zeros(2, 1, 64, 64))

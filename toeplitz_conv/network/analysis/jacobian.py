@@ -1,12 +1,16 @@
 """The exact Jacobian of a network at one sample, by the method its estimated cost picks.
 
-Three exact methods, each giving the same CSR matrix:
+Four exact methods, each giving the same CSR matrix:
 
 ``'forward'``
     Colour the columns (:mod:`.colouring`, from the boxes of :mod:`.reach`), evaluate ``J S``
     as a batch of Jacobian-vector products through the model's torch operations
     (:mod:`.compressed`), scatter into CSR. Cost: one forward pass per colour. Memory: the
     result and one block of activations.
+``'packed'``
+    ``'forward'`` for stencil networks (stride-1 ``'same'`` convolutions and elementwise
+    nodes, a denoiser): each colour's tangents kept only in the squares around its seeds
+    (:mod:`.packed`), so a colour costs its cones, not the whole image.
 ``'reverse'``
     The same with the rows: ``S^T J`` by vector-Jacobian products, one per row colour (a
     classifier's few outputs).
@@ -22,6 +26,7 @@ takes the fastest estimate; the plan says which ran and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
@@ -33,14 +38,14 @@ from ..._args import as_array, check_choice
 from ...indexing import index_dtype
 from ...memory import check_size
 from ..layers import Conv, ConvTranspose, Layer, Linear
-from . import chain, compressed, reach
+from . import chain, compressed, packed, reach
 from .colouring import Lattice, lattice, valid
 
 if TYPE_CHECKING:
     from ..model import Network
 
-Method = Literal["auto", "forward", "reverse", "chain"]
-Resolved = Literal["forward", "reverse", "chain"]
+Method = Literal["auto", "forward", "packed", "reverse", "chain"]
+Resolved = Literal["forward", "packed", "reverse", "chain"]
 
 #: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), and of
 #: scipy's sparse products in the chain: the cost model's two rates (measured, benchmarks/).
@@ -79,16 +84,16 @@ class JacobianPlan:
 
     Attributes
     ----------
-    method : {'forward', 'reverse', 'chain'}
+    method : {'forward', 'packed', 'reverse', 'chain'}
         The method that runs (``'auto'`` resolved).
     shape : (int, int)
         ``(out_features, in_features)``.
     colours : dict of str -> int
-        Colours of the columns (``'forward'``) and of the rows (``'reverse'``).
+        Colours of the columns (``'forward'``, ``'packed'``) and of the rows (``'reverse'``).
     nnz_bound : int
         At most this many nonzeros (the summed volumes of the output entries' boxes).
     seconds : dict of str -> float
-        The estimated time of each method (the cost model's).
+        The estimated time of each method that applies (the cost model's).
     block : int
         Seeds evaluated per batch by a compressed method.
     reason : str
@@ -104,12 +109,13 @@ class JacobianPlan:
     reason: str
     lattices: dict[str, Lattice] = field(repr=False, default_factory=dict)
     boxes: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    radii: list[tuple[int, ...]] | None = field(repr=False, default=None)
 
     def __str__(self) -> str:
         m, n = self.shape
         lines = [f"Jacobian {m:,} x {n:,}, at most {self.nnz_bound:,} nonzeros: method {self.method!r} "
                  f"({self.reason})"]
-        for name in ("forward", "reverse", "chain"):
+        for name in ("forward", "packed", "reverse", "chain"):
             if name in self.seconds:
                 c = f"{self.colours[name]:,} colours, " if name in self.colours else ""
                 lines.append(f"  {name:<8} {c}~{self.seconds[name]:.3g} s")
@@ -156,17 +162,25 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
         "reverse": (2 * lat_r.colours + 1) * fwd / TORCH_MACS_PER_S,
         "chain": sum(sums[layer.inputs[0]] * _row_nnz(layer) for layer in net.layers) / CHAIN_MACS_PER_S,
     }
+    radii, why_not = packed.radii(net, lat_f)
+    if why_not is None:
+        seconds["packed"] = lat_f.colours * packed.work(net, radii, lat_f) / TORCH_MACS_PER_S
     if method == "auto":
         resolved = cast(Resolved, min(seconds, key=lambda k: seconds[k]))
         reason = "the least estimated time"
+    elif method == "packed" and why_not is not None:
+        raise ValueError(f"method='packed' needs a network of stride-1 'same' convolutions with zero "
+                         f"padding and elementwise nodes, whose cones fit the colouring's period: "
+                         f"{why_not}. Use method='forward' (the same colouring, unpacked) or 'auto'.")
     else:
         resolved, reason = method, "asked for"
     itemsize = np.dtype(net.dtype).itemsize
     per_seed = itemsize * (n_in + n_out + 4 * max(prod(layer.out_shape) for layer in net.layers))
     block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
-    return JacobianPlan(resolved, (n_out, n_in), {"forward": lat_f.colours, "reverse": lat_r.colours},
+    return JacobianPlan(resolved, (n_out, n_in),
+                        {"forward": lat_f.colours, "packed": lat_f.colours, "reverse": lat_r.colours},
                         nnz, seconds, block, reason, {"forward": lat_f, "reverse": lat_r},
-                        {"forward": M_out, "reverse": M_in})
+                        {"forward": M_out, "reverse": M_in}, radii if why_not is None else None)
 
 
 def _assemble(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tuple[int, int],
@@ -181,23 +195,31 @@ def _assemble(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tup
 
 
 def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
-    """``J`` from ``J S`` (forward) or ``S^T J`` (reverse), block by block of colours."""
+    """``J`` from ``J S`` (forward, packed) or ``S^T J`` (reverse), block by block of colours."""
     import torch
 
-    side = p.method
+    side = "reverse" if p.method == "reverse" else "forward"
     lat, M = p.lattices[side], p.boxes[side]
     if not valid(lat, M):  # pragma: no cover - lattice() sizes the period to the widest box
         raise RuntimeError("the lattice colouring does not fit the boxes; please report this.")
-    f = compressed.torch_function(net)
-    xt = torch.from_numpy(x)
-    pull = compressed.vjp_puller(f, xt) if side == "reverse" else None
+    evaluate: Callable[[np.ndarray], np.ndarray]
+    if p.method == "packed":
+        evaluate = packed.Packed(net, x, lat, cast("list[tuple[int, ...]]", p.radii)).block
+    else:
+        f = compressed.torch_function(net)
+        xt = torch.from_numpy(x)
+        pull = compressed.vjp_puller(f, xt) if side == "reverse" else None
+
+        def unpacked(ks: np.ndarray) -> np.ndarray:
+            seeds = torch.from_numpy(lat.seeds(ks, net.dtype))
+            with torch.no_grad() if pull is None else torch.enable_grad():
+                out = compressed.jvp_block(f, xt, seeds) if pull is None else pull(seeds)
+            return cast(np.ndarray, out.detach().numpy().reshape(len(ks), -1).T)
+        evaluate = unpacked
     parts = []
     for a in range(0, lat.colours, p.block):
         ks = np.arange(a, min(a + p.block, lat.colours))
-        seeds = torch.from_numpy(lat.seeds(ks, net.dtype))
-        with torch.no_grad() if pull is None else torch.enable_grad():
-            out = compressed.jvp_block(f, xt, seeds) if pull is None else pull(seeds)
-        block = out.detach().numpy().reshape(len(ks), -1).T  # (entries of the other side, B)
+        block = evaluate(ks)  # (entries of the other side, B)
         if not np.isfinite(block).all():
             raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
                              "parameter, or an activation whose derivative overflows there): its "
@@ -287,6 +309,9 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
       through the model's own torch operations (``torch.func.jvp`` and ``vmap``), and
       scatter it into CSR. A stack of eight 3x3 convolutions on a one-channel image needs
       17 x 17 = 289 colours at any image size;
+    - ``'packed'``: ``'forward'`` with each colour's tangents packed into the squares around
+      its seeds, for networks of stride-1 ``'same'`` zero-padded convolutions and elementwise
+      nodes (denoisers): a colour then costs its seeds' cones, not the whole image;
     - ``'reverse'``: the same with the rows and vector-Jacobian products (a classifier: one
       colour per output);
     - ``'chain'``: the product of the nodes' sparse matrices along the graph
@@ -302,7 +327,7 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
         A compiled network (:func:`toeplitz_conv.compile`), or a model, compiled for ``x``.
     x : (1, *input_shape) array_like or torch.Tensor
         The sample (for a Network also ``(*input_shape)``).
-    method : {'auto', 'forward', 'reverse', 'chain'}, default 'auto'
+    method : {'auto', 'forward', 'packed', 'reverse', 'chain'}, default 'auto'
 
     Returns
     -------
