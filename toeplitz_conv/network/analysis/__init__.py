@@ -6,6 +6,7 @@
   the seed matrix, and the scatter of the compressed product back into CSR;
 - :mod:`.compressed`: ``J S`` (or ``S^T J``) as one batch of Jacobian-vector (vector-Jacobian)
   products through the model's own torch operations;
+- :mod:`.packed`: the same for stencil networks, each colour's tangents packed into its cones;
 - :mod:`.chain`: the Jacobian as the product of the nodes' sparse matrices, and linear maps;
 - :mod:`.jacobian`: :func:`jacobian` and :func:`jacobian_plan`: the method chosen by its cost;
 - :mod:`.lipschitz`: node norms and the certified Lipschitz bound.
