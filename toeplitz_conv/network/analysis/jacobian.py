@@ -183,15 +183,53 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
                         {"forward": M_out, "reverse": M_in}, radii if why_not is None else None)
 
 
-def _assemble(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], shape: tuple[int, int],
-              dtype: Any) -> sp.csr_array:
-    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-    vals = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype)
-    idx = index_dtype(vals.size, *shape)
-    J = sp.csr_array((vals, (rows.astype(idx), cols.astype(idx))), shape=shape)
-    J.sort_indices()
-    return J
+class _Entries:
+    """The Jacobian's entries as they come, colour block by colour block, then its CSR.
+
+    Each entry of the coloured side's other end (an output row for columns, an input column
+    for rows) gets one slot per colour: where slots cost little more than the entries (tight
+    boxes), values and indices are written straight into ``(n, colours)`` arrays and read off
+    in row order (no sort but within rows); else they are kept as COO triples."""
+
+    def __init__(self, n: int, colours: int, shape: tuple[int, int], dtype: Any, nnz_bound: int,
+                 by_rows: bool) -> None:
+        self.shape, self.by_rows, self.dtype = shape, by_rows, dtype
+        self.idx = index_dtype(max(nnz_bound, n * colours), *shape)
+        self.slots = n * colours <= 2 * nnz_bound + n
+        if self.slots:
+            self.vals = np.zeros((n, colours), dtype=dtype)
+            self.cols = np.zeros((n, colours), dtype=self.idx)
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, ks: np.ndarray, block: np.ndarray, targets: np.ndarray) -> None:
+        keep = (targets >= 0) & (block != 0)
+        if self.slots:
+            self.vals[:, ks] = np.where(keep, block, 0)
+            self.cols[:, ks] = np.where(keep, targets, 0)
+            return
+        i, b = np.nonzero(keep)
+        self.parts.append((i.astype(self.idx), targets[i, b].astype(self.idx), block[i, b]))
+
+    def matrix(self) -> sp.csr_array:
+        m, n = self.shape
+        if self.slots:
+            keep = self.vals != 0
+            indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(self.idx)
+            data, indices = self.vals[keep], self.cols[keep]
+            del self.vals, self.cols, keep
+            kind = sp.csr_array if self.by_rows else sp.csc_array  # slots per row, or per column
+            J = sp.csr_array(kind((data, indices, indptr), shape=(m, n)))
+        else:
+            own = np.concatenate([q[0] for q in self.parts]) if self.parts else np.zeros(0, self.idx)
+            other = np.concatenate([q[1] for q in self.parts]) if self.parts else np.zeros(0, self.idx)
+            vals = np.concatenate([q[2] for q in self.parts]) if self.parts else np.zeros(0, self.dtype)
+            self.parts = []
+            rows, cols = (own, other) if self.by_rows else (other, own)
+            J = sp.csr_array((vals, (rows, cols)), shape=self.shape)
+        J.sort_indices()
+        if J.indices.dtype != self.idx:
+            J = sp.csr_array((J.data, J.indices.astype(self.idx), J.indptr.astype(self.idx)), shape=J.shape)
+        return J
 
 
 def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
@@ -216,7 +254,8 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
                 out = compressed.jvp_block(f, xt, seeds) if pull is None else pull(seeds)
             return cast(np.ndarray, out.detach().numpy().reshape(len(ks), -1).T)
         evaluate = unpacked
-    parts = []
+    n_side = p.shape[0] if side == "forward" else p.shape[1]
+    entries = _Entries(n_side, lat.colours, p.shape, net.dtype, p.nnz_bound, by_rows=side == "forward")
     for a in range(0, lat.colours, p.block):
         ks = np.arange(a, min(a + p.block, lat.colours))
         block = evaluate(ks)  # (entries of the other side, B)
@@ -228,10 +267,8 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
         if np.any((targets < 0) & (block != 0)):
             raise RuntimeError("a Jacobian entry fell outside the structure the network's nodes allow; "
                                "please report this.")
-        i, b = np.nonzero((targets >= 0) & (block != 0))
-        other = targets[i, b]
-        parts.append((i, other, block[i, b]) if side == "forward" else (other, i, block[i, b]))
-    return _assemble(parts, p.shape, net.dtype)
+        entries.add(ks, block, targets)
+    return entries.matrix()
 
 
 def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[sp.csr_array, JacobianPlan]:
