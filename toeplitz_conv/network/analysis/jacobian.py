@@ -140,6 +140,13 @@ def sample(net: Network, x: object) -> np.ndarray:
     return np.ascontiguousarray(xa, dtype=net.dtype)
 
 
+def columns(net: Network, x: np.ndarray) -> list[np.ndarray]:
+    """The network's activations at the one sample ``x``, each in column form ``(features, 1)``
+    (the numpy forward: it builds the nodes' matrices)."""
+    net.forward(x)
+    return [a.reshape(1, -1).T for a in cast("list[np.ndarray]", net.activations)]
+
+
 def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     """:func:`jacobian_plan` of a compiled network at one sample ``x`` ``(1, *input_shape)``."""
     method = _check_method(method)
@@ -148,8 +155,7 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
 
     def acts() -> list[np.ndarray]:  # the numpy forward, only if a node's structure needs values
         if not acts_cache:
-            net.forward(x)
-            acts_cache.append(net._acts)
+            acts_cache.append(columns(net, x))
         return cast("list[np.ndarray]", acts_cache[0])
 
     M_out, sums = reach.forward_reach(net, acts)
@@ -283,9 +289,7 @@ def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[
                f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
                f"by method {p.method!r}")
     if p.method == "chain":
-        net.forward(xs)
-        acts = cast("list[np.ndarray]", net._acts)  # set by the forward just run
-        return chain.jacobian(net.layers, acts, net.output, net.dtype), p
+        return chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype), p
     return _compressed(net, xs, p), p
 
 
