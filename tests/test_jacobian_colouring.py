@@ -165,6 +165,24 @@ def test_packed_refused_where_it_does_not_apply(model, shape, why):
     assert "packed" not in tc.jacobian_plan(model, x).seconds
 
 
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_entries_as_triples_equal_entries_in_slots(monkeypatch, method):
+    """Where the slots would not pay, the entries are kept as COO triples: the same matrix."""
+    from toeplitz_conv.network.analysis import jacobian as module
+
+    model, shape = MODELS["unet-concat-transpose"]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64)
+    net = tc.compile(model, shape)
+    slots = network_jacobian(net, x, method)[0]
+    monkeypatch.setattr(module, "SLOTS_PER_ENTRY", 0)
+    monkeypatch.setattr(module, "BLOCK_BYTES", 1)  # one colour per block: many parts
+    triples = network_jacobian(net, x, method)[0]
+    assert triples.has_sorted_indices and triples.indices.dtype == np.int32
+    np.testing.assert_array_equal(triples.toarray(), slots.toarray())
+    np.testing.assert_allclose(triples.toarray(), torch_jacobian(model, x), atol=1e-12)
+
+
 def test_a_lattice_too_fine_is_not_valid():
     """The validity check can fail: a period smaller than a box makes two columns clash."""
     model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)).double()

@@ -55,6 +55,10 @@ CHAIN_MACS_PER_S = 1.4e9
 #: Bytes of activations one block of seeds may hold (the block's size follows from it).
 BLOCK_BYTES = 2**28
 
+#: Entries are written into one slot per (row, colour) while the slots number at most this
+#: many times the result's nonzeros (the boxes are tight); else kept as COO triples.
+SLOTS_PER_ENTRY = 2
+
 
 def _macs(layer: Layer) -> float:
     """Multiply-adds of one node on one sample, from its geometry."""
@@ -201,7 +205,7 @@ class _Entries:
                  by_rows: bool) -> None:
         self.shape, self.by_rows, self.dtype = shape, by_rows, dtype
         self.idx = index_dtype(max(nnz_bound, n * colours), *shape)
-        self.slots = n * colours <= 2 * nnz_bound + n
+        self.slots = n * colours <= SLOTS_PER_ENTRY * nnz_bound + n
         if self.slots:
             self.vals = np.zeros((n, colours), dtype=dtype)
             self.cols = np.zeros((n, colours), dtype=self.idx)
