@@ -219,6 +219,23 @@ def test_auto_takes_reverse_for_a_classifier_and_forward_for_a_denoiser():
     np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
 
 
+def test_auto_keeps_to_the_methods_that_fit_in_memory(monkeypatch):
+    """The fastest estimate whose memory estimate fits the limit; past every one, the refusal."""
+    from toeplitz_conv.network.analysis import jacobian as module
+
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 1, 3, padding=1)).double()
+    x = torch.randn(1, 1, 30, 30, dtype=torch.float64)
+    monkeypatch.setattr(module, "CHAIN_MACS_PER_S", 1e15)  # the chain, estimated fastest
+    monkeypatch.setattr(module, "BLOCK_BYTES", 1)  # one seed a block: the colourings hold little
+    plan = tc.jacobian_plan(model, x)
+    assert plan.method == "chain" and plan.reason == "the least estimated time"
+    others = min(v for k, v in plan.nbytes.items() if k != "chain")
+    monkeypatch.setattr(module, "memory_limit", lambda: (others, "a test's limit"))
+    plan = tc.jacobian_plan(model, x)
+    assert plan.nbytes["chain"] > others  # else the test shows nothing
+    assert plan.method != "chain" and "within the memory limit" in plan.reason
+
+
 def test_updated_parameters_are_the_ones_differentiated():
     """The compressed products run with the network's parameters, not the model's originals."""
     torch.manual_seed(5)

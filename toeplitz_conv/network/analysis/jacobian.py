@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from ..._args import as_array, check_choice
 from ...indexing import index_dtype
-from ...memory import check_size
+from ...memory import check_size, human_bytes, memory_limit
 from ..layers import Conv, ConvTranspose, Layer, Linear
 from . import chain, compressed, packed, reach
 from .colouring import Lattice, lattice, valid
@@ -98,6 +98,9 @@ class JacobianPlan:
         At most this many nonzeros (the summed volumes of the output entries' boxes).
     seconds : dict of str -> float
         The estimated time of each method that applies (the cost model's).
+    nbytes : dict of str -> int
+        The estimated peak memory of each: the result, and what the method holds while it
+        runs (a block of seeds; the saved forward pass; every node's matrix for the chain).
     block : int
         Seeds evaluated per batch by a compressed method.
     reason : str
@@ -109,6 +112,7 @@ class JacobianPlan:
     colours: dict[str, int]
     nnz_bound: int
     seconds: dict[str, float]
+    nbytes: dict[str, int]
     block: int
     reason: str
     lattices: dict[str, Lattice] = field(repr=False, default_factory=dict)
@@ -121,8 +125,8 @@ class JacobianPlan:
                  f"({self.reason})"]
         for name in ("forward", "packed", "reverse", "chain"):
             if name in self.seconds:
-                c = f"{self.colours[name]:,} colours, " if name in self.colours else ""
-                lines.append(f"  {name:<8} {c}~{self.seconds[name]:.3g} s")
+                c = f"{self.colours[name]:,} colours, " if name in self.colours and name != "chain" else ""
+                lines.append(f"  {name:<8} {c}~{self.seconds[name]:.3g} s, ~{human_bytes(self.nbytes[name])}")
         return "\n".join(lines)
 
 
@@ -175,21 +179,33 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     radii, why_not = packed.radii(net, lat_f)
     if why_not is None:
         seconds["packed"] = lat_f.colours * packed.work(net, radii, lat_f) / TORCH_MACS_PER_S
+    itemsize = np.dtype(net.dtype).itemsize
+    idx = np.dtype(index_dtype(nnz, n_out, n_in)).itemsize
+    per_seed = itemsize * (n_in + n_out + 4 * max(prod(layer.out_shape) for layer in net.layers))
+    block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
+    result = nnz * (itemsize + idx) + idx * (n_out + 1)
+    features = sum(prod(layer.out_shape) for layer in net.layers)
+    nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
+        "forward": 2 * result + block * per_seed,
+        "reverse": 2 * result + block * per_seed + 2 * features * itemsize,
+        "chain": result + int(sum(_macs(layer) for layer in net.layers) * (itemsize + idx)
+                              + 2 * max(sums) * (itemsize + idx)),
+    }
+    if why_not is None:
+        nbytes["packed"] = nbytes["forward"]
     if method == "auto":
-        resolved = cast(Resolved, min(seconds, key=lambda k: seconds[k]))
-        reason = "the least estimated time"
+        fits = [k for k in seconds if nbytes[k] <= memory_limit()[0]] or [min(nbytes, key=lambda k: nbytes[k])]
+        resolved = cast(Resolved, min(fits, key=lambda k: seconds[k]))
+        reason = "the least estimated time" + ("" if len(fits) == len(seconds) else " of those within the memory limit")
     elif method == "packed" and why_not is not None:
         raise ValueError(f"method='packed' needs a network of stride-1 'same' convolutions with zero "
                          f"padding and elementwise nodes, whose cones fit the colouring's period: "
                          f"{why_not}. Use method='forward' (the same colouring, unpacked) or 'auto'.")
     else:
         resolved, reason = method, "asked for"
-    itemsize = np.dtype(net.dtype).itemsize
-    per_seed = itemsize * (n_in + n_out + 4 * max(prod(layer.out_shape) for layer in net.layers))
-    block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
     return JacobianPlan(resolved, (n_out, n_in),
                         {"forward": lat_f.colours, "packed": lat_f.colours, "reverse": lat_r.colours},
-                        nnz, seconds, block, reason, {"forward": lat_f, "reverse": lat_r},
+                        nnz, seconds, nbytes, block, reason, {"forward": lat_f, "reverse": lat_r},
                         {"forward": M_out, "reverse": M_in}, radii if why_not is None else None)
 
 
@@ -285,13 +301,10 @@ def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[
     """``(J, plan)``: the exact Jacobian of ``net`` at one sample ``x``, and how it was made."""
     xs = sample(net, x)
     p = plan(net, xs, method)
-    itemsize = np.dtype(net.dtype).itemsize
     m, n = p.shape
-    idx = np.dtype(index_dtype(p.nnz_bound, m, n)).itemsize
-    block_out = (m if p.method == "forward" else n) * p.block * (itemsize + 16)
-    check_size("the network's Jacobian", p.nnz_bound * (itemsize + 2 * idx) + block_out,
+    check_size("the network's Jacobian", p.nbytes[p.method],
                f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
-               f"by method {p.method!r}")
+               f"by method {p.method!r}, with what it holds while it runs")
     if p.method == "chain":
         return chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype), p
     return _compressed(net, xs, p), p
