@@ -433,6 +433,7 @@ def test_refusals_say_what_and_where(model, shape, exc, match):
 
 def test_jacobian_is_refused_up_front_when_too_large():
     net = tc.compile(DnCNN(depth=3, c=2).double(), (1, 12, 12))
+    net.forward(torch.randn(1, 1, 12, 12))  # the layers' matrices, built on first use, under the default limit
     tc.set_memory_limit(20_000)
     try:
         with pytest.raises(ValueError, match=r"the network's Jacobian would need about .*144 x 144, nonzeros "

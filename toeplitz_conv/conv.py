@@ -31,15 +31,44 @@ _CONV_LAYOUT = "(C_out, C_in/groups, *kernel)"
 _TRANSPOSE_LAYOUT = "(C_in, C_out/groups, *kernel)"
 
 
+def csr_size(geom: ConvGeometry, itemsize: int, *, transpose: bool = False) -> tuple[int, int]:
+    """``(nnz, bytes)`` of the CSR matrix of a convolution, from its geometry alone.
+
+    Arithmetic only: nothing is built and nothing scales with the output.
+
+    Parameters
+    ----------
+    geom : ConvGeometry
+        The convolution's geometry (:func:`~toeplitz_conv.conv_geometry`).
+    itemsize : int
+        Bytes per value (8 for float64).
+    transpose : bool, default False
+        The CSR of ``C.T`` (the transposed convolution's matrix): its row pointers run over
+        the convolution's columns.
+
+    Returns
+    -------
+    nnz : int
+        :func:`~toeplitz_conv.pattern.estimate_nnz`: exact for zero padding, an upper bound
+        for the other padding modes (taps that land on one column add into one entry).
+    nbytes : int
+        Values and column indices per entry (int32 while they fit, int64 past), plus the row
+        pointers.
+    """
+    nnz = estimate_nnz(geom)
+    idx = np.dtype(index_dtype(nnz, *geom.shape, geom.shape[1] + 1)).itemsize
+    rows = geom.shape[1] if transpose else geom.shape[0]
+    return nnz, nnz * (itemsize + idx) + (rows + 1) * idx
+
+
 def _check_matrix_size(what: str, geom: ConvGeometry, itemsize: int, copies: int = 1) -> None:
     """Refuse a matrix too large for memory before allocating it (estimate in the message).
     ``copies=2``: the matrix and its transpose (whose row pointers run over the columns)."""
     block = prod(geom.out_spatial) * geom.taps * TABLE_BYTES_PER_ENTRY  # the index table
-    pointers = (geom.shape[0] + 1) + (copies > 1) * (geom.shape[1] + 1)
-    nnz = estimate_nnz(geom)  # arithmetic only: nothing scales with the output before the check
-    idx = np.dtype(index_dtype(nnz, *geom.shape, geom.shape[1] + 1)).itemsize
-    nbytes = copies * nnz * (itemsize + idx) + pointers * idx + block
-    check_size(what, nbytes, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
+    nnz, nbytes = csr_size(geom, itemsize)
+    if copies > 1:
+        nbytes += csr_size(geom, itemsize, transpose=True)[1]
+    check_size(what, nbytes + block, f"{nnz:,} nonzeros, shape {geom.shape[0]:,} x {geom.shape[1]:,}")
 
 
 def _sample_shape(x: object, weight_shape: tuple[int, ...],

@@ -6,7 +6,9 @@ modules are traced through), runs the traced graph once on an example batch of t
 shape and every value the code computes from shapes, such as ``x.size(0)``), and hands each
 call that depends on the input to its builder: the module registry (:mod:`.modules`) or the
 function and method registries (:mod:`.ops`). Every node is checked against torch's output
-on the example as it is built.
+on the example as it is built, without keeping a matrix: a node's matrix is built only when
+something reads it (a forward, an analysis), and a convolution whose matrix would be large is
+checked matrix-free (:meth:`~.affine.Affine.forward_free`).
 
 torch is imported only when a model is compiled (here and by the builders).
 """
@@ -21,10 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .._args import as_array, as_tuple, check_int_range, is_int
-from ..memory import check_size
+from ..memory import check_size, memory_limit
 from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
-from .layers import Layer
+from .layers import Affine, Layer
 from .linear_ops import BATCH
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
@@ -99,6 +101,23 @@ def _params_in(value: Argument, param_names: dict[int, str]) -> list[str]:
     return found
 
 
+#: A node whose matrix would take more bytes than this (or more than the memory limit) is
+#: checked against torch matrix-free; a smaller one through its matrix, released after.
+CHECK_MATRIX_BYTES = 32 * 2**20
+
+
+def _run_example(layer: Layer, Xs: list[np.ndarray]) -> np.ndarray:
+    """The node on the example, leaving no matrix built that was not built before."""
+    if not isinstance(layer, Affine) or layer.built:
+        return layer.run(Xs)
+    if layer.matrix_size()[1] > min(CHECK_MATRIX_BYTES, memory_limit()[0]):
+        return layer.forward_free(Xs[0])
+    try:
+        return layer.run(Xs)
+    finally:
+        layer.release()
+
+
 def _check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], value: torch.Tensor,
                 dtype: npt.DTypeLike) -> None:
     """The node's output on the example equals torch's (a guard on every builder)."""
@@ -108,7 +127,7 @@ def _check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], valu
         raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) with output shape "
                            f"{layer.out_shape}, but torch gives {tuple(value.shape[1:])}; please report this.")
     Xs = [np.ascontiguousarray(e.detach().numpy().reshape(BATCH, -1).T, dtype=dtype) for e in examples]
-    Y = layer.run(Xs)
+    Y = _run_example(layer, Xs)
     layer.clear()
     ref = value.detach().to(torch.float64).numpy().reshape(BATCH, -1).T
     tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
@@ -312,7 +331,9 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     The model is traced with ``torch.fx``: an ``nn.Sequential`` becomes a chain, any other
     model a graph (residual sums, ``torch.cat`` skips, products, functional calls). Each call
     becomes a node: an affine map ``z = W x + b`` (``.matrix``, ``.bias``), an elementwise
-    function, a max pooling selection, a softmax, or a combination of several inputs.
+    function, a max pooling selection, a softmax, or a combination of several inputs. No
+    layer's matrix is built here: each is built when first read (a forward, an analysis) and
+    kept until ``release()``; :meth:`Network.memory_report` tells their sizes beforehand.
 
     Parameters
     ----------

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._args import as_array, is_int, real_number
-from . import export
+from . import export, footprint
 from .analysis import chain, lipschitz
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ class Network:
     Attributes
     ----------
     layers : list of Layer
-        The nodes in topological order. ``layer.matrix`` (scipy.sparse) and ``layer.bias`` for
-        affine nodes; for max pooling, ``matrix`` is the tuple of per-sample selection
+        The nodes in topological order. ``layer.matrix`` (scipy.sparse, built on first read and
+        kept until :meth:`release`) and ``layer.bias`` for affine nodes; for max pooling, ``matrix`` is the tuple of per-sample selection
         matrices of the last forward. ``layer.inputs`` lists the positions a node reads:
         position 0 is the network input, position ``i + 1`` the output of ``layers[i]``.
     output : int
@@ -111,8 +111,7 @@ class Network:
         rows = [f"Network(input_shape={self.input_shape}, output_shape={self.output_shape}, dtype={np.dtype(self.dtype).name})"]
         chain = self.is_chain
         for i, layer in enumerate(self.layers):
-            m = layer.matrix if layer.linear else None
-            extra = f"  matrix {m.shape[0]} x {m.shape[1]}, nnz {m.nnz}" if m is not None else ""
+            extra = footprint.matrix_note(layer)  # from the geometry: builds nothing
             reads = "" if chain else f" <- {', '.join(self._name_at(p) for p in layer.inputs)}"
             label = layer.name or "<model>"
             if not chain and layer.node != layer.name:  # a graph names its nodes; a module's name too
@@ -235,7 +234,7 @@ class Network:
 
     # ------------------------------------------------------------------ parameters
     def update(self, new_params: Mapping[str, npt.ArrayLike]) -> None:
-        """Replace parameters and rebuild the matrices.
+        """Replace parameters; the matrices they change are dropped, made anew on next use.
 
         Parameters
         ----------
@@ -262,6 +261,18 @@ class Network:
         for layer in self.layers:
             if layer.param_names and any(full in new_params for full in layer.param_names.values()):
                 cast("Affine", layer).build()  # only affine layers have parameters
+
+    # ------------------------------------------------------------------ matrices held
+    def release(self) -> None:
+        """Drop every node's built matrix (each is built again when next needed)."""
+        for layer in self.layers:
+            layer.release()
+
+    def memory_report(self) -> footprint.MemoryReport:
+        """Each linear node's matrix: shape, nonzeros and CSR bytes from the geometry alone
+        (nothing is built), and whether it is built now; ``.total`` is what building them all
+        would hold, ``.built`` what is held now. Prints as a table."""
+        return footprint.memory_report(self)
 
     def sgd_step(self, grads: Mapping[str, npt.ArrayLike], lr: float) -> None:
         """One plain SGD step ``p <- p - lr * grad`` for every parameter in ``grads``.
