@@ -8,12 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from graph_models import DnCNN, ResNet, SEBlock, UNet, Volume3d, randomize_batch_norm
-from scipy.sparse.linalg import LinearOperator
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
 import toeplitz_conv as tc
 from toeplitz_conv.network.activations import ACTIVATIONS, elu, hardtanh, leaky_relu, softplus
 from toeplitz_conv.network.analysis.lipschitz import matrix_norm
+from toeplitz_conv.network.layers import Affine, Reshape
+from toeplitz_conv.network.nodes import Combine, Product
 
 
 pytestmark = pytest.mark.usefixtures("float64")  # torch tensors default to float64 here
@@ -59,6 +62,98 @@ def test_bound_is_never_below_the_exact_local_constant(name):
             local = net.local_lipschitz(x)
             assert abs(local - exact) <= 1e-8 * max(exact, 1e-12)
             assert bound >= exact * (1 - 1e-12)
+
+
+# --------------------------------------------------------------------------- against the explicit matrices
+
+
+def explicit_norm(M):
+    """The norm as it was computed from each layer's explicit CSR matrix: dense SVD up to 2**18
+    entries, else ARPACK on M^T M (or M M^T) to 1e-10, rounded up by it."""
+    m, n = M.shape
+    if m * n <= 2**18:
+        return float(np.linalg.norm(M.toarray(), 2))
+    M = sp.csr_array(M)
+    MT = sp.csr_array(M.T)
+    k = min(m, n)
+    op = LinearOperator((k, k), dtype=M.dtype,
+                        matvec=(lambda x: MT @ (M @ x)) if n <= m else (lambda x: M @ (MT @ x)))
+    lam = eigsh(op, k=1, which="LA", tol=1e-10, v0=np.random.default_rng(0).standard_normal(k),
+                ncv=min(k, 24), return_eigenvectors=False)[0]
+    return float(np.sqrt(max(lam, 0.0) * (1 + 2e-10)))
+
+
+def explicit_bound(net):
+    """The slow exact reference: every layer's matrix built, runs of linear nodes multiplied
+    into one sparse matrix, the bound composed along the graph as lipschitz.py describes."""
+    layers = net.layers
+    readers = [0] * (len(layers) + 1)
+    for layer in layers:
+        for p in layer.inputs:
+            readers[p] += 1
+    bound, chain = {0: 1.0}, {}
+
+    def at(p):
+        if p not in bound:
+            M, q = chain.pop(p)
+            bound[p] = explicit_norm(M) * at(q)
+        return bound[p]
+
+    for i, layer in enumerate(layers):
+        p = i + 1
+        assert not isinstance(layer, Product)
+        if layer.linear and not isinstance(layer, Combine):
+            r, W = layer.inputs[0], layer.matrix
+            if r in chain and readers[r] == 1 and r != net.output:
+                M, q = chain.pop(r)
+                chain[p] = ((W @ M).tocsr(), q)
+            else:
+                chain[p] = (W, r)
+        elif isinstance(layer, Combine):
+            L = [at(q) for q in layer.inputs]
+            bound[p] = min(sum(explicit_norm(W) * l for W, l in zip(layer.matrices, L)),
+                           explicit_norm(layer.matrix) * float(np.sqrt(sum(l * l for l in L))))
+        else:
+            bound[p] = net.layer_norms()[i].constant * at(layer.inputs[0])
+    return float(at(net.output))
+
+
+BIG = {  # past the dense limit: Lanczos on the matrix-free operators
+    "conv-bn-conv": (lambda: randomize_batch_norm(nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 3, 3, stride=2, padding=1,
+                                                                    padding_mode="circular"),
+        nn.ReLU(), nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1))), (2, 24, 24)),
+    "resnet": (lambda: randomize_batch_norm(ResNet()), (3, 24, 24)),
+}
+
+
+@pytest.mark.parametrize("name", [*MODELS, *BIG])
+def test_bound_and_norms_equal_the_explicit_matrix_computation(name):
+    make, shape = {**MODELS, **BIG}[name]
+    torch.manual_seed(0)
+    model = make().double().eval()
+    if name == "chain":
+        model = model[:-1]  # the bound composes through softmax too; its constant is checked below
+    net = tc.compile(model, shape)
+    bound = net.lipschitz_bound()
+    norms = net.layer_norms()
+    assert not any(layer._cache is not None for layer in net.layers if isinstance(layer, Affine))  # none built
+    ref = explicit_bound(net)
+    assert abs(bound - ref) <= 1e-9 * ref
+    for row, layer in zip(norms, net.layers):
+        if layer.linear and not isinstance(layer, Reshape):
+            exact = explicit_norm(layer.matrix)
+            assert abs(row.constant - exact) <= 1e-9 * exact, row
+    net.release()
+
+
+def test_norms_leave_built_matrices_built():
+    net = tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3)).double(), (1, 8, 8))
+    net.forward(np.zeros((1, 1, 8, 8)))
+    kept = [layer._cache for layer in net.layers if isinstance(layer, Affine)]
+    net.lipschitz_bound()
+    net.layer_norms()
+    assert all(a is b for a, b in zip([layer._cache for layer in net.layers if isinstance(layer, Affine)], kept))
 
 
 @pytest.mark.parametrize("layer,shape", [

@@ -3,9 +3,8 @@
 The 2-norm Lipschitz constant of a network is at most the bound composed along its graph:
 
 - a linear node ``y = W x + b``: ``||W||_2`` times its input's bound; consecutive linear
-  nodes are first multiplied into one matrix (``||W_2 W_1|| <= ||W_2|| ||W_1||``: merging
-  never loosens the bound, and conv -> batch norm -> conv gets the norm of the composed map),
-  as long as the product is cheap (at most :data:`MERGE_BUDGET` multiply-adds);
+  nodes are first composed into one map (``||W_2 W_1|| <= ||W_2|| ||W_1||``: merging never
+  loosens the bound, and conv -> batch norm -> conv gets the norm of the composed map);
 - an activation: ``sup |sigma'|`` times its input's (``ACTIVATIONS``' ``lipschitz``);
 - max pooling: ``sqrt(windows)`` (each input entry in at most ``windows`` windows);
 - softmax: 1; log-softmax: ``1 + sqrt(K)``;
@@ -16,57 +15,101 @@ The 2-norm Lipschitz constant of a network is at most the bound composed along i
 An elementwise product of two tensors that both depend on the input has no global Lipschitz
 constant: the bound is refused, naming the node.
 
-Each norm is exact: the dense SVD for small matrices, else Lanczos on ``W^T W`` to a relative
+Each norm is exact: the dense SVD for small maps, else Lanczos on ``W^T W`` to a relative
 tolerance of 1e-10 on ``sigma^2``, rounded up by that tolerance (Lanczos approaches the top
-of the spectrum from below).
+of the spectrum from below). Nothing here builds a layer's matrix: each node is applied
+matrix-free (:meth:`~toeplitz_conv.network.affine.Affine.operator`: a convolution from its
+pattern table, a run of nodes as the composition of theirs, forward through each node and
+back through each adjoint), in float64, one run at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from functools import reduce
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
 
-from .chain import product
-from ..layers import Activation, Layer, MaxPool, Reshape
+from ..layers import Activation, Affine, Layer, MaxPool, Reshape
 from ..nodes import Combine, Product, Softmax
 
 if TYPE_CHECKING:
     from ..model import Network
 
-#: Consecutive linear nodes are multiplied into one matrix when the product costs at most this
-#: many multiply-adds (``nnz(W_2)`` times the mean nonzeros per row of ``W_1``).
-MERGE_BUDGET = 5 * 10**8
-
-#: Matrices with at most this many entries get the dense SVD (past it Lanczos is faster).
+#: Maps with at most this many entries get the dense SVD (past it Lanczos is faster); so does
+#: a map with at most :data:`DENSE_SIDE` rows or columns (its dense block is that thin).
 DENSE_MAX = 2**18
+DENSE_SIDE = 8
+
+#: BLAS threads while Lanczos runs (through threadpoolctl when installed; None leaves them):
+#: each product alternates a small BLAS matmul with single-threaded gathers.
+BLAS_THREADS = 1
 
 _TOL = 1e-10
 
 
-def matrix_norm(M: sp.sparray | np.ndarray) -> float:
-    """``||M||_2`` of a sparse (or dense) matrix: dense SVD when small, else Lanczos on the
-    smaller of ``M^T M`` and ``M M^T``, rounded up by its tolerance."""
-    m, n = M.shape
+@contextmanager
+def _blas_threads(n: int | None) -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        threadpool_limits = None
+    with (threadpool_limits(n, user_api="blas") if n and threadpool_limits else nullcontext()):
+        yield
+
+
+def operator_norm(A: LinearOperator) -> float:
+    """``||A||_2`` of a linear map given by its products (``A @ X`` and ``A.H @ Y``): the dense
+    SVD when small (``A`` applied to the identity of its smaller side), else Lanczos on the
+    smaller of ``A^T A`` and ``A A^T`` to a relative tolerance of 1e-10 on ``sigma^2``, rounded
+    up by it (Lanczos approaches the top of the spectrum from below).
+
+    Parameters
+    ----------
+    A : (m, n) scipy.sparse.linalg.LinearOperator
+        Real; computed in its dtype.
+
+    Returns
+    -------
+    float
+    """
+    m, n = A.shape
     if m == 0 or n == 0:
         return 0.0
-    if m * n <= DENSE_MAX:
-        A = (M.toarray()  # type: ignore[union-attr]  # issparse is no TypeGuard: scipy is untyped
-             if sp.issparse(M) else np.asarray(M))
-        return float(np.linalg.norm(A, 2))
-    M = sp.csr_array(M)
-    MT = sp.csr_array(M.T)
+    if m * n <= DENSE_MAX or min(m, n) <= DENSE_SIDE:
+        D = A @ np.eye(n, dtype=A.dtype) if n <= m else (A.H @ np.eye(m, dtype=A.dtype)).T
+        return float(np.linalg.norm(D, 2))
     if n <= m:
-        op = LinearOperator((n, n), matvec=lambda x: MT @ (M @ x), dtype=M.dtype)
+        op = LinearOperator((n, n), matvec=lambda x: A.rmatvec(A.matvec(x)), dtype=A.dtype)
     else:
-        op = LinearOperator((m, m), matvec=lambda x: M @ (MT @ x), dtype=M.dtype)
+        op = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
     v0 = np.random.default_rng(0).standard_normal(op.shape[0])
-    lam = eigsh(op, k=1, which="LA", tol=_TOL, v0=v0, ncv=min(op.shape[0], 24),
-                return_eigenvectors=False)[0]
+    with _blas_threads(BLAS_THREADS):
+        lam = eigsh(op, k=1, which="LA", tol=_TOL, v0=v0, ncv=min(op.shape[0], 24),
+                    return_eigenvectors=False)[0]
     return float(np.sqrt(max(lam, 0.0) * (1 + 2 * _TOL)))
+
+
+def matrix_norm(M: sp.sparray | np.ndarray) -> float:
+    """``||M||_2`` of a sparse (or dense) matrix, as :func:`operator_norm`."""
+    return operator_norm(aslinearoperator(sp.csr_array(M) if sp.issparse(M) else np.asarray(M)))
+
+
+def run_norm(nodes: Sequence[Layer]) -> float:
+    """``||W_k ... W_2 W_1||_2`` of a run of linear one-input nodes (``nodes[0]`` applied first),
+    matrix-free: the composition of the nodes' operators in float64 (a reshape is the identity
+    and drops out), whose product with a vector runs forward through each node and whose
+    adjoint runs back through each one's adjoint. No matrix is built (or kept)."""
+    ops = [node.operator(np.float64) for node in nodes
+           if isinstance(node, Affine) and not isinstance(node, Reshape)]
+    if not ops:
+        return 1.0
+    return operator_norm(reduce(lambda inner, outer: outer @ inner, ops))
 
 
 class NormRow(NamedTuple):
@@ -102,8 +145,10 @@ def node_constant(layer: Layer) -> tuple[float | None, str]:
     constant of a nonlinear one, None for a product."""
     if isinstance(layer, Reshape):
         return 1.0, "reshape: norm 1"
+    if isinstance(layer, Combine):
+        return matrix_norm(layer.matrix), "||W||_2 of [W_1 | W_2 | ...]"
     if layer.linear:
-        return matrix_norm(layer.matrix), "||W||_2" + (" of [W_1 | W_2 | ...]" if isinstance(layer, Combine) else "")
+        return run_norm([layer]), "||W||_2"
     if isinstance(layer, Activation):
         return float(layer.function.lipschitz), "sup |sigma'|"
     if isinstance(layer, MaxPool):
@@ -130,13 +175,13 @@ def lipschitz_bound(net: Network) -> float:
         for p in layer.inputs:
             readers[p] += 1
     bound: dict[int, float] = {0: 1.0}
-    # position -> (M, q): y_p = M y_q + c through linear one-input nodes, not yet normed
-    chain: dict[int, tuple[sp.sparray, int]] = {}
+    # position -> (nodes, q): y_p = W_k ... W_1 y_q + c through linear one-input nodes, not yet normed
+    chain: dict[int, tuple[list[Layer], int]] = {}
 
     def at(p: int) -> float:
         if p not in bound:
-            M, q = chain.pop(p)
-            bound[p] = matrix_norm(M) * at(q)
+            nodes, q = chain.pop(p)
+            bound[p] = run_norm(nodes) * at(q)
         return bound[p]
 
     for i, layer in enumerate(layers):
@@ -144,22 +189,13 @@ def lipschitz_bound(net: Network) -> float:
         if isinstance(layer, Product):
             raise _unknown(i, layer, "multiplies two tensors that both depend on the input (x * y "
                                      "grows without bound with x and y)")
-        if isinstance(layer, Reshape):
-            r = layer.inputs[0]
-            if r in chain and readers[r] == 1 and r != net.output:
-                chain[p] = chain.pop(r)
-            else:
-                bound[p] = at(r)
-            continue
         if layer.linear and not isinstance(layer, Combine):
-            r, W = layer.inputs[0], layer.matrix
-            if r in chain and readers[r] == 1 and r != net.output:
-                M, q = chain[r]
-                if W.nnz * (M.nnz / max(M.shape[0], 1)) <= MERGE_BUDGET:
-                    del chain[r]
-                    chain[p] = (product(W, M), q)
-                    continue
-            chain[p] = (W, r)
+            r = layer.inputs[0]
+            if r in chain and readers[r] == 1 and r != net.output:  # compose with the run before
+                nodes, q = chain.pop(r)
+                chain[p] = (nodes + [layer], q)
+            else:
+                chain[p] = ([layer], r)
             continue
         if isinstance(layer, Combine):
             L = [at(q) for q in layer.inputs]
