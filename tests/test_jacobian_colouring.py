@@ -236,6 +236,21 @@ def test_auto_keeps_to_the_methods_that_fit_in_memory(monkeypatch):
     assert plan.method != "chain" and "within the memory limit" in plan.reason
 
 
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_the_colourings_leave_no_matrix_built(method):
+    """The boxes read a convolution's pattern table, and any other node's matrix only for the
+    moment they need it: after the Jacobian, no node keeps a matrix it did not have."""
+    model, shape = MODELS["unet-concat-transpose"]
+    net = tc.compile(model.double().eval(), shape)
+    affine = [layer for layer in net.layers if hasattr(layer, "built")]
+    assert affine and not any(layer.built for layer in affine)
+    tc.jacobian(net, torch.randn(1, *shape, dtype=torch.float64), method=method)
+    assert not any(layer.built for layer in affine)
+    net.layers[0].matrix  # a matrix the user built is kept
+    tc.jacobian(net, torch.randn(1, *shape, dtype=torch.float64), method=method)
+    assert net.layers[0].built
+
+
 def test_updated_parameters_are_the_ones_differentiated():
     """The compressed products run with the network's parameters, not the model's originals."""
     torch.manual_seed(5)

@@ -153,9 +153,12 @@ class Packed:
                 vals.append(Y[:, 0])
                 scales.append([self._flat(layer.function.backward(np.ones_like(Y), X[0][:, None], Y)[:, 0])])
             else:  # a diagonal affine node: batch norm, a reshape, a residual sum or difference
+                kept = bool(getattr(layer, "built", True))
                 mats = [sp.eye_array(X[0].size)] if isinstance(layer, Reshape) else (
                     layer.matrices if isinstance(layer, Combine) else [layer.matrix])
                 diags = [cast(np.ndarray, _diagonal(M)) for M in mats]
+                if not kept:  # a batch norm's diagonal, read and let go
+                    layer.release()
                 y = sum(d * v for d, v in zip(diags, X))
                 vals.append(y + (layer.bias if layer.bias is not None else 0))
                 scales.append([self._flat(d) for d in diags])

@@ -145,11 +145,22 @@ def _pool_table(layer: MaxPool) -> np.ndarray:
 
 
 def _matrices(layer: Layer, i: int, acts: Acts) -> list[sp.sparray | None]:
-    """The node's per-input matrices: a linear node's own, else at the sample (``acts``)."""
+    """The node's per-input matrices: a linear node's own, else at the sample (``acts``). A
+    matrix built here is not kept (:func:`_read`)."""
     if layer.linear:
         return layer.local(None, None)  # type: ignore[arg-type]  # a linear node reads neither
     a = acts()
     return layer.local([a[p] for p in layer.inputs], a[i + 1])
+
+
+def _read(layer: Layer, i: int, acts: Acts, read: Callable[[list[sp.sparray | None]], Any]) -> Any:
+    """``read(matrices)``, releasing the node's matrix afterwards unless it was built before."""
+    kept = bool(getattr(layer, "built", True))
+    try:
+        return read(_matrices(layer, i, acts))
+    finally:
+        if not kept:
+            layer.release()
 
 
 def _identity(layer: Layer) -> bool:
@@ -181,11 +192,14 @@ def push(layer: Layer, i: int, Ms: Sequence[np.ndarray], acts: Acts) -> np.ndarr
         out = np.empty_like(Ms[0])
         out[groups] = Ms[0][groups].max(axis=1)[:, None]
         return out
-    total: np.ndarray | None = None
-    for L, M in zip(_matrices(layer, i, acts), Ms):
-        part = M if L is None else _rows_max(cast(sp.csr_array, L), M)
-        total = part if total is None else np.maximum(total, part)
-    return cast(np.ndarray, total)
+
+    def rows(mats: list[sp.sparray | None]) -> np.ndarray:
+        total: np.ndarray | None = None
+        for L, M in zip(mats, Ms):
+            part = M if L is None else _rows_max(cast(sp.csr_array, L), M)
+            total = part if total is None else np.maximum(total, part)
+        return cast(np.ndarray, total)
+    return cast(np.ndarray, _read(layer, i, acts, rows))
 
 
 def pull(layer: Layer, i: int, M: np.ndarray, acts: Acts) -> list[np.ndarray]:
@@ -207,8 +221,8 @@ def pull(layer: Layer, i: int, M: np.ndarray, acts: Acts) -> list[np.ndarray]:
         out = np.empty_like(M)
         out[groups] = M[groups].max(axis=1)[:, None]
         return [out]
-    return [M if L is None else _cols_max(cast(sp.csr_array, L), M, L.shape[1])
-            for L in _matrices(layer, i, acts)]
+    return cast("list[np.ndarray]", _read(layer, i, acts, lambda mats: [
+        M if L is None else _cols_max(cast(sp.csr_array, L), M, L.shape[1]) for L in mats]))
 
 
 # --------------------------------------------------------------------------- the network
