@@ -380,7 +380,7 @@ class Network:
     # ------------------------------------------------------------------ norms and Lipschitz
     def layer_norms(self) -> lipschitz.NormTable:
         """Each node's constant, as a table you can print: the exact operator norm
-        ``||W||_2`` of every linear node's matrix, the Lipschitz constant of every
+        ``||W||_2`` of every linear node (matrix-free: no matrix is built), the Lipschitz constant of every
         activation (``sup |sigma'|``), max pooling (``sqrt`` of the most windows an input
         entry lies in), softmax (1) and log-softmax (``1 + sqrt(K)``); None for a product
         of two inputs. Rows: ``(position, node, kind, constant, what)``."""
@@ -390,8 +390,9 @@ class Network:
         """A certified upper bound of the network's Lipschitz constant in the 2-norm.
 
         Composed along the graph (:mod:`toeplitz_conv.network.analysis.lipschitz`): norms multiply
-        through a chain, after consecutive linear nodes are merged into one matrix where
-        that is cheap (which never loosens the bound); ``x + F(x)`` gets ``1 + Lip(F)``; a
+        through a chain, after consecutive linear nodes are composed into one map (which
+        never loosens the bound); every norm is computed matrix-free, one run of nodes at a
+        time (no layer's matrix is built); ``x + F(x)`` gets ``1 + Lip(F)``; a
         concatenation ``sqrt(L_1^2 + L_2^2)``. Exact for a single linear layer; never below
         :meth:`local_lipschitz` at any ``x``. A product of two tensors that depend on the
         input has no global constant: refused with the node's name.
