@@ -233,8 +233,8 @@ def main(argv=None):
     for w in sorted({w for _, w in cases}):
         if ("old", w) in results and ("new", w) in results:
             o, n = results[("old", w)], results[("new", w)]
-            print(f"width {w}: old/new time {(o['compile'] + o['bound_t'] + o['norms_t']) / (n['compile'] + n['bound_t'] + n['norms_t']):.1f}x, "
-                  f"peak above model {o['above'] / max(n['above'], 1):.1f}x")
+            t_old, t_new = (sum(r[k] for k in ("compile", "bound_t", "norms_t")) for r in (o, n))
+            print(f"width {w}: old/new time {t_old / t_new:.1f}x, peak above model {o['above'] / max(n['above'], 1):.1f}x")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ class Network:
     ----------
     layers : list of Layer
         The nodes in topological order. ``layer.matrix`` (scipy.sparse, built on first read and
-        kept until :meth:`release`) and ``layer.bias`` for affine nodes; for max pooling, ``matrix`` is the tuple of per-sample selection
-        matrices of the last forward. ``layer.inputs`` lists the positions a node reads:
+        kept until :meth:`release`) and ``layer.bias`` for affine nodes; for max pooling,
+        ``matrix`` is the tuple of per-sample selection matrices of the last forward. ``layer.inputs`` lists the positions a node reads:
         position 0 is the network input, position ``i + 1`` the output of ``layers[i]``.
     output : int
         The position of the network's output (``len(layers)`` for a chain).
