@@ -433,12 +433,23 @@ def test_refusals_say_what_and_where(model, shape, exc, match):
 
 def test_jacobian_is_refused_up_front_when_too_large():
     net = tc.compile(DnCNN(depth=3, c=2).double(), (1, 12, 12))
+    tc.set_memory_limit(20_000)
+    try:
+        for method in ("auto", "chain", "forward"):
+            with pytest.raises(ValueError, match=r"the network's Jacobian would need about .*144 x 144 with at "
+                                                 r"most [\d,]+ nonzeros \(the receptive fields\), by method"):
+                net.jacobian(torch.randn(1, 12, 12), method=method)
+    finally:
+        tc.set_memory_limit(None)
+    # the product chain's own estimate, from a sample of its rows, where it is called directly
+    from toeplitz_conv.network.analysis import chain
+
     net.forward(torch.randn(1, 1, 12, 12))  # the layers' matrices, built on first use, under the default limit
     tc.set_memory_limit(20_000)
     try:
         with pytest.raises(ValueError, match=r"the network's Jacobian would need about .*144 x 144, nonzeros "
                                              r"estimated from a sample of its rows\), more than the limit"):
-            net.jacobian(torch.randn(1, 12, 12))
+            chain.jacobian(net.layers, [a.reshape(1, -1).T for a in net.activations], net.output, net.dtype)
     finally:
         tc.set_memory_limit(None)
     with pytest.raises(ValueError, match=r"x must be one sample of shape \(1, 12, 12\) .*got x.shape=\(2, 1, 12, 12\)"):
@@ -451,8 +462,8 @@ def test_jacobian_in_blocks_of_output_rows(monkeypatch):
 
     model = UNet().double()
     x = torch.randn(1, 8, 8)
-    whole = tc.compile(model, (1, 8, 8)).jacobian(x)
+    whole = tc.compile(model, (1, 8, 8)).jacobian(x, method="chain")
     monkeypatch.setattr(jacobian, "CHUNK_ROWS", 7)
-    blocks = tc.compile(model, (1, 8, 8)).jacobian(x)
+    blocks = tc.compile(model, (1, 8, 8)).jacobian(x, method="chain")
     close(blocks.toarray(), whole.toarray())
     close(blocks.toarray(), torch_jacobian(model, x))

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from .._args import as_array, is_int, real_number
 from . import export, footprint
 from .analysis import chain, lipschitz
+from .analysis import jacobian as analysis_jacobian
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -345,29 +346,24 @@ class Network:
         e = self.output if stop is None else self.position(stop, "stop")
         return chain.linear_map(self.layers, s, e, prod(self.shape_at(s)), self.dtype)
 
-    def jacobian(self, x: npt.ArrayLike) -> sp.csr_array:
+    def jacobian(self, x: npt.ArrayLike, method: str = "auto") -> sp.csr_array:
         """The exact Jacobian ``dy/dx`` at one sample ``x``, as CSR ``(out_features, in_features)``.
 
-        The product of the nodes' matrices and the activations' diagonal derivatives along the
-        graph, accumulated as sparse matrices from the smaller end (forward from the input
-        when the output is at least as large, else backward from the output); only the true
-        structure (the receptive fields) is stored. For a piecewise-linear network without
-        biases ``J(x) @ x == f(x)``. Refused up front when its CSR would exceed the memory
-        limit (:func:`toeplitz_conv.set_memory_limit`).
+        :func:`toeplitz_conv.jacobian` of this network: by structural colouring (a batch of
+        Jacobian-vector products per block of colours, ``'forward'`` / ``'packed'``, or of
+        vector-Jacobian products, ``'reverse'``) or by the product of the nodes' matrices
+        (``'chain'``), whichever is estimated fastest (:func:`toeplitz_conv.jacobian_plan`
+        says which and why). Only the true nonzeros are stored (the receptive fields). For a
+        piecewise-linear network without biases ``J(x) @ x == f(x)``. Refused up front when
+        the chosen method's estimate exceeds the memory limit
+        (:func:`toeplitz_conv.set_memory_limit`).
 
         Parameters
         ----------
         x : (*input_shape) or (1, *input_shape) array_like
+        method : {'auto', 'forward', 'packed', 'reverse', 'chain'}, default 'auto'
         """
-        xa = as_array(x, "x")
-        if tuple(xa.shape) == self.input_shape:
-            xa = xa[None]
-        if tuple(xa.shape) != (1, *self.input_shape):
-            raise ValueError(f"x must be one sample of shape {self.input_shape} (or {(1, *self.input_shape)}); "
-                             f"got x.shape={tuple(xa.shape)}.")
-        self.forward(xa)
-        acts = cast("list[np.ndarray]", self._acts)  # set by the forward just run
-        return chain.jacobian(self.layers, acts, self.output, self.dtype)
+        return analysis_jacobian.network_jacobian(self, x, method)[0]
 
     def to_mlp(self) -> nn.Sequential | torch.fx.GraphModule:
         """The same function as a plain MLP: every linear node an ``nn.Linear`` (a dense copy of

@@ -306,7 +306,11 @@ def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[
                f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
                f"by method {p.method!r}, with what it holds while it runs")
     if p.method == "chain":
-        return chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype), p
+        fresh = [layer for layer in net.layers if not getattr(layer, "built", True)]
+        J = chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype)
+        for layer in fresh:  # the matrices the product needed, let go again
+            layer.release()
+        return J, p
     return _compressed(net, xs, p), p
 
 
