@@ -19,6 +19,7 @@ input, rebuilt at every forward.
 - :mod:`.analysis`: what a compiled network is about, apart from tracing: exact Jacobians (by
   structural colouring or the product chain) and linear maps, node norms and the certified
   Lipschitz bound;
+- :mod:`.analyse`: :func:`jacobian` and :func:`jacobian_plan` of a model or a network;
 - :mod:`.export`: ``to_mlp``;
 - :mod:`.loss`: :func:`softmax_cross_entropy`.
 
@@ -26,7 +27,8 @@ Everything is float64 numpy with float64 models (float32 stays float32); torch i
 only to read the model (and by :meth:`Network.to_mlp`).
 """
 
-from .analysis.jacobian import JacobianPlan, jacobian, jacobian_plan
+from .analyse import jacobian, jacobian_plan
+from .analysis.jacobian import JacobianPlan
 from .call import ModuleStateError, UnsupportedModuleError, UntraceableModelError
 from .compiler import compile, supported_modules, supported_ops
 from .loss import softmax_cross_entropy
