@@ -2,13 +2,15 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18
+    python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
     python benchmarks/bench_jacobian.py --quick    # smoke run: 16x16 and an 8x8 ResNet-18
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
-   Jacobian by ``tc.jacobian(model, x, method=...)`` for ``'forward'`` (column colouring,
-   batched JVPs), ``'chain'`` (the product of the nodes' sparse matrices) and ``'auto'``;
-   against ``torch.func.jacrev`` and ``torch.func.jacfwd`` (``vmap`` of JVPs), both dense.
+   Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to
+   ``'packed'``: column colouring with each colour's tangents packed into its cones),
+   ``'forward'`` (the same colouring, whole images, ``vmap(jvp)``) and ``'chain'`` (the
+   product of the nodes' sparse matrices); against ``torch.func.jacrev`` and
+   ``torch.func.jacfwd`` (``vmap`` of JVPs), both dense.
 2. A CIFAR ResNet-18 (width 64, float64): the 10 x 3072 input-output Jacobian (dense) by
    ``'auto'`` (it resolves to ``'reverse'``: 10 row colours) against jacrev.
 
@@ -145,10 +147,11 @@ def main(argv=None):
         if args.quick:
             table("dncnn", [16], ["auto", "chain", "jacrev"], tmp)
         else:
-            table("dncnn", [32, 48], ["forward", "chain", "jacrev", "jacfwd"], tmp)
-            table("dncnn", [128, 256], ["forward", "chain"], tmp)
+            table("dncnn", [32, 48], ["auto", "forward", "chain", "jacrev", "jacfwd"], tmp)
+            table("dncnn", [128], ["auto", "forward", "chain"], tmp)
+            table("dncnn", [256], ["auto", "forward"], tmp)
             if args.big:
-                table("dncnn", [512], ["forward"], tmp)
+                table("dncnn", [512], ["auto"], tmp)
         print("\n## Input-output Jacobian of a CIFAR ResNet-18 (width 64), float64\n")
         table("resnet", [8] if args.quick else [32], ["auto", "jacrev"], tmp)
 

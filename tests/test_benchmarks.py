@@ -46,3 +46,13 @@ def test_bench_model_quick_prints_the_sgd_table(capsys):
     _load("bench_model").main(["--quick"])
     out = capsys.readouterr().out
     assert "| batch | nn.Conv2d step ms | Toeplitz step ms |" in out and "\n| 4 |" in out
+
+
+def test_bench_jacobian_quick_prints_its_tables(capsys):
+    _load("bench_jacobian").main(["--quick"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 16x16 |")]
+    assert len(rows) == 3 and all("| 40,000 |" in row for row in rows)  # the same nonzeros each way
+    diffs = [float(row.split("|")[7]) for row in rows[1:]]  # each method against the first one
+    assert max(diffs) < 1e-12
+    assert "| 8x8   | auto   | reverse (10 colours) | 1,920 |" in out

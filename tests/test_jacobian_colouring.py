@@ -237,10 +237,12 @@ def test_auto_keeps_to_the_methods_that_fit_in_memory(monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["forward", "reverse"])
-def test_the_colourings_leave_no_matrix_built(method):
+@pytest.mark.parametrize("name", ["unet-concat-transpose", "squeeze-excitation-product", "functional-maxpool"])
+def test_the_colourings_leave_no_matrix_built(method, name):
     """The boxes read a convolution's pattern table, and any other node's matrix only for the
-    moment they need it: after the Jacobian, no node keeps a matrix it did not have."""
-    model, shape = MODELS["unet-concat-transpose"]
+    moment they need it (a functional max pooling's selection needs the numpy forward): after
+    the Jacobian, no node keeps a matrix it did not have."""
+    model, shape = MODELS[name]
     net = tc.compile(model.double().eval(), shape)
     affine = [layer for layer in net.layers if hasattr(layer, "built")]
     assert affine and not any(layer.built for layer in affine)

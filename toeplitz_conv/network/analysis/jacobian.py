@@ -166,8 +166,12 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
             acts_cache.append(columns(net, x))
         return cast("list[np.ndarray]", acts_cache[0])
 
+    fresh = [layer for layer in net.layers if not getattr(layer, "built", True)]
     M_out, sums = reach.forward_reach(net, acts)
     M_in = reach.backward_reach(net, acts)
+    if acts_cache:  # the numpy forward built matrices the boxes needed once
+        for layer in fresh:
+            layer.release()
     lat_f, lat_r = lattice(M_out, net.input_shape), lattice(M_in, net.output_shape)
     nnz = int(reach.volumes(M_out).sum())
     fwd = sum(_macs(layer) for layer in net.layers)
@@ -181,7 +185,9 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
         seconds["packed"] = lat_f.colours * packed.work(net, radii, lat_f) / TORCH_MACS_PER_S
     itemsize = np.dtype(net.dtype).itemsize
     idx = np.dtype(index_dtype(nnz, n_out, n_in)).itemsize
-    per_seed = itemsize * (n_in + n_out + 4 * max(prod(layer.out_shape) for layer in net.layers))
+    widest = max(prod(layer.out_shape) for layer in net.layers)
+    # a seed's input and output, four activations alive, and two int64 index maps (packed)
+    per_seed = itemsize * (n_in + n_out + 4 * widest) + 16 * prod(net.input_shape[1:])
     block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
     features = sum(prod(layer.out_shape) for layer in net.layers)

@@ -223,9 +223,12 @@ class Packed:
         channel = torch.from_numpy((np.arange(c_in)[None, :] % self.lat.extents[0]) == ks[:, :1]).to(self.tdtype)
         r0 = self.R[0]
         T: list[Any] = [channel[:, :, None] * self._gather(self.inside, index(r0))]
+        needed = [{self.R[net.output]} | set(self.R[j + 1:]) for j in range(len(net.layers))]
         with torch.no_grad():
             for i, layer in enumerate(net.layers):
                 r = self.R[i + 1]
+                for stale in set(indices) - needed[i]:  # an index map no later node reads
+                    del indices[stale]
                 if isinstance(layer, Conv):
                     rin = self.R[layer.inputs[0]]
                     h = tuple(a - b for a, b in zip(r, rin))

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from ...geometry import conv_geometry
 from ...pattern import conv_pattern
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, MaxPool, Reshape
-from ..nodes import Softmax
+from ..nodes import Product, Softmax
 
 if TYPE_CHECKING:
     from ..model import Network
@@ -145,10 +145,13 @@ def _pool_table(layer: MaxPool) -> np.ndarray:
 
 
 def _matrices(layer: Layer, i: int, acts: Acts) -> list[sp.sparray | None]:
-    """The node's per-input matrices: a linear node's own, else at the sample (``acts``). A
-    matrix built here is not kept (:func:`_read`)."""
+    """The node's per-input matrices: a linear node's own, a product's broadcasts (its
+    structure, whatever the values), else at the sample (``acts``). A matrix built here is not
+    kept (:func:`_read`)."""
     if layer.linear:
         return layer.local(None, None)  # type: ignore[arg-type]  # a linear node reads neither
+    if isinstance(layer, Product):
+        return list(layer.broadcasts)
     a = acts()
     return layer.local([a[p] for p in layer.inputs], a[i + 1])
 
