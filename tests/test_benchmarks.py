@@ -55,4 +55,3 @@ def test_bench_jacobian_quick_prints_its_tables(capsys):
     assert len(rows) == 3 and all("| 40,000 |" in row for row in rows)  # the same nonzeros each way
     diffs = [float(row.split("|")[7]) for row in rows[1:]]  # each method against the first one
     assert max(diffs) < 1e-12
-    assert "| 8x8   | auto   | reverse (10 colours) | 1,920  |" in out
