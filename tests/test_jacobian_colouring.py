@@ -177,6 +177,7 @@ def test_entries_as_triples_equal_entries_in_slots(monkeypatch, method):
     slots = network_jacobian(net, x, method)[0]
     monkeypatch.setattr(module, "SLOTS_PER_ENTRY", 0)
     monkeypatch.setattr(module, "BLOCK_BYTES", 1)  # one colour per block: many parts
+    monkeypatch.setattr(module, "MIN_BLOCK", 1)
     triples = network_jacobian(net, x, method)[0]
     assert triples.has_sorted_indices and triples.indices.dtype == np.int32
     np.testing.assert_array_equal(triples.toarray(), slots.toarray())
@@ -227,6 +228,7 @@ def test_auto_keeps_to_the_methods_that_fit_in_memory(monkeypatch):
     x = torch.randn(1, 1, 30, 30, dtype=torch.float64)
     monkeypatch.setattr(module, "CHAIN_MACS_PER_S", 1e15)  # the chain, estimated fastest
     monkeypatch.setattr(module, "BLOCK_BYTES", 1)  # one seed a block: the colourings hold little
+    monkeypatch.setattr(module, "MIN_BLOCK", 1)
     plan = tc.jacobian_plan(model, x)
     assert plan.method == "chain" and plan.reason == "the least estimated time"
     others = min(v for k, v in plan.nbytes.items() if k != "chain")

@@ -55,6 +55,10 @@ CHAIN_MACS_PER_S = 1.4e9
 #: Bytes of activations one block of seeds may hold (the block's size follows from it).
 BLOCK_BYTES = 2**28
 
+#: Seeds a block holds at least, while that many take at most a quarter of the memory limit
+#: (one seed at a time, a large image's blocks would each pay the per-call overheads).
+MIN_BLOCK = 8
+
 #: Entries are written into one slot per (row, colour) while the slots number at most this
 #: many times the result's nonzeros (the boxes are tight); else kept as COO triples.
 SLOTS_PER_ENTRY = 2
@@ -188,7 +192,8 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     widest = max(prod(layer.out_shape) for layer in net.layers)
     # a seed's input and output, four activations alive, and two int64 index maps (packed)
     per_seed = itemsize * (n_in + n_out + 4 * widest) + 16 * prod(net.input_shape[1:])
-    block = int(max(1, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
+    floor = MIN_BLOCK if MIN_BLOCK * per_seed <= memory_limit()[0] // 4 else 1
+    block = int(max(floor, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
     features = sum(prod(layer.out_shape) for layer in net.layers)
     nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
