@@ -12,6 +12,7 @@ from scipy.sparse.linalg import svds
 
 import toeplitz_conv as tc
 from helpers import MODES
+from toeplitz_conv.blockdiag import blocks_apply
 from toeplitz_conv.spectral import DENSE_AUTO_MAX
 
 
@@ -44,8 +45,11 @@ def test_fft_matches_dense_svd(case, complex_weight):
     w = rng.standard_normal(wshape)
     if complex_weight:
         w = w + 1j * rng.standard_normal(wshape)
-    s = tc.singular_values(w, shape, padding_mode="circular", **kw)
+    s = tc.singular_values(w, shape, padding_mode="circular", method="fft", **kw)
     assert s.method == "fft"
+    geom = tc.conv_geometry(w.shape, shape, padding_mode="circular", **kw)
+    assert tc.singular_values(w, shape, padding_mode="circular", **kw).method == \
+        ("blocks" if blocks_apply(geom) is None else "fft")  # auto: a 1x1 kernel is block diagonal
     ref = dense_sv(w, shape, padding_mode="circular", **kw)
     assert s.values.shape == ref.shape
     np.testing.assert_allclose(s.values, ref, rtol=0, atol=1e-10 * ref[0])
@@ -163,7 +167,7 @@ def test_svds_on_the_operator():
 
 def test_errors():
     w = np.random.default_rng(15).standard_normal((2, 2, 3, 3))
-    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'fft', 'dense', 'svds'; got 'eig'"):
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'blocks', 'fft', 'dense', 'svds'; got 'eig'"):
         tc.singular_values(w, (2, 6, 6), method="eig")
     with pytest.raises(ValueError, match=r"method must be one of .*got 'power'"):
         tc.operator_norm(w, (2, 6, 6), method="power")
@@ -247,7 +251,9 @@ def test_strided_circular_fft_matches_torch_probed_svd(case):
     geom = tc.conv_geometry(w.shape, shape, padding_mode="circular", **kw)
     ref = np.linalg.svd(torch_circular_matrix(w, shape, **kw), compute_uv=False)
     s = tc.singular_values(w, shape, padding_mode="circular", **kw)
-    if geom.out_spatial != tuple(n // st for n, st in zip(shape[1:], geom.stride)):
+    if blocks_apply(geom) is None:
+        assert s.method == "blocks"  # windows that do not overlap: cheaper still
+    elif geom.out_spatial != tuple(n // st for n, st in zip(shape[1:], geom.stride)):
         assert s.method == "dense"  # not circulant: auto falls back
     else:
         assert s.method == "fft"

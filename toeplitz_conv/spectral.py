@@ -1,7 +1,13 @@
 """Singular values and operator norms of convolution layers.
 
-Three exact routes to the spectrum of the convolution matrix ``C`` of one layer:
+Four exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 
+``'blocks'``
+    Windows that never overlap (a stride at least the dilated kernel extent along every axis,
+    zero padding or none: 1x1 stride-2 shortcuts, patchify stems): ``C`` is, up to
+    permutations, a direct sum of one ``C_out x C_in k`` block per output position, equal
+    wherever the windows keep the same taps, so one SVD per distinct block gives every value
+    with its multiplicity (:mod:`toeplitz_conv.blockdiag`).
 ``'fft'``
     Circular padding and an output of ``input / stride`` positions: ``C`` is block circulant
     in the polyphase components of the input, so the discrete Fourier transform
@@ -27,19 +33,21 @@ reported as exactly 0: the layer is rank-deficient there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from math import prod
-from typing import Any, Literal, SupportsIndex, cast, get_args, overload
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from ._args import check_choice, is_int, real_number
-from .geometry import ConvGeometry, check_weight, conv_geometry, with_geometry_doc
+from .blockdiag import block_singular_values, blocks_apply
+from .geometry import ConvGeometry, conv_geometry, with_geometry_doc
 from .memory import check_size
 from .circulant import fft_applies, fft_singular_values
 from .lanczos import dense_values, svds_values
+from .spectrum import Spectrum as Spectrum  # the public result type, re-exported
+from .spectrum import (Method, Resolved, Which, check_k, check_method, check_tol, check_which,
+                       finite_weight, unit_scale, zero_tiny)
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
 #: matrix's larger side is at most this: past it Lanczos wins (a 1024 x 1024 dense SVD takes
@@ -51,123 +59,13 @@ DENSE_AUTO_MAX = 256
 #: ~1.5 s dense, over a minute by Lanczos to 1e-10).
 DENSE_SMALLEST_MAX = 4096
 
-#: The ``method`` argument, and the method that ran (``'auto'`` resolved).
-Method = Literal["auto", "fft", "dense", "svds"]
-Resolved = Literal["fft", "dense", "svds"]
-#: The end of the spectrum ``k`` takes.
-Which = Literal["largest", "smallest"]
-
-
-def _check_which(which: object) -> Which:
-    return cast(Which, check_choice("which", which, get_args(Which)))
-
-
-def _check_method(method: object) -> Method:
-    return cast(Method, check_choice("method", method, get_args(Method)))
-
-
-def _check_k(k: object, limit: int) -> int:
-    """``k`` singular values of a matrix with ``limit = min(C.shape)`` of them."""
-    if not is_int(k):
-        raise TypeError(f"k must be a positive integer or None (all values); got {k!r}.")
-    if not 1 <= k <= limit:
-        raise ValueError(
-            f"k must be between 1 and min(C.shape) = {limit} (the number of singular values "
-            f"of this layer's matrix); got k={k}."
-        )
-    return int(k)
-
-
-def _check_tol(tol: object) -> float:
-    return real_number("tol", tol, "a float in [0, 1) (0: machine precision)", lambda t: 0 <= t < 1)
-
-
-def _finite_weight(weight: npt.ArrayLike) -> np.ndarray:
-    """A convolution weight with finite entries only: a NaN or inf has no singular values."""
-    w = check_weight(weight)
-    finite = np.isfinite(w)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        first = tuple(int(i) for i in bad[0])
-        raise ValueError(
-            f"weight must be finite (no NaN or inf) to have singular values; got {len(bad)} "
-            f"non-finite {'entry' if len(bad) == 1 else 'entries'} of {w.size}, the first "
-            f"weight[{', '.join(map(str, first))}] = {w[first]}."
-        )
-    return w
-
-
-def _unit_scale(w: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(w / 2**e, e)`` in float64 (complex128) with ``max |w / 2**e|`` in ``[0.5, 1)``: exact
-    (a power of two), and it keeps the squares of the normal operator clear of overflow and
-    underflow (weights near 1e200 or 1e-200); the singular values scale back by ``2**e``."""
-    w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
-    peak = float(np.max(np.abs(w)))
-    e = int(np.frexp(peak)[1]) if peak > 0 else 0
-    if np.iscomplexobj(w):
-        return np.ldexp(w.real, -e) + 1j * np.ldexp(w.imag, -e), e
-    return np.ldexp(w, -e), e
-
-
-# --------------------------------------------------------------------------- the results
-
-
-@dataclass(frozen=True, eq=False)
-class Spectrum:
-    """Singular values of a convolution layer and how they were computed.
-
-    A ``Spectrum`` behaves as its ``values`` array: ``np.asarray(s)``, ``s[0]``, ``len(s)``.
-
-    Attributes
-    ----------
-    values : (m,) float64 ndarray
-        Singular values in descending order (all ``min(C.shape)`` of them, or the top ``k``).
-    method : {'fft', 'dense', 'svds'}
-        The method used (``method='auto'`` resolved).
-    shape : (int, int)
-        Shape of the convolution matrix.
-    """
-
-    values: npt.NDArray[np.float64]
-    method: Resolved
-    shape: tuple[int, int]
-
-    def __array__(self, dtype: npt.DTypeLike | None = None,
-                  copy: bool | None = None) -> npt.NDArray[Any]:
-        return self.values if dtype is None else self.values.astype(dtype)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @overload
-    def __getitem__(  # type: ignore[overload-overlap]  # a 0-d int array is SupportsIndex too
-            self, item: slice | Sequence[int] | npt.NDArray[np.integer[Any] | np.bool_]
-    ) -> npt.NDArray[np.float64]: ...
-    @overload
-    def __getitem__(self, item: SupportsIndex) -> np.float64: ...
-    def __getitem__(self, item: Any) -> Any:
-        return self.values[item]
-
-    def __iter__(self) -> Iterator[np.float64]:
-        return iter(self.values)
-
-    def __repr__(self) -> str:
-        vals = np.array2string(self.values, threshold=6, precision=6)
-        return f"Spectrum(method={self.method!r}, shape={self.shape}, values={vals})"
-
-
-def _zero_tiny(s: np.ndarray, shape: tuple[int, int], s_max: float) -> np.ndarray:
-    """Values below numpy's rank tolerance ``max(shape) * eps * sigma_max`` are exactly 0."""
-    s = s.copy()
-    s[s <= max(shape) * np.finfo(np.float64).eps * s_max] = 0.0
-    return s
-
-
 def _resolve(method: Method, geom: ConvGeometry, k: int | None,
              which: Which = "largest") -> Resolved:
     reason = fft_applies(geom)
     m, n = geom.shape
     if method == "auto":
+        if blocks_apply(geom) is None:
+            return "blocks"  # one small SVD per distinct block: the cheapest of all
         if reason is None:
             return "fft"
         if k is None or max(m, n) <= DENSE_AUTO_MAX or k >= min(m, n):
@@ -175,6 +73,12 @@ def _resolve(method: Method, geom: ConvGeometry, k: int | None,
         if which == "smallest" and max(m, n) <= DENSE_SMALLEST_MAX:
             return "dense"  # Lanczos converges slowly at the clustered bottom of the spectrum
         return "svds"
+    if method == "blocks" and (why := blocks_apply(geom)) is not None:
+        raise ValueError(
+            f"method='blocks' needs a block-diagonal layer: a stride at least the dilated kernel "
+            f"extent along every axis, and zero padding (or none); got {why}. Use "
+            f"method='auto', 'dense' or 'svds'."
+        )
     if method == "fft" and reason is not None:
         raise ValueError(
             f"method='fft' needs a circulant layer: padding_mode='circular', each spatial size "
@@ -184,8 +88,8 @@ def _resolve(method: Method, geom: ConvGeometry, k: int | None,
     if method == "svds" and k is None:
         raise ValueError(
             f"method='svds' computes the top (or bottom) k singular values only: pass k (1 <= k < "
-            f"{min(m, n)}); got k=None. For all of them use method='dense' (or 'fft' when it "
-            f"applies)."
+            f"{min(m, n)}); got k=None. For all of them use method='dense' (or 'fft' or 'blocks' "
+            f"when it applies)."
         )
     if method == "svds" and cast(int, k) >= min(m, n):  # k is not None: raised above
         raise ValueError(
@@ -215,14 +119,18 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         ``which='smallest'``. Default: all ``min(C.shape)`` of them.
     which : {'largest', 'smallest'}, default 'largest'
         Which end of the spectrum ``k`` takes. The values are always in descending order.
-    method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
+    method : {'auto', 'blocks', 'fft', 'dense', 'svds'}, default 'auto'
+        ``'blocks'``: a stride at least the dilated kernel extent along every axis and zero
+        padding (or none), so that no two windows read one input position: the matrix is a
+        direct sum of small blocks, one per output position (:mod:`toeplitz_conv.blockdiag`);
         ``'fft'``: circular padding, each spatial size divisible by its stride, an output of
         ``input / stride`` positions (e.g. ``padding='same'`` at stride 1; ``kernel 3,
         padding 1, stride 2`` on an even size), any dilation and groups; ``'dense'``: SVD of
         the dense matrix; ``'svds'``: Lanczos on the matrix-free operator, ``k <
         min(C.shape)`` values only, each as often as it repeats (one distinct group at a
         time; a group with no more values than it must supply, by its dense SVD). ``'auto'``
-        takes ``'fft'`` whenever it applies (it is by far the fastest), else ``'dense'`` for
+        takes ``'blocks'`` whenever it applies (one SVD per distinct block), then ``'fft'``
+        (one per frequency; both are by far the fastest), else ``'dense'`` for
         all values or a matrix with at most ``DENSE_AUTO_MAX`` (256) rows and columns
         (``DENSE_SMALLEST_MAX``, 4096, for the smallest), else ``'svds'``. The result's
         ``method`` says which ran.
@@ -288,18 +196,20 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> s5.method, bool(s5[0] == s5[1] and s5[2] == s5[3])
     ('svds', True)
     """
-    w = _finite_weight(weight)
+    w = finite_weight(weight)
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = _check_method(method)
-    which = _check_which(which)
+    method = check_method(method)
+    which = check_which(which)
     if k is not None:
-        k = _check_k(k, min(geom.shape))
-    tol = _check_tol(tol)
+        k = check_k(k, min(geom.shape))
+    tol = check_tol(tol)
     method = _resolve(method, geom, k, which)
-    w, e = _unit_scale(w)
-    if method == "fft":
+    w, e = unit_scale(w)
+    if method == "blocks":
+        s = block_singular_values(w, geom)
+    elif method == "fft":
         cin = geom.cin_per_group * prod(geom.stride)
         freqs = prod(geom.out_spatial)
         check_size("the FFT of the kernel", 3 * geom.out_channels * cin * freqs * 16,
@@ -310,7 +220,7 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     else:
         s, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
     s = np.sort(s)[::-1].astype(np.float64, copy=False)
-    s = _zero_tiny(s, geom.shape, s_max if method == "svds" else (s[0] if s.size else 0.0))
+    s = zero_tiny(s, geom.shape, s_max if method == "svds" else (s[0] if s.size else 0.0))
     if k is not None:
         s = s[:k] if which == "largest" else s[s.size - k:]
     return Spectrum(np.ldexp(s, e), method, geom.shape)
@@ -330,8 +240,9 @@ def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     ----------
     weight, input_shape, stride, padding, dilation, groups, padding_mode, tol
         As in :func:`singular_values`.
-    method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
-        ``'auto'`` is the FFT for circulant layers, the dense SVD up to
+    method : {'auto', 'blocks', 'fft', 'dense', 'svds'}, default 'auto'
+        ``'auto'`` is ``'blocks'`` for block-diagonal layers, the FFT for circulant layers
+        (all values, both cheap), the dense SVD up to
         ``DENSE_SMALLEST_MAX`` (4096) rows and columns, else Lanczos for both ends of the
         spectrum.
 
@@ -350,12 +261,13 @@ def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> condition_number(np.ones((1, 1, 2, 2)), (1, 4, 4), padding="same", padding_mode="circular")
     inf
     """
-    w = _finite_weight(weight)
+    w = finite_weight(weight)
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode)
     geom = conv_geometry(w.shape, input_shape, **kw)
-    method = _check_method(method)
-    if method == "auto" and fft_applies(geom) is not None and max(geom.shape) > DENSE_SMALLEST_MAX:
+    method = check_method(method)
+    exact_all = blocks_apply(geom) is None or fft_applies(geom) is None
+    if method == "auto" and not exact_all and max(geom.shape) > DENSE_SMALLEST_MAX:
         method = "svds"
     if method == "svds" and min(geom.shape) < 2:
         method = "dense"
@@ -380,15 +292,16 @@ def operator_norm(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
     input_shape : (C_in, *spatial) tuple of int
     GEOMETRY_PARAMETERS
-    method : {'auto', 'fft', 'dense', 'svds'}, default 'auto'
-        As :func:`singular_values` with ``k=1``: ``'auto'`` is ``'fft'`` for circular
-        padding with stride 1 (output size = input size), ``'dense'`` while the matrix has
+    method : {'auto', 'blocks', 'fft', 'dense', 'svds'}, default 'auto'
+        As :func:`singular_values` with ``k=1``: ``'auto'`` is ``'blocks'`` for a layer
+        whose windows do not overlap (a 1x1 stride-2 shortcut, a 4x4 stride-4 stem), ``'fft'``
+        for a circulant one (circular padding, output = input / stride), ``'dense'`` while the matrix has
         at most 256 rows and columns, else ``'svds'`` (Lanczos on the matrix-free
         operator: every padding mode and stride, any size that fits the index table).
     tol : float, default 1e-10
         Relative tolerance of ``'svds'`` on ``sigma_max**2`` (ARPACK's residual criterion);
-        the returned value is then accurate to about ``tol / 2`` relative. ``'fft'`` and
-        ``'dense'`` are exact to rounding.
+        the returned value is then accurate to about ``tol / 2`` relative. ``'blocks'``,
+        ``'fft'`` and ``'dense'`` are exact to rounding.
 
     Returns
     -------
@@ -407,13 +320,13 @@ def operator_norm(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> bool(abs(sigma - exact) < 1e-9 * exact)
     True
     """
-    w = _finite_weight(weight)
+    w = finite_weight(weight)
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
-    method = _check_method(method)
-    tol = _check_tol(tol)
-    if min(geom.shape) == 1 and method in ("auto", "svds"):
-        method = "fft" if method == "auto" and fft_applies(geom) is None else "dense"
+    method = check_method(method)
+    tol = check_tol(tol)
+    if min(geom.shape) == 1 and method == "svds":
+        method = "dense"  # svds needs k < min(C.shape); 'auto' resolves k=1 of 1 to an exact route
     return float(singular_values(w, input_shape, stride=stride, padding=padding,
                                  dilation=dilation, groups=groups, padding_mode=padding_mode,
                                  k=1, method=method, tol=tol).values[0])
