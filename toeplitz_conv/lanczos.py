@@ -150,9 +150,26 @@ def top_eigenpairs(op: LinearOperator, k: int, tol: float, v0: np.ndarray, ncv: 
 # --------------------------------------------------------------------------- one group
 
 
-def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> np.ndarray:
-    """Top ``k`` singular values (descending) from ARPACK's Lanczos on the smaller normal
-    operator, each as often as it repeats (:func:`top_eigenpairs`)."""
+def certify(A: ConvOperator, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigma, residual)`` for the columns ``v`` of ``V`` (vectors of the smaller normal
+    operator ``N``): ``sigma = ||A v||`` for the unit ``v`` (the square root of the Rayleigh
+    quotient ``mu = v^H N v``, whose error is second order in the vector's) and the residual
+    ``||N v - mu v||``. An eigenvalue of ``N`` -- a squared singular value of ``C`` -- lies
+    within the residual of ``mu`` (for Hermitian ``N``); ``mu`` within it of 0 gives
+    ``sigma = 0``."""
+    m, n = A.shape
+    op, back = (A.matmat, A.rmatmat) if n <= m else (A.rmatmat, A.matmat)
+    V = V / np.linalg.norm(V, axis=0)
+    AV = op(V)
+    mu = np.sum(np.abs(AV) ** 2, axis=0)
+    residual = np.linalg.norm(back(AV) - V * mu, axis=0)
+    return np.where(mu <= residual, 0.0, np.sqrt(mu)), residual
+
+
+def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, residuals)``: the top ``k`` singular values (descending) from ARPACK's
+    Lanczos on the smaller normal operator, each as often as it repeats
+    (:func:`top_eigenpairs`), and the residual of each (:func:`certify`)."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     A = ConvOperator(w, geom)
     N, size = _normal_operator(A)
@@ -164,13 +181,15 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> np.
     maxiter = max(1000, 50 * size // min(size, ncv))
     try:
         with _blas_threads(LANCZOS_BLAS_THREADS):
-            lam = top_eigenpairs(N, k, tol, v0, ncv, maxiter)[0]
+            V = top_eigenpairs(N, k, tol, v0, ncv, maxiter)[1]
+            sigma, residual = certify(A, V)
     except ArpackNoConvergence as e:
         raise ValueError(
             f"Lanczos did not converge to the {k} largest singular values of this "
             f"{A.shape[0]:,} x {A.shape[1]:,} layer in {maxiter} restarts: use a larger tol "
             f"(got tol={tol}), or method='dense' if it fits in memory.") from e
-    return cast(np.ndarray, np.sqrt(np.clip(lam, 0, None)))  # numpy's stubs: Any
+    order = np.argsort(sigma)[::-1]
+    return sigma[order], residual[order]
 
 
 #: The bottom of a layer's spectrum by shift-invert Lanczos (a sparse LU of ``N + delta I``)
@@ -180,8 +199,9 @@ SHIFT_INVERT_MAX_NNZ = 5_000_000
 
 
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
-                    kw: Mapping[str, Any]) -> tuple[np.ndarray, float]:
-    """``(values, sigma_max)``: the bottom ``k`` singular values, and the top one to 1e-6 (the
+                    kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(values, residuals, sigma_max)``: the bottom ``k`` singular values (descending) with
+    their residuals (:func:`certify`), and the top one to 1e-6 (the
     shift needs it; the caller's rank tolerance reuses it). Shift-invert Lanczos on the
     explicit normal matrix while its LU is affordable (the bottom eigenvalues become the top
     ones of ``(N + delta I)^-1``, well separated), else plain Lanczos on ``c I - N``; both
@@ -196,9 +216,9 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     A = ConvOperator(w, geom)
     m, n = A.shape
     N, size = _normal_operator(A)
-    top2 = lanczos_values(w, geom, 1, 1e-6)[0] ** 2
+    top2 = lanczos_values(w, geom, 1, 1e-6)[0][0] ** 2
     if top2 == 0:  # the zero matrix
-        return np.zeros(k), 0.0
+        return np.zeros(k), np.zeros(k), 0.0
     v0 = _start(w.dtype, size)
     C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ else None
     Nm = None if C is None else sp_csc(C.conj().T @ C if n <= m else C @ C.conj().T)
@@ -222,15 +242,9 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
             f"is clustered): use method='dense' if it fits in memory, or a larger tol; got "
             f"tol={tol}.") from e
-    op, back = (A.matvec, A.rmatvec) if n <= m else (A.rmatvec, A.matvec)
-    sigma = np.zeros(k)
-    for j in range(k):
-        v = V[:, j] / np.linalg.norm(V[:, j])
-        Av = op(v)
-        mu = float(np.vdot(Av, Av).real)
-        residual = float(np.linalg.norm(back(Av) - mu * v))
-        sigma[j] = 0.0 if mu <= residual else np.sqrt(mu)
-    return np.sort(sigma)[::-1], float(np.sqrt(top2))
+    sigma, residual = certify(A, V)
+    order = np.argsort(sigma)[::-1]
+    return sigma[order], residual[order], float(np.sqrt(top2))
 
 
 # --------------------------------------------------------------------------- the layer
@@ -259,10 +273,11 @@ def distinct_groups(w: np.ndarray, geom: ConvGeometry) -> list[tuple[np.ndarray,
 
 
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
-                tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, float]:
-    """``(values, sigma_max)``: at least the top (or bottom) ``k`` singular values by Lanczos,
-    unsorted, and the largest singular value (exact from the top, to about 1e-6 from the
-    bottom). A layer whose groups repeat is solved one distinct group at a time, each for
+                tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(values, residuals, sigma_max)``: at least the top (or bottom) ``k`` singular values by
+    Lanczos, unsorted, the residual ``||N v - sigma^2 v||`` of each (:func:`certify`; 0 for a
+    group's dense SVD), and the largest singular value (exact from the top, to about 1e-6 from
+    the bottom). A layer whose groups repeat is solved one distinct group at a time, each for
     ``ceil(k / count)`` values repeated ``count`` times (exact, and cheaper); a group with no
     more values than that takes its dense SVD. With all groups distinct one run on the whole
     layer is cheaper (the runs on G groups need about as many iterations each)."""
@@ -272,17 +287,19 @@ def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["large
     else:
         gkw = dict(kw, groups=1)
         ggeom = replace(geom, in_channels=geom.cin_per_group, out_channels=geom.cout_per_group, groups=1)
-    values, s_max = [], 0.0
+    values, residuals, s_max = [], [], 0.0
     for part, count in parts:
         kg = ceil(k / count)  # enough of this group's values to fill k with its copies
         if kg >= min(ggeom.shape):
             s = dense_values(part, ggeom, gkw)
             s, top = (s[:kg] if which == "largest" else s[s.size - kg:]), s[0]
+            r = np.zeros(s.size)
         elif which == "largest":
-            s = lanczos_values(part, ggeom, kg, tol)
+            s, r = lanczos_values(part, ggeom, kg, tol)
             top = s[0]
         else:
-            s, top = smallest_values(part, ggeom, kg, tol, gkw)
+            s, r, top = smallest_values(part, ggeom, kg, tol, gkw)
         values.append(np.tile(s, count))
+        residuals.append(np.tile(r, count))
         s_max = max(s_max, float(top))
-    return np.concatenate(values), s_max
+    return np.concatenate(values), np.concatenate(residuals), s_max

@@ -142,6 +142,9 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     -------
     Spectrum
         ``.values`` (descending float64 ndarray), ``.method``, ``.shape``; usable as an array.
+        For ``'svds'``, ``.residuals`` certifies each value: ``||N v - sigma^2 v||`` for its
+        unit vector ``v`` of the normal operator ``N``, so that a squared singular value lies
+        within it of ``sigma^2``.
         Values below ``max(C.shape) * eps * sigma_max`` are reported as 0 (rank deficiency);
         so is a smallest value from ``'svds'`` whose ``sigma^2`` is within its residual of 0.
         A zero layer (all weights 0, or only taps that read zero padding) has only zeros.
@@ -217,13 +220,20 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         s = fft_singular_values(w, geom)
     elif method == "dense":
         s = dense_values(w, geom, kw)
+    residuals = None
+    if method == "svds":
+        s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
+        order = np.argsort(s, kind="stable")[::-1]
+        s, residuals = s[order], np.ldexp(residuals[order], 2 * e)  # N scales by 2**(2 e)
     else:
-        s, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
-    s = np.sort(s)[::-1].astype(np.float64, copy=False)
-    s = zero_tiny(s, geom.shape, s_max if method == "svds" else (s[0] if s.size else 0.0))
+        s = np.sort(s)[::-1]
+    s = zero_tiny(s.astype(np.float64, copy=False), geom.shape,
+                  s_max if method == "svds" else (s[0] if s.size else 0.0))
     if k is not None:
-        s = s[:k] if which == "largest" else s[s.size - k:]
-    return Spectrum(np.ldexp(s, e), method, geom.shape)
+        pick = slice(None, k) if which == "largest" else slice(s.size - k, None)
+        s = s[pick]
+        residuals = None if residuals is None else residuals[pick]
+    return Spectrum(np.ldexp(s, e), method, geom.shape, residuals)
 
 
 @with_geometry_doc

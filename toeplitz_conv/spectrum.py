@@ -94,11 +94,18 @@ class Spectrum:
         ``'svds'`` an iterative eigensolver on the normal operator (top or bottom ``k``).
     shape : (int, int)
         Shape of the convolution matrix.
+    residuals : (m,) float64 ndarray or None
+        The certificate of values from ``'svds'``: ``residuals[j] = ||N v - values[j]**2 v||``
+        for the unit vector ``v`` the value came from, ``N = C^H C`` (or ``C C^H``, the
+        smaller): an eigenvalue of ``N``, i.e. a squared singular value, lies within it of
+        ``values[j]**2`` (0 where a group's values came from its dense SVD). ``None`` for the
+        direct methods (``'blocks'``, ``'fft'``, ``'dense'``), exact to rounding.
     """
 
     values: npt.NDArray[np.float64]
     method: Resolved
     shape: tuple[int, int]
+    residuals: npt.NDArray[np.float64] | None = None
 
     def __array__(self, dtype: npt.DTypeLike | None = None,
                   copy: bool | None = None) -> npt.NDArray[Any]:
