@@ -20,6 +20,14 @@ Cases (the issue's; weights standard normal / sqrt(fan_in), seed 0, float64):
    ``tol=1e-6``, its error against a ``tol=1e-12`` run (target: 1e-6 relative, under 30 s).
 4. The circular-vs-zero-padded norm gap of that layer for growing image sizes.
 
+5. ``--new-methods`` (only these): the three layers of the cheapest-exact-method work, each new
+   against the old path run in a subprocess with a time cap (``--cap`` seconds): the smallest
+   singular value of the zero-padded 64x56x56 -> 64@3x3 layer; the largest of a 1x1 stride-2
+   256 -> 512 shortcut on 28x28 (new: ``'blocks'``; old: ``'auto'`` resolved to the FFT of all
+   values); the largest of a zero-padded 512 -> 512 @3x3 layer on 7x7 (new: Lanczos from the
+   power-iteration warm start; old: the warm start from an SVD at every frequency, the
+   previous ``circulant.py`` loaded from git).
+
 Timings are minima over repeated runs where cheap, single runs for the slow cases; on a
 shared machine they are noisy (the load average is printed with the machine line), so the
 ratios measured in one run are the numbers to read.
@@ -43,6 +51,7 @@ from _timing import fmt_time, machine_info, markdown_table, min_time  # noqa: E4
 
 
 def weight(c_out, c_in, k=3, seed=0):
+    """Standard normal / sqrt(fan_in), seed 0."""
     return np.random.default_rng(seed).standard_normal((c_out, c_in, k, k)) / np.sqrt(c_in * k * k)
 
 
@@ -155,6 +164,71 @@ def case_gap(quick: bool, ref_norm: float):
                            "(circ - zeros) / zeros", "time FFT", "time zeros"], lines), c
 
 
+OLD_COMMIT = "4026865"  # before 'blocks' and the cheaper warm start
+
+
+def _old_circulant():
+    """The previous ``toeplitz_conv/circulant.py`` (SVD warm start), loaded from git."""
+    import subprocess
+    import types
+
+    src = subprocess.run(["git", "show", f"{OLD_COMMIT}:toeplitz_conv/circulant.py"], capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+    mod = types.ModuleType("toeplitz_conv._old_circulant")
+    mod.__dict__["__package__"] = "toeplitz_conv"
+    exec(compile(src, "old circulant.py", "exec"), mod.__dict__)
+    return mod
+
+
+def _capped(code: str, cap: float):
+    """``(seconds, value)`` of ``code`` (sets ``value``) run in a fresh interpreter, or
+    ``(None, None)`` when it did not finish within ``cap`` seconds."""
+    import json
+    import subprocess
+
+    prog = ("import json, sys, time; sys.path.insert(0, 'benchmarks'); import numpy as np; "
+            "import toeplitz_conv as tc; from bench_spectral import weight, _old_circulant\n"
+            "t0 = time.perf_counter()\n" + code + "\nprint(json.dumps([time.perf_counter() - t0, float(value)]))")
+    try:
+        out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=cap, check=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    except subprocess.TimeoutExpired:
+        return None, None
+    t, v = json.loads(out.stdout.strip().splitlines()[-1])
+    return t, v
+
+
+def case_new_methods(cap: float, rows: list):
+    """The three layers of the cheapest-exact-method work, new against old (capped)."""
+    def old_cell(t):
+        return f"did not finish in {cap:.0f} s" if t is None else fmt_time(t)
+
+    # 1. smallest sigma, zero-padded 64x56x56 -> 64 @3x3: one path (no new method), capped
+    t, v = _capped("value = tc.singular_values(weight(64, 64), (64, 56, 56), padding=1, k=1, "
+                   "which='smallest').values[0]", cap)
+    rows.append(["zeros 64x56x56 -> 64@3x3 p1", "smallest sigma", "svds (c I - N Lanczos; no new method)",
+                 old_cell(t), old_cell(t), "-" if v is None else f"{v:.6e}"])
+    # 2. largest sigma, 1x1 stride-2 256 -> 512 on 28x28
+    w, shape = weight(512, 256, k=1), (256, 28, 28)
+    new = tc.singular_values(w, shape, stride=2, k=1)
+    t_new = min_time(lambda: tc.operator_norm(w, shape, stride=2), min_runs=5, budget=2.0)
+    t_old, v_old = _capped("value = tc.operator_norm(weight(512, 256, k=1), (256, 28, 28), stride=2, "
+                           "method='fft')", cap)
+    rows.append(["1x1 s2 256 -> 512, 28x28", "largest sigma", f"{new.method} (old: fft, all values)",
+                 old_cell(t_old), fmt_time(t_new),
+                 f"{new.values[0]:.12f}" + ("" if v_old is None else f", rel. diff {abs(v_old - new.values[0]) / v_old:.1e}")])
+    # 3. largest sigma, zero-padded 512 -> 512 @3x3 on 7x7
+    w, shape = weight(512, 512), (512, 7, 7)
+    t_new = min_time(lambda: tc.operator_norm(w, shape, padding=1), min_runs=2, budget=1.0)
+    v_new = tc.operator_norm(w, shape, padding=1)
+    t_old, v_old = _capped("from toeplitz_conv import lanczos\n"
+                           "lanczos.warm_start = _old_circulant().warm_start\n"
+                           "value = tc.operator_norm(weight(512, 512), (512, 7, 7), padding=1)", cap)
+    rows.append(["zeros 512x7x7 -> 512@3x3 p1", "largest sigma",
+                 "svds, power-iteration warm start (old: SVD warm start)", old_cell(t_old), fmt_time(t_new),
+                 f"{v_new:.12f}" + ("" if v_old is None else f", rel. diff {abs(v_old - v_new) / v_old:.1e}")])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: small layers, no 8192^2 dense SVD")
@@ -162,9 +236,17 @@ def main(argv=None):
     p.add_argument("--svds-big", action="store_true", help="also svds k=6 on the 64->64 @56x56 layer")
     p.add_argument("--smallest-big", action="store_true",
                    help="also the smallest singular value of the zero-padded 64->64 @56x56 layer (long)")
+    p.add_argument("--new-methods", action="store_true",
+                   help="only the three layers of the cheapest-exact-method work, new against old")
+    p.add_argument("--cap", type=float, default=120.0, help="seconds allowed to each old path (--new-methods)")
     args = p.parse_args(argv)
-    print(f"# bench_spectral{' --quick' if args.quick else ''}\n")
+    print(f"# bench_spectral{' --quick' if args.quick else ''}{' --new-methods' if args.new_methods else ''}\n")
     print(machine_info(), "\n")
+    if args.new_methods:
+        new_rows: list = []
+        case_new_methods(args.cap, new_rows)
+        print(markdown_table(["layer", "what", "method (new)", "old", "new", "value"], new_rows))
+        return
     rows: list = []
     case_small_circular(args.quick, args.skip_dense, rows)
     case_big_circular(args.quick, args.svds_big, rows)
