@@ -29,7 +29,8 @@ def core(w: npt.NDArray[np.float64]) -> None:
 def spectra(w: npt.NDArray[np.float64]) -> None:
     s = tc.singular_values(w, (3, 8, 8), k=2, which="smallest", method="svds")
     assert_type(s, tc.Spectrum)
-    assert_type(s.method, Literal["fft", "dense", "svds"])
+    assert_type(s.method, Literal["blocks", "fft", "dense", "svds"])
+    assert_type(s.residuals, npt.NDArray[np.float64] | None)
     assert_type(s[0], np.float64)
     assert_type(s[:2], npt.NDArray[np.float64])
     assert_type(tc.operator_norm(w, (3, 8, 8)), float)
