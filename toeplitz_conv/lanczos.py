@@ -12,7 +12,8 @@ layers, a rank-deficient layer's zeros), and one Lanczos run meets each eigenspa
 direction only: so a grouped layer whose groups repeat, block diagonal, is split into its
 distinct groups (each solved once, its values repeated), and every run with ``k > 1`` is
 checked by a second run on the operator deflated of the vectors found
-(:func:`top_eigenpairs`).
+(:func:`top_eigenpairs`). Every value is read off its vector, with the residual that
+certifies it (:func:`certify`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Four exact routes to the spectrum of the convolution matrix ``C`` of one layer:
     Repeated values come out as often as they repeat: a grouped layer is block diagonal, so
     each distinct group is solved once and its values repeated, and a second Lanczos run on
     the operator deflated of the vectors found fetches the copies the first one missed.
+    Each value comes with its certificate (``Spectrum.residuals``): the residual
+    ``||N v - sigma^2 v||`` of the vector it came from, within which a squared singular value
+    lies.
 
 A singular value below ``max(C.shape) * eps * sigma_max`` (numpy's ``matrix_rank`` rule) is
 reported as exactly 0: the layer is rank-deficient there.
@@ -185,6 +188,15 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> s3 = singular_values(w, (8, 8, 8), stride=2, padding=1, padding_mode="circular")
     >>> s3.method, np.allclose(s3, np.linalg.svd(C3.toarray(), compute_uv=False))
     ('fft', True)
+
+    Windows that never overlap (a 1x1 stride-2 shortcut): one SVD of the 16 x 8 block,
+    each value once per output position, and zeros for the columns no window reads:
+
+    >>> w1 = np.random.default_rng(2).standard_normal((16, 8, 1, 1))
+    >>> s1 = singular_values(w1, (8, 28, 28), stride=2)
+    >>> block = np.linalg.svd(w1[:, :, 0, 0], compute_uv=False)
+    >>> s1.method, len(s1), bool(np.allclose(s1[:8 * 196], np.repeat(block, 196))), float(s1[-1])
+    ('blocks', 3136, True, 0.0)
 
     Any other layer: dense SVD when small, Lanczos for the top (or bottom) ``k``:
 
