@@ -236,7 +236,8 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     if method == "svds":
         s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
         order = np.argsort(s, kind="stable")[::-1]
-        s, residuals = s[order], np.ldexp(residuals[order], 2 * e)  # N scales by 2**(2 e)
+        with np.errstate(over="ignore"):  # N scales by 2**(2 e): inf past float64 (weights ~1e160)
+            s, residuals = s[order], np.ldexp(residuals[order], 2 * e)
     else:
         s = np.sort(s)[::-1]
     s = zero_tiny(s.astype(np.float64, copy=False), geom.shape,

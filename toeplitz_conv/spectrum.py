@@ -98,7 +98,9 @@ class Spectrum:
         The certificate of values from ``'svds'``: ``residuals[j] = ||N v - values[j]**2 v||``
         for the unit vector ``v`` the value came from, ``N = C^H C`` (or ``C C^H``, the
         smaller): an eigenvalue of ``N``, i.e. a squared singular value, lies within it of
-        ``values[j]**2`` (0 where a group's values came from its dense SVD). ``None`` for the
+        ``values[j]**2`` (0 where a group's values came from its dense SVD; ``inf`` or 0
+        where ``sigma^2`` itself over- or underflows float64, weights beyond about 1e+-150:
+        the values are computed scaled and stay exact, their squares do not fit). ``None`` for the
         direct methods (``'blocks'``, ``'fft'``, ``'dense'``), exact to rounding.
     """
 
