@@ -50,7 +50,7 @@ CHECK_TOLS = (1e-4, 1e-6)
 
 
 @contextmanager
-def _blas_threads(n: int | None) -> Iterator[None]:
+def blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS to ``n`` threads inside the block (a no-op without threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -181,7 +181,7 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
     ncv = max(2 * k + 1, k + 32)
     maxiter = max(1000, 50 * size // min(size, ncv))
     try:
-        with _blas_threads(LANCZOS_BLAS_THREADS):
+        with blas_threads(LANCZOS_BLAS_THREADS):
             V = top_eigenpairs(N, k, tol, v0, ncv, maxiter)[1]
             sigma, residual = certify(A, V)
     except ArpackNoConvergence as e:
@@ -224,7 +224,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ else None
     Nm = None if C is None else sp_csc(C.conj().T @ C if n <= m else C @ C.conj().T)
     try:
-        with _blas_threads(LANCZOS_BLAS_THREADS):
+        with blas_threads(LANCZOS_BLAS_THREADS):
             if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
                 delta = 1e-9 * top2
                 check_size("the sparse LU of the normal matrix", 40 * Nm.nnz * 16,

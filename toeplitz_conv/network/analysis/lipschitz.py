@@ -25,8 +25,7 @@ back through each adjoint), in float64, one run at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from functools import reduce
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -35,6 +34,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
 
+from ...lanczos import blas_threads
 from ..layers import Activation, Affine, Layer, MaxPool, Reshape
 from ..nodes import Combine, Product, Softmax
 
@@ -51,16 +51,6 @@ DENSE_SIDE = 8
 BLAS_THREADS = 1
 
 _TOL = 1e-10
-
-
-@contextmanager
-def _blas_threads(n: int | None) -> Iterator[None]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        threadpool_limits = None
-    with (threadpool_limits(n, user_api="blas") if n and threadpool_limits else nullcontext()):
-        yield
 
 
 def operator_norm(A: LinearOperator) -> float:
@@ -89,7 +79,7 @@ def operator_norm(A: LinearOperator) -> float:
     else:
         op = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
     v0 = np.random.default_rng(0).standard_normal(op.shape[0])
-    with _blas_threads(BLAS_THREADS):
+    with blas_threads(BLAS_THREADS):
         lam = eigsh(op, k=1, which="LA", tol=_TOL, v0=v0, ncv=min(op.shape[0], 24),
                     return_eigenvectors=False)[0]
     return float(np.sqrt(max(lam, 0.0) * (1 + 2 * _TOL)))
