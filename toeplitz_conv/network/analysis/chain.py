@@ -81,7 +81,7 @@ def _times(L: sp.sparray | None, J: sp.sparray) -> sp.sparray:
     return J if L is None else product(L, J)
 
 
-def _last_uses(layers: Sequence[Layer], n_positions: int) -> np.ndarray:
+def last_uses(layers: Sequence[Layer], n_positions: int) -> np.ndarray:
     """For each position, the index of the last layer that reads it (-1 if none)."""
     last = np.full(n_positions, -1)
     for i, layer in enumerate(layers):
@@ -189,7 +189,7 @@ def jacobian(layers: Sequence[Layer], acts: Sequence[np.ndarray], output: int,
     nbytes, how = _estimate(layers, acts, output, dtype, n_in, n_out)
     check_size("the network's Jacobian", nbytes, f"{n_out:,} x {n_in:,}, {how}")
     blocks = [np.arange(a, min(a + CHUNK_ROWS, n_out)) for a in range(0, n_out, CHUNK_ROWS)] or [np.arange(0)]
-    last = _last_uses(layers, len(acts))
+    last = last_uses(layers, len(acts))
     J = {0: compact(sp.eye_array(n_in, dtype=dtype, format="csr"))}
     G = {output: _rows(blocks[0], n_out, dtype)}
     scale = n_out / max(len(blocks[0]), 1)  # the backward side's cost is paid once per block

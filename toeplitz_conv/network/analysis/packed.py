@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from ...geometry import conv_geometry
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, Reshape
 from ..nodes import Combine
+from .chain import last_uses
 from .colouring import Lattice
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class Packed:
         conv = [F.conv1d, F.conv2d, F.conv3d][self.nd - 1]
         vals: list[Any] = [x[0].numpy().reshape(-1)]
         scales: list[list[Any]] = []
+        last = last_uses(self.net.layers, len(self.net.layers) + 1)
         for i, layer in enumerate(self.net.layers):
             X = [vals[p] for p in layer.inputs]
             if isinstance(layer, Conv):
@@ -163,7 +165,7 @@ class Packed:
                 vals.append(y + (layer.bias if layer.bias is not None else 0))
                 scales.append([self._flat(d) for d in diags])
             for p in set(layer.inputs):  # free what no later node reads
-                if all(p not in later.inputs for later in self.net.layers[i + 1:]) and p != self.net.output:
+                if last[p] <= i and p != self.net.output:
                     vals[p] = None
         return scales
 
@@ -224,6 +226,7 @@ class Packed:
         r0 = self.R[0]
         T: list[Any] = [channel[:, :, None] * self._gather(self.inside, index(r0))]
         needed = [{self.R[net.output]} | set(self.R[j + 1:]) for j in range(len(net.layers))]
+        last = last_uses(net.layers, len(net.layers) + 1)
         with torch.no_grad():
             for i, layer in enumerate(net.layers):
                 r = self.R[i + 1]
@@ -248,7 +251,7 @@ class Packed:
                         total = term if total is None else total + term
                     T.append(total)
                 for p in set(layer.inputs):
-                    if all(p not in later.inputs for later in net.layers[i + 1:]) and p != net.output:
+                    if last[p] <= i and p != net.output:
                         T[p] = None
         out = T[net.output]
         c_out = net.output_shape[0]

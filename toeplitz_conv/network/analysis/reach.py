@@ -37,6 +37,7 @@ from ...geometry import conv_geometry
 from ...pattern import conv_pattern
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, MaxPool, Reshape
 from ..nodes import Product, Softmax
+from .chain import last_uses
 
 if TYPE_CHECKING:
     from ..model import Network
@@ -231,19 +232,11 @@ def pull(layer: Layer, i: int, M: np.ndarray, acts: Acts) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- the network
 
 
-def _last_uses(net: Network) -> list[int]:
-    last = [-1] * (len(net.layers) + 1)
-    for i, layer in enumerate(net.layers):
-        for p in layer.inputs:
-            last[p] = i
-    return last
-
-
 def forward_reach(net: Network, acts: Acts) -> tuple[np.ndarray, list[float]]:
     """``(boxes at the output, summed box volume at each position)``: for each output entry
     the box of input coordinates it may depend on; the volumes bound the nonzeros of each
     position's Jacobian (what the product chain would hold there)."""
-    last = _last_uses(net)
+    last = last_uses(net.layers, len(net.layers) + 1)
     M: dict[int, np.ndarray] = {0: own_boxes(net.input_shape)}
     sums = [float(volumes(M[0]).sum())]
     for i, layer in enumerate(net.layers):
