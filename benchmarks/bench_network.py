@@ -126,7 +126,8 @@ def jacobian_table(sizes, jacrev_sizes):
                           "time ratio", "memory ratio", "max rel. diff vs jacrev"], rows))
 
 
-def resnet18(classes=10):
+def resnet18(classes=10, width=64):
+    """A CIFAR ResNet-18 (3x32x32 input); ``width`` scales every channel count (64: the real one)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -151,14 +152,14 @@ def resnet18(classes=10):
     class ResNet18(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            blocks, c = [], 64
-            for w, s in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            blocks, c = [], width
+            for w, s in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
                 blocks += [Block(c, w, s), Block(w, w, 1)]
                 c = w
             self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(512, classes)
+            self.fc = nn.Linear(8 * width, classes)
 
         def forward(self, x):
             out = F.relu(self.bn1(self.conv1(x)))

@@ -50,48 +50,15 @@ def _peak() -> int:
 
 
 def resnet18(width: int):
-    """bench_network's ResNet-18 with every channel count scaled by ``width / 64``."""
+    """bench_network's ResNet-18 with every channel count scaled by ``width / 64``, float64,
+    eval, with trained-like batch norm statistics."""
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or cin != cout:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            out += self.shortcut(x)
-            return F.relu(out)
-
-    class ResNet18(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
-            blocks, c = [], width
-            for w, s in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
-                blocks += [Block(c, w, s), Block(w, w, 1)]
-                c = w
-            self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(8 * width, 10)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.blocks(out)
-            out = F.adaptive_avg_pool2d(out, 1)
-            return self.fc(torch.flatten(out, 1))
+    from bench_network import resnet18 as scaled
 
     torch.manual_seed(0)
-    model = ResNet18().double().eval()
+    model = scaled(width=width).double().eval()
     for m in model.modules():  # trained-like batch norm statistics, as bench_network
         if isinstance(m, nn.BatchNorm2d):
             with torch.no_grad():
