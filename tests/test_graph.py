@@ -384,9 +384,9 @@ def _resnet_training_bn():
 
 @pytest.mark.parametrize("model,shape,exc,match", [
     (Branchy(), (3,), UntraceableModelError,
-     r"compile could not trace the model \(Branchy\) with torch.fx: symbolically traced variables cannot "
-     r"be used as inputs to control flow\. Data-dependent Python control flow .* write it with tensor ops "
-     r"\(torch.where\)"),
+     r"compile could not trace the model \(Branchy\) with torch.fx at test_graph.py:\d+ `.*`: symbolically "
+     r"traced variables cannot be used as inputs to control flow\. Python control flow on tensors cannot be "
+     r"traced: an `if` on tensor values \(write it with torch.where\)"),
     (Sorts(), (2, 3), UnsupportedModuleError,
      r"compile does not support the function torch.sort \(node 'sort' at test_graph.py:\d+ "
      r"`return torch.sort\(x, dim=1\).values`\); supported functions and methods: \+, \+=, .*F.conv2d"),

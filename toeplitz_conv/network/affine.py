@@ -246,6 +246,8 @@ class Linear(Affine):
 class BatchNorm(Affine):
     """Eval-mode batch norm: ``W = diag(gamma / sqrt(var + eps))`` per channel, plus a bias."""
 
+    reads_buffers = True  # the running statistics: read again at every Network.update
+
     def __init__(self, name: str, module: Any, shape: Sequence[int], params: dict[str, np.ndarray],
                  param_names: dict[str, str], dtype: npt.DTypeLike) -> None:
         self._dtype = np.dtype(dtype)

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import prod
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from .._args import as_array, as_tuple, check_int_range, is_int
 from ..memory import check_size, memory_limit
+from . import faithful
 from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
-from .layers import Affine, Layer
+from .layers import Affine, Fixed, Layer
 from .linear_ops import BATCH
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
+from .nodes import Combine
 from .ops import functions, methods
 from .trace import source, trace
 
@@ -79,10 +82,15 @@ def _function_name(fn: object) -> str:
     return f"{short}.{getattr(fn, '__name__', repr(fn))}" if short else getattr(fn, "__name__", repr(fn))
 
 
+_WHY_NOT = {kind: " (it looks up rows by integer index: not a function of a float input; compile the "
+                  "part of the model after it, on its output)" for kind in ("Embedding", "EmbeddingBag")}
+
+
 def _unsupported(call: Call, node: torch.fx.Node) -> UnsupportedModuleError:
     if node.op == "call_module":
+        why = _WHY_NOT.get(call.kind, "")
         return UnsupportedModuleError(
-            f"compile does not support module {call.title!r} of type {call.kind}{call.where}; "
+            f"compile does not support module {call.title!r} of type {call.kind}{call.where}{why}; "
             f"supported: {', '.join(supported_modules())}."
         )
     what = "method" if node.op == "call_method" else "function"
@@ -148,6 +156,29 @@ def _mutated(node: torch.fx.Node, call: Call) -> bool:
     return bool(call.kwargs.get("inplace") or getattr(call.module, "inplace", False))
 
 
+#: Bytes per output feature a node holds while it is built and checked: the example batch's
+#: output and its float64 copy, the numbered probe a copying op is read with, and a matrix
+#: entry or two per output (indices and value).
+OUTPUT_BYTES = 96
+
+
+def _check_output_size(call: Call, examples: Sequence[torch.Tensor]) -> None:
+    """Refuse a node whose output is too large, from its shape on meta tensors (nothing is
+    allocated): an upsampling to 4096x4096 or an unfold of a large image says so up front."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
+    except Exception:  # an op without a meta kernel, or parameters on the CPU: the run will tell
+        return
+    if isinstance(out, torch.Tensor):
+        n = prod(out.shape[1:])
+        check_size("compile", n * OUTPUT_BYTES,
+                   f"node {call.title!r} ({call.kind}){call.where} has {n:,} output features per sample: "
+                   f"the example's output and the node's matrix, about {OUTPUT_BYTES} bytes per feature")
+
+
 def _build(call: Call, build: Builder) -> Layer:
     """The builder's node, with argument errors prefixed by the node's name and input shape."""
     try:
@@ -163,6 +194,7 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     """Build the call's node, check it against torch on the example, append it; its value."""
     import torch
 
+    _check_output_size(call, examples)
     try:
         with torch.no_grad():
             value = call.apply(*[e.clone() for e in examples])
@@ -190,15 +222,37 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
             f"gradients would be lost otherwise).")
     layer.inputs, layer.node = tuple(op.index for op in call.operands), call.node
     layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
+    if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs):
+        layer, examples = _merged(layer, call, examples)
     _check_node(call, layer, examples, value, dtype)
     layers.append(layer)
     return value
 
 
+def _merged(layer: Combine, call: Call, examples: Sequence[torch.Tensor]
+            ) -> tuple[Layer, list[torch.Tensor]]:
+    """A sum that reads one tensor several times (``x - x``, ``x + 2 * x``) as one matrix per
+    distinct input, so that its norm is the norm of what it computes; one input: an affine node."""
+    firsts = {p: k for k, p in reversed(list(enumerate(layer.inputs)))}
+    positions = sorted(firsts, key=firsts.get)
+    mats = [sum((W for W, q in zip(layer.matrices, layer.inputs) if q == p), sp.csr_array(layer.matrices[0].shape))
+            for p in positions]
+    if len(positions) == 1:
+        merged: Layer = Fixed(call.label, None, layer.in_shapes[firsts[positions[0]]], layer.out_shape,
+                              sp.csr_array(mats[0]), layer.bias, kind=call.kind)
+    else:
+        merged = Combine(call.label, [layer.in_shapes[firsts[p]] for p in positions], layer.out_shape,
+                         [sp.csr_array(M) for M in mats], layer.bias, call.kind)
+    merged.inputs, merged.node = tuple(positions), layer.node
+    merged.torch_call = lambda *ts: call.apply(*[ts[positions.index(q)] for q in layer.inputs])
+    return merged, [examples[firsts[p]] for p in positions]
+
+
 def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, ...],
           dtype: npt.DTypeLike, params: dict[str, np.ndarray],
-          param_names: dict[int, str]) -> tuple[list[Layer], int]:
-    """The layers (topological order) and the position of the output."""
+          param_names: dict[int, str]) -> tuple[list[Layer], int, Traced | None]:
+    """The layers (topological order), the position of the output, and what the traced graph
+    computed on the example (None when the model is one module)."""
     import torch
     from torch.fx.node import map_arg
 
@@ -213,18 +267,22 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                     operands=operands, params=params, param_names=param_names, dtype=dtype, where=where)
         call.pnames = {} if module is None else {
             local: param_names[id(p)] for local, p in module.named_parameters(recurse=False)}
+        if module is not None:  # a parametrised weight: read as its value, under the module's name
+            call.pnames.update({local: f"{label}.{local}" if label else local
+                                for local in getattr(module, "parametrizations", {})})
         return call
 
     if gm is None:  # the model is one registered module: one call
         op = Operand(0, 0, shape)
         call = make_call("", "model", type(model).__name__, model, model, (op,), {}, [op])
         _add(call, cast(Entry, entry_of(model)).build, [x], layers, dtype)  # registered: an entry
-        return layers, 1
+        return layers, 1, None
     data: dict[torch.fx.Node, tuple[int, torch.Tensor]]  # node -> (position, example value)
     env: dict[torch.fx.Node, Any]
     derived: set[torch.fx.Node]
     output: Argument
     data, env, derived, output = {}, {}, set(), None  # derived: constants computed from parameters
+    memory: dict[torch.fx.Node, int] | None = None  # node -> its storage, once an in-place op needs it
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if not data:
@@ -267,6 +325,12 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
             if any(n in derived for n in node.all_input_nodes):
                 derived.add(node)
             continue
+        if node.meta.get("grad") is False:
+            raise UnsupportedModuleError(
+                f"{kind} {call.title!r}{call.where} runs under torch.no_grad() (or inference mode) "
+                f"in forward on a tensor that depends on the input: autograd passes no gradient "
+                f"through it, where compile's backward and Jacobian would. Move it out of no_grad, "
+                f"or compile the parts separately.")
         stray = [n for n in node.all_input_nodes if n in derived and n.op != "get_attr"]
         if stray:
             raise UnsupportedModuleError(
@@ -274,20 +338,31 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 f"parameters in forward: compile reads parameters only as the weights of the "
                 f"supported layers (their gradients would be lost otherwise).")
         if build is None:
-            with torch.no_grad():
-                value = call.apply(*[e.clone() for e in examples])
+            if node.op == "call_module":
+                raise _unsupported(call, node)
+            try:
+                with torch.no_grad():
+                    value = call.apply(*[e.clone() for e in examples])
+            except Exception as e:  # torch refuses it on the example: it is not supported anyway
+                raise _unsupported(call, node) from e
             if isinstance(value, torch.Tensor) or _has_tensor(value):
                 raise _unsupported(call, node)
             env[node] = value  # a size, a shape: the example's, with a batch of 2
             continue
         if _mutated(node, call):
             first = next(n for n in node.all_input_nodes if n in data)
-            later = [u for u in first.users if u is not node and _after(u, node)]
+            if memory is None:  # which nodes share memory: asked once, at the first in-place op
+                memory = faithful.storages(cast("torch.fx.GraphModule", gm), x)
+            names = [n for n in data if n is first or (
+                memory.get(n) is not None and memory.get(n) == memory.get(first) and not _after(n, node))]
+            later = [(n, u) for n in names for u in n.users if u is not node and _after(u, node)]
             if later:
+                alias, user = later[0]
+                seen = "it" if alias is first else f"{alias.name!r}, which shares its memory,"
                 raise UnsupportedModuleError(
                     f"{kind} {call.title!r}{call.where} changes {first.name!r} in place, and "
-                    f"{later[0].name!r} reads it afterwards: write it out of place (y = x + 1, "
-                    f"inplace=False).")
+                    f"{user.name!r} reads {seen} afterwards: write it out of place (y = x + 1, "
+                    f"torch.cat of the parts, inplace=False).")
         value = _add(call, build, examples, layers, dtype)
         if isinstance(value, torch.Tensor):
             data[node] = (len(layers), value)
@@ -296,7 +371,15 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     if not (isinstance(output, torch.fx.Node) and output in data):
         raise TypeError(f"compile needs a model that returns one tensor computed from its input; "
                         f"it returns {_describe(output)}.")
-    return layers, data[output][0]
+    return layers, data[output][0], Traced(x, {n: v for n, (_, v) in data.items()}, output)
+
+
+class Traced(NamedTuple):
+    """The example batch, every data node's value on it, and the output node."""
+
+    x: torch.Tensor
+    values: dict[torch.fx.Node, torch.Tensor]
+    output: torch.fx.Node
 
 
 def _after(user: torch.fx.Node, node: torch.fx.Node) -> bool:
@@ -323,6 +406,20 @@ def _describe(output: object) -> str:
     if isinstance(output, dict):
         return f"a dict with keys {list(output)}"
     return "a value that does not depend on the input"
+
+
+def _named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``module.named_parameters()``, but a parametrised tensor (``weight_norm``,
+    ``spectral_norm``, ``torch.nn.utils.parametrize``) as its current value under its module's
+    name (``'1.weight'``) in place of the parametrisation's own parameters."""
+    from torch.nn.utils import parametrize
+
+    named = [(n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
+    for prefix, m in module.named_modules():
+        if parametrize.is_parametrized(m):
+            for local in m.parametrizations:
+                named.append((f"{prefix}.{local}" if prefix else local, getattr(m, local).detach()))
+    return named
 
 
 def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
@@ -391,7 +488,7 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     check_size("compile", 48 * features,
                f"at least: an example batch of 2 x {features:,} input features and one matrix "
                f"entry per feature, before any layer's own matrix")
-    named = list(module.named_parameters())
+    named = _named_parameters(module)
     params = {name: as_array(p, name).copy() for name, p in named}
     dtype = np.result_type(*params.values()) if params else np.float64
     if not np.issubdtype(dtype, np.floating):
@@ -399,5 +496,9 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
     param_names = {id(p): name for name, p in named}
     gm = None if entry_of(module) is not None else trace(module)
-    layers, output = _walk(gm, module, shape, dtype, params, param_names)
-    return Network(layers, params, shape, dtype, output=output, graph=gm)
+    layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)
+    net = Network(layers, params, shape, dtype, output=output, graph=gm)
+    if gm is not None and traced is not None:
+        faithful.check_output(module, traced.x, traced.values[traced.output])
+        net.traced_batch_only = faithful.batch_dependence(gm, traced.x, traced.values)
+    return net

@@ -4,10 +4,10 @@ Padding, pixel shuffle, channel shuffle, reshapes, permutations, slicing, ``torc
 nearest upsampling only *move* entries: each output is one input entry, or a constant. Their
 matrix is read from one call of the op on a tensor that holds each entry's own number
 (:func:`gather_matrices`): the output says which input entry every output entry copied. The
-numbers are float64 integers, exact up to 2^53. Ops that *weigh* entries (linear upsampling,
-functional pooling) are read per axis or per channel by probing with the identity
-(:func:`separable_matrix`, :func:`channel_matrix`); sums and means over axes are written down
-(:func:`reduce_matrix`).
+numbers are float64 integers, exact up to 2^53. Ops that *weigh* entries along each axis
+alone (linear upsampling) are read per axis by probing with the identity
+(:func:`separable_matrix`); sums and means over axes are written down (:func:`reduce_matrix`),
+and so is functional pooling (from its geometry, in :mod:`toeplitz_conv.pool`).
 
 Every op is called on a batch of two samples, so the reading also checks that the op keeps
 the batch axis and never mixes samples.
@@ -120,29 +120,6 @@ def reduce_matrix(shape: Sequence[int], axes: Iterable[int], mean: bool,
     count = prod(shape[a] for a in axes)
     vals = np.full(rows.size, 1.0 / count if mean else 1.0, dtype=dtype)
     return sp.csr_array((vals, (rows, np.arange(rows.size))), shape=(prod(kept_shape), prod(shape)))
-
-
-def channel_matrix(apply: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int],
-                   dtype: npt.DTypeLike, chunk: int = 512) -> tuple[sp.csr_array, tuple[int, ...]]:
-    """The matrix of an op that maps every channel the same way and alone (functional pooling):
-    the one-channel map ``A`` probed with the identity in chunks, then ``kron(I_C, A)``."""
-    import torch
-
-    spatial = tuple(shape[1:])
-    p = prod(spatial)
-    blocks, out_spatial = [], None
-    with torch.no_grad():
-        for a in range(0, p, chunk):
-            b = min(p, a + chunk)
-            probe = torch.zeros(b - a, 1, p, dtype=torch.float64)
-            probe[torch.arange(b - a), 0, torch.arange(a, b)] = 1
-            out = apply(probe.reshape(b - a, 1, *spatial))
-            out_spatial = tuple(out.shape[2:])
-            blocks.append(sp.csr_array(out.reshape(b - a, -1).numpy()).T)
-    A = sp.hstack(blocks, format="csr")
-    A.eliminate_zeros()
-    out_spatial = cast("tuple[int, ...]", out_spatial)  # set: with no chunk, hstack raised
-    return sp.kron(sp.eye_array(shape[0], dtype=dtype), A.astype(dtype), format="csr"), (shape[0], *out_spatial)
 
 
 def separable_matrix(apply_axis: Callable[[int, torch.Tensor], torch.Tensor], shape: Sequence[int],

@@ -27,9 +27,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .._args import as_array, is_int, real_number
-from . import export, footprint
+from . import export, faithful, footprint
 from .analysis import chain, lipschitz
 from .analysis import jacobian as analysis_jacobian
+from .linear_ops import BATCH
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -91,6 +92,18 @@ class Network:
         self.output_shape = self.shape_at(self.output)
         self.dtype, self.graph = dtype, graph
         self._acts: list[np.ndarray] | None = None
+        #: The node (and source line) where the traced code computes a shape or value from the
+        #: batch size; the network is then exact only at the traced batch and refuses others.
+        self.traced_batch_only: str | None = None
+
+    def check_batch(self, n: int) -> None:
+        """Refuse a batch of ``n`` samples the network cannot compute: none, or another size
+        than the traced one when the model's code reads the batch size."""
+        if n == 0:
+            raise ValueError(f"x must hold at least one sample: a batch of shape "
+                             f"(N, {', '.join(map(str, self.input_shape))}) with N >= 1; got an empty batch.")
+        if self.traced_batch_only is not None and n != BATCH:
+            raise ValueError(faithful.batch_message(self.traced_batch_only, BATCH, n))
 
     def shape_at(self, position: int) -> tuple[int, ...]:
         """Sample shape at a position.
@@ -173,6 +186,7 @@ class Network:
         """
         xa = _network_input(_real(as_array(x, "x"), "x", self.dtype), self.input_shape)
         n = xa.shape[0]
+        self.check_batch(n)
         acts = [np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)]
         for layer in self.layers:
             acts.append(layer.run([acts[p] for p in layer.inputs]))
@@ -237,6 +251,10 @@ class Network:
     def update(self, new_params: Mapping[str, npt.ArrayLike]) -> None:
         """Replace parameters; the matrices they change are dropped, made anew on next use.
 
+        Buffers are read again from the model's modules whatever is passed (a batch norm's
+        running statistics after training), so that after ``model.eval()`` and
+        ``net.update(...)`` the network computes what the model does.
+
         Parameters
         ----------
         new_params : dict of str to array_like
@@ -259,9 +277,10 @@ class Network:
                     f"new_params[{name!r}] must have shape {self.params[name].shape}; got {arr.shape}."
                 )
             self.params[name] = arr.astype(self.dtype, copy=True)
-        for layer in self.layers:
-            if layer.param_names and any(full in new_params for full in layer.param_names.values()):
-                cast("Affine", layer).build()  # only affine layers have parameters
+        for layer in self.layers:  # the changed parameters, and every buffer (running statistics)
+            if getattr(layer, "reads_buffers", False) or (
+                    layer.param_names and any(full in new_params for full in layer.param_names.values())):
+                cast("Affine", layer).build()  # only affine layers have parameters or buffers
 
     # ------------------------------------------------------------------ matrices held
     def release(self) -> None:
@@ -389,7 +408,12 @@ class Network:
         through a chain, after consecutive linear nodes are composed into one map (which
         never loosens the bound); every norm is computed matrix-free, one run of nodes at a
         time (no layer's matrix is built); ``x + F(x)`` gets ``1 + Lip(F)``; a
-        concatenation ``sqrt(L_1^2 + L_2^2)``. Exact for a single linear layer; never below
+        concatenation ``sqrt(L_1^2 + L_2^2)``. Nodes the output does not read are left out.
+
+        Exact (the network's true constant, to the eigensolver's tolerance) when the output is
+        reached from the input through one-input linear nodes only: they are composed into
+        one map and its norm is computed. A sum that reads one tensor several times is one
+        such node (``x - x`` is the zero map, bound 0). Otherwise an upper bound, never below
         :meth:`local_lipschitz` at any ``x``. A product of two tensors that depend on the
         input has no global constant: refused with the node's name.
         """

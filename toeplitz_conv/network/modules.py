@@ -228,13 +228,25 @@ def registry() -> dict[type[nn.Module], Entry]:
 
 
 def entry_of(module: nn.Module) -> Entry | None:
-    """The registry entry of ``module``: its own type's, or its nearest registered base's."""
+    """The registry entry of ``module``: its own type's, or its nearest registered base's.
+
+    A subclass whose ``forward`` is its own (not torch's, nor this package's drop-in
+    modules') has none: it may compute something else (a clamp, a causal crop, a weight
+    standardisation), so it is traced through, its ``super().forward`` included."""
     reg = registry()
     for cls in type(module).__mro__:
         entry = reg.get(cls)
         if entry is not None and (entry.subclasses or cls is type(module)):
-            return entry
+            return entry if _forward_is_torchs(type(module)) else None
     return None
+
+
+def _forward_is_torchs(cls: type) -> bool:
+    """True when the ``forward`` that ``cls`` runs is defined by torch or by this package."""
+    for c in cls.__mro__:
+        if "forward" in c.__dict__:
+            return c.__module__.split(".")[0] in ("torch", __name__.split(".")[0])
+    return False
 
 
 def supported_modules() -> tuple[str, ...]:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
 from .call import ModuleStateError, Operand, UnsupportedModuleError
 from .functional import functional_conv, functional_conv_transpose, functional_linear, functional_max_pool
 from .layers import Activation, Fixed, Layer, Reshape
-from .linear_ops import (SampleMixingError, channel_matrix, gather_matrices, is_identity,
+from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
 from .nodes import Combine, Product, Softmax
 
@@ -112,10 +113,19 @@ def functional_interpolate(call: Call) -> Fixed:
                        call.arg(6, "antialias", False))
 
 
-def per_channel(call: Call) -> Fixed:
-    """A weighted op that maps every channel alike (functional average pooling)."""
-    M, out_shape = channel_matrix(lambda probe: call.apply(probe), call.shape, call.dtype)
-    return affine(call, M, None, out_shape)
+def functional_avg_pool(call: Call) -> Fixed:
+    """``F.avg_pool1d/2d/3d``: the pooling matrix from its geometry (:func:`~toeplitz_conv.avg_pool_matrix`)."""
+    kernel = call.arg(1, "kernel_size")
+    P = avg_pool_matrix(call.shape, kernel, stride=call.arg(2, "stride") or kernel, padding=call.arg(3, "padding", 0),
+                        ceil_mode=call.arg(4, "ceil_mode", False), count_include_pad=call.arg(5, "count_include_pad", True),
+                        divisor_override=call.arg(6, "divisor_override"), dtype=call.dtype)
+    return affine(call, P, None, tuple(call.value.shape[1:]))
+
+
+def functional_adaptive_avg_pool(call: Call) -> Fixed:
+    """``F.adaptive_avg_pool1d/2d/3d``: :func:`~toeplitz_conv.adaptive_avg_pool_matrix`."""
+    P = adaptive_avg_pool_matrix(call.shape, call.arg(1, "output_size"), dtype=call.dtype)
+    return affine(call, P, None, tuple(call.value.shape[1:]))
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -256,8 +266,9 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             "F.dropout": (F.dropout, dropout),
             "F.interpolate": (F.interpolate, functional_interpolate),
             "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
-            **{f"F.avg_pool{n}d": (getattr(F, f"avg_pool{n}d"), per_channel) for n in (1, 2, 3)},
-            **{f"F.adaptive_avg_pool{n}d": (getattr(F, f"adaptive_avg_pool{n}d"), per_channel) for n in (1, 2, 3)},
+            **{f"F.avg_pool{n}d": (getattr(F, f"avg_pool{n}d"), functional_avg_pool) for n in (1, 2, 3)},
+            **{f"F.adaptive_avg_pool{n}d": (getattr(F, f"adaptive_avg_pool{n}d"), functional_adaptive_avg_pool)
+               for n in (1, 2, 3)},
             **{f"F.max_pool{n}d": (getattr(F, f"max_pool{n}d"), functional_max_pool) for n in (1, 2, 3)},
             **{f"F.adaptive_max_pool{n}d": (getattr(F, f"adaptive_max_pool{n}d"), functional_max_pool)
                for n in (1, 2, 3)},

@@ -1,6 +1,7 @@
 """Tracing a model with ``torch.fx``: registered modules stay single calls, user modules are
 traced through, and each node keeps the model's own source line that made it (so that an
-error can point at it).
+error can point at it) and whether autograd was on when it was made (``with torch.no_grad():``
+inside ``forward`` leaves no node of its own: the flag is how it is seen).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def _user_line(skip: tuple[str, ...]) -> tuple[str, int, str] | None:
+def _skipped() -> tuple[str, ...]:
+    """Folders whose frames are not the user's: torch's and this package's."""
+    import torch
+
+    return (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+
+
+def _user_line(skip: tuple[str, ...], frame: FrameType | None = None) -> tuple[str, int, str] | None:
     """``(file, line, code)`` of the innermost frame of the traced code outside torch and this
     package (None when the call comes from torch's own modules, e.g. ``nn.Sequential``)."""
     import linecache
 
-    frame: FrameType | None = sys._getframe(1)
+    frame = frame if frame is not None else sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if name.endswith("_symbolic_trace.py") and frame.f_code.co_name == "trace":
@@ -40,7 +48,7 @@ def _tracer() -> torch.fx.Tracer:
     import torch.fx
     from torch import nn
 
-    skip = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+    skip = _skipped()
 
     class Tracer(torch.fx.Tracer):
         """Registered modules and torch's own are single calls; user modules are traced through.
@@ -56,6 +64,7 @@ def _tracer() -> torch.fx.Tracer:
         def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
             node = super().create_node(*args, **kwargs)
             node.meta["source"] = _user_line(skip)
+            node.meta["grad"] = torch.is_grad_enabled()
             return node
 
     return Tracer()
@@ -65,17 +74,40 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
     """The model as a ``torch.fx.GraphModule``; an :class:`UntraceableModelError` if fx fails."""
     import torch.fx
 
+    import torch
+
     tracer = _tracer()
     try:
-        graph = tracer.trace(model)
+        with torch.enable_grad():  # so that a node made under no_grad in forward is told apart
+            graph = tracer.trace(model)
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        where = _raised_at(e)
         raise UntraceableModelError(
-            f"compile could not trace the model ({type(model).__name__}) with torch.fx: {reason.rstrip('.')}. "
-            f"Data-dependent Python control flow (an `if` or loop on tensor values) cannot be traced: "
-            f"write it with tensor ops (torch.where), or compile the traceable parts separately."
+            f"compile could not trace the model ({type(model).__name__}) with torch.fx{where}: "
+            f"{reason.rstrip('.')}. Python control flow on tensors cannot be traced: an `if` on "
+            f"tensor values (write it with torch.where), a loop over a tensor or over x.size() "
+            f"(use x.flatten(1), x.size(1), or a fixed number), or an attribute like x.is_cuda; "
+            f"or compile the traceable parts separately."
         ) from e
     return torch.fx.GraphModule(tracer.root, graph)
+
+
+def _raised_at(e: BaseException) -> str:
+    """`` at file:line `code` `` of the innermost frame of the model's own code in ``e``'s
+    traceback, else ''."""
+    tb, last = e.__traceback__, None
+    skip = _skipped()
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(skip):
+            last = tb
+        tb = tb.tb_next
+    if last is None:
+        return ""
+    import linecache
+
+    name = last.tb_frame.f_code.co_filename
+    return f" at {os.path.basename(name)}:{last.tb_lineno} `{linecache.getline(name, last.tb_lineno).strip()}`"
 
 
 def source(node: torch.fx.Node) -> str:

@@ -146,6 +146,7 @@ def sample(net: Network, x: object) -> np.ndarray:
     if tuple(xa.shape) != (1, *net.input_shape):
         raise ValueError(f"x must be one sample of shape {net.input_shape} (or {(1, *net.input_shape)}); "
                          f"got x.shape={tuple(xa.shape)}.")
+    net.check_batch(1)  # a model that reads its batch size is exact only at the traced batch
     if not np.isfinite(xa).all():
         raise ValueError(f"x must be finite to have a Jacobian; got {int(np.size(xa) - np.isfinite(xa).sum())} "
                          f"NaN or inf entries.")

@@ -157,12 +157,24 @@ def layer_norms(net: Network) -> NormTable:
     return rows
 
 
+def reaching(net: Network) -> list[bool]:
+    """Per position (0: the input), whether the network's output reads it, directly or not."""
+    live = [False] * (len(net.layers) + 1)
+    live[net.output] = True
+    for i in range(len(net.layers) - 1, -1, -1):
+        if live[i + 1]:
+            for p in net.layers[i].inputs:
+                live[p] = True
+    return live
+
+
 def lipschitz_bound(net: Network) -> float:
     """:meth:`Network.lipschitz_bound`."""
     layers = net.layers
+    live = reaching(net)  # a branch computed but never read by the output bounds nothing
     readers = [0] * (len(layers) + 1)
-    for layer in layers:
-        for p in layer.inputs:
+    for i, layer in enumerate(layers):
+        for p in layer.inputs if live[i + 1] else ():
             readers[p] += 1
     bound: dict[int, float] = {0: 1.0}
     # position -> (nodes, q): y_p = W_k ... W_1 y_q + c through linear one-input nodes, not yet normed
@@ -176,6 +188,8 @@ def lipschitz_bound(net: Network) -> float:
 
     for i, layer in enumerate(layers):
         p = i + 1
+        if not live[p]:
+            continue
         if isinstance(layer, Product):
             raise _unknown(i, layer, "multiplies two tensors that both depend on the input (x * y "
                                      "grows without bound with x and y)")
