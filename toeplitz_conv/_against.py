@@ -1,11 +1,14 @@
 """``toeplitz-conv verify --against MODULE:CALLABLE``: its arguments, and the user's own
 convolution checked against the exact matrix of the layer the flags describe
 (:func:`toeplitz_conv.testing.assert_conv_equal`), with the mismatch report and its diagnosis
-on failure."""
+on failure. What the user's code raises (even ``sys.exit``) is its failure: exit status 1 with
+its own traceback, never a pass and never a bad argument."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -55,7 +58,7 @@ def load_callable(spec: str) -> Callable[..., object]:
             cast("Loader", loader.loader).exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any failure to import is the user's module's
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure to import is the user's module's
         raise ArgumentError(f"argument --against: cannot import {module_name!r}: {type(e).__name__}: {e}") from None
     obj: object = module
     for part in attr.split("."):
@@ -69,12 +72,16 @@ def load_callable(spec: str) -> Callable[..., object]:
 
 def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom: ConvGeometry) -> int:
     """Check ``user_fn(x, weight, **geometry)`` against the layer's exact matrix: 0 when it
-    is that convolution, 1 with the mismatch report and its diagnosis otherwise."""
+    is that convolution, 1 with the mismatch report and its diagnosis otherwise, or with its
+    traceback when it raises (or exits). Without ``--atol`` the tolerance follows the dtype
+    it returns (:func:`toeplitz_conv.testing.default_tolerance`)."""
     from .testing import assert_conv_equal
 
     w = np.random.default_rng(args.seed).standard_normal(args.kernel)
     opts = layer_options(args, args.transposed)
     padding_mode = opts.pop("padding_mode", "zeros")  # the reference's: fn takes torch's functional arguments
+    raised: list[tuple[BaseException, str, str]] = []  # what user_fn raised, on what, its own frames
+    first: list[object] = []  # its first output: the dtype it returns
 
     def fn(x: object) -> object:
         weight: object = w
@@ -82,18 +89,53 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
             import torch
 
             weight = torch.from_numpy(w)
-        return user_fn(x, weight, **opts)
+        try:
+            y = user_fn(x, weight, **opts)
+        except BaseException as e:  # even SystemExit: reported by check_against
+            tb = e.__traceback__.tb_next if e.__traceback__ else None  # from user_fn's frame on
+            x_is = f"{type(x).__module__.split('.')[0]}.{type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}"
+            raised.append((e, x_is, "".join(traceback.format_exception(type(e), e, tb))))
+            raise
+        first[:] = first or [y]
+        return y
 
     what = f"{_describe(geom, args)} on {'x'.join(map(str, args.input))}"
+    rtol, atol = (None, None) if args.atol is None else (0.0, args.atol)
     try:
         assert_conv_equal(fn, w, tuple(args.input), transposed=args.transposed,
-                          padding_mode=padding_mode, atol=args.atol, rtol=0, **opts)
-    except AssertionError as e:
-        print(f"{args.against} is NOT the {what}:\n{e}")
+                          padding_mode=padding_mode, atol=atol, rtol=rtol, **opts)
+    except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
+        if raised and e is raised[-1][0]:
+            return _user_failed(args.against, *raised[-1])
+        if not isinstance(e, AssertionError):
+            raise
+        print(f"{args.against} is NOT the {what}:\n{e}\n({_tolerance(first, rtol, atol)})")
         return 1
     print(f"{args.against} is the {what}: every entry of its matrix equals the exact one "
-          f"(atol {args.atol:g}).")
+          f"({_tolerance(first, rtol, atol)}).")
     return 0
+
+
+def _tolerance(first: list[object], rtol: float | None, atol: float | None) -> str:
+    """The tolerance used, and why: given, or the default for the dtype ``fn`` returned."""
+    from .probe import to_numpy
+    from .testing import default_tolerance
+
+    if rtol is not None:
+        return f"rtol {rtol:g}, atol {atol:g} from --atol"
+    dtype = to_numpy(first[0], "--against").dtype if first else np.dtype(np.float64)
+    tol = default_tolerance(np.float64, dtype)
+    return f"rtol {tol:g}, atol {tol:g}: the default for {dtype} output; --atol sets another"
+
+
+def _user_failed(spec: str, e: BaseException, x_is: str, tb: str) -> int:
+    """Exit status 1, with what the user's callable did and its traceback on stderr."""
+    if isinstance(e, SystemExit):
+        did = f"called sys.exit({e.code!r})"
+    else:
+        did = f"raised {type(e).__name__}" + (f": {e}" if str(e) else "")
+    print(f"{spec} {did} when called with x a {x_is}: nothing was verified.\n{tb}", end="", file=sys.stderr)
+    return 1
 
 
 def _describe(geom: ConvGeometry, args: argparse.Namespace) -> str:

@@ -269,7 +269,7 @@ def _verify(args: argparse.Namespace) -> int:
         if given:
             raise ArgumentError(f"argument {given[0]}: {given[0]} describes the layer of --against "
                                 f"MODULE:CALLABLE; got it without --against.")
-        return verify.run(args.atol, f"{PROG} verify")
+        return verify.run(1e-10 if args.atol is None else args.atol, f"{PROG} verify")
     if args.input is None or args.kernel is None:
         raise ArgumentError("argument --against: --against needs the layer it should be: --input and --kernel "
                             f"(e.g. --input 3x8x8 --kernel 4x3x3x3); got --input {args.input} and --kernel {args.kernel}.")
@@ -342,9 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check conv matrices (forward), their transposes (input gradient and "
                     "conv_transposeNd), weight gradients, pooling matrices and a compiled "
                     "network against PyTorch in float64. Exit status 1 on any mismatch.")
-    verify_cmd.add_argument("--atol", default=1e-10, metavar="TOL", type=arg_type(parse_atol, "--atol"),
-                            help="largest absolute difference accepted, a finite number >= 0 "
-                                 "(default 1e-10)")
+    verify_cmd.add_argument("--atol", default=None, metavar="TOL", type=arg_type(parse_atol, "--atol"),
+                            help="largest absolute difference accepted, a finite number >= 0 (default "
+                                 "1e-10; with --against: rtol = atol = 1e-10 for a float64 CALLABLE, "
+                                 "1e-5 for float32)")
     against_arguments(verify_cmd)
     verify_cmd.set_defaults(func=_verify)
     return parser

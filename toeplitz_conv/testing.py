@@ -8,12 +8,15 @@ worst as (output pixel, input pixel, kernel tap, expected, got), and then diagno
 the usual mistakes (a flipped kernel, the weight's channel axes swapped, another padding size
 or mode, a shifted window, ``output_padding``) and names the one whose matrix ``fn`` matches,
 or describes the pattern of the differences (only border rows, a constant shift of the band,
-entries across groups). numpy-testing style: silent when equal, ``AssertionError`` otherwise.
+entries across groups). numpy-testing style: silent when equal, ``AssertionError`` otherwise —
+also when ``fn`` is not linear or returns NaN or inf (:func:`~toeplitz_conv.probe_matrix`
+checks both), and NaN equals nothing, not even NaN.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ._args import as_array
+from ._args import as_array, real_number
 from .conv import conv_matrix, conv_transpose_matrix
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .pattern import conv_pattern
-from .probe import probe_matrix
+from .probe import ProbeError, probe_matrix, sample_shape
 
 #: Mismatches listed in the message.
 WORST = 5
@@ -37,13 +40,45 @@ def _pixel(index: int, shape: Sequence[int]) -> tuple[int, ...]:
 
 def _differences(A: Any, B: Any, rtol: float,
                  atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, cols, a, b)`` of the entries where ``A`` and ``B`` differ beyond tolerance."""
-    D = (sp.csr_array(A) - sp.csr_array(B)).tocoo()
-    r, c = D.row, D.col
-    a = np.asarray(sp.csr_array(A)[r, c]).ravel() if r.size else np.zeros(0)
-    b = np.asarray(sp.csr_array(B)[r, c]).ravel() if r.size else np.zeros(0)
-    bad = np.abs(a - b) > atol + rtol * np.abs(a)
+    """``(rows, cols, a, b)`` of the entries where ``A`` and ``B`` differ beyond tolerance;
+    NaN or inf in either differs (NaN equals nothing, not even NaN)."""
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a difference
+        D = (sp.csr_array(A) - sp.csr_array(B)).tocoo()
+        r, c = D.row, D.col
+        a = np.asarray(sp.csr_array(A)[r, c]).ravel() if r.size else np.zeros(0)
+        b = np.asarray(sp.csr_array(B)[r, c]).ravel() if r.size else np.zeros(0)
+        bad = ~(np.abs(a - b) <= atol + rtol * np.abs(a))
     return r[bad], c[bad], a[bad], b[bad]
+
+
+def default_tolerance(*dtypes: npt.DTypeLike) -> float:
+    """The ``rtol`` (and ``atol``) at which matrices of these dtypes are compared when none is
+    given: 1e-10 when all are float64, 1e-5 with a float32 among them, 1e-2 with a float16;
+    the least precise decides (room for the rounding of sums of a few hundred terms)."""
+    eps = max([float(np.finfo(d).eps) for d in (np.dtype(t) for t in dtypes) if d.kind in "fc"], default=2.0**-52)
+    return 1e-10 if eps <= 2.0**-52 else 1e-5 if eps <= 2.0**-23 else 1e-2
+
+
+def _tolerance(name: str, value: object) -> float:
+    return real_number(name, value, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+
+def _precision_note(A: Any, B: Any, rtol: float, atol: float, names: tuple[str, str]) -> list[str]:
+    """When the tolerance leaves no room for a few roundings in the least precise of the two
+    dtypes, and the entries are equal at its :func:`default_tolerance`: the dtype is why they
+    differ."""
+    dtypes = [np.dtype(M.dtype) for M in (A, B)]
+    low = max(range(2), key=lambda i: np.finfo(dtypes[i]).eps if dtypes[i].kind in "fc" else 0.0)
+    if dtypes[low].kind not in "fc":
+        return []
+    eps, tol = float(np.finfo(dtypes[low]).eps), default_tolerance(*dtypes)
+    with np.errstate(invalid="ignore"):
+        scale = float(abs(sp.csr_array(A)).max()) if A.nnz else 0.0
+    if atol + rtol * scale >= 4 * eps * scale or _differences(A, B, tol, tol * scale)[0].size:
+        return []  # room for a few roundings, or more than rounding differs
+    return [f"{names[low]} {dtypes[low]}, whose resolution ~{eps:.2g} (~{eps * scale:.2g} at values up "
+            f"to {scale:.3g}) is too coarse for rtol={rtol:g}, atol={atol:g}: the differences are its rounding; "
+            f"use rtol={tol:g}, atol={tol * scale:.2g}: these matrices are equal then."]
 
 
 def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], output_shape: Sequence[int], *,
@@ -75,6 +110,7 @@ def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], out
     ...     print(str(e).splitlines()[0])
     1 of 4 entries differ (largest difference 2):
     """
+    rtol, atol = _tolerance("rtol", rtol), _tolerance("atol", atol)
     A = expected if sp.issparse(expected) else sp.csr_array(as_array(expected, "expected"))
     B = got if sp.issparse(got) else sp.csr_array(as_array(got, "got"))
     m, n = int(np.prod(output_shape)), int(np.prod(input_shape))
@@ -84,11 +120,20 @@ def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], out
                 f"{name} must be ({m}, {n}) for output_shape={tuple(output_shape)} and "
                 f"input_shape={tuple(input_shape)}; got {name}.shape={M.shape}."
             )
+    note = _precision_note(A, B, rtol, atol, ("expected is", "got is"))
+    _report(A, B, input_shape, output_shape, rtol, atol, taps, [*note, *diagnosis])
+
+
+def _report(A: Any, B: Any, input_shape: Sequence[int], output_shape: Sequence[int], rtol: float, atol: float,
+            taps: Callable[[int, int], object] | None, diagnosis: Sequence[str]) -> None:
+    """Raise the ``AssertionError`` of :func:`assert_matrix_equal` if ``A`` and ``B`` differ."""
     r, c, a, b = _differences(A, B, rtol, atol)
     if r.size == 0:
         return
-    order = np.argsort(-np.abs(a - b), kind="stable")[:WORST]
-    lines = [f"{r.size:,} of {m * n:,} entries differ (largest difference {np.abs(a - b).max():.3g}):"]
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    order = np.argsort(-np.where(np.isnan(diff), np.inf, diff), kind="stable")[:WORST]  # NaN first
+    lines = [f"{r.size:,} of {A.shape[0] * A.shape[1]:,} entries differ (largest difference {diff.max():.3g}):"]
     for k in order:
         tap = taps(int(r[k]), int(c[k])) if taps is not None else None
         lines.append(
@@ -96,6 +141,14 @@ def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], out
             + (f", kernel tap {tap}" if tap is not None else "")
             + f": expected {a[k]:.6g}, got {b[k]:.6g}"
         )
+    for name, M in (("expected", A), ("got", B)):
+        data = sp.csr_array(M).tocoo()
+        bad = np.flatnonzero(~np.isfinite(data.data))
+        if bad.size:
+            k = bad[np.lexsort((data.col[bad], data.row[bad]))[0]]
+            lines.append(f"diagnosis: {name} has {bad.size:,} NaN or inf entries, the first "
+                         f"{data.data[k]} at output {_pixel(data.row[k], output_shape)}, input "
+                         f"{_pixel(data.col[k], input_shape)}.")
     lines += [f"diagnosis: {d}" for d in diagnosis]
     raise AssertionError("\n".join(lines))
 
@@ -169,7 +222,7 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
                       stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
                       dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
                       transposed: bool = False, output_padding: int | Sequence[int] = 0,
-                      rtol: float = 1e-7, atol: float = 1e-10) -> None:
+                      rtol: float | None = 1e-7, atol: float | None = 1e-10) -> None:
     """Raise ``AssertionError`` unless ``fn`` is the convolution these arguments describe.
 
     Parameters
@@ -185,15 +238,23 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
         As in ``torch.nn.ConvNd``.
     transposed : bool, default False
         Compare with ``conv_transposeNd`` (``output_padding`` as torch's).
-    rtol, atol : float
+    rtol, atol : float >= 0 or None
+        ``|got - expected| <= atol + rtol * |expected|`` passes; None: both
+        :func:`default_tolerance` of the weight's and ``fn``'s dtypes (1e-5 with float32).
 
     Raises
     ------
     AssertionError
-        How many entries differ, the worst few as (output pixel, input pixel, kernel tap,
-        expected, got), and a diagnosis: the mistake ``fn``'s matrix matches (kernel flipped,
-        channels swapped, padding size or mode), or the pattern of the differences (only
-        border rows, a shifted band, entries across groups, the output shape off by one).
+        ``fn`` is not linear (the property that fails, by how much: see
+        :func:`~toeplitz_conv.probe_matrix`) or returns NaN or inf (the first); or how many
+        entries differ, the worst few as (output pixel, input pixel, kernel tap, expected,
+        got), and a diagnosis: the dtype ``fn`` returns when its resolution is coarser than
+        the tolerance, the mistake ``fn``'s matrix matches (kernel flipped, channels swapped,
+        padding size or mode), or the pattern of the differences (only border rows, a shifted
+        band, entries across groups, the output shape off by one).
+    ValueError, TypeError
+        A bad argument: a weight with NaN or inf, an ``input_shape`` entry that is no
+        positive int, a tolerance that is no finite number >= 0.
 
     Examples
     --------
@@ -207,6 +268,11 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     diagnosis: fn matches the matrix with: k
     """
     w = as_array(weight, "weight")
+    if not np.isfinite(w).all():
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(~np.isfinite(w))), w.shape))
+        raise ValueError(f"weight must be finite; got {w[first]} at weight[{', '.join(map(str, first))}].")
+    tols = [None if t is None else _tolerance(name, t) for name, t in (("rtol", rtol), ("atol", atol))]
+    input_shape = sample_shape(input_shape)
     opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if transposed:
         opts["output_padding"] = output_padding
@@ -219,31 +285,38 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     in_shape = geom.out_shape if transposed else geom.in_shape
     out_shape = geom.in_shape if transposed else geom.out_shape
     dtype = np.float32 if w.dtype == np.float32 else np.float64
-    got = probe_matrix(fn, tuple(input_shape), dtype=dtype)
+    try:
+        got = probe_matrix(fn, input_shape, dtype=dtype)
+    except ProbeError as e:  # not linear, or NaN: fn is no convolution
+        raise AssertionError(str(e)) from None
     if got.shape[1] != expected.shape[1]:
-        raise ValueError(f"fn's input must be input_shape={tuple(input_shape)}; probing gave {got.shape[1]} columns.")
+        raise ValueError(f"fn's input must be input_shape={input_shape}; probing gave {got.shape[1]} columns.")
     if got.shape != expected.shape:
         raise AssertionError("\n".join(_shape_diagnosis(got, out_shape, transposed)))
+    rtol, atol = (default_tolerance(w.dtype, got.dtype) if t is None else t for t in tols)
     got.sort_indices()
     taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
     r, c, a, b = _differences(expected, got, rtol, atol)
     if r.size == 0:
         return
-    diagnosis = []
+    diagnosis = _precision_note(expected, got, rtol, atol, ("the weight is", "fn returns"))
+    if not diagnosis:  # not rounding: look for the mistake
+        diagnosis = _mistake(w, input_shape, geom, transposed, opts, got, rtol, atol)
+        diagnosis += _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
+    _report(expected, got, in_shape, out_shape, rtol, atol, taps, diagnosis)
+
+
+def _mistake(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
+             opts: dict[str, Any], got: Any, rtol: float, atol: float) -> list[str]:
+    """The usual mistake whose matrix ``got`` equals, if one does."""
     for what, w2, opts2 in _candidates(w, transposed, opts):
         try:
             alt = _expected(w2, input_shape, transposed, opts2)
         except (ValueError, TypeError):
             continue
         if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
-            diagnosis.append(f"fn matches the matrix with: {what}.")
-            break
-    else:
-        if not transposed:
-            diagnosis += _one_sided_padding(w, geom, opts, got, rtol, atol)
-    diagnosis += _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
-    assert_matrix_equal(expected, got, in_shape, out_shape, rtol=rtol, atol=atol, taps=taps,
-                        diagnosis=diagnosis)
+            return [f"fn matches the matrix with: {what}."]
+    return [] if transposed else _one_sided_padding(w, geom, opts, got, rtol, atol)
 
 
 def _shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool) -> list[str]:
