@@ -12,7 +12,7 @@ from graph_models import ResNet, randomize_batch_norm
 from torch import nn
 
 import toeplitz_conv as tc
-from toeplitz_conv.network import compiler
+from toeplitz_conv.network import faithful
 from toeplitz_conv.network.layers import Affine, Conv, Reshape
 
 
@@ -38,7 +38,7 @@ def test_compile_leaves_a_large_convolution_unbuilt():
     assert isinstance(conv, Conv) and conv._cache is None and not conv.built
     nnz, nbytes, exact = conv.matrix_size()
     assert exact and nnz == tc.pattern.estimate_nnz(conv.geometry) == 16 * 16 * (3 * 128 - 2) ** 2  # taps reading input, per axis
-    assert nbytes > compiler.CHECK_MATRIX_BYTES  # so its check against torch ran matrix-free
+    assert nbytes > faithful.CHECK_MATRIX_BYTES  # so its check against torch ran matrix-free
     assert built(net) == []
     assert "(not built)" in repr(net) and built(net) == []  # repr builds nothing
 
@@ -153,7 +153,7 @@ def test_an_oversized_build_is_refused_naming_its_estimate():
 def test_matrix_free_check_and_operator_equal_the_matrix(monkeypatch, layer, shape):
     """With every node checked matrix-free, compile still compares each with torch; the
     operator is the matrix, forward and adjoint."""
-    monkeypatch.setattr(compiler, "CHECK_MATRIX_BYTES", 0)
+    monkeypatch.setattr(faithful, "CHECK_MATRIX_BYTES", 0)
     torch.manual_seed(0)
     net = tc.compile(layer.double(), shape)
     node = net.layers[0]

@@ -86,7 +86,15 @@ def test_in_place_changes_seen_through_another_name_are_refused(model, match):
         tc.compile(model.double().eval(), (2, 4, 4))
 
 
-@pytest.mark.parametrize("model", [ResidualSum(), InplaceReluThenView()], ids=["residual-+=", "relu_-then-view"])
+class ReadAfterChange(Conv):
+    def forward(self, x):
+        y = self.c(x)
+        z = y.add_(1)  # y itself changes: every later read of y reads y + 1
+        return y * z + y
+
+
+@pytest.mark.parametrize("model", [ResidualSum(), InplaceReluThenView(), ReadAfterChange()],
+                         ids=["residual-+=", "relu_-then-view", "read-after-add_"])
 def test_in_place_changes_nobody_else_reads_compile_exactly(model):
     assert_exact(model, (2, 4, 4))
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .._args import as_array, as_tuple, check_int_range, is_int
-from ..memory import check_size, memory_limit
+from ..memory import check_size
 from . import faithful
 from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
@@ -109,76 +109,6 @@ def _params_in(value: Argument, param_names: dict[int, str]) -> list[str]:
     return found
 
 
-#: A node whose matrix would take more bytes than this (or more than the memory limit) is
-#: checked against torch matrix-free; a smaller one through its matrix, released after.
-CHECK_MATRIX_BYTES = 32 * 2**20
-
-
-def _run_example(layer: Layer, Xs: list[np.ndarray]) -> np.ndarray:
-    """The node on the example, leaving no matrix built that was not built before."""
-    if not isinstance(layer, Affine) or layer.built:
-        return layer.run(Xs)
-    if layer.matrix_size()[1] > min(CHECK_MATRIX_BYTES, memory_limit()[0]):
-        return layer.forward_free(Xs[0])
-    try:
-        return layer.run(Xs)
-    finally:
-        layer.release()
-
-
-def _check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], value: torch.Tensor,
-                dtype: npt.DTypeLike) -> None:
-    """The node's output on the example equals torch's (a guard on every builder)."""
-    import torch
-
-    if tuple(layer.out_shape) != tuple(value.shape[1:]):
-        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) with output shape "
-                           f"{layer.out_shape}, but torch gives {tuple(value.shape[1:])}; please report this.")
-    Xs = [np.ascontiguousarray(e.detach().numpy().reshape(BATCH, -1).T, dtype=dtype) for e in examples]
-    Y = _run_example(layer, Xs)
-    layer.clear()
-    ref = value.detach().to(torch.float64).numpy().reshape(BATCH, -1).T
-    tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
-    if not np.allclose(Y, ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max(initial=0)))):
-        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) but it differs from torch on "
-                           f"an example input (max difference {np.abs(Y - ref).max():.3g}); please report this.")
-
-
-_INPLACE = {"iadd", "isub", "imul", "itruediv"}
-
-
-def _mutated(node: torch.fx.Node, call: Call) -> bool:
-    """True if the call changes its first data operand in place."""
-    if node.op == "call_method":
-        return cast(str, node.target).endswith("_")
-    if node.op == "call_function" and getattr(node.target, "__name__", "") in _INPLACE:
-        return True
-    return bool(call.kwargs.get("inplace") or getattr(call.module, "inplace", False))
-
-
-#: Bytes per output feature a node holds while it is built and checked: the example batch's
-#: output and its float64 copy, the numbered probe a copying op is read with, and a matrix
-#: entry or two per output (indices and value).
-OUTPUT_BYTES = 96
-
-
-def _check_output_size(call: Call, examples: Sequence[torch.Tensor]) -> None:
-    """Refuse a node whose output is too large, from its shape on meta tensors (nothing is
-    allocated): an upsampling to 4096x4096 or an unfold of a large image says so up front."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
-    except Exception:  # an op without a meta kernel, or parameters on the CPU: the run will tell
-        return
-    if isinstance(out, torch.Tensor):
-        n = prod(out.shape[1:])
-        check_size("compile", n * OUTPUT_BYTES,
-                   f"node {call.title!r} ({call.kind}){call.where} has {n:,} output features per sample: "
-                   f"the example's output and the node's matrix, about {OUTPUT_BYTES} bytes per feature")
-
-
 def _build(call: Call, build: Builder) -> Layer:
     """The builder's node, with argument errors prefixed by the node's name and input shape."""
     try:
@@ -194,7 +124,7 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     """Build the call's node, check it against torch on the example, append it; its value."""
     import torch
 
-    _check_output_size(call, examples)
+    faithful.check_output_size(call, examples)
     try:
         with torch.no_grad():
             value = call.apply(*[e.clone() for e in examples])
@@ -224,7 +154,7 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
     if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs):
         layer, examples = _merged(layer, call, examples)
-    _check_node(call, layer, examples, value, dtype)
+    faithful.check_node(call, layer, examples, value, dtype)
     layers.append(layer)
     return value
 
@@ -234,7 +164,7 @@ def _merged(layer: Combine, call: Call, examples: Sequence[torch.Tensor]
     """A sum that reads one tensor several times (``x - x``, ``x + 2 * x``) as one matrix per
     distinct input, so that its norm is the norm of what it computes; one input: an affine node."""
     firsts = {p: k for k, p in reversed(list(enumerate(layer.inputs)))}
-    positions = sorted(firsts, key=firsts.get)
+    positions = sorted(firsts, key=lambda p: firsts[p])
     mats = [sum((W for W, q in zip(layer.matrices, layer.inputs) if q == p), sp.csr_array(layer.matrices[0].shape))
             for p in positions]
     if len(positions) == 1:
@@ -349,23 +279,16 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 raise _unsupported(call, node)
             env[node] = value  # a size, a shape: the example's, with a batch of 2
             continue
-        if _mutated(node, call):
-            first = next(n for n in node.all_input_nodes if n in data)
+        rebind = None
+        if faithful.mutated(node, call):
             if memory is None:  # which nodes share memory: asked once, at the first in-place op
-                memory = faithful.storages(cast("torch.fx.GraphModule", gm), x)
-            names = [n for n in data if n is first or (
-                memory.get(n) is not None and memory.get(n) == memory.get(first) and not _after(n, node))]
-            later = [(n, u) for n in names for u in n.users if u is not node and _after(u, node)]
-            if later:
-                alias, user = later[0]
-                seen = "it" if alias is first else f"{alias.name!r}, which shares its memory,"
-                raise UnsupportedModuleError(
-                    f"{kind} {call.title!r}{call.where} changes {first.name!r} in place, and "
-                    f"{user.name!r} reads {seen} afterwards: write it out of place (y = x + 1, "
-                    f"torch.cat of the parts, inplace=False).")
+                memory = faithful.storages(gm, x)
+            rebind = faithful.in_place_target(node, call, data, memory)
         value = _add(call, build, examples, layers, dtype)
         if isinstance(value, torch.Tensor):
             data[node] = (len(layers), value)
+            if rebind is not None:  # later reads of the changed tensor read the change
+                data[rebind] = data[node]
         else:
             env[node] = value
     if not (isinstance(output, torch.fx.Node) and output in data):
@@ -380,15 +303,6 @@ class Traced(NamedTuple):
     x: torch.Tensor
     values: dict[torch.fx.Node, torch.Tensor]
     output: torch.fx.Node
-
-
-def _after(user: torch.fx.Node, node: torch.fx.Node) -> bool:
-    n = node.next
-    while n.op != "root":
-        if n is user:
-            return True
-        n = n.next
-    return False
 
 
 def _has_tensor(value: Argument) -> bool:
@@ -414,7 +328,8 @@ def _named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     name (``'1.weight'``) in place of the parametrisation's own parameters."""
     from torch.nn.utils import parametrize
 
-    named = [(n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
+    named: list[tuple[str, torch.Tensor]] = [
+        (n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
     for prefix, m in module.named_modules():
         if parametrize.is_parametrized(m):
             for local in m.parametrizations:

@@ -1,9 +1,11 @@
-"""Is the traced graph the model? Three things ``torch.fx`` cannot see, checked on the example.
+"""Is the traced graph the model? Every node is checked against torch on the example
+(:func:`check_node`), and three things ``torch.fx`` cannot see are checked too.
 
 - **Aliasing**: an in-place op on a view (``x[:, :2].mul_(2)``, ``y = x.view(...); y.add_(1)``)
   changes the tensor the view was taken from. :func:`storages` runs the graph once and tells
-  which nodes share memory, so that the compiler refuses an in-place op whose change another
-  name reads afterwards.
+  which nodes share memory; :func:`in_place_target` refuses an in-place op whose change is
+  read afterwards through another tensor that shares its memory (a change of a tensor read
+  afterwards under its own name is kept: later reads read the changed value).
 - **In-place Python operators**: fx traces ``out += x`` as ``out = out + x``, so a name bound to
   ``out`` before (``identity = out``) keeps the old value in the graph but not in the model.
   :func:`check_output` compares the model's own output with the graph's on the example.
@@ -15,15 +17,125 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from math import prod
+from typing import TYPE_CHECKING, Any, cast
 
-from .call import UnsupportedModuleError
+import numpy as np
+import numpy.typing as npt
+
+from ..memory import check_size, memory_limit
+from .call import Call, UnsupportedModuleError
+from .layers import Affine, Layer
+from .linear_ops import BATCH
 from .trace import source
 
 if TYPE_CHECKING:
     import torch
     import torch.fx
     from torch import nn
+
+
+#: A node whose matrix would take more bytes than this (or more than the memory limit) is
+#: checked against torch matrix-free; a smaller one through its matrix, released after.
+CHECK_MATRIX_BYTES = 32 * 2**20
+
+
+def run_example(layer: Layer, Xs: list[np.ndarray]) -> np.ndarray:
+    """The node on the example, leaving no matrix built that was not built before."""
+    if not isinstance(layer, Affine) or layer.built:
+        return layer.run(Xs)
+    if layer.matrix_size()[1] > min(CHECK_MATRIX_BYTES, memory_limit()[0]):
+        return layer.forward_free(Xs[0])
+    try:
+        return layer.run(Xs)
+    finally:
+        layer.release()
+
+
+def check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], value: torch.Tensor,
+                dtype: npt.DTypeLike) -> None:
+    """The node's output on the example equals torch's (a guard on every builder)."""
+    import torch
+
+    if tuple(layer.out_shape) != tuple(value.shape[1:]):
+        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) with output shape "
+                           f"{layer.out_shape}, but torch gives {tuple(value.shape[1:])}; please report this.")
+    Xs = [np.ascontiguousarray(e.detach().numpy().reshape(BATCH, -1).T, dtype=dtype) for e in examples]
+    Y = run_example(layer, Xs)
+    layer.clear()
+    ref = value.detach().to(torch.float64).numpy().reshape(BATCH, -1).T
+    tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
+    if not np.allclose(Y, ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max(initial=0)))):
+        raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) but it differs from torch on "
+                           f"an example input (max difference {np.abs(Y - ref).max():.3g}); please report this.")
+
+
+
+
+_INPLACE = {"iadd", "isub", "imul", "itruediv"}
+
+
+def mutated(node: torch.fx.Node, call: Call) -> bool:
+    """True if the call changes its first data operand in place."""
+    if node.op == "call_method":
+        return cast(str, node.target).endswith("_")
+    if node.op == "call_function" and getattr(node.target, "__name__", "") in _INPLACE:
+        return True
+    return bool(call.kwargs.get("inplace") or getattr(call.module, "inplace", False))
+
+
+
+
+#: Bytes per output feature a node holds while it is built and checked: the example batch's
+#: output and its float64 copy, the numbered probe a copying op is read with, and a matrix
+#: entry or two per output (indices and value).
+OUTPUT_BYTES = 96
+
+
+def check_output_size(call: Call, examples: Sequence[torch.Tensor]) -> None:
+    """Refuse a node whose output is too large, from its shape on meta tensors (nothing is
+    allocated): an upsampling to 4096x4096 or an unfold of a large image says so up front."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
+    except Exception:  # an op without a meta kernel, or parameters on the CPU: the run will tell
+        return
+    if isinstance(out, torch.Tensor):
+        n = prod(out.shape[1:])
+        check_size("compile", n * OUTPUT_BYTES,
+                   f"node {call.title!r} ({call.kind}){call.where} has {n:,} output features per sample: "
+                   f"the example's output and the node's matrix, about {OUTPUT_BYTES} bytes per feature")
+
+
+def in_place_target(node: torch.fx.Node, call: Call, data: dict[torch.fx.Node, Any],
+                    memory: dict[torch.fx.Node, int]) -> torch.fx.Node | None:
+    """For an in-place op ``node`` (``data``: the input-dependent nodes so far), the node it
+    changes when later code reads that one by its own name (those reads must then read the
+    change), None when nothing reads it afterwards; refused when a later read goes through
+    another node that shares its memory (a view, the base of a view)."""
+    first = next(n for n in node.all_input_nodes if n in data)
+    names = [n for n in data if n is first or (
+        memory.get(n) is not None and memory.get(n) == memory.get(first) and not _after(n, node))]
+    later = [(n, u) for n in names for u in n.users if u is not node and _after(u, node)]
+    for alias, user in later:
+        if alias is not first:
+            raise UnsupportedModuleError(
+                f"{call.kind} {call.title!r}{call.where} changes {first.name!r} in place, and "
+                f"{user.name!r} reads {alias.name!r}, which shares its memory, afterwards: write it "
+                f"out of place (y = x + 1, torch.cat of the parts, inplace=False).")
+    return first if later else None
+
+
+def _after(user: torch.fx.Node, node: torch.fx.Node) -> bool:
+    n = node.next
+    while n.op != "root":
+        if n is user:
+            return True
+        n = n.next
+    return False
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
