@@ -213,6 +213,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     output: Argument
     data, env, derived, output = {}, {}, set(), None  # derived: constants computed from parameters
     memory: dict[torch.fx.Node, int] | None = None  # node -> its storage, once an in-place op needs it
+    own: dict[torch.fx.Node, torch.Tensor] = {}  # a node changed in place: its value before the change
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if not data:
@@ -288,21 +289,22 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
         if isinstance(value, torch.Tensor):
             data[node] = (len(layers), value)
             if rebind is not None:  # later reads of the changed tensor read the change
-                data[rebind] = data[node]
+                data[rebind], own[rebind] = data[node], data[rebind][1]
         else:
             env[node] = value
     if not (isinstance(output, torch.fx.Node) and output in data):
         raise TypeError(f"compile needs a model that returns one tensor computed from its input; "
                         f"it returns {_describe(output)}.")
-    return layers, data[output][0], Traced(x, {n: v for n, (_, v) in data.items()}, output)
+    values = {n: own.get(n, v) for n, (_, v) in data.items()}  # each node's own value, before a change
+    return layers, data[output][0], Traced(x, values, data[output][1])
 
 
 class Traced(NamedTuple):
-    """The example batch, every data node's value on it, and the output node."""
+    """The example batch, every data node's own value on it, and the network's output."""
 
     x: torch.Tensor
     values: dict[torch.fx.Node, torch.Tensor]
-    output: torch.fx.Node
+    output: torch.Tensor
 
 
 def _has_tensor(value: Argument) -> bool:
@@ -414,6 +416,6 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)
     net = Network(layers, params, shape, dtype, output=output, graph=gm)
     if gm is not None and traced is not None:
-        faithful.check_output(module, traced.x, traced.values[traced.output])
+        faithful.check_output(module, traced.x, traced.output)
         net.traced_batch_only = faithful.batch_dependence(gm, traced.x, traced.values)
     return net
