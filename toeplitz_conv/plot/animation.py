@@ -11,20 +11,30 @@ pixel (``padding_mode``) carry that pixel's index, in italics.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from math import prod
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array
+from .._args import as_array, check_bool, int_tuple, real_number
 from ..conv import conv_matrix, conv_transpose_matrix
 from ..geometry import conv_geometry, conv_transpose_geometry
+from ..memory import check_size
+from .matrices import check_real
 from .style import DIVERGING, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.animation import FuncAnimation
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
+
+#: An animation is for a layer a viewer can follow: at most this many frames (one per pixel,
+#: 0.7 s each: a GIF of a few minutes), and cells in each grid (each cell's index is written
+#: in every frame); the command line's limits.
+ANIMATE_MAX_FRAMES = 256
+ANIMATE_MAX_CELLS = 1024
+_FIGSIZE = (12.0, 4.2)
 
 _NUMPY_MODE: dict[str, Literal["reflect", "edge", "wrap"]] = {
     "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -51,10 +61,36 @@ def _grid(ax: Axes, shape: Sequence[int], title: str) -> None:
     ax.set_title(title, fontsize=10)
 
 
+def _check_animation_size(grid_in: tuple[int, ...], padded_in: tuple[int, ...],
+                          grid_out: tuple[int, ...], transposed: bool) -> None:
+    """Refuse a layer too large to watch, or whose frames would not fit in memory, before
+    anything is built: one frame per output pixel (per input pixel when transposed)."""
+    from matplotlib import rcParams
+
+    frames = prod(grid_in[1:]) if transposed else prod(grid_out[1:])
+    if frames > ANIMATE_MAX_FRAMES or max(prod(padded_in), prod(grid_out[1:])) > ANIMATE_MAX_CELLS:
+        def grid(shape: Sequence[int]) -> str:
+            return "x".join(map(str, shape))
+
+        padded = f" padded to {grid(padded_in)}" if tuple(padded_in) != tuple(grid_in[1:]) else ""
+        raise ValueError(
+            f"animate is for small layers (at most {ANIMATE_MAX_FRAMES:,} frames and {ANIMATE_MAX_CELLS:,} "
+            f"cells in each grid); got {frames:,} frames (one per {'input' if transposed else 'output'} "
+            f"pixel), input {grid(grid_in)}{padded} ({prod(padded_in):,} cells), output {grid(grid_out)} "
+            f"({prod(grid_out[1:]):,} cells). Draw its matrix with spy, or animate a smaller layer."
+        )
+    dpi = float(rcParams["figure.dpi"])
+    width, height = round(_FIGSIZE[0] * dpi), round(_FIGSIZE[1] * dpi)
+    m, n = prod(grid_out), prod(grid_in)
+    check_size("animate", frames * width * height * 4 + m * n * 8,
+               f"{frames:,} frames of {width} x {height} pixels, RGBA, as the GIF writer holds them, "
+               f"and the {m:,} x {n:,} matrix as an image")
+
+
 def animate(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
             padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
             padding_mode: str = "zeros", transposed: bool = False,
-            output_padding: int | Sequence[int] = 0, interval: int = 700) -> FuncAnimation:
+            output_padding: int | Sequence[int] = 0, interval: float = 700) -> FuncAnimation:
     """The convolution (or the transposed convolution) of a single-channel layer, in motion.
 
     Parameters
@@ -62,15 +98,19 @@ def animate(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     weight : (1, 1, kH, kW) or (1, 1, k) array_like or torch.Tensor
         One input and one output channel (the picture of the convolution-arithmetic guide).
     input_shape : (1, H, W) or (1, L) tuple of int
+        At most :data:`ANIMATE_MAX_FRAMES` (256) frames and :data:`ANIMATE_MAX_CELLS` (1024)
+        cells in the (padded) input grid and in the output grid; larger layers are refused.
     stride, padding, dilation, padding_mode
-        As in :func:`toeplitz_conv.conv_matrix`.
+        As in :func:`toeplitz_conv.conv_matrix`; ``padding_mode`` must be ``'zeros'`` when
+        transposed (as torch's ConvTranspose).
     transposed : bool, default False
         The transposed convolution (``conv_transpose2d`` with these arguments and
         ``output_padding``): one frame per *input* pixel, its column lit.
     output_padding : int or tuple, default 0
-        Transposed only; the extra output rows/columns are outlined with dashes.
-    interval : int, default 700
-        Milliseconds per frame.
+        Transposed only (else it must be 0); the extra output rows/columns are outlined with
+        dashes.
+    interval : float, default 700
+        Milliseconds per frame (positive).
 
     Returns
     -------
@@ -91,22 +131,38 @@ def animate(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     if w.ndim not in (3, 4) or w.shape[:2] != (1, 1):
         raise ValueError(f"animate draws single-channel 1D or 2D layers: weight must be (1, 1, k) or "
                          f"(1, 1, kH, kW); got weight.shape={tuple(w.shape)}.")
+    check_real(w, "weight", "animated")
     w = w.astype(np.float64)
+    transposed = check_bool("transposed", transposed)
+    interval = real_number("interval", interval, "a positive, finite number of milliseconds",
+                           lambda v: np.isfinite(v) and v > 0)
     if transposed:
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros' when transposed=True (torch's ConvTranspose pads "
+                             f"with zeros only); got {padding_mode!r}. The transpose of a padded convolution, "
+                             f"conv_matrix(..., padding_mode=...).T, can be drawn with spy.")
         # a str padding: conv_transpose_geometry raises its ValueError
         geom = conv_transpose_geometry(w.shape, input_shape, stride=stride,
                                        padding=cast("int | Sequence[int]", padding),
                                        output_padding=output_padding, dilation=dilation)
+        grid_in, grid_out = geom.out_shape, geom.in_shape  # the transposed conv reads geom's output
+        padded_in = grid_in[1:]
+    else:
+        if any(int_tuple("output_padding", output_padding, w.ndim - 2, minimum=0)):
+            raise ValueError(f"output_padding must be 0 unless transposed=True (it only resolves the output "
+                             f"size of a transposed convolution); got output_padding={output_padding!r}.")
+        geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
+                             padding_mode=padding_mode)
+        grid_in, grid_out = geom.in_shape, geom.out_shape
+        padded_in = tuple(i + a + b for i, a, b in zip(geom.in_spatial, geom.pad_lo, geom.pad_hi))
+    _check_animation_size(grid_in, padded_in, grid_out, transposed)
+    if transposed:
         M = conv_transpose_matrix(w, input_shape, stride=stride,
                                   padding=cast("int | Sequence[int]", padding),
                                   output_padding=output_padding, dilation=dilation).tocsc()
-        grid_in, grid_out = geom.out_shape, geom.in_shape  # the transposed conv reads geom's output
     else:
-        geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
-                             padding_mode=padding_mode)
         M = conv_matrix(w, input_shape, stride=stride, padding=padding, dilation=dilation,
                         padding_mode=padding_mode).tocsr()
-        grid_in, grid_out = geom.in_shape, geom.out_shape
     two: Callable[[Sequence[int]], tuple[int, ...]] = (  # noqa: E731
         lambda s: (1, s[0]) if len(s) == 1 else tuple(s))
     sp_in, sp_out = two(grid_in[1:]), two(grid_out[1:])
@@ -115,7 +171,7 @@ def animate(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     rows = _source(sp_in[0], lo[0], hi[0], "zeros" if transposed else padding_mode)
     cols = _source(sp_in[1], lo[1], hi[1], "zeros" if transposed else padding_mode)
     padded = (len(rows), len(cols))
-    fig = new_figure((12, 4.2))
+    fig = new_figure(_FIGSIZE)
     a_in, a_out, a_mat = fig.subplots(1, 3, width_ratios=[padded[1] + 1, sp_out[1] + 1, 12])
     lim = float(np.abs(w).max()) or 1.0
     what = "transposed convolution" if transposed else "convolution"

@@ -29,6 +29,7 @@ def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
     ----------
     A, B : (M, N) scipy.sparse or 2D array_like
         E.g. the expected matrix and a probed one (:func:`toeplitz_conv.probe_matrix`).
+        Complex matrices: the pattern of ``A - B`` is drawn, not its values.
     input_shape, output_shape : tuple of int, optional
         What the columns and rows index: the grid of :func:`~toeplitz_conv.plot.spy`.
     rtol, atol : float
@@ -71,7 +72,7 @@ def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
     if D.nnz == 0:  # nothing to draw as values: an empty pattern on the same grid
         D = sp.csr_array(A.shape, dtype=np.float64)
     ax = spy(D, ax=ax, input_shape=input_shape, output_shape=output_shape, title=title,
-             mode="values" if A.shape[0] * A.shape[1] <= 250_000 else "auto")
+             mode="values" if A.shape[0] * A.shape[1] <= 250_000 and not np.iscomplexobj(D) else "auto")
     if rows.size:
         ax.plot(cols, rows, "o", markersize=max(3.0, min(9.0, 400.0 / max(A.shape))),
                 markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.0, zorder=4)

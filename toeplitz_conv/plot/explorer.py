@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array
 from ..conv import conv_matrix
 from ..geometry import ConvGeometry, check_weight, conv_geometry
+from .matrices import check_real
 
 #: The explorer is for layers a student can look at: at most this many input or output entries.
 EXPLORER_MAX_ENTRIES = 4096
@@ -127,7 +127,7 @@ cv.addEventListener("mousemove", (ev) => {
   let v = 0;
   if (i >= 0 && i < D.m)
     for (let k = D.indptr[i]; k < D.indptr[i + 1]; k++) if (D.indices[k] === j) v = D.data[k];
-  document.getElementById("hover").textContent = "C[" + i + ", " + j + "] = " + v;
+  document.getElementById("hover").textContent = "C[" + i + ", " + j + "] = " + Number(v.toPrecision(6));
 });
 grids("input", D.in_shape, "input");
 grids("output", D.out_shape, "output");
@@ -150,6 +150,7 @@ def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     Parameters
     ----------
     weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
+        Real (for a complex weight pass ``w.real``, ``w.imag`` or ``abs(w)``).
     input_shape : (C_in, *spatial) tuple of int
         At most :data:`EXPLORER_MAX_ENTRIES` (4096) entries, and as many outputs.
     stride, padding, dilation, groups, padding_mode
@@ -173,6 +174,11 @@ def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     True
     """
     w = check_weight(weight)
+    check_real(w, "weight")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None; got {type(title).__name__}.")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}.")
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
     m, n = geom.shape
@@ -180,12 +186,13 @@ def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
         raise ValueError(f"explore is for small layers (at most {EXPLORER_MAX_ENTRIES:,} input and output "
                          f"entries, to stay readable); got {n:,} inputs and {m:,} outputs "
                          f"(input_shape={geom.in_shape}, output {geom.out_shape}).")
-    C = conv_matrix(np.real_if_close(as_array(w, "weight")).astype(np.float64), geom.in_shape, stride=stride,
+    C = conv_matrix(w.astype(np.float64), geom.in_shape, stride=stride,
                     padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
     C.sum_duplicates()
+    C.eliminate_zeros()  # a zero weight connects nothing: C[i, j] != 0 is what lights
     T = C.tocsc()
     data = {"m": m, "n": n, "in_shape": list(geom.in_shape), "out_shape": list(geom.out_shape),
-            "indptr": C.indptr.tolist(), "indices": C.indices.tolist(), "data": C.data.round(6).tolist(),
+            "indptr": C.indptr.tolist(), "indices": C.indices.tolist(), "data": C.data.tolist(),
             "colptr": T.indptr.tolist(), "rowidx": T.indices.tolist()}
     if title is None:
         title = _layer_title(geom, stride, padding, dilation, groups, padding_mode)

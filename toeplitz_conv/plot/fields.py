@@ -11,7 +11,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .._args import as_tuple, is_int, positive_int
-from .matrices import check_index_shape, check_matrix
+from .matrices import check_index_shape, check_matrix, check_real
 from .style import DIVERGING, new_figure
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def field_figure(C: npt.ArrayLike | sp.sparray | sp.spmatrix, input_shape: Seque
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
     A = check_matrix(C, "C").tocsr()
+    check_real(A, "C", "drawn as values")
     m, n = A.shape
     in_shape = check_index_shape("input_shape", input_shape, n, "columns")
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from .._args import as_array, batched, is_int
 from ..conv import conv_matrix, conv_weight_grad
 from ..geometry import conv_geometry
+from .matrices import check_real
 from .style import DIVERGING, new_figure
 
 if TYPE_CHECKING:
@@ -23,7 +24,9 @@ _V = TypeVar("_V")
 
 
 def _check_channel(name: str, value: object, count: int) -> int:
-    if not is_int(value) or not 0 <= value < count:
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int in [0, {count}); got {value!r}.")
+    if not 0 <= value < count:
         raise ValueError(f"{name} must be an int in [0, {count}); got {value!r}.")
     return int(value)
 
@@ -78,8 +81,10 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
     ['input', 'kernel', 'weight', 'input']
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
-    xa = as_array(x, "x").astype(np.float64, copy=False)
-    wa = as_array(weight, "weight").astype(np.float64, copy=False)
+    xa, wa = as_array(x, "x"), as_array(weight, "weight")
+    check_real(xa, "x")
+    check_real(wa, "weight")
+    xa, wa = xa.astype(np.float64, copy=False), wa.astype(np.float64, copy=False)
     given = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     if wa.ndim == 2 and xa.ndim == 2:
         xa, wa = xa[None], wa[None, None]
@@ -96,7 +101,9 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
     if grad_output is None:
         delta, loss = y, "loss L = ||y||²/2, so dL/dy = y"
     else:
-        delta = as_array(grad_output, "grad_output").astype(np.float64, copy=False)
+        delta = as_array(grad_output, "grad_output")
+        check_real(delta, "grad_output")
+        delta = delta.astype(np.float64, copy=False)
         delta = batched(delta.reshape(geom.out_shape) if delta.size == prod(geom.out_shape) else delta,
                           "grad_output", geom.out_channels, geom.out_spatial)[0]
         loss = "dL/dy given"

@@ -3,8 +3,8 @@
 :func:`spy` draws the sparsity pattern of a matrix with the lines a reader should see
 (between channel blocks and between image rows: the doubly block Toeplitz pattern); values as
 colour for small matrices, markers for medium ones, a 2D histogram of the nonzeros for large
-ones. :func:`check_matrix` and :func:`check_index_shape` are the checks every matrix figure
-shares.
+ones. :func:`check_matrix`, :func:`check_real` and :func:`check_index_shape` are the checks every
+matrix figure shares.
 """
 
 from __future__ import annotations
@@ -30,18 +30,35 @@ SpyMode = Literal["auto", "values", "markers", "density"]
 
 
 def check_matrix(C: npt.ArrayLike | sp.sparray | sp.spmatrix, name: str = "C") -> sp.csr_array:
-    """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like."""
+    """A 2D scipy.sparse array from a sparse matrix/array or a 2D array_like, in canonical
+    format and without stored zeros, so that its ``nnz`` counts its true nonzeros (merged on a
+    copy when needed: the caller's arrays are never changed)."""
     if sp.issparse(C):
         ndim = cast("sp.sparray", C).ndim  # scipy is untyped: issparse does not narrow C
         if ndim != 2:
             raise ValueError(f"{name} must be a 2D matrix; got {ndim} dimensions.")
-        return sp.csr_array(C)
-    arr = as_array(C, name)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2D matrix (scipy.sparse or array_like); got {name}.shape={tuple(arr.shape)}."
+        A = sp.csr_array(C)
+    else:
+        arr = as_array(C, name)
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{name} must be a 2D matrix (scipy.sparse or array_like); got {name}.shape={tuple(arr.shape)}."
+            )
+        A = sp.csr_array(arr)
+    if not A.has_canonical_format or not A.data.all():  # duplicates, or zeros stored (or summed)
+        A = A.copy()
+        A.sum_duplicates()
+        A.eliminate_zeros()
+    return A
+
+
+def check_real(arr: np.ndarray | sp.sparray, name: str, what: str = "drawn") -> None:
+    """Refuse a complex array, whose imaginary part a figure of values would drop."""
+    if np.iscomplexobj(arr):
+        raise TypeError(
+            f"{name} must be real to be {what}; got dtype {arr.dtype}. "
+            f"Pass {name}.real, {name}.imag or abs({name})."
         )
-    return sp.csr_array(arr)
 
 
 def check_index_shape(name: str, shape: object, size: int, what: str) -> tuple[int, ...] | None:
@@ -166,6 +183,9 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     Parameters
     ----------
     C : (M, N) scipy.sparse array or matrix, or 2D array_like
+        Stored zeros are not drawn or counted (only true nonzeros are). A complex matrix is
+        drawn as its pattern (markers or density); for its values pass ``C.real``,
+        ``C.imag`` or ``abs(C)``.
     ax : matplotlib Axes, optional
         Drawn into. When omitted, a new figure shaped for the matrix: its axes keep the
         matrix's aspect ratio up to 4:1 either way (beyond that the image is stretched), with
@@ -228,6 +248,9 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     in_shape = check_index_shape("input_shape", input_shape, n, "columns")
     out_shape = check_index_shape("output_shape", output_shape, m, "rows")
     mode = cast(SpyMode, check_choice("mode", mode, get_args(SpyMode)))
+    pattern_only = np.iscomplexobj(A)  # a complex matrix: its pattern, never its real part
+    if mode == "values":
+        check_real(A, "C", "drawn as values")
     colorbar = check_bool("colorbar", colorbar)
     if annotate != "auto":
         annotate = check_bool("annotate", annotate)
@@ -239,12 +262,10 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
                         ("col_label", col_label)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{name} must be a str or None; got {type(value).__name__}.")
-    if not A.has_canonical_format:  # sort and merge on a copy, never the caller's arrays
-        A = A.copy()
-        A.sum_duplicates()
     nnz = A.nnz
     if mode == "auto":
-        mode = "values" if m * n <= 250_000 else "markers" if nnz <= 20_000 else "density"
+        mode = ("values" if m * n <= 250_000 and not pattern_only
+                else "markers" if nnz <= 20_000 else "density")
     if title is None:
         title = f"{m:,} x {n:,}, {nnz:,} nonzeros (density {100 * nnz / (m * n):.3g}%)"
         if layer:
@@ -265,7 +286,7 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     bc = max(1, ceil(n / max(1.0, max_bins * w_pt / longer)))
     if aspect == "equal":
         br = bc = max(br, bc)
-    if mode == "density" and br * bc <= 4 and m * n <= 4_000_000:
+    if mode == "density" and br * bc <= 4 and m * n <= 4_000_000 and not pattern_only:
         mode = "values"  # cells of one or two entries count 1s and 2s: the values say more
     rows = np.repeat(np.arange(m), np.diff(A.indptr))
     cols = A.indices
@@ -273,7 +294,7 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     bar: dict[str, Any] = dict(shrink=0.8, fraction=0.04, pad=0.02, aspect=30)
     if mode == "values":
         dense = np.ma.masked_array(np.zeros((m, n), dtype=np.float64), mask=True)
-        vals = A.data.real if np.iscomplexobj(A.data) else A.data
+        vals = A.data
         dense[rows, cols] = vals
         vmax = float(np.abs(vals).max()) if nnz else 1.0
         vmax = vmax or 1.0

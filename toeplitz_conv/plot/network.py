@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._args import as_tuple
 from ..network.layers import Reshape
 from .matrices import SpyMode, check_index_shape, check_matrix, spy
 from .style import new_figure
@@ -52,13 +53,17 @@ def _network_layers(network: Layers, names: Iterable[object] | None) -> list[lis
             out_shape = getattr(item, "out_shape", None)
         out.append([name or f"layer {k}", mat, in_shape, out_shape])
     if names is not None:
-        names = list(names)
+        if isinstance(names, str):  # a str is a sequence: of one-letter names
+            raise TypeError(f"names must be a sequence of str, one per drawn layer; got the str {names!r}.")
+        names = list(as_tuple(names, "names", "a sequence of str, one per drawn layer"))
+        if not all(isinstance(nm, str) for nm in names):
+            raise TypeError(f"names must be a sequence of str, one per drawn layer; got {names!r}.")
         if len(names) != len(out):
             raise ValueError(
                 f"names must give one name per drawn layer ({len(out)}); got {len(names)} names."
             )
         for item, nm in zip(out, names):
-            item[0] = str(nm)
+            item[0] = nm
     if not out:
         raise ValueError("network has no layer with a matrix to draw.")
     return out

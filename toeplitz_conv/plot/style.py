@@ -16,6 +16,8 @@ DIVERGING = "RdBu_r"
 def new_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.8)) -> Axes:
     """``ax``, or the axes of a new figure with constrained layout."""
     if ax is not None:
+        if not hasattr(ax, "imshow"):
+            raise TypeError(f"ax must be a matplotlib Axes or None; got {type(ax).__name__}.")
         return ax
     import matplotlib.pyplot as plt
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array
+from .._args import as_array, check_bool, positive_int
 from ..conv import conv_matrix
 from ..geometry import check_weight_shape, conv_geometry, conv_transpose_geometry
 from ..pattern import conv_pattern
@@ -30,6 +30,15 @@ def _check_size(rows: int, cols: int) -> None:
             f"the symbolic matrix is for small layers (at most {SYMBOLIC_MAX_ENTRIES:,} entries); "
             f"got {rows:,} x {cols:,}. Use conv_matrix for the numbers and spy to see them."
         )
+
+
+def _check_name(name: object) -> str:
+    """The symbols' stem: a non-empty str."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a non-empty str; got {name!r}.")
+    if not name:
+        raise ValueError(f"name must be a non-empty str; got {name!r}.")
+    return name
 
 
 def weight_symbols(weight_shape: Sequence[int], name: str = "w") -> npt.NDArray[np.object_]:
@@ -58,6 +67,7 @@ def weight_symbols(weight_shape: Sequence[int], name: str = "w") -> npt.NDArray[
     """
     import sympy
 
+    name = _check_name(name)
     shape = check_weight_shape(weight_shape, "(C_out, C_in/groups, *kernel)", "weight_shape")
     if prod(shape) > SYMBOLIC_MAX_ENTRIES:
         raise ValueError(
@@ -199,6 +209,7 @@ def to_latex(weight: Sequence[int] | npt.ArrayLike, input_shape: Sequence[int], 
         ``C.T`` instead of ``C``: the transposed convolution's matrix.
     name : str, default 'w'
     digits : int, default 4
+        Significant digits of each number (at least 1).
 
     Returns
     -------
@@ -226,6 +237,9 @@ def to_latex(weight: Sequence[int] | npt.ArrayLike, input_shape: Sequence[int], 
     0 & w_{1}
     \end{bmatrix}
     """
+    transpose = check_bool("transpose", transpose)
+    digits = positive_int("digits", digits)
+    name = _check_name(name)
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                               padding_mode=padding_mode)
     symbolic = isinstance(weight, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in weight)
@@ -278,7 +292,12 @@ def symbolic_figure(M: sympy.Matrix, *, ax: Axes | None = None, title: str | Non
     """
     import sympy
 
-    m, n = M.shape
+    shape = getattr(M, "shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 2:
+        raise TypeError(f"M must be a 2D sympy.Matrix (e.g. from symbolic_conv_matrix); got {type(M).__name__}.")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None; got {type(title).__name__}.")
+    m, n = shape
     _check_size(m, n)
     ax = new_axes(ax, figsize=(0.62 * n + 0.6, 0.5 * m + 0.8))
     filled = np.zeros((m, n))
