@@ -82,6 +82,39 @@ def softplus(beta: float = 1.0, threshold: float = 20.0) -> Elementwise:
                        lambda delta, X, Y: np.where(X * beta > threshold, delta, delta * expit(X * beta)), 1.0)
 
 
+def celu(alpha: float = 1.0) -> Elementwise:
+    """``max(0, z) + min(0, alpha (e^(z / alpha) - 1))``: its slope ``e^(z / alpha) <= 1``."""
+    return Elementwise(lambda X: np.where(X > 0, X, alpha * np.expm1(np.minimum(X, 0) / alpha)),
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * np.exp(np.minimum(X, 0) / alpha)), 1.0)
+
+
+def threshold(th: float, value: float) -> Elementwise:
+    """``z`` where ``z > th``, else ``value``. A jump when ``value != th``: no Lipschitz
+    constant (``inf``)."""
+    return Elementwise(lambda X: np.where(X > th, X, value), lambda delta, X, Y: delta * (X > th),
+                       1.0 if value == th else float("inf"))
+
+
+def shrink(lambd: float, hard: bool) -> Elementwise:
+    """Softshrink (``z -+ lambd`` outside ``[-lambd, lambd]``, 0 inside) or hardshrink (``z``
+    outside, 0 inside: a jump of ``lambd``, no Lipschitz constant unless ``lambd == 0``)."""
+    def forward(X: np.ndarray) -> np.ndarray:
+        out = np.abs(X) > lambd
+        return np.where(out, X if hard else X - np.sign(X) * lambd, 0.0)
+    return Elementwise(forward, lambda delta, X, Y: delta * (np.abs(X) > lambd),
+                       float("inf") if hard and lambd != 0 else 1.0)
+
+
+def prelu(slopes: np.ndarray) -> Elementwise:
+    """``z`` where ``z > 0``, else ``a z`` with one slope per feature (``slopes``, a column)."""
+    return Elementwise(lambda X: np.where(X > 0, X, X * slopes),
+                       lambda delta, X, Y: np.where(X > 0, delta, delta * slopes),
+                       max(1.0, float(np.abs(slopes).max(initial=0.0))))
+
+
+_SELU_SCALE, _SELU_ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+
+
 #: The activations with fixed formulas; the others are made by the factories above. The
 #: Lipschitz constants: exact where sup |sigma'| has a closed form (GELU's is at x = sqrt(2):
 #: Phi(sqrt 2) + sqrt(2) phi(sqrt 2)); for the tanh-GELU, SiLU and Mish, the maximum of |sigma'|
@@ -99,4 +132,12 @@ ACTIVATIONS: dict[str, Elementwise] = {
     "silu": Elementwise(lambda X: X * expit(X), _silu_grad, 1.09985),
     "mish": Elementwise(lambda X: X * np.tanh(_softplus0(X)), _mish_grad, 1.08851),
     "hardswish": Elementwise(lambda X: X * np.clip(X + 3, 0, 6) / 6, _hardswish_grad, 1.5),
+    "hardsigmoid": Elementwise(lambda X: np.clip(X + 3, 0, 6) / 6,
+                               lambda delta, X, Y: delta * ((X > -3) & (X < 3)) / 6, 1 / 6),
+    "logsigmoid": Elementwise(lambda X: -_softplus0(-X), lambda delta, X, Y: delta * expit(-X), 1.0),
+    "softsign": Elementwise(lambda X: X / (1 + np.abs(X)), lambda delta, X, Y: delta / (1 + np.abs(X)) ** 2, 1.0),
+    "tanhshrink": Elementwise(lambda X: X - np.tanh(X), lambda delta, X, Y: delta * np.tanh(X) ** 2, 1.0),
+    "selu": Elementwise(lambda X: _SELU_SCALE * np.where(X > 0, X, _SELU_ALPHA * np.expm1(np.minimum(X, 0))),
+                        lambda delta, X, Y: delta * _SELU_SCALE * np.where(X > 0, 1.0, _SELU_ALPHA * np.exp(np.minimum(X, 0))),
+                        _SELU_SCALE * _SELU_ALPHA),
 }

@@ -1,5 +1,5 @@
 """Functional calls that are layers: ``F.conv2d(x, self.weight, self.bias, ...)``,
-``F.conv_transpose2d``, ``F.linear``, and max pooling (functional and adaptive) whose argmax
+``F.conv_transpose2d``, ``F.linear``, ``F.prelu``, and max pooling (functional and adaptive) whose argmax
 comes from torch's ``return_indices``.
 
 A functional layer's weight and bias must be parameters of the model read directly
@@ -19,7 +19,7 @@ from ..geometry import conv_geometry
 from ..pool_geometry import PoolGeometry
 from ..pool import adaptive_avg_pool_matrix
 from .call import ModuleStateError, UnsupportedModuleError
-from .layers import Conv, ConvTranspose, Linear, MaxPool, max_windows
+from .layers import Conv, ConvTranspose, Linear, MaxPool, PReLU, max_windows
 
 if TYPE_CHECKING:
     import torch
@@ -121,3 +121,8 @@ def functional_linear(call: Call) -> Linear:
     w = call.params[pnames["weight"]]
     return Linear(call.label, None, call.shape, call.shape[:-1] + (w.shape[0],), call.params, pnames,
                   kind=call.kind)
+
+
+def functional_prelu(call: Call) -> PReLU:
+    """``F.prelu(x, self.weight)``: the slopes a parameter of the model."""
+    return PReLU(call.label, None, call.shape, call.params, _weights(call, [(1, "weight")]), kind=call.kind)

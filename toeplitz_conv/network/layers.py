@@ -9,7 +9,8 @@ Every layer works on activations in column form, ``(features, N)``, one sample p
   ``release()``; backward ``dX = W.T @ delta`` and the parameter gradients.
 - :class:`MaxPool`: a 0/1 selection matrix that depends on the input, rebuilt at every forward.
 - :class:`Activation`: ``a = sigma(z)``, backward ``delta * sigma'(z)``; the functions are
-  the rows of one table, :data:`ACTIVATIONS`.
+  the rows of one table, :data:`ACTIVATIONS`. :class:`PReLU` is one whose slopes are
+  parameters (with their gradient).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import scipy.sparse as sp
 
 from ..pool import max_pool_indices, selection_matrix
 from ..pool_geometry import PoolGeometry
-from .activations import Elementwise
+from .activations import Elementwise, prelu
 from .affine import Affine, BatchNorm, Conv, ConvTranspose, Fixed, Linear, Reshape
-from .base import Layer
+from .base import Layer, batch_form
 
 __all__ = ["Layer", "Affine", "Conv", "ConvTranspose", "Linear", "BatchNorm", "Fixed", "Reshape",
-           "MaxPool", "Activation", "max_windows"]
+           "MaxPool", "Activation", "PReLU", "max_windows"]
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -125,3 +126,39 @@ class Activation(Layer):
 
     def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         return [sp.diags_array(self.function.backward(np.ones_like(Y), Xs[0], Y)[:, 0])]  # DIA: a diagonal
+
+
+class PReLU(Activation):
+    """``a = z`` where ``z > 0``, else ``w_c z``: one learned slope per channel (or one for
+    all), read from the network's parameters at every use; ``dL/dw_c`` sums ``delta * z`` over
+    the entries of channel ``c`` where ``z <= 0`` (torch's rule at 0)."""
+
+    def __init__(self, name: str, module: Any, shape: Sequence[int], params: dict[str, np.ndarray],
+                 param_names: dict[str, str], kind: str | None = None) -> None:
+        self.params, self.param_names = params, param_names
+        super().__init__(name, module, shape, prelu(np.zeros((1, 1))), kind)
+        self.build()
+
+    def _slopes(self) -> np.ndarray:
+        """The slope of each feature, as a column ``(features, 1)``."""
+        w = self.params[self.param_names["weight"]].reshape(-1)
+        per = prod(self.in_shape[1:]) if len(self.in_shape) > 1 else 1
+        column = np.repeat(w, per) if w.size > 1 else np.full(prod(self.in_shape), w[0])
+        return column[:, None]
+
+    def _function(self) -> Elementwise:
+        return prelu(self._slopes())
+
+    def build(self) -> None:
+        """Read the slopes again (after :meth:`Network.update`)."""
+        self.function = self._function()
+
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        dX, _ = super().backward(delta, X, Y)
+        g = batch_form(np.where(X > 0, 0.0, delta * X), self.in_shape)
+        w = self.params[self.param_names["weight"]]
+        if w.size == 1:
+            return dX, {"weight": g.sum().reshape(w.shape)}
+        channels = g.reshape(g.shape[0], self.in_shape[0], -1).sum(axis=(0, 2))
+        return dX, {"weight": channels.reshape(w.shape)}

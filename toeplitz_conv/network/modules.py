@@ -16,10 +16,10 @@ from ..arithmetic import conv_transpose_output_size
 from ..geometry import conv_geometry
 from ..pool_geometry import PoolGeometry, adaptive_output_size
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
-from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
+from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_relu, shrink, softplus, threshold
 from .call import Call, ModuleStateError
 from .functional import adaptive_windows, torch_argmax
-from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Layer, Linear, MaxPool, Reshape
+from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Layer, Linear, MaxPool, PReLU, Reshape
 from .linear_ops import SampleMixingError
 from .ops import activation, fold, gather, gelu_function, interpolate, softmax_node
 
@@ -94,6 +94,18 @@ def _adaptive_avg_pool(call: Call) -> Fixed:
     m, shape = cast("_AdaptiveAvgPoolNd", call.module), call.shape
     out = adaptive_output_size(m.output_size, shape[1:])
     return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
+
+
+def _rrelu(m: nn.RReLU) -> Elementwise:
+    """RReLU in eval: a leaky ReLU of slope ``(lower + upper) / 2``; random in training."""
+    if m.training:
+        raise ModuleStateError("RReLU must be in eval mode to be compiled: in training mode its slopes "
+                               "are random (call model.eval()).")
+    return leaky_relu((m.lower + m.upper) / 2)
+
+
+def _prelu(call: Call) -> PReLU:
+    return PReLU(call.label, call.module, call.shape, call.params, call.pnames)
 
 
 def _no_indices(call: Call) -> None:
@@ -214,6 +226,15 @@ def registry() -> dict[type[nn.Module], Entry]:
             **function(nn.Softplus, lambda m: softplus(m.beta, m.threshold)),
             **function(nn.Hardswish, lambda m: ACTIVATIONS["hardswish"]),
             **function(nn.Mish, lambda m: ACTIVATIONS["mish"]),
+            **{t: Entry(activation(lambda call, name=name: ACTIVATIONS[name]), (t.__name__,), False)
+               for t, name in ((nn.Hardsigmoid, "hardsigmoid"), (nn.LogSigmoid, "logsigmoid"),
+                               (nn.Softsign, "softsign"), (nn.Tanhshrink, "tanhshrink"), (nn.SELU, "selu"))},
+            **function(nn.CELU, lambda m: celu(m.alpha)),
+            **function(nn.Threshold, lambda m: threshold(m.threshold, m.value)),
+            **function(nn.Softshrink, lambda m: shrink(m.lambd, False)),
+            **function(nn.Hardshrink, lambda m: shrink(m.lambd, True)),
+            **function(nn.RReLU, lambda m: _rrelu(m)),
+            nn.PReLU: Entry(_prelu, ("PReLU",)),
             nn.Softmax: Entry(_softmax(False), ("Softmax",)),
             nn.LogSoftmax: Entry(_softmax(True), ("LogSoftmax",)),
             **family("AdaptiveMaxPool", _adaptive_max_pool),

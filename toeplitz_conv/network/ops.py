@@ -24,9 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
-from .activations import ACTIVATIONS, Elementwise, elu, hardtanh, leaky_relu, softplus
+from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_relu, shrink, softplus, threshold
 from .call import ModuleStateError, Operand, UnsupportedModuleError
-from .functional import functional_conv, functional_conv_transpose, functional_linear, functional_max_pool
+from .functional import (functional_conv, functional_conv_transpose, functional_linear, functional_max_pool,
+                         functional_prelu)
 from .layers import Activation, Fixed, Layer, Reshape
 from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
@@ -200,6 +201,15 @@ def activation(function_of: Callable[[Call], Elementwise]) -> Builder:
     return build
 
 
+def functional_rrelu(call: Call) -> Activation:
+    """``F.rrelu(x, lower, upper, training=False)``: a leaky ReLU of the mean slope."""
+    if call.arg(3, "training", False):
+        raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must be called with training=False "
+                               f"to be compiled: in training mode its slopes are random.")
+    lower, upper = call.arg(1, "lower", 1 / 8), call.arg(2, "upper", 1 / 3)
+    return Activation(call.label, call.module, call.shape, leaky_relu((lower + upper) / 2), kind=call.kind)
+
+
 def gelu_function(approximate: str) -> Elementwise:
     if approximate not in ("none", "tanh"):  # pragma: no cover - torch refuses it too
         raise ValueError(f"GELU approximate must be 'none' or 'tanh'; got {approximate!r}.")
@@ -243,8 +253,9 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
         import torch.nn.functional as F
 
         ar = arithmetic
-        fixed = {name: ACTIVATIONS[name] for name in ("relu", "relu6", "silu", "mish", "hardswish",
-                                                      "sigmoid", "tanh")}
+        fixed = {name: ACTIVATIONS[name] for name in ("relu", "relu6", "silu", "mish", "hardswish", "sigmoid",
+                                                      "tanh", "hardsigmoid", "logsigmoid", "softsign",
+                                                      "tanhshrink", "selu")}
 
         def act(name: str) -> Builder:
             return activation(lambda call: fixed[name])
@@ -286,6 +297,14 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             "F.softplus": (F.softplus, activation(lambda c: softplus(c.arg(1, "beta", 1.0),
                                                                      c.arg(2, "threshold", 20.0)))),
             "F.gelu": (F.gelu, activation(lambda c: gelu_function(c.arg(1, "approximate", "none")))),
+            **{f"F.{n}": (getattr(F, n), act(n)) for n in ("hardsigmoid", "logsigmoid", "softsign", "tanhshrink",
+                                                           "selu")},
+            "torch.selu": (torch.selu, act("selu")),
+            "F.celu": (F.celu, activation(lambda c: celu(c.arg(1, "alpha", 1.0)))),
+            "F.threshold": (F.threshold, activation(lambda c: threshold(c.arg(1, "threshold"), c.arg(2, "value")))),
+            "F.softshrink": (F.softshrink, activation(lambda c: shrink(c.arg(1, "lambd", 0.5), False))),
+            "F.hardshrink": (F.hardshrink, activation(lambda c: shrink(c.arg(1, "lambd", 0.5), True))),
+            "F.rrelu": (F.rrelu, functional_rrelu), "F.prelu": (F.prelu, functional_prelu),
             "F.softmax": (F.softmax, softmax(False)), "F.log_softmax": (F.log_softmax, softmax(True)),
             "torch.softmax": (torch.softmax, softmax(False)), "torch.log_softmax": (torch.log_softmax, softmax(True)),
         }

@@ -27,7 +27,7 @@ takes the fastest estimate; the plan says which ran and why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
@@ -317,10 +317,22 @@ def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[
     check_size("the network's Jacobian", p.nbytes[p.method],
                f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
                f"by method {p.method!r}, with what it holds while it runs")
-    if p.method == "chain":
-        fresh = [layer for layer in net.layers if not getattr(layer, "built", True)]
-        J = chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype)
-        for layer in fresh:  # the matrices the product needed, let go again
-            layer.release()
-        return J, p
-    return _compressed(net, xs, p), p
+    if p.method != "chain":
+        try:
+            return _compressed(net, xs, p), p
+        except (RuntimeError, NotImplementedError) as e:  # an op torch's vmap or jvp cannot batch
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if "vmap" not in reason and "forward AD" not in reason and "jvp" not in reason:
+                raise
+            if method != "auto":
+                raise ValueError(f"method {p.method!r} evaluates the Jacobian through torch's vmap/jvp, which "
+                                 f"cannot run this model ({reason}); use method='chain'.") from e
+            p = replace(p, method="chain", reason=f"torch's vmap/jvp cannot run this model ({reason}): the "
+                                                  f"product of the nodes' matrices instead")
+            check_size("the network's Jacobian", p.nbytes["chain"],
+                       f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros, by method 'chain'")
+    fresh = [layer for layer in net.layers if not getattr(layer, "built", True)]
+    J = chain.jacobian(net.layers, columns(net, xs), net.output, net.dtype)
+    for layer in fresh:  # the matrices the product needed, let go again
+        layer.release()
+    return J, p

@@ -1,0 +1,110 @@
+"""The nodes of modern architectures against autograd in float64: forward, input and parameter
+gradients, the Jacobian (by the product of matrices and by colouring), and the Lipschitz bound
+never below a local norm."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import toeplitz_conv as tc
+
+
+class Op(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class FunctionalPReLU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.rand(3) - 0.5)
+
+    def forward(self, x):
+        return F.prelu(x, self.w)
+
+
+def check_against_autograd(model, shape, batch=2, rtol=1e-12, seed=0):
+    """Forward, gradients and Jacobians of the compiled model equal autograd's."""
+    model = model.double().eval()
+    net = tc.compile(model, shape)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *shape, dtype=torch.float64, generator=g, requires_grad=True)
+    y = model(x)
+    d = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    (y * d).sum().backward()
+    np.testing.assert_allclose(net.forward(x.detach().numpy()), y.detach().numpy(), rtol=1e-12, atol=1e-12)
+    grads, dx = net.backward(d.numpy())
+    np.testing.assert_allclose(dx, x.grad.numpy(), rtol=rtol, atol=rtol)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=rtol, atol=rtol, err_msg=name)
+    x0 = x[0].detach()
+    Jt = torch.autograd.functional.jacobian(lambda t: model(t[None])[0].reshape(-1), x0).reshape(y[0].numel(), -1)
+    for method in ("chain", "auto"):
+        J = net.jacobian(x0.numpy(), method=method)
+        np.testing.assert_allclose(J.toarray(), Jt.numpy(), rtol=rtol, atol=rtol, err_msg=method)
+    return net
+
+
+ACTIVATION_MODULES = {
+    "Hardsigmoid": nn.Hardsigmoid(), "LogSigmoid": nn.LogSigmoid(), "Softsign": nn.Softsign(),
+    "Tanhshrink": nn.Tanhshrink(), "SELU": nn.SELU(), "CELU": nn.CELU(0.7), "Threshold": nn.Threshold(0.1, 0.1),
+    "Threshold-jump": nn.Threshold(0.1, -2.0), "Softshrink": nn.Softshrink(0.3), "Hardshrink": nn.Hardshrink(0.3),
+    "RReLU": nn.RReLU(0.1, 0.3), "PReLU-per-channel": nn.PReLU(3), "PReLU-one": nn.PReLU(),
+    "F.prelu": FunctionalPReLU(), "F.hardsigmoid": Op(F.hardsigmoid), "F.logsigmoid": Op(F.logsigmoid),
+    "F.softsign": Op(F.softsign), "F.tanhshrink": Op(F.tanhshrink), "F.selu": Op(F.selu),
+    "F.celu": Op(lambda x: F.celu(x, 0.5)), "F.threshold": Op(lambda x: F.threshold(x, 0.2, 0.2)),
+    "F.softshrink": Op(lambda x: F.softshrink(x, 0.2)), "F.hardshrink": Op(lambda x: F.hardshrink(x, 0.2)),
+    "F.rrelu": Op(lambda x: F.rrelu(x, 0.1, 0.2, training=False)), "torch.selu": Op(torch.selu),
+}
+# torch's CPU kernels round some constants of these backwards to float32 (hardsigmoid's 1/6,
+# CELU's 1/alpha): its gradients differ from the exact ones by ~1e-8 relative
+FLOAT32_CONSTANTS = {"Hardsigmoid", "CELU", "F.hardsigmoid"}
+
+
+@pytest.mark.parametrize("name", list(ACTIVATION_MODULES))
+def test_activations_match_autograd(name):
+    act = ACTIVATION_MODULES[name]
+    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), act)
+    if isinstance(act, nn.PReLU):
+        with torch.no_grad():
+            act.weight.copy_(torch.linspace(-0.6, 0.4, act.weight.numel()))
+    net = check_against_autograd(model, (3, 5, 5), rtol=1e-6 if name in FLOAT32_CONSTANTS else 1e-12)
+    x = np.random.default_rng(1).standard_normal((3, 5, 5))
+    bound = net.lipschitz_bound()
+    assert bound >= net.local_lipschitz(x) * (1 - 1e-9)
+    if name in ("Threshold-jump", "Hardshrink", "F.hardshrink"):  # a jump: no Lipschitz constant
+        assert bound == float("inf")
+
+
+def test_prelu_slopes_follow_update_and_sgd():
+    model = nn.Sequential(nn.Linear(4, 3), nn.PReLU(3)).double()
+    net = tc.compile(model, (4,))
+    with torch.no_grad():
+        model[1].weight.fill_(-0.5)
+    net.update({"1.weight": model[1].weight.detach().numpy()})
+    x = torch.randn(5, 4, dtype=torch.float64)
+    np.testing.assert_allclose(net.forward(x), model(x).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_rrelu_in_training_mode_is_refused():
+    with pytest.raises(ValueError, match="RReLU must be in eval mode"):
+        tc.compile(nn.Sequential(nn.RReLU()).train(), (3,))
+    with pytest.raises(ValueError, match=r"F.rrelu .* must be called with training=False"):
+        tc.compile(Op(lambda x: F.rrelu(x, training=True)), (3,))
+
+
+def test_a_jacobian_torch_cannot_vmap_falls_back_to_the_chain_and_says_so():
+    from toeplitz_conv.network.analysis.jacobian import network_jacobian
+
+    net = tc.compile(nn.Sequential(nn.Linear(3, 3), nn.RReLU()).double().eval(), (3,))
+    J, plan = network_jacobian(net, np.ones(3), "auto")
+    assert plan.method == "chain" and "vmap" in plan.reason
+    with pytest.raises(ValueError, match=r"method 'forward' evaluates the Jacobian through torch's vmap/jvp, "
+                                         r"which cannot run this model .*use method='chain'"):
+        net.jacobian(np.ones(3), method="forward")
