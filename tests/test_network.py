@@ -317,7 +317,10 @@ SUPPORTED_EXAMPLES = {
                                                             ("Dropout2d", (2, 3, 3)), ("Dropout3d", (2, 3, 3, 3)))},
     **{name: (getattr(nn, name), (5,)) for name in ("Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU",
                                                     "ReLU6", "Hardtanh", "SiLU", "ELU", "Softplus",
-                                                    "Hardswish", "Mish")},
+                                                    "Hardswish", "Mish", "Hardsigmoid", "LogSigmoid",
+                                                    "Softsign", "Tanhshrink", "SELU", "CELU")},
+    "Threshold": (lambda: nn.Threshold(0.1, 0.2), (5,)),
+    **{name: (getattr(nn, name), (5,)) for name in ("Softshrink", "Hardshrink", "RReLU", "PReLU")},
     "Softmax": (lambda: nn.Softmax(dim=1), (3, 2)), "LogSoftmax": (lambda: nn.LogSoftmax(dim=-1), (3, 4)),
     **{f"AdaptiveMaxPool{n}d": (lambda n=n: getattr(nn, f"AdaptiveMaxPool{n}d")(2), (2, *(5,) * n))
        for n in (1, 2, 3)},
