@@ -108,3 +108,91 @@ def test_a_jacobian_torch_cannot_vmap_falls_back_to_the_chain_and_says_so():
     with pytest.raises(ValueError, match=r"method 'forward' evaluates the Jacobian through torch's vmap/jvp, "
                                          r"which cannot run this model .*use method='chain'"):
         net.jacobian(np.ones(3), method="forward")
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+class ChannelsLastLayerNorm(nn.Module):
+    """ConvNeXt's LayerNorm: over channels, after moving them last."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(c, c, 3, padding=1, groups=c), nn.LayerNorm(c)
+
+    def forward(self, x):
+        return self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class FunctionalNorms(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.w, self.b = nn.Parameter(torch.randn(c)), nn.Parameter(torch.randn(c))
+        self.lw = nn.Parameter(torch.randn(5, 5))
+
+    def forward(self, x):
+        y = F.group_norm(x, 2, self.w, self.b, eps=1e-3)
+        y = F.instance_norm(torch.tanh(y), weight=self.w, bias=None)
+        return F.layer_norm(y, (5, 5), self.lw, None, 1e-4)
+
+
+def _with_random_affine(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.startswith(("w", "b", "lw")) or p.dim() == 1:
+                p.copy_(torch.randn(p.shape) * 0.7 + (1.0 if name.endswith("weight") else 0.0))
+    return model
+
+
+NORM_MODELS = {
+    "LayerNorm-CHW": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LayerNorm((4, 5, 5))), (2, 5, 5)),
+    "LayerNorm-last-no-affine": (lambda: nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6, elementwise_affine=False)),
+                                 (3, 6)),
+    "LayerNorm-no-bias": (lambda: nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6, bias=False)), (2, 6)),
+    "LayerNorm-channels-last": (lambda: ChannelsLastLayerNorm(4), (4, 5, 5)),
+    "GroupNorm": (lambda: nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.GroupNorm(3, 6), nn.ReLU()), (2, 5, 5)),
+    "GroupNorm-1d-no-affine": (lambda: nn.Sequential(nn.Conv1d(2, 4, 3), nn.GroupNorm(2, 4, affine=False)), (2, 7)),
+    "InstanceNorm2d": (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.InstanceNorm2d(3)), (2, 6, 6)),
+    "InstanceNorm2d-affine": (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.InstanceNorm2d(3, affine=True)), (2, 6, 6)),
+    "InstanceNorm1d-affine": (lambda: nn.Sequential(nn.Conv1d(2, 3, 3), nn.InstanceNorm1d(3, affine=True)), (2, 8)),
+    "InstanceNorm3d": (lambda: nn.Sequential(nn.Conv3d(1, 2, 2), nn.InstanceNorm3d(2)), (1, 4, 4, 4)),
+    "F.group_norm-instance_norm-layer_norm": (lambda: FunctionalNorms(4), (4, 5, 5)),
+}
+
+
+@pytest.mark.parametrize("name", list(NORM_MODELS))
+def test_normalisations_match_autograd(name):
+    make, shape = NORM_MODELS[name]
+    model = _with_random_affine(make().double())
+    net = check_against_autograd(model, shape, batch=3, rtol=1e-10)
+    bound = net.lipschitz_bound()
+    x = np.random.default_rng(2).standard_normal(shape)
+    assert bound >= net.local_lipschitz(x)
+    norm = [row for row in net.layer_norms() if "normalisation" in row.what]
+    assert norm and "sqrt(eps" in norm[0].what
+
+
+def test_instance_norm_with_running_statistics_is_an_affine_map_in_eval():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.InstanceNorm2d(3, affine=True, track_running_stats=True)).double()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 2, 6, 6, dtype=torch.float64) * 2 + 1)
+    net = check_against_autograd(model, (2, 6, 6))
+    assert net.layers[1].linear
+
+
+def test_the_normalisation_bound_is_max_gamma_over_sqrt_eps_and_attained_at_zero_variance():
+    norm = nn.LayerNorm(4, eps=1e-2).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([2.0, -2.0, 2.0, -2.0]))
+    net = tc.compile(norm, (4,))
+    assert net.lipschitz_bound() == pytest.approx(2.0 / 0.1, rel=1e-12)
+    near_constant = np.array([1.0, 1.0 + 1e-6, 1.0, 1.0 - 1e-6])  # variance ~0: the sup of ||J||
+    assert net.local_lipschitz(near_constant) == pytest.approx(net.lipschitz_bound(), rel=1e-6)
+    assert net.local_lipschitz(np.array([0.0, 1.0, 2.0, 3.0])) < net.lipschitz_bound() / 10
+
+
+def test_a_normalisation_over_the_wrong_axes_is_refused():
+    with pytest.raises(ValueError, match=r"normalized_shape \(4,\) must be the end of the sample shape \(4, 5, 5\) "
+                                         r"\(a LayerNorm over channels wants them last"):
+        tc.compile(nn.Sequential(nn.Conv2d(4, 4, 1), nn.LayerNorm(4)), (4, 5, 5))

@@ -244,8 +244,8 @@ def _trained_bn():
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda: tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.LayerNorm(3)), (1, 5, 5)), TypeError,
-     r"compile does not support module '1' of type LayerNorm; supported: Sequential, Conv1d"),
+    (lambda: tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.LocalResponseNorm(2)), (1, 5, 5)), TypeError,
+     r"compile does not support module '1' of type LocalResponseNorm; supported: Sequential, Conv1d"),
     (lambda: tc.compile(nn.Sequential(Custom()), (3,)), TypeError,
      r"compile does not support the method .abs \(node 'abs(_\d+)?' at test_network.py:\d+ `return x.abs\(\)`\); "
      r"supported functions and methods: \+, \+=, -"),
@@ -288,9 +288,9 @@ def test_module_errors_name_the_module_and_say_so_by_their_class():
     from toeplitz_conv.network import ModuleStateError, UnsupportedModuleError, supported_modules
 
     with pytest.raises(UnsupportedModuleError) as info:
-        tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.LayerNorm(3)), (1, 5, 5))
+        tc.compile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.LocalResponseNorm(2)), (1, 5, 5))
     assert isinstance(info.value, TypeError)
-    assert str(info.value) == (f"compile does not support module '1' of type LayerNorm; supported: "
+    assert str(info.value) == (f"compile does not support module '1' of type LocalResponseNorm; supported: "
                                f"{', '.join(supported_modules())}.")
     with pytest.raises(ModuleStateError) as info:
         tc.compile(_trained_bn(), (1, 5, 5))
@@ -321,6 +321,8 @@ SUPPORTED_EXAMPLES = {
                                                     "Softsign", "Tanhshrink", "SELU", "CELU")},
     "Threshold": (lambda: nn.Threshold(0.1, 0.2), (5,)),
     **{name: (getattr(nn, name), (5,)) for name in ("Softshrink", "Hardshrink", "RReLU", "PReLU")},
+    "LayerNorm": (lambda: nn.LayerNorm(4), (3, 4)), "GroupNorm": (lambda: nn.GroupNorm(2, 4), (4, 3)),
+    **{f"InstanceNorm{n}d": (lambda n=n: getattr(nn, f"InstanceNorm{n}d")(2), (2, *(3,) * n)) for n in (1, 2, 3)},
     "Softmax": (lambda: nn.Softmax(dim=1), (3, 2)), "LogSoftmax": (lambda: nn.LogSoftmax(dim=-1), (3, 4)),
     **{f"AdaptiveMaxPool{n}d": (lambda n=n: getattr(nn, f"AdaptiveMaxPool{n}d")(2), (2, *(5,) * n))
        for n in (1, 2, 3)},

@@ -1,5 +1,6 @@
 """Functional calls that are layers: ``F.conv2d(x, self.weight, self.bias, ...)``,
-``F.conv_transpose2d``, ``F.linear``, ``F.prelu``, and max pooling (functional and adaptive) whose argmax
+``F.conv_transpose2d``, ``F.linear``, ``F.prelu``, the normalisations (``F.layer_norm``,
+``F.group_norm``, ``F.instance_norm``, and their modules' builders), and max pooling (functional and adaptive) whose argmax
 comes from torch's ``return_indices``.
 
 A functional layer's weight and bias must be parameters of the model read directly
@@ -20,6 +21,7 @@ from ..pool_geometry import PoolGeometry
 from ..pool import adaptive_avg_pool_matrix
 from .call import ModuleStateError, UnsupportedModuleError
 from .layers import Conv, ConvTranspose, Linear, MaxPool, PReLU, max_windows
+from .nodes import Normalise
 
 if TYPE_CHECKING:
     import torch
@@ -126,3 +128,51 @@ def functional_linear(call: Call) -> Linear:
 def functional_prelu(call: Call) -> PReLU:
     """``F.prelu(x, self.weight)``: the slopes a parameter of the model."""
     return PReLU(call.label, None, call.shape, call.params, _weights(call, [(1, "weight")]), kind=call.kind)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def normalise(call: Call, trailing: int | None, groups: int | None, eps: float,
+              pnames: dict[str, str]) -> Normalise:
+    """A normalisation node over the sample's last ``trailing`` axes (layer norm: its
+    parameters have those axes' shape) or over ``groups`` groups of channels (group norm; one
+    group per channel: instance norm; parameters per channel)."""
+    shape, n = call.shape, prod(call.shape)
+    if trailing is not None:
+        size = prod(shape[len(shape) - trailing:])
+        index, param_index = np.arange(n).reshape(-1, size), np.arange(n) % size
+    else:
+        c = shape[0]
+        if groups is None or groups < 1 or c % groups:
+            raise ValueError(f"{call.kind} {call.title!r}{call.where}: {c} channels do not split into "
+                             f"{groups} groups.")
+        index, param_index = np.arange(n).reshape(groups, -1), np.arange(n) // prod(shape[1:])
+    if index.shape[1] < 2:
+        raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} normalises groups of one entry "
+                                     f"(its output is beta, whatever the input): nothing to compile.")
+    return Normalise(call.label, call.module, shape, index, eps, call.params, pnames,
+                     param_index if pnames else None, kind=call.kind)
+
+
+def functional_layer_norm(call: Call) -> Normalise:
+    ns = call.arg(1, "normalized_shape")
+    ns = (ns,) if isinstance(ns, int) else tuple(ns)
+    if tuple(call.shape[len(call.shape) - len(ns):]) != ns:
+        raise ValueError(f"{call.kind} {call.title!r}{call.where}: normalized_shape {ns} is not the end of "
+                         f"the sample shape {call.shape}.")
+    return normalise(call, len(ns), None, call.arg(4, "eps", 1e-5), _weights(call, [(2, "weight"), (3, "bias")]))
+
+
+def functional_group_norm(call: Call) -> Normalise:
+    return normalise(call, None, call.arg(1, "num_groups"), call.arg(4, "eps", 1e-5),
+                     _weights(call, [(2, "weight"), (3, "bias")]))
+
+
+def functional_instance_norm(call: Call) -> Normalise:
+    if not call.arg(5, "use_input_stats", True):
+        raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} with use_input_stats=False "
+                                     f"normalises with running statistics passed in forward: use an "
+                                     f"InstanceNorm module (its buffers are read), or BatchNorm.")
+    return normalise(call, None, call.shape[0], call.arg(7, "eps", 1e-5),
+                     _weights(call, [(3, "weight"), (4, "bias")]))

@@ -18,14 +18,16 @@ from ..pool_geometry import PoolGeometry, adaptive_output_size
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_relu, shrink, softplus, threshold
 from .call import Call, ModuleStateError
-from .functional import adaptive_windows, torch_argmax
+from .functional import adaptive_windows, normalise, torch_argmax
 from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Layer, Linear, MaxPool, PReLU, Reshape
 from .linear_ops import SampleMixingError
+from .nodes import Normalise
 from .ops import activation, fold, gather, gelu_function, interpolate, softmax_node
 
 if TYPE_CHECKING:
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.instancenorm import _InstanceNorm
     from torch.nn.modules.conv import _ConvNd
     from torch.nn.modules.pooling import _AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _MaxPoolNd
 
@@ -94,6 +96,29 @@ def _adaptive_avg_pool(call: Call) -> Fixed:
     m, shape = cast("_AdaptiveAvgPoolNd", call.module), call.shape
     out = adaptive_output_size(m.output_size, shape[1:])
     return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
+
+
+def _layer_norm(call: Call) -> Normalise:
+    m = cast("nn.LayerNorm", call.module)
+    ns = tuple(m.normalized_shape)
+    if tuple(call.shape[len(call.shape) - len(ns):]) != ns:
+        raise ValueError(f"normalized_shape {ns} must be the end of the sample shape {call.shape} "
+                         f"(a LayerNorm over channels wants them last: x.permute(0, 2, 3, 1)).")
+    return normalise(call, len(ns), None, m.eps, call.pnames)
+
+
+def _group_norm(call: Call) -> Normalise:
+    m = cast("nn.GroupNorm", call.module)
+    return normalise(call, None, m.num_groups, m.eps, call.pnames)
+
+
+def _instance_norm(call: Call) -> Layer:
+    """Instance norm: per sample and channel; with running statistics in eval, an affine map
+    (read as a batch norm is)."""
+    m = cast("_InstanceNorm", call.module)
+    if m.track_running_stats and not m.training:
+        return BatchNorm(call.label, m, call.shape, call.params, call.pnames, call.dtype)
+    return normalise(call, None, call.shape[0], m.eps, call.pnames)
 
 
 def _rrelu(m: nn.RReLU) -> Elementwise:
@@ -237,6 +262,9 @@ def registry() -> dict[type[nn.Module], Entry]:
             **function(nn.Hardshrink, lambda m: shrink(m.lambd, True)),
             **function(nn.RReLU, lambda m: _rrelu(m)),
             nn.PReLU: Entry(_prelu, ("PReLU",)),
+            nn.LayerNorm: Entry(_layer_norm, ("LayerNorm",)),
+            nn.GroupNorm: Entry(_group_norm, ("GroupNorm",)),
+            **family("InstanceNorm", _instance_norm),
             nn.Softmax: Entry(_softmax(False), ("Softmax",)),
             nn.LogSoftmax: Entry(_softmax(True), ("LogSoftmax",)),
             **family("AdaptiveMaxPool", _adaptive_max_pool),

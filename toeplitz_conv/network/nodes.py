@@ -6,8 +6,11 @@
 - :class:`Product`: ``y = (B_a a) * (B_b b)``, the elementwise product of two inputs after
   broadcasting (gating, squeeze-and-excitation); bilinear, so its Jacobian has two diagonal
   blocks, one per input.
-- :class:`Softmax`: ``softmax`` / ``log_softmax`` along one axis of the sample: not
-  elementwise, its Jacobian is a dense block per softmax group.
+- :class:`Grouped` nodes act on groups of entries of a sample together, each group alone:
+  :class:`Softmax` (``softmax`` / ``log_softmax`` along one axis) and :class:`Normalise`
+  (layer, group and instance normalisation). Their Jacobian is a block per group (dense for a
+  softmax; a diagonal plus rank two for a normalisation), and what reaches an output is its
+  whole group (:meth:`Grouped.groups`).
 
 Each keeps the single-input layers' contract (:class:`~.layers.Layer`): column form
 ``(features, N)``, ``run``/``back`` beside each other, ``local`` for the Jacobian.
@@ -16,11 +19,13 @@ Each keeps the single-input layers' contract (:class:`~.layers.Layer`): column f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..memory import check_size
 from .layers import Layer
 
 if TYPE_CHECKING:
@@ -89,7 +94,16 @@ class Product(Layer):
         return [(sp.diags_array(b[:, 0]) @ Ba).tocsr(), (sp.diags_array(a[:, 0]) @ Bb).tocsr()]
 
 
-class Softmax(Layer):
+class Grouped(Layer):
+    """A node that maps each group of a sample's entries alone (the groups are given by
+    :meth:`groups`); its Jacobian is block diagonal over the groups."""
+
+    def groups(self) -> np.ndarray:  # pragma: no cover - abstract
+        """``(G, K)``: the flat indices of each group's entries in one sample."""
+        raise NotImplementedError
+
+
+class Softmax(Grouped):
     """``softmax`` (or ``log_softmax``) along sample axis ``axis``.
 
     ``s = exp(z - max) / sum``; backward ``delta_z = s * (delta - sum(delta * s))`` for softmax,
@@ -111,6 +125,10 @@ class Softmax(Layer):
         positive semidefinite and below ``diag(s)``, so its norm is at most ``max s <= 1``.
         Log-softmax: ``||I - 1 s^T|| <= 1 + ||1|| ||s|| <= 1 + sqrt(K)``."""
         return 1.0 + float(np.sqrt(self.in_shape[self.axis])) if self.log else 1.0
+
+    def groups(self) -> np.ndarray:
+        idx = np.moveaxis(np.arange(prod(self.in_shape)).reshape(self.in_shape), self.axis, -1)
+        return idx.reshape(-1, idx.shape[-1])
 
     def _split(self, A: np.ndarray) -> np.ndarray:
         """Column form -> ``(N, *shape)`` with the softmax axis last."""
@@ -136,8 +154,7 @@ class Softmax(Layer):
 
     def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
         n = Y.shape[0]
-        idx = np.moveaxis(np.arange(n).reshape(self.in_shape), self.axis, -1)
-        idx = idx.reshape(-1, idx.shape[-1])  # (groups, K): the entries of one softmax
+        idx = self.groups()  # (groups, K): the entries of one softmax
         s = Y[idx, 0]
         if self.log:
             s = np.exp(s)
@@ -147,3 +164,98 @@ class Softmax(Layer):
         rows = np.broadcast_to(idx[:, :, None], vals.shape)
         cols = np.broadcast_to(idx[:, None, :], vals.shape)
         return [sp.csr_array((vals.ravel().astype(Y.dtype), (rows.ravel(), cols.ravel())), shape=(n, n))]
+
+
+class Normalise(Grouped):
+    """Layer, group and instance normalisation of one sample, each group of ``K`` entries alone:
+    ``y = gamma * (x - mean) / sigma + beta`` with ``sigma = sqrt(var + eps)`` (the biased
+    variance, as torch), ``gamma`` and ``beta`` the parameters read per entry (``param_index``
+    says which of their entries each feature reads; absent: 1 and 0).
+
+    Backward, with ``g = gamma * delta`` and ``xhat = (x - mean) / sigma``:
+    ``dx = (g - mean(g) - xhat * mean(g * xhat)) / sigma`` per group;
+    ``dgamma = sum delta * xhat``, ``dbeta = sum delta``. The Jacobian of a group is
+    ``diag(gamma) (I - 1 1^T / K - xhat xhat^T / K) / sigma``: a diagonal plus rank two (kept
+    so in ``backward``; :meth:`local` writes the block out, refused past the memory limit).
+    """
+
+    matrix = bias = None
+
+    def __init__(self, name: str, module: nn.Module | None, shape: Sequence[int], index: np.ndarray,
+                 eps: float, params: dict[str, np.ndarray], param_names: dict[str, str],
+                 param_index: np.ndarray | None, kind: str | None) -> None:
+        super().__init__(name, module, shape, shape, kind)
+        self.index, self.eps = index, float(eps)
+        self.params, self.param_names, self.param_index = params, param_names, param_index
+
+    def groups(self) -> np.ndarray:
+        return self.index
+
+    def _per_entry(self, local: str) -> np.ndarray | None:
+        """Parameter ``local`` read at every feature, a column ``(features, 1)``; None if absent."""
+        if local not in self.param_names or self.param_index is None:
+            return None
+        column: np.ndarray = self.params[self.param_names[local]].reshape(-1)[self.param_index][:, None]
+        return column
+
+    @property
+    def lipschitz(self) -> float:
+        """``max |gamma| / sqrt(eps)``: ``||I - 1 1^T/K - xhat xhat^T/K|| <= 1`` (a projection, as
+        ``xhat`` is orthogonal to ``1`` with ``|xhat|^2 <= K``) and ``sigma >= sqrt(eps)``, reached
+        as the variance goes to 0. Certified, and as loose as ``eps`` is small: a normalisation
+        has no useful global constant unless its input's variance is bounded below."""
+        gamma = self._per_entry("weight")
+        top = 1.0 if gamma is None else float(np.abs(gamma).max(initial=0.0))
+        return top / float(np.sqrt(self.eps))
+
+    def _stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(xhat, sigma)`` per group: ``(G, K, N)`` and ``(G, 1, N)``."""
+        Z = X[self.index]
+        centred = Z - Z.mean(axis=1, keepdims=True)
+        sigma = np.sqrt((centred * centred).mean(axis=1, keepdims=True) + self.eps)
+        return centred / sigma, sigma
+
+    def _scatter(self, V: np.ndarray, like: np.ndarray) -> np.ndarray:
+        out = np.empty_like(like)
+        out[self.index] = V
+        return out
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        xhat, _ = self._stats(X)
+        Y = self._scatter(xhat, X)
+        gamma, beta = self._per_entry("weight"), self._per_entry("bias")
+        if gamma is not None:
+            Y *= gamma
+        if beta is not None:
+            Y += beta
+        return Y
+
+    def backward(self, delta: np.ndarray, X: np.ndarray,
+                 Y: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        xhat, sigma = self._stats(X)
+        gamma = self._per_entry("weight")
+        g = (delta if gamma is None else delta * gamma)[self.index]
+        dZ = (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True)) / sigma
+        grads = {}
+        if self.param_index is not None:
+            size = self.params[next(iter(self.param_names.values()))].size
+            for local, per_feature in (("weight", (delta * self._scatter(xhat, X)).sum(axis=1)),
+                                       ("bias", delta.sum(axis=1))):
+                if local in self.param_names:
+                    grads[local] = np.bincount(self.param_index, weights=per_feature, minlength=size)
+        return self._scatter(dZ, X), grads
+
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
+        G, K = self.index.shape
+        check_size(f"the Jacobian block of {self.kind} {self.name!r}", 24 * G * K * K,
+                   f"{G:,} groups of {K:,} entries: a dense {K:,} x {K:,} block each")
+        xhat, sigma = self._stats(Xs[0])
+        xhat, sigma = xhat[:, :, 0], sigma[:, :, 0]
+        gamma = self._per_entry("weight")
+        vals = (np.eye(K)[None] - 1.0 / K - xhat[:, :, None] * xhat[:, None, :] / K) / sigma[:, :, None]
+        if gamma is not None:
+            vals = vals * gamma[self.index][:, :, :1]
+        rows = np.broadcast_to(self.index[:, :, None], vals.shape)
+        cols = np.broadcast_to(self.index[:, None, :], vals.shape)
+        n = prod(self.in_shape)
+        return [sp.csr_array((vals.ravel().astype(Xs[0].dtype), (rows.ravel(), cols.ravel())), shape=(n, n))]

@@ -26,8 +26,8 @@ import scipy.sparse as sp
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_relu, shrink, softplus, threshold
 from .call import ModuleStateError, Operand, UnsupportedModuleError
-from .functional import (functional_conv, functional_conv_transpose, functional_linear, functional_max_pool,
-                         functional_prelu)
+from .functional import (functional_conv, functional_conv_transpose, functional_group_norm, functional_instance_norm,
+                         functional_layer_norm, functional_linear, functional_max_pool, functional_prelu)
 from .layers import Activation, Fixed, Layer, Reshape
 from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
@@ -305,6 +305,8 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             "F.softshrink": (F.softshrink, activation(lambda c: shrink(c.arg(1, "lambd", 0.5), False))),
             "F.hardshrink": (F.hardshrink, activation(lambda c: shrink(c.arg(1, "lambd", 0.5), True))),
             "F.rrelu": (F.rrelu, functional_rrelu), "F.prelu": (F.prelu, functional_prelu),
+            "F.layer_norm": (F.layer_norm, functional_layer_norm), "F.group_norm": (F.group_norm, functional_group_norm),
+            "F.instance_norm": (F.instance_norm, functional_instance_norm),
             "F.softmax": (F.softmax, softmax(False)), "F.log_softmax": (F.log_softmax, softmax(True)),
             "torch.softmax": (torch.softmax, softmax(False)), "torch.log_softmax": (torch.log_softmax, softmax(True)),
         }

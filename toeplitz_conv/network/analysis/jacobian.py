@@ -38,6 +38,7 @@ from ..._args import as_array, check_choice
 from ...indexing import index_dtype
 from ...memory import check_size, human_bytes, memory_limit
 from ..layers import Conv, ConvTranspose, Layer, Linear
+from ..nodes import Grouped
 from . import chain, compressed, packed, reach
 from .colouring import Lattice, lattice, valid
 
@@ -83,6 +84,8 @@ def _row_nnz(layer: Layer) -> float:
     """Mean stored entries per row of the node's matrices (what one row of the chain costs)."""
     if isinstance(layer, (Conv, Linear)):
         return _macs(layer) / prod(layer.out_shape)
+    if isinstance(layer, Grouped):  # a dense block per group
+        return float(layer.groups().shape[1])
     return float(max(1, len(layer.inputs)))
 
 

@@ -8,6 +8,8 @@ The 2-norm Lipschitz constant of a network is at most the bound composed along i
 - an activation: ``sup |sigma'|`` times its input's (``ACTIVATIONS``' ``lipschitz``);
 - max pooling: ``sqrt(windows)`` (each input entry in at most ``windows`` windows);
 - softmax: 1; log-softmax: ``1 + sqrt(K)``;
+- a normalisation: ``max |gamma| / sqrt(eps)`` (certified, and loose: its bound as the variance
+  of a group goes to 0);
 - a sum or concatenation ``y = sum_i W_i x_i``: the smaller of ``sum_i ||W_i|| L_i`` (a
   residual ``x + F(x)`` gets ``1 + L_F``) and ``||[W_1 | W_2 | ...]|| sqrt(sum_i L_i^2)`` (a
   concatenation gets ``sqrt(L_1^2 + L_2^2)``).
@@ -36,7 +38,7 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
 
 from ...lanczos import blas_threads
 from ..layers import Activation, Affine, Layer, MaxPool, Reshape
-from ..nodes import Combine, Product, Softmax
+from ..nodes import Combine, Normalise, Product, Softmax
 
 if TYPE_CHECKING:
     from ..model import Network
@@ -145,6 +147,8 @@ def node_constant(layer: Layer) -> tuple[float | None, str]:
         return layer.lipschitz, f"sqrt(windows per input = {layer.windows})"
     if isinstance(layer, Softmax):
         return layer.lipschitz, "log-softmax: 1 + sqrt(K)" if layer.log else "softmax: 1"
+    if isinstance(layer, Normalise):
+        return layer.lipschitz, f"normalisation: max|gamma| / sqrt(eps = {layer.eps:g}), as the variance goes to 0"
     return None, "product of two inputs: no global constant"
 
 

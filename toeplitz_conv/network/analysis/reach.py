@@ -14,7 +14,7 @@ A node maps boxes by its structure alone, without values:
 - a convolution: the max over the window of its pattern table (``src`` of
   :class:`~toeplitz_conv.ConvPattern`) and over the input channels of its group; max pooling
   likewise over its windows, per channel;
-- softmax: the max over each softmax group;
+- softmax and normalisation: the max over each group;
 - every other node: the max over the stored entries of each row of its matrices
   (``layer.local``), read in chunks of rows.
 
@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from ...geometry import conv_geometry
 from ...pattern import conv_pattern
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, MaxPool, Reshape
-from ..nodes import Product, Softmax
+from ..nodes import Grouped, Product
 from .chain import last_uses
 
 if TYPE_CHECKING:
@@ -171,12 +171,6 @@ def _identity(layer: Layer) -> bool:
     return isinstance(layer, (Activation, BatchNorm, Reshape))
 
 
-def _softmax_groups(layer: Softmax) -> np.ndarray:
-    n = prod(layer.in_shape)
-    idx = np.moveaxis(np.arange(n).reshape(layer.in_shape), layer.axis, -1)
-    return idx.reshape(-1, idx.shape[-1])
-
-
 def push(layer: Layer, i: int, Ms: Sequence[np.ndarray], acts: Acts) -> np.ndarray:
     """The boxes of the node's output from those of its inputs (the forward reading)."""
     if _identity(layer):
@@ -191,8 +185,8 @@ def push(layer: Layer, i: int, Ms: Sequence[np.ndarray], acts: Acts) -> np.ndarr
     if isinstance(layer, MaxPool) and hasattr(layer, "geometry"):
         c, p_in = layer.in_shape[0], prod(layer.in_shape[1:])
         return _gather_max(Ms[0].reshape(c, p_in, k), _pool_table(layer)).reshape(-1, k)
-    if isinstance(layer, Softmax):
-        groups = _softmax_groups(layer)
+    if isinstance(layer, Grouped):
+        groups = layer.groups()
         out = np.empty_like(Ms[0])
         out[groups] = Ms[0][groups].max(axis=1)[:, None]
         return out
@@ -220,8 +214,8 @@ def pull(layer: Layer, i: int, M: np.ndarray, acts: Acts) -> list[np.ndarray]:
     if isinstance(layer, MaxPool) and hasattr(layer, "geometry"):
         c, p_in = layer.in_shape[0], prod(layer.in_shape[1:])
         return [_scatter_max(M.reshape(c, -1, k), _pool_table(layer), p_in).reshape(-1, k)]
-    if isinstance(layer, Softmax):
-        groups = _softmax_groups(layer)
+    if isinstance(layer, Grouped):
+        groups = layer.groups()
         out = np.empty_like(M)
         out[groups] = M[groups].max(axis=1)[:, None]
         return [out]
