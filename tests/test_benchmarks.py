@@ -55,3 +55,15 @@ def test_bench_jacobian_quick_prints_its_tables(capsys):
     assert len(rows) == 3 and all("| 40,000 |" in row for row in rows)  # the same nonzeros each way
     diffs = [float(row.split("|")[7]) for row in rows[1:]]  # each method against the first one
     assert max(diffs) < 1e-12
+
+
+def test_fuzz_totals_smoke_prints_its_table(capsys):
+    import os
+
+    if not hasattr(os, "fork") or not os.path.exists("/proc/self/status"):
+        pytest.skip("the fuzz runs each case in a forked child (Linux)")
+    code = _load("fuzz_totals").main(["--cases", "2"])
+    out = capsys.readouterr().out
+    assert "| family" in out and "refused (clear)" in out and "| **total**" in out
+    assert "| programs (`tc.compile`)" in out and "| callables (`probe_matrix`, `assert_conv_equal`)" in out
+    assert code == 0, out  # no WRONG answer and no crash in the first cases of each family
