@@ -141,8 +141,8 @@ def test_random_programs_compile_exactly_or_are_refused(ops, seed, size):
         np.testing.assert_allclose(got, dx, rtol=1e-10, atol=1e-10, err_msg=f"input gradient of {ops} at batch {n}")
     try:
         bound = net.lipschitz_bound()
-    except ValueError as e:
-        assert "product" in str(e) or "multiplies" in str(e), (ops, str(e))
+    except ValueError as e:  # a product of two inputs, or a map that changes with the batch
+        assert "multiplies" in str(e) or ("batch size" in str(e) and READS_BATCH & set(ops)), (ops, str(e))
         return
     x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     try:

@@ -196,3 +196,96 @@ def test_a_normalisation_over_the_wrong_axes_is_refused():
     with pytest.raises(ValueError, match=r"normalized_shape \(4,\) must be the end of the sample shape \(4, 5, 5\) "
                                          r"\(a LayerNorm over channels wants them last"):
         tc.compile(nn.Sequential(nn.Conv2d(4, 4, 1), nn.LayerNorm(4)), (4, 5, 5))
+
+
+# --------------------------------------------------------------------------- tensor ops
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2's basic unit: split the channels, convolve one half, concatenate, shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return F.channel_shuffle(torch.cat([a, F.relu(self.c(b))], 1), 2)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.c(x.mean((2, 3), keepdim=True))).expand_as(x)
+
+
+class Splits(nn.Module):
+    def forward(self, x):
+        parts = torch.split(x, [1, 3], dim=1)
+        u = x.unbind(1)
+        return (parts[1].sum(1) + parts[0][:, 0] * 2 + u[2] + x.narrow(1, 0, 1)[:, 0]
+                + torch.tensor_split(x, 2, dim=1)[1].sum(1) + x.view_as(x).reshape_as(x)[:, 3])
+
+
+class DropoutsInEval(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.f = nn.AlphaDropout(0.3), nn.FeatureAlphaDropout(0.2)
+
+    def forward(self, x):
+        y = F.dropout2d(self.a(x), 0.5, training=self.training) + F.alpha_dropout(x, 0.1, training=False)
+        return self.f(F.feature_alpha_dropout(y, 0.2, training=self.training))
+
+
+@pytest.mark.parametrize("model", [ShuffleUnit(), SqueezeExcite(), Splits(), DropoutsInEval()],
+                         ids=["chunk-shuffle", "expand_as", "split-unbind-narrow", "dropouts"])
+def test_tensor_ops_match_autograd(model):
+    check_against_autograd(model, (4, 5, 5), batch=3)
+
+
+class SlicedParts(nn.Module):
+    def forward(self, x):
+        return torch.cat(x.chunk(4, 1)[1:], 1)
+
+
+def test_parts_read_other_than_by_an_int_index_are_refused_with_the_line():
+    with pytest.raises(TypeError, match=r"\.chunk \(node 'chunk'\) returns several tensors, and 'getitem' at "
+                                        r"test_modern_nodes.py:\d+ .* reads them with \[slice\(1, None, None\)\]"):
+        tc.compile(SlicedParts(), (4, 3))
+
+
+def stochastic_depth(input, p, mode, training=True):
+    """A stand-in for torchvision's (not installed here), with its signature; the identity."""
+    return input
+
+
+torch.fx.wrap("stochastic_depth")  # as torchvision does, so that fx keeps it as one call
+
+
+def test_stochastic_depth_is_the_identity_in_eval(monkeypatch):
+    import sys
+    import types
+
+    from toeplitz_conv.network import ops
+
+    fake = types.ModuleType("torchvision.ops")
+    fake.stochastic_depth = stochastic_depth
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.ops", fake)
+    monkeypatch.setattr(ops, "_FUNCTIONS", None)
+    monkeypatch.setattr(ops, "_METHODS", None)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return x + stochastic_depth(self.c(x), 0.2, "row", self.training)
+
+    check_against_autograd(Block(), (2, 4, 4))
+    with pytest.raises(ValueError, match=r"stochastic_depth .* must be called with training=False"):
+        tc.compile(Block().double().train(), (2, 4, 4))

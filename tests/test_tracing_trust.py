@@ -130,6 +130,8 @@ def test_a_shape_or_value_computed_from_the_batch_is_refused_at_other_batches(mo
             net.forward(np.zeros((n, 2, 4, 4)))
     with pytest.raises(ValueError, match="got a batch of 1"):
         net.jacobian(np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="got a batch of 1"):  # one sample's map is another
+        net.lipschitz_bound()
 
 
 def test_a_shape_that_follows_the_batch_is_exact_at_every_batch():

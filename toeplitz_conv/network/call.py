@@ -118,3 +118,23 @@ class Call:
 
     def __repr__(self) -> str:
         return f"{self.kind} {self.label!r}"
+
+
+class Parts(tuple):  # type: ignore[type-arg]
+    """The tensors a copying op returns several of (``x.chunk(2, 1)``): each becomes a node
+    when it is indexed (``parts[0]``)."""
+
+
+def part_call(call: Call, index: object, node: str, where: str) -> Call:
+    """The call (node ``node``, at ``where``) that computes part ``index`` of ``call``, a call
+    returning several tensors."""
+    if not isinstance(index, int):
+        raise UnsupportedModuleError(f"{call.kind} (node {call.node!r}) returns several tensors, and "
+                                     f"{node!r}{where} reads them with [{index!r}]: compile reads "
+                                     f"one part at a time, by an int index (a, b = x.chunk(2, 1)).")
+    part = Call(label=node, node=node, kind=f"{call.kind}[{index}]", module=None,
+                fn=lambda *ts: call.apply(*ts)[index], args=tuple(call.operands), kwargs={},
+                operands=list(call.operands), params=call.params, param_names=call.param_ids,
+                dtype=call.dtype, where=where)
+    part.pnames = {}
+    return part

@@ -15,25 +15,25 @@ torch is imported only when a model is compiled (here and by the builders).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from math import prod
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from .._args import as_array, as_tuple, check_int_range, is_int
 from ..memory import check_size
 from . import faithful
-from .call import (Call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
+from .call import (Call, Parts, part_call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
-from .layers import Affine, Fixed, Layer
+from .layers import Affine, Layer
 from .linear_ops import BATCH
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
-from .ops import functions, methods
+from .ops import functions, gather, methods
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
                          f"torch cannot run it: {reason}") from e
     call.value = value
     if not isinstance(value, torch.Tensor):
+        if build is gather and isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
+            return Parts(value)  # chunk, split, unbind: each part is read by indexing, as a copy
         if _has_tensor(value):
             _build(call, build)  # the builder may say why (return_indices=True, ...)
             raise UnsupportedModuleError(f"{call.kind} (node {call.node!r}{call.where}) returns several "
@@ -153,29 +155,13 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     layer.inputs, layer.node = tuple(op.index for op in call.operands), call.node
     layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
     if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs):
-        layer, examples = _merged(layer, call, examples)
+        # a sum that reads one tensor several times (x - x): one matrix per distinct input
+        read, (merged, kept) = layer.inputs, layer.merged()
+        merged.torch_call = lambda *ts: call.apply(*[ts[merged.inputs.index(p)] for p in read])
+        layer, examples = merged, [examples[k] for k in kept]
     faithful.check_node(call, layer, examples, value, dtype)
     layers.append(layer)
     return value
-
-
-def _merged(layer: Combine, call: Call, examples: Sequence[torch.Tensor]
-            ) -> tuple[Layer, list[torch.Tensor]]:
-    """A sum that reads one tensor several times (``x - x``, ``x + 2 * x``) as one matrix per
-    distinct input, so that its norm is the norm of what it computes; one input: an affine node."""
-    firsts = {p: k for k, p in reversed(list(enumerate(layer.inputs)))}
-    positions = sorted(firsts, key=lambda p: firsts[p])
-    mats = [sum((W for W, q in zip(layer.matrices, layer.inputs) if q == p), sp.csr_array(layer.matrices[0].shape))
-            for p in positions]
-    if len(positions) == 1:
-        merged: Layer = Fixed(call.label, None, layer.in_shapes[firsts[positions[0]]], layer.out_shape,
-                              sp.csr_array(mats[0]), layer.bias, kind=call.kind)
-    else:
-        merged = Combine(call.label, [layer.in_shapes[firsts[p]] for p in positions], layer.out_shape,
-                         [sp.csr_array(M) for M in mats], layer.bias, call.kind)
-    merged.inputs, merged.node = tuple(positions), layer.node
-    merged.torch_call = lambda *ts: call.apply(*[ts[positions.index(q)] for q in layer.inputs])
-    return merged, [examples[firsts[p]] for p in positions]
 
 
 def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, ...],
@@ -184,6 +170,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     """The layers (topological order), the position of the output, and what the traced graph
     computed on the example (None when the model is one module)."""
     import torch
+    import torch.fx
     from torch.fx.node import map_arg
 
     tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
@@ -214,6 +201,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     data, env, derived, output = {}, {}, set(), None  # derived: constants computed from parameters
     memory: dict[torch.fx.Node, int] | None = None  # node -> its storage, once an in-place op needs it
     own: dict[torch.fx.Node, torch.Tensor] = {}  # a node changed in place: its value before the change
+    parts: dict[torch.fx.Node, tuple[Call, Builder, list[torch.Tensor]]] = {}  # chunk, split, unbind
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if not data:
@@ -247,6 +235,12 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 return op
             return env[n]
 
+        source_node = node.args[0] if node.args else None
+        if node.target is operator.getitem and isinstance(source_node, torch.fx.Node) and source_node in parts:
+            whole, copies, examples = parts[source_node]
+            call = part_call(whole, node.args[1], node.name, source(node))
+            data[node] = (len(layers) + 1, _add(call, copies, examples, layers, dtype))
+            continue
         args, kwargs = map_arg(node.args, lookup), map_arg(node.kwargs, lookup)
         fn, label, kind, module, build = _callee(gm, node)
         call = make_call(label, node.name, kind, module, fn, args, kwargs, operands, source(node))
@@ -286,7 +280,9 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 memory = faithful.storages(gm, x)
             rebind = faithful.in_place_target(node, call, data, memory)
         value = _add(call, build, examples, layers, dtype)
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, Parts):
+            parts[node] = (call, build, examples)
+        elif isinstance(value, torch.Tensor):
             data[node] = (len(layers), value)
             if rebind is not None:  # later reads of the changed tensor read the change
                 data[rebind], own[rebind] = data[node], data[rebind][1]

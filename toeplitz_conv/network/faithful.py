@@ -206,9 +206,12 @@ def batch_dependence(gm: torch.fx.GraphModule, x: torch.Tensor,
                 raise _Stop from None
             ref = traced.get(n)
             if ref is not None and not (isinstance(value, torch.Tensor) and _close(value, ref[:1])):
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                self.culprit = (f"{n.name!r}{source(n)} (on one sample it gives {shape}, not the "
-                                f"first sample's {(1, *ref.shape[1:])} of the traced batch)")
+                if isinstance(value, torch.Tensor) and value.shape == ref[:1].shape:
+                    what = "other values than the first sample's of the traced batch"
+                else:
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                    what = f"shape {shape}, not the first sample's {(1, *ref.shape[1:])} of the traced batch"
+                self.culprit = f"{n.name!r}{source(n)} (on one sample it gives {what})"
                 raise _Stop
             return value
 

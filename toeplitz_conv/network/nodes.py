@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..memory import check_size
-from .layers import Layer
+from .layers import Fixed, Layer
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,6 +59,25 @@ class Combine(Layer):
     def local(self, Xs: Sequence[np.ndarray] | None,
               Y: np.ndarray | None) -> list[sp.sparray | None]:
         return list(self.matrices)
+
+
+    def merged(self) -> tuple[Layer, list[int]]:
+        """The same map with one matrix per distinct input (``x - x`` reads ``x`` twice: its
+        matrices are summed), so that its norm is that of what it computes; with one input left,
+        an affine node. Also the index of each kept input among the original ones."""
+        firsts = {p: k for k, p in reversed(list(enumerate(self.inputs)))}
+        kept = sorted(firsts.values())
+        mats = [sp.csr_array(sum((W for W, q in zip(self.matrices, self.inputs) if q == self.inputs[k]),
+                                 sp.csr_array(self.matrices[0].shape))) for k in kept]
+        merged: Layer
+        if len(kept) == 1:
+            merged = Fixed(self.name, None, self.in_shapes[kept[0]], self.out_shape, mats[0], self.bias,
+                           kind=self.kind)
+        else:
+            merged = Combine(self.name, [self.in_shapes[k] for k in kept], self.out_shape, mats, self.bias,
+                             self.kind)
+        merged.inputs, merged.node = tuple(self.inputs[k] for k in kept), self.node
+        return merged, kept
 
 
 class Product(Layer):

@@ -231,6 +231,18 @@ def softmax(log: bool, dim_at: int = 1) -> Builder:
     return build
 
 
+def identity_in_eval(training_arg: int) -> Builder:
+    """Stochastic depth and its kin: the identity once ``training`` (argument
+    ``training_arg``) is False; refused in training mode."""
+    def build(call: Call) -> Fixed | Combine:
+        if call.arg(training_arg, "training", True):
+            raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must be called with training=False "
+                                   f"to be compiled: in training mode it drops random samples or paths "
+                                   f"(pass training=self.training and call model.eval()).")
+        return gather(call)
+    return build
+
+
 def dropout(call: Call) -> Fixed | Combine:
     if call.arg(2, "training", True):
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} must be called with "
@@ -271,10 +283,12 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             "[] (indexing)": (operator.getitem, gather),
             **{f"torch.{n}": (getattr(torch, n), gather) for n in (
                 "flatten", "reshape", "permute", "transpose", "swapaxes", "movedim", "squeeze", "unsqueeze",
-                "flip", "roll", "cat", "concat", "stack", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle")},
+                "flip", "roll", "cat", "concat", "stack", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle",
+                "narrow", "chunk", "split", "unbind", "tensor_split")},
             **{f"F.{n}": (getattr(F, n), gather) for n in ("pad", "pixel_shuffle", "pixel_unshuffle", "unfold")},
             "F.fold": (F.fold, functional_fold),
-            "F.dropout": (F.dropout, dropout),
+            **{f"F.{n}": (getattr(F, n), dropout) for n in ("dropout", "dropout1d", "dropout2d", "dropout3d",
+                                                            "alpha_dropout", "feature_alpha_dropout")},
             "F.interpolate": (F.interpolate, functional_interpolate),
             "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
             **{f"F.avg_pool{n}d": (getattr(F, f"avg_pool{n}d"), functional_avg_pool) for n in (1, 2, 3)},
@@ -310,6 +324,12 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             "F.softmax": (F.softmax, softmax(False)), "F.log_softmax": (F.log_softmax, softmax(True)),
             "torch.softmax": (torch.softmax, softmax(False)), "torch.log_softmax": (torch.log_softmax, softmax(True)),
         }
+        try:  # torchvision's stochastic depth (EfficientNet, ConvNeXt): fx keeps it as one call
+            from torchvision.ops import stochastic_depth  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            pass
+        else:
+            table["torchvision.ops.stochastic_depth"] = (stochastic_depth, identity_in_eval(3))
         _FUNCTIONS = table
     return _FUNCTIONS
 
@@ -349,7 +369,8 @@ def methods() -> dict[str, tuple[str, Builder]]:
         ar = arithmetic
         table: dict[str, tuple[str, Builder]] = {f".{n}": (n, gather) for n in (
             "view", "reshape", "flatten", "permute", "transpose", "swapaxes", "movedim", "squeeze",
-            "unsqueeze", "contiguous", "clone", "flip", "roll", "expand", "repeat", "unflatten")}
+            "unsqueeze", "contiguous", "clone", "flip", "roll", "expand", "repeat", "unflatten", "narrow",
+            "expand_as", "view_as", "reshape_as", "chunk", "split", "unbind", "tensor_split")}
         table.update({
             ".add": ("add", ar("add")), ".add_": ("add_", ar("add")), ".sub": ("sub", ar("sub")),
             ".mul": ("mul", ar("mul")), ".mul_": ("mul_", ar("mul")), ".div": ("div", ar("div")),

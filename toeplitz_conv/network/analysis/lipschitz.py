@@ -174,6 +174,7 @@ def reaching(net: Network) -> list[bool]:
 
 def lipschitz_bound(net: Network) -> float:
     """:meth:`Network.lipschitz_bound`."""
+    net.check_batch(1)  # a model that reads its batch size is another map at each batch
     layers = net.layers
     live = reaching(net)  # a branch computed but never read by the output bounds nothing
     readers = [0] * (len(layers) + 1)
