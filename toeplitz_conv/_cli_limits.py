@@ -22,13 +22,10 @@ from .geometry import ConvGeometry
 from .indexing import index_dtype
 from .memory import human_bytes, memory_limit
 from .pattern import TABLE_BYTES_PER_ENTRY, estimate_nnz
+from .plot.animation import ANIMATE_MAX_CELLS, ANIMATE_MAX_FRAMES  # the figure's own limits, without matplotlib
 
 #: The most pixels one image (or GIF frame) may have.
 MAX_PIXELS = 50_000_000
-#: animate draws one frame per output pixel (input pixel when transposed), 0.7 s each, and
-#: writes every cell's index: at most this many frames, and cells in each grid it draws.
-ANIMATE_MAX_FRAMES = 256
-ANIMATE_MAX_CELLS = 1024
 #: Bytes per nonzero beyond the CSR matrix: spy's drawn indices (rows, density bins);
 #: explore's page (Python lists of the values and indices, then their JSON text).
 SPY_BYTES_PER_NONZERO = 24
