@@ -289,3 +289,63 @@ def test_stochastic_depth_is_the_identity_in_eval(monkeypatch):
     check_against_autograd(Block(), (2, 4, 4))
     with pytest.raises(ValueError, match=r"stochastic_depth .* must be called with training=False"):
         tc.compile(Block().double().train(), (2, 4, 4))
+
+
+# --------------------------------------------------------------------------- extremes over axes
+
+
+class ChannelAttention(nn.Module):
+    """CBAM's spatial attention: the mean and the max over channels, convolved, as a gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, x):
+        att = torch.cat([x.mean(1, keepdim=True), torch.max(x, 1, keepdim=True)[0]], 1)
+        return x * torch.sigmoid(self.c(att))
+
+
+class PointNetPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.lin = nn.Conv1d(4, 8, 1), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.lin(torch.max(F.relu(self.c(x)), 2).values)
+
+
+class Extremes(nn.Module):
+    def forward(self, x):
+        return (x.amax((2, 3)) + torch.amin(x, dim=1).sum((1, 2))[:, None] + x.min(2)[0].mean(-1)
+                + x.max(dim=-1).values.mean(-1))
+
+
+@pytest.mark.parametrize("model,shape", [(ChannelAttention(), (4, 5, 5)), (PointNetPool(), (4, 7)),
+                                         (Extremes(), (4, 5, 5))], ids=["cbam", "pointnet", "amax-amin-max-min"])
+def test_extremes_over_axes_match_autograd(model, shape):
+    net = check_against_autograd(model, shape, batch=3)
+    if not isinstance(model, ChannelAttention):  # a gate: a product of two inputs, no global constant
+        assert net.lipschitz_bound() >= net.local_lipschitz(np.random.default_rng(0).standard_normal(shape))
+
+
+def test_tied_extremes_take_the_gradient_as_torch_does():
+    x = torch.tensor([[[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]], dtype=torch.float64, requires_grad=True)
+    for fn in (lambda t: t.amax(2), lambda t: t.max(2).values, lambda t: torch.amin(t, 1)):
+        model = Op(fn)
+        net = tc.compile(model, (2, 3))
+        x.grad = None
+        y = fn(x)
+        y.sum().backward()
+        np.testing.assert_allclose(net.forward(x.detach().numpy()), y.detach().numpy())
+        _, dx = net.backward(np.ones(y.shape))
+        np.testing.assert_allclose(dx, x.grad.numpy(), rtol=0, atol=0)
+
+
+def test_extremes_without_a_derivative_or_over_the_batch_are_refused():
+    with pytest.raises(TypeError, match=r"the indices of the extremes are integers, with no derivative"):
+        tc.compile(Op(lambda x: x.max(1)[1].double()), (3, 4))
+    with pytest.raises(ValueError, match=r"\.amax 'amax' .*without dim reduces over the batch axis too"):
+        tc.compile(Op(lambda x: x.amax()), (3, 4))
+    with pytest.raises(TypeError, match=r"torch.max 'max_1' .* of two tensors \(the elementwise extreme\)"):
+        tc.compile(Op(lambda x: torch.max(x, x * 2)), (3, 4))

@@ -133,7 +133,7 @@ def part_call(call: Call, index: object, node: str, where: str) -> Call:
                                      f"{node!r}{where} reads them with [{index!r}]: compile reads "
                                      f"one part at a time, by an int index (a, b = x.chunk(2, 1)).")
     part = Call(label=node, node=node, kind=f"{call.kind}[{index}]", module=None,
-                fn=lambda *ts: call.apply(*ts)[index], args=tuple(call.operands), kwargs={},
+                fn=lambda *a, **k: call.fn(*a, **k)[index], args=call.args, kwargs=call.kwargs,
                 operands=list(call.operands), params=call.params, param_names=call.param_ids,
                 dtype=call.dtype, where=where)
     part.pnames = {}

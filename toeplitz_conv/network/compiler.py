@@ -33,7 +33,7 @@ from .linear_ops import BATCH
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
-from .ops import functions, gather, methods
+from .ops import functions, methods, returns_parts
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -138,8 +138,8 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
                          f"torch cannot run it: {reason}") from e
     call.value = value
     if not isinstance(value, torch.Tensor):
-        if build is gather and isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
-            return Parts(value)  # chunk, split, unbind: each part is read by indexing, as a copy
+        if returns_parts(build) and isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
+            return Parts(value)  # chunk, split, unbind, max(x, dim): each part is read by indexing
         if _has_tensor(value):
             _build(call, build)  # the builder may say why (return_indices=True, ...)
             raise UnsupportedModuleError(f"{call.kind} (node {call.node!r}{call.where}) returns several "
@@ -236,9 +236,12 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
             return env[n]
 
         source_node = node.args[0] if node.args else None
-        if node.target is operator.getitem and isinstance(source_node, torch.fx.Node) and source_node in parts:
+        if node.target in (operator.getitem, getattr) and isinstance(source_node, torch.fx.Node) and source_node in parts:
             whole, copies, examples = parts[source_node]
-            call = part_call(whole, node.args[1], node.name, source(node))
+            index = node.args[1]
+            if isinstance(index, str):  # torch.max(x, 1).values
+                index = {"values": 0, "indices": 1}.get(index, index)
+            call = part_call(whole, index, node.name, source(node))
             data[node] = (len(layers) + 1, _add(call, copies, examples, layers, dtype))
             continue
         args, kwargs = map_arg(node.args, lookup), map_arg(node.kwargs, lookup)

@@ -30,7 +30,7 @@ from .affine import Affine, BatchNorm, Conv, ConvTranspose, Fixed, Linear, Resha
 from .base import Layer, batch_form
 
 __all__ = ["Layer", "Affine", "Conv", "ConvTranspose", "Linear", "BatchNorm", "Fixed", "Reshape",
-           "MaxPool", "Activation", "PReLU", "max_windows"]
+           "MaxPool", "Selection", "Activation", "PReLU", "max_windows"]
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -102,6 +102,47 @@ class MaxPool(Layer):
             return None
         p_in = prod(self.in_shape[1:])
         return tuple(selection_matrix(i, p_in, self.dtype) for i in self.idx)
+
+
+class Selection(MaxPool):
+    """The largest (or smallest) entry of each group along some axes of the sample:
+    ``torch.amax/amin(x, dim)``, ``torch.max/min(x, dim).values``. Per sample a selection
+    matrix: one 1 per row at the extreme; tied extremes share the row equally (``amax``'s
+    gradient, ``split_ties``) or the first of them takes it (``max(dim)``'s index). Each input
+    entry is in one group: Lipschitz constant 1."""
+
+    def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 dtype: npt.DTypeLike, axes: Sequence[int], largest: bool, split_ties: bool,
+                 kind: str | None = None) -> None:
+        super().__init__(name, module, in_shape, dtype, kind=kind, indices=lambda X: X, out_shape=out_shape,
+                         windows=1)
+        moved = np.moveaxis(np.arange(prod(in_shape)).reshape(in_shape), list(axes), list(range(-len(axes), 0)))
+        self.groups = moved.reshape(prod(out_shape), -1)  # (outputs, K): the entries each output reads
+        self.largest, self.split_ties = largest, split_ties
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        (G, K), n, f = self.groups.shape, X.shape[1], X.shape[0]
+        V = X[self.groups]  # (G, K, N)
+        best = V.max(axis=1, keepdims=True) if self.largest else V.min(axis=1, keepdims=True)
+        if self.split_ties:
+            hit = (V == best)
+            w = hit / hit.sum(axis=1, keepdims=True)
+        else:
+            first = (V.argmax if self.largest else V.argmin)(axis=1)
+            w = (np.arange(K)[None, :, None] == first[:, None, :]).astype(X.dtype)
+        g, k, s = np.nonzero(w)  # per (output, tap, sample) with a weight
+        self._S = sp.csr_array((w[g, k, s].astype(X.dtype), (s * G + g, s * f + self.groups[g, k])),
+                               shape=(n * G, n * f))
+        self.idx = self.groups  # marks a forward done
+        return cast(np.ndarray, (self._S @ X.T.reshape(-1)).reshape(n, -1).T)  # scipy is untyped
+
+    @property
+    def matrix(self) -> tuple[sp.sparray, ...] | None:
+        if self.idx is None:
+            return None
+        G, f = self.groups.shape[0], prod(self.in_shape)
+        S = sp.csr_array(self._S)
+        return tuple(S[i * G:(i + 1) * G, i * f:(i + 1) * f] for i in range(S.shape[0] // G))
 
 
 # --------------------------------------------------------------------------- activations

@@ -28,7 +28,7 @@ from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_re
 from .call import ModuleStateError, Operand, UnsupportedModuleError
 from .functional import (functional_conv, functional_conv_transpose, functional_group_norm, functional_instance_norm,
                          functional_layer_norm, functional_linear, functional_max_pool, functional_prelu)
-from .layers import Activation, Fixed, Layer, Reshape
+from .layers import Activation, Fixed, Layer, Reshape, Selection
 from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
 from .nodes import Combine, Product, Softmax
@@ -82,6 +82,29 @@ def reduction(mean: bool) -> Builder:
         axes = _sample_axes(call, dims, "reduces")
         M = reduce_matrix(call.shape, axes, mean, call.dtype)
         return affine(call, M, None, tuple(call.value.shape[1:]))
+    return build
+
+
+def extreme(largest: bool, split_ties: bool) -> Builder:
+    """``torch.amax/amin(x, dim)`` (ties share the gradient) and ``torch.max/min(x, dim)``
+    (the values; the first extreme takes it): a data-dependent selection, like max pooling."""
+    import torch
+
+    def build(call: Call) -> Selection:
+        dims = call.arg(1, "dim")
+        if isinstance(dims, Operand):
+            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} of two tensors (the elementwise "
+                                         f"extreme) is not supported; torch.maximum(a, b) = b + relu(a - b) is.")
+        if dims is None or (isinstance(dims, (tuple, list)) and not dims):
+            raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over the batch "
+                                    f"axis too; give the sample axes, e.g. x.amax((2, 3)).")
+        values = call.value
+        if not (isinstance(values, torch.Tensor) and values.is_floating_point()):
+            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where}: the indices of the extremes are "
+                                         f"integers, with no derivative; compile reads the values (.values, [0]).")
+        axes = _sample_axes(call, dims, "reduces")
+        return Selection(call.label, call.module, call.shape, tuple(values.shape[1:]), call.dtype, axes, largest,
+                         split_ties, kind=call.kind)
     return build
 
 
@@ -291,6 +314,8 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
                                                             "alpha_dropout", "feature_alpha_dropout")},
             "F.interpolate": (F.interpolate, functional_interpolate),
             "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
+            "torch.amax": (torch.amax, extreme(True, True)), "torch.amin": (torch.amin, extreme(False, True)),
+            "torch.max": (torch.max, extreme(True, False)), "torch.min": (torch.min, extreme(False, False)),
             **{f"F.avg_pool{n}d": (getattr(F, f"avg_pool{n}d"), functional_avg_pool) for n in (1, 2, 3)},
             **{f"F.adaptive_avg_pool{n}d": (getattr(F, f"adaptive_avg_pool{n}d"), functional_adaptive_avg_pool)
                for n in (1, 2, 3)},
@@ -376,6 +401,8 @@ def methods() -> dict[str, tuple[str, Builder]]:
             ".mul": ("mul", ar("mul")), ".mul_": ("mul_", ar("mul")), ".div": ("div", ar("div")),
             ".neg": ("neg", negate),
             ".mean": ("mean", reduction(True)), ".sum": ("sum", reduction(False)),
+            ".amax": ("amax", extreme(True, True)), ".amin": ("amin", extreme(False, True)),
+            ".max": ("max", extreme(True, False)), ".min": ("min", extreme(False, False)),
             ".softmax": ("softmax", softmax(False, 1)), ".log_softmax": ("log_softmax", softmax(True, 1)),
             ".relu": ("relu", fns["F.relu"][1]), ".relu_": ("relu_", fns["F.relu"][1]),
             ".sigmoid": ("sigmoid", fns["F.sigmoid"][1]), ".tanh": ("tanh", fns["F.tanh"][1]),
@@ -383,3 +410,8 @@ def methods() -> dict[str, tuple[str, Builder]]:
         _METHODS = table
     return _METHODS
 
+
+def returns_parts(build: Builder) -> bool:
+    """True for the builders whose op may return several tensors, each then read by index:
+    copies (``chunk``, ``split``, ``unbind``) and extremes (``torch.max(x, dim)``)."""
+    return build is gather or getattr(build, "__qualname__", "").startswith("extreme.")
