@@ -349,3 +349,53 @@ def test_extremes_without_a_derivative_or_over_the_batch_are_refused():
         tc.compile(Op(lambda x: x.amax()), (3, 4))
     with pytest.raises(TypeError, match=r"torch.max 'max_1' .* of two tensors \(the elementwise extreme\)"):
         tc.compile(Op(lambda x: torch.max(x, x * 2)), (3, 4))
+
+
+# --------------------------------------------------------------------------- parameters read in forward
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise conv, LayerNorm over channels last, MLP, layer scale, residual."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.dw, self.norm = nn.Conv2d(c, c, 3, padding=1, groups=c), nn.LayerNorm(c)
+        self.pw1, self.pw2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+        self.gamma = nn.Parameter(torch.linspace(-0.5, 0.8, c))
+
+    def forward(self, x):
+        y = self.pw2(F.gelu(self.pw1(self.norm(self.dw(x).permute(0, 2, 3, 1)))))
+        return x + (self.gamma * y).permute(0, 3, 1, 2)
+
+
+class Tokens(nn.Module):
+    """ViT's input: a class token expanded to the batch and prepended, a position embedding added."""
+
+    def __init__(self, d=6, n=4):
+        super().__init__()
+        self.cls, self.pos = nn.Parameter(torch.randn(1, 1, d)), nn.Parameter(torch.randn(1, n + 1, d))
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.lin(torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos)
+
+
+class ScaleShift(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale, self.shift = nn.Parameter(torch.ones(3)), nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return x / self.scale.exp() - self.shift
+
+
+@pytest.mark.parametrize("model,shape", [(ConvNeXtBlock(), (4, 5, 5)), (Tokens(), (4, 6)), (ScaleShift(), (2, 3))],
+                         ids=["convnext-layer-scale", "vit-class-token", "derived-scale"])
+def test_parameters_read_in_forward_are_constants_with_gradients(model, shape):
+    net = check_against_autograd(model, shape, batch=3, rtol=1e-10)
+    with torch.no_grad():  # training moves them: update builds the nodes again
+        for p in model.parameters():
+            p.add_(0.25)
+    net.update({k: p.detach().numpy() for k, p in model.named_parameters()})
+    x = torch.randn(2, *shape, dtype=torch.float64)
+    np.testing.assert_allclose(net.forward(x.numpy()), model(x).detach().numpy(), rtol=1e-12, atol=1e-12)

@@ -323,6 +323,12 @@ class Fixed(Affine):
     def estimate_nnz(self) -> tuple[int, bool]:
         return int(self._fixed.nnz), True
 
+    def rebuilt_from(self, other: Layer) -> None:
+        """Take the matrix and bias of the same op built again (it reads parameters as constants)."""
+        other = cast(Affine, other)
+        self._fixed, self.bias = other.matrix, other.bias
+        self.release()
+
 
 class Reshape(Fixed):
     """Flatten, Identity, eval-mode Dropout: the identity on the flattened sample (its matrix,

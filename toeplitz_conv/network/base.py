@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import scipy.sparse as sp
 
+if TYPE_CHECKING:
+    from .reads import ParamReads
+
 
 class Layer:
     """One node of the network: ``forward(X)`` and ``backward(delta, X, Y)`` on ``(features, N)``
@@ -42,6 +45,7 @@ class Layer:
     inputs: tuple[int, ...] = (0,)
     bias: np.ndarray | None
     torch_call: Callable[..., Any]  # the op itself, on tensors: set by compile
+    param_reads: ParamReads | None = None  # parameters an affine op reads as its constants
 
     if TYPE_CHECKING:  # what every node has, or a single-input layer defines (run/back call them)
         @property
@@ -74,6 +78,10 @@ class Layer:
         """``([dL/dX for each input], {local parameter name: gradient})``."""
         dX, grads = self.backward(delta, Xs[0], Y)
         return [dX], grads
+
+    def rebuilt_from(self, other: Layer) -> None:  # pragma: no cover - the affine nodes define it
+        """Take ``other``'s matrix and bias (the same op built with new parameter values)."""
+        raise NotImplementedError
 
     def clear(self) -> None:
         """Forget what the last forward kept (max pooling's argmax)."""

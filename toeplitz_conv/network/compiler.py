@@ -28,12 +28,13 @@ from ..memory import check_size
 from . import faithful
 from .call import (Call, Parts, part_call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
                    UntraceableModelError)
-from .layers import Affine, Layer
+from .layers import Affine, Fixed, Layer, Reshape
 from .linear_ops import BATCH
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
 from .ops import functions, methods, returns_parts
+from .reads import ParamReads
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -119,8 +120,33 @@ def _build(call: Call, build: Builder) -> Layer:
         raise type(e)(f"layer {call.title!r} ({call.kind}) with input shape {call.shape}: {e}") from e
 
 
+def _reading_parameters(call: Call, build: Builder, layer: Layer, direct: set[str],
+                        derived: dict[int, torch.fx.Node], gm: torch.fx.GraphModule,
+                        data: dict[torch.fx.Node, tuple[int, torch.Tensor]]) -> Layer:
+    """An affine node whose op reads parameters (``x * self.gamma``, ``torch.cat([self.cls.expand(
+    ...), x], 1)``): their values are its constants, their gradients torch's (:mod:`.reads`)."""
+    from torch.fx.node import map_aggregate
+
+    if not isinstance(layer, (Fixed, Combine)):
+        name = sorted(direct)[0] if direct else next(iter(derived.values())).name
+        raise UnsupportedModuleError(
+            f"{call.kind} {call.title!r}{call.where} reads {name!r}, computed from the model's parameters, "
+            f"outside a layer; compile reads parameters as the weights of the supported layers, or as "
+            f"constants of an affine op (x * self.gamma, x + self.pos, torch.cat with a token).")
+    ids: dict[int, str] = {}
+    map_aggregate((call.args, call.kwargs), lambda a: ids.setdefault(id(a), call.param_ids[id(a)])
+                  if call.param_ids.get(id(a)) in direct else None)
+    reads = ParamReads(call, build, ids, derived, gm, {n: tuple(v.shape[1:]) for n, (_, v) in data.items()})
+    if isinstance(layer, Reshape):  # the identity for these values: a matrix, to be rebuilt with others
+        layer = Fixed(layer.name, layer.module, layer.in_shape, layer.out_shape, layer.matrix, None, kind=layer.kind)
+    layer.param_reads, layer.param_names = reads, {name: name for name in reads.names}
+    return layer
+
+
 def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: list[Layer],
-         dtype: npt.DTypeLike) -> Any:
+         dtype: npt.DTypeLike, derived: dict[int, torch.fx.Node] | None = None,
+         gm: torch.fx.GraphModule | None = None,
+         data: dict[torch.fx.Node, tuple[int, torch.Tensor]] | None = None) -> Any:
     """Build the call's node, check it against torch on the example, append it; its value."""
     import torch
 
@@ -147,14 +173,12 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
         return value
     layer = _build(call, build)
     missing = set(_params_in((call.args, call.kwargs), call.param_ids)) - set(layer.param_names.values())
-    if missing:
-        raise UnsupportedModuleError(
-            f"{call.kind} {call.title!r}{call.where} reads parameter {sorted(missing)[0]!r} outside a "
-            f"layer: compile reads parameters only as the weights of the supported layers (their "
-            f"gradients would be lost otherwise).")
+    if missing or derived:
+        layer = _reading_parameters(call, build, layer, missing, derived or {}, cast("torch.fx.GraphModule", gm),
+                                    data or {})
     layer.inputs, layer.node = tuple(op.index for op in call.operands), call.node
     layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
-    if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs):
+    if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs) and not layer.param_names:
         # a sum that reads one tensor several times (x - x): one matrix per distinct input
         read, (merged, kept) = layer.inputs, layer.merged()
         merged.torch_call = lambda *ts: call.apply(*[ts[merged.inputs.index(p)] for p in read])
@@ -259,12 +283,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 f"in forward on a tensor that depends on the input: autograd passes no gradient "
                 f"through it, where compile's backward and Jacobian would. Move it out of no_grad, "
                 f"or compile the parts separately.")
-        stray = [n for n in node.all_input_nodes if n in derived and n.op != "get_attr"]
-        if stray:
-            raise UnsupportedModuleError(
-                f"{kind} {call.title!r}{call.where} reads {stray[0].name!r}, a tensor computed from "
-                f"parameters in forward: compile reads parameters only as the weights of the "
-                f"supported layers (their gradients would be lost otherwise).")
+        stray = {id(env[n]): n for n in node.all_input_nodes if n in derived and n.op != "get_attr"}
         if build is None:
             if node.op == "call_module":
                 raise _unsupported(call, node)
@@ -282,7 +301,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
             if memory is None:  # which nodes share memory: asked once, at the first in-place op
                 memory = faithful.storages(gm, x)
             rebind = faithful.in_place_target(node, call, data, memory)
-        value = _add(call, build, examples, layers, dtype)
+        value = _add(call, build, examples, layers, dtype, stray, gm, data)
         if isinstance(value, Parts):
             parts[node] = (call, build, examples)
         elif isinstance(value, torch.Tensor):

@@ -240,6 +240,9 @@ class Network:
                 continue
             layer = self.layers[i]
             d_inputs, layer_grads = layer.back(delta, [acts[p] for p in layer.inputs], acts[i + 1])
+            if layer.param_reads is not None:  # parameters an affine op reads: torch's gradient
+                layer_grads = layer.param_reads.gradients(delta, [acts[p] for p in layer.inputs], layer.in_shapes,
+                                                          layer.out_shape, self.params)
             for p, dX in zip(layer.inputs, d_inputs):
                 deltas[p] = dX if deltas[p] is None else deltas[p] + dX
             for local, arr in layer_grads.items():
@@ -278,8 +281,11 @@ class Network:
                 )
             self.params[name] = arr.astype(self.dtype, copy=True)
         for layer in self.layers:  # the changed parameters, and every buffer (running statistics)
-            if getattr(layer, "reads_buffers", False) or (
-                    layer.param_names and any(full in new_params for full in layer.param_names.values())):
+            changed = layer.param_names and any(full in new_params for full in layer.param_names.values())
+            if layer.param_reads is not None:
+                if changed:
+                    layer.rebuilt_from(layer.param_reads.rebuild(self.params))
+            elif getattr(layer, "reads_buffers", False) or changed:
                 cast("Affine", layer).build()  # only affine layers have parameters or buffers
 
     # ------------------------------------------------------------------ matrices held

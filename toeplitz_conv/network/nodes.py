@@ -61,6 +61,12 @@ class Combine(Layer):
         return list(self.matrices)
 
 
+    def rebuilt_from(self, other: Layer) -> None:
+        """Take the matrices and bias of the same op built again (it reads parameters as constants)."""
+        if not isinstance(other, Combine):  # pragma: no cover - a builder gives one kind of node
+            raise RuntimeError(f"{self.kind} {self.name!r} was built again as another kind of node; please report this.")
+        self.matrices, self.bias = other.matrices, other.bias
+
     def merged(self) -> tuple[Layer, list[int]]:
         """The same map with one matrix per distinct input (``x - x`` reads ``x`` twice: its
         matrices are summed), so that its norm is that of what it computes; with one input left,
@@ -209,6 +215,9 @@ class Normalise(Grouped):
 
     def groups(self) -> np.ndarray:
         return self.index
+
+    def build(self) -> None:
+        """Nothing to read again: ``gamma`` and ``beta`` are read from the parameters at each use."""
 
     def _per_entry(self, local: str) -> np.ndarray | None:
         """Parameter ``local`` read at every feature, a column ``(features, 1)``; None if absent."""

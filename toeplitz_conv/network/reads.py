@@ -1,0 +1,153 @@
+"""Parameters read in ``forward`` outside the supported layers: a layer scale ``x * self.gamma``,
+a position embedding ``x + self.pos``, a class token ``torch.cat([self.cls.expand(n, -1, -1),
+x], 1)``. The op is affine in its input for given parameters, so its node is an affine node
+whose matrix and bias are read with the parameters' current values as constants; what the
+node needs besides is the parameters' gradient, and its matrix again when they change.
+
+:class:`ParamReads` keeps the call and how each parameter reaches it (directly, or through
+constants computed from parameters, ``self.cls.expand(...)``). The gradient is torch's own
+vector-Jacobian product of the op with respect to the parameters (``backward``); after
+:meth:`Network.update` the op is built again from the new values (``rebuild``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from .base import batch_form
+
+if TYPE_CHECKING:
+    import torch
+    import torch.fx
+
+    from .call import Call
+    from .layers import Layer
+    from .ops import Builder
+
+
+class ParamReads:
+    """What one affine node reads of the model's parameters, and how to read it again.
+
+    Parameters
+    ----------
+    call, build : the traced call and its builder.
+    direct : {id(tensor): name}
+        Parameters passed to the call as they are.
+    derived : {id(tensor): node}
+        Constants the call reads that ``forward`` computed from parameters (fx nodes of the
+        traced graph, evaluated again from the parameters by :meth:`constant`).
+    gm : the traced graph.
+    data_shapes : {node: sample shape}
+        The input-dependent nodes the constants are computed from (``x.shape[0]`` in
+        ``self.cls.expand(x.shape[0], -1, -1)``): they are evaluated on meta tensors of the
+        batch at hand, so that such a constant follows the batch.
+    """
+
+    def __init__(self, call: Call, build: Builder, direct: dict[int, str], derived: dict[int, torch.fx.Node],
+                 gm: torch.fx.GraphModule, data_shapes: dict[torch.fx.Node, tuple[int, ...]]) -> None:
+        self.call, self.build, self.direct, self.derived, self.gm = call, build, direct, derived, gm
+        self.data_shapes = data_shapes  # input-dependent ancestors of the constants: only their shapes count
+        self.names = sorted(set(direct.values()) | {
+            cast(str, n.target) for d in derived.values() for n in _ancestors(d, data_shapes) if n.op == "get_attr"
+            and cast(str, n.target) in call.params})
+
+    def constant(self, node: torch.fx.Node, values: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+        """The value of the constant ``node`` with the parameters in ``values``, for a batch of
+        ``batch`` samples."""
+        import torch
+        from torch.fx.node import map_arg
+
+        env: dict[torch.fx.Node, Any] = {}
+        for n in _ancestors(node, stop=self.data_shapes):
+            if n in self.data_shapes:  # only its shape can reach a constant
+                env[n] = torch.empty((batch, *self.data_shapes[n]), device="meta", dtype=torch.float64)
+                continue
+            if n.op == "get_attr":
+                target = cast(str, n.target)
+                value: Any = values.get(target)
+                if value is None:
+                    value = self.gm
+                    for part in target.split("."):
+                        value = getattr(value, part)
+                env[n] = value
+                continue
+            args, kwargs = map_arg(n.args, env.__getitem__), map_arg(n.kwargs, env.__getitem__)
+            if n.op == "call_function":
+                env[n] = cast(Any, n.target)(*args, **kwargs)
+            elif n.op == "call_method":
+                env[n] = getattr(args[0], cast(str, n.target))(*args[1:], **kwargs)
+            else:  # call_module
+                env[n] = self.gm.get_submodule(cast(str, n.target))(*args, **kwargs)
+        return cast("torch.Tensor", env[node])
+
+    def with_values(self, values: dict[str, torch.Tensor], batch: int) -> Call:
+        """A copy of the call whose parameters (and constants made of them) have ``values``, for a
+        batch of ``batch`` samples."""
+        import copy
+
+        import torch
+        from torch.fx.node import map_aggregate
+
+        def put(a: Any) -> Any:
+            if isinstance(a, torch.Tensor):
+                if id(a) in self.direct:
+                    return values[self.direct[id(a)]]
+                if id(a) in self.derived:
+                    return self.constant(self.derived[id(a)], values, batch)
+            return a
+        new = copy.copy(self.call)
+        new.args, new.kwargs = map_aggregate(self.call.args, put), map_aggregate(self.call.kwargs, put)
+        return new
+
+    def _values(self, params: dict[str, np.ndarray], grad: bool) -> dict[str, torch.Tensor]:
+        import torch
+
+        return {name: torch.from_numpy(np.array(params[name])).requires_grad_(grad) for name in self.names}
+
+    def gradients(self, delta: np.ndarray, Xs: Sequence[np.ndarray], in_shapes: Sequence[Sequence[int]],
+                  out_shape: Sequence[int], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{parameter name: dL/dparameter}`` for ``dL/dy = delta``, by torch's autograd of the op."""
+        import torch
+
+        values = self._values(params, True)
+        xs = [torch.from_numpy(np.ascontiguousarray(batch_form(X, shape))) for X, shape in zip(Xs, in_shapes)]
+        out = self.with_values(values, delta.shape[1]).apply(*xs)
+        grads = torch.autograd.grad(out, list(values.values()),
+                                    torch.from_numpy(np.ascontiguousarray(batch_form(delta, out_shape))).to(out.dtype),
+                                    allow_unused=True)
+        return {name: (np.zeros_like(params[name]) if g is None else g.detach().numpy().reshape(params[name].shape))
+                for name, g in zip(values, grads)}
+
+    def rebuild(self, params: dict[str, np.ndarray]) -> Layer:
+        """The node built again with the parameters' values in ``params``."""
+        import torch
+
+        with torch.no_grad():
+            call = self.with_values(self._values(params, False), 2)
+            call.value = call.apply(*[torch.zeros((2, *op.shape), dtype=torch.float64).to(_dtype(call))
+                                      for op in call.operands])
+        return self.build(call)
+
+
+def _dtype(call: Call) -> torch.dtype:
+    import torch
+
+    return torch.float64 if np.dtype(call.dtype) == np.float64 else torch.float32
+
+
+def _ancestors(node: torch.fx.Node, stop: dict[torch.fx.Node, Any]) -> list[torch.fx.Node]:
+    """``node`` and every node it is computed from, not past the nodes in ``stop``, in the
+    graph's order."""
+    seen: dict[torch.fx.Node, None] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen[n] = None
+            if n not in stop:
+                stack.extend(n.all_input_nodes)
+    order = {n: i for i, n in enumerate(node.graph.nodes)}
+    return sorted(seen, key=order.__getitem__)
