@@ -399,3 +399,67 @@ def test_parameters_read_in_forward_are_constants_with_gradients(model, shape):
     net.update({k: p.detach().numpy() for k, p in model.named_parameters()})
     x = torch.randn(2, *shape, dtype=torch.float64)
     np.testing.assert_allclose(net.forward(x.numpy()), model(x).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention as timm writes it, with the batch axis kept first."""
+
+    def __init__(self, d=6, heads=2):
+        super().__init__()
+        self.heads, self.scale = heads, (d // heads) ** -0.5
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(0, 2, 3, 1, 4).unbind(1)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class ConstantSides(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 3))
+        self.register_buffer("m", torch.randn(5, 5))
+
+    def forward(self, x):
+        return torch.matmul(self.m, x @ self.w) + torch.bmm(x, x.transpose(1, 2)).sum(-1, keepdim=True)
+
+
+class TinyViT(nn.Module):
+    def __init__(self, d=6):
+        super().__init__()
+        self.embed, self.tokens = nn.Conv2d(1, d, 2, stride=2), Tokens(d, 4)
+        self.norm1, self.attn = nn.LayerNorm(d), Attention(d)
+        self.norm2, self.mlp = nn.LayerNorm(d), nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        t = self.tokens(self.embed(x).flatten(2).transpose(1, 2))
+        t = t + self.attn(self.norm1(t))
+        t = t + self.mlp(self.norm2(t))
+        return self.head(t[:, 0])
+
+
+@pytest.mark.parametrize("model,shape", [(Attention(), (5, 6)), (ConstantSides(), (5, 6)), (TinyViT(), (1, 4, 4))],
+                         ids=["attention", "matmul-constant-sides", "tiny-vit"])
+def test_matrix_products_match_autograd(model, shape):
+    net = check_against_autograd(model, shape, batch=3, rtol=1e-10)
+    x = torch.randn(2, *shape, dtype=torch.float64)
+    np.testing.assert_allclose(net.to_mlp()(x).detach().numpy(), model(x).detach().numpy(), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="multiplies two tensors that both depend on the input"):
+        net.lipschitz_bound()  # attention, and x @ x^T: no global constant
+
+
+class BatchMoved(nn.Module):
+    def forward(self, x):
+        q, k = x.permute(1, 0, 2).unbind(0)[:2]
+        return q
+
+
+def test_a_batch_axis_moved_from_the_front_is_refused_with_its_line():
+    with pytest.raises(ValueError, match=r"\.permute 'permute' at test_modern_nodes.py:\d+ .* must keep the batch axis first"):
+        tc.compile(BatchMoved(), (3, 4))

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ..memory import check_size
 from .layers import Activation, Layer, MaxPool, Reshape
-from .nodes import Combine, Product
+from .nodes import Combine, Contraction, Product
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -101,11 +101,14 @@ def to_mlp(net: Network) -> nn.Sequential | fx.GraphModule:
         if isinstance(layer, Reshape):
             values[i + 1] = ins[0]
             continue
-        if isinstance(layer, Product):
-            for k, B in enumerate(layer.broadcasts):
+        if isinstance(layer, Product):  # a matrix product: gather, multiply, sum the inner index
+            for k, B in enumerate(layer.gathers if isinstance(layer, Contraction) else layer.broadcasts):
                 root.add_module(f"{name}_{k}", _linear(i, B, None, net.dtype))
             a, b = (graph.call_module(f"{name}_{k}", (v,)) for k, v in enumerate(ins))
             values[i + 1] = graph.call_function(torch.mul, (a, b))
+            if isinstance(layer, Contraction):
+                root.add_module(f"{name}_sum", _linear(i, layer.summed, None, net.dtype))
+                values[i + 1] = graph.call_module(f"{name}_sum", (values[i + 1],))
             continue
         if layer.linear:
             root.add_module(name, _linear(i, layer.matrix, layer.bias, net.dtype))

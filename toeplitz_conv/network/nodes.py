@@ -119,6 +119,40 @@ class Product(Layer):
         return [(sp.diags_array(b[:, 0]) @ Ba).tocsr(), (sp.diags_array(a[:, 0]) @ Bb).tocsr()]
 
 
+class Contraction(Product):
+    """``y = R ((G_a a) * (G_b b))``: a product of two inputs summed over an axis, as a matrix
+    product ``a @ b`` of two tensors that depend on the input (attention's ``q @ k^T`` and
+    ``p @ v``). ``G`` gather each input into the product space (one entry per output and summed
+    index), ``R`` sums that index. Backward: ``d = R.T delta``, ``da = G_a.T (d * G_b b)``,
+    ``db = G_b.T (d * G_a a)``. ``broadcasts`` are ``R G_a`` and ``R G_b``: which entries of
+    each input reach each output (the structure the Jacobian's colouring reads)."""
+
+    def __init__(self, name: str, in_shapes: Sequence[Sequence[int]], out_shape: Sequence[int],
+                 gathers: Sequence[sp.sparray], summed: sp.sparray, kind: str) -> None:
+        self.gathers, self.summed = [sp.csr_array(G) for G in gathers], sp.csr_array(summed)
+        super().__init__(name, in_shapes, out_shape, [(self.summed @ G).tocsr() for G in self.gathers], kind)
+
+    def _expanded(self, Xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [G @ X for G, X in zip(self.gathers, Xs)]
+
+    def run(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
+        a, b = self._expanded(Xs)
+        Y: np.ndarray = self.summed @ (a * b)
+        return Y
+
+    def back(self, delta: np.ndarray, Xs: Sequence[np.ndarray],
+             Y: np.ndarray) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        a, b = self._expanded(Xs)
+        d = self.summed.T @ delta
+        Ga, Gb = self.gathers
+        return [Ga.T @ (d * b), Gb.T @ (d * a)], {}
+
+    def local(self, Xs: Sequence[np.ndarray], Y: np.ndarray) -> list[sp.sparray | None]:
+        a, b = self._expanded(Xs)
+        Ga, Gb = self.gathers
+        return [(self.summed @ sp.diags_array(b[:, 0]) @ Ga).tocsr(), (self.summed @ sp.diags_array(a[:, 0]) @ Gb).tocsr()]
+
+
 class Grouped(Layer):
     """A node that maps each group of a sample's entries alone (the groups are given by
     :meth:`groups`); its Jacobian is block diagonal over the groups."""

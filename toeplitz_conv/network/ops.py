@@ -31,6 +31,7 @@ from .functional import (functional_conv, functional_conv_transpose, functional_
 from .layers import Activation, Fixed, Layer, Reshape, Selection
 from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
                          reduce_matrix, separable_matrix)
+from .matmul import matmul
 from .nodes import Combine, Product, Softmax
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def affine(call: Call, matrix: sp.sparray, bias: np.ndarray | None, out_shape: S
 def gather(call: Call) -> Fixed | Combine:
     """An op that copies entries (or writes constants): ``y = sum_i W_i x_i + b``."""
     mats, bias, out_shape = gather_matrices(call.apply, [o.shape for o in call.operands], call.dtype,
-                                            f"{call.kind} {call.title!r}")
+                                            f"{call.kind} {call.title!r}{call.where}")
     if len(mats) == 1:
         return affine(call, mats[0], bias, out_shape)
     return Combine(call.label, [o.shape for o in call.operands], out_shape, mats, bias, call.kind)
@@ -313,6 +314,7 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             **{f"F.{n}": (getattr(F, n), dropout) for n in ("dropout", "dropout1d", "dropout2d", "dropout3d",
                                                             "alpha_dropout", "feature_alpha_dropout")},
             "F.interpolate": (F.interpolate, functional_interpolate),
+            "@": (operator.matmul, matmul), "torch.matmul": (torch.matmul, matmul), "torch.bmm": (torch.bmm, matmul),
             "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
             "torch.amax": (torch.amax, extreme(True, True)), "torch.amin": (torch.amin, extreme(False, True)),
             "torch.max": (torch.max, extreme(True, False)), "torch.min": (torch.min, extreme(False, False)),
@@ -401,6 +403,7 @@ def methods() -> dict[str, tuple[str, Builder]]:
             ".mul": ("mul", ar("mul")), ".mul_": ("mul_", ar("mul")), ".div": ("div", ar("div")),
             ".neg": ("neg", negate),
             ".mean": ("mean", reduction(True)), ".sum": ("sum", reduction(False)),
+            ".matmul": ("matmul", matmul), ".bmm": ("bmm", matmul),
             ".amax": ("amax", extreme(True, True)), ".amin": ("amin", extreme(False, True)),
             ".max": ("max", extreme(True, False)), ".min": ("min", extreme(False, False)),
             ".softmax": ("softmax", softmax(False, 1)), ".log_softmax": ("log_softmax", softmax(True, 1)),
