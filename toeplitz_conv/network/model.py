@@ -98,7 +98,13 @@ class Network:
 
     def check_batch(self, n: int) -> None:
         """Refuse a batch of ``n`` samples the network cannot compute: none, or another size
-        than the traced one when the model's code reads the batch size."""
+        than the traced one when the model's code reads the batch size.
+
+        Parameters
+        ----------
+        n : int
+            The number of samples.
+        """
         if n == 0:
             raise ValueError(f"x must hold at least one sample: a batch of shape "
                              f"(N, {', '.join(map(str, self.input_shape))}) with N >= 1; got an empty batch.")
