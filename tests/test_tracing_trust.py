@@ -280,28 +280,6 @@ def test_a_branch_the_output_never_reads_does_not_block_the_bound():
     assert net.lipschitz_bound() == pytest.approx(relu_free.lipschitz_bound(), rel=1e-9)
 
 
-# --------------------------------------------------------------------------- untraceable code
-
-
-class LeNetLoop(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c = nn.Conv2d(1, 2, 3)
-
-    def forward(self, x):
-        x = self.c(x)
-        n = 1
-        for s in x.size()[1:]:
-            n *= s
-        return x.view(-1, n)
-
-
-def test_untraceable_code_is_refused_with_its_source_line():
-    with pytest.raises(UntraceableModelError, match=r"with torch.fx at test_tracing_trust.py:\d+ "
-                                                    r"`for s in x.size\(\)\[1:\]:`: .*a loop over a tensor or over x.size\(\)"):
-        tc.compile(LeNetLoop().double(), (1, 5, 5))
-
-
 # --------------------------------------------------------------------------- sizes
 
 
@@ -341,3 +319,67 @@ def test_a_node_whose_output_is_too_large_is_refused_before_it_runs(model, shape
             tc.compile(model, shape)
     finally:
         tc.set_memory_limit(None)
+
+
+# --------------------------------------------------------------------------- code on shapes
+
+
+class TutorialLeNet(nn.Module):
+    """The PyTorch tutorial's LeNet: a loop over x.size()[1:] for the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 3, 3), nn.Linear(3 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        num = 1
+        for s in x.size()[1:]:
+            num *= s
+        return self.fc(x.view(-1, num))
+
+
+class DCGANGuard(nn.Module):
+    """DCGAN's forward: a branch on the device and the number of GPUs."""
+
+    def __init__(self, ngpu=1):
+        super().__init__()
+        self.ngpu, self.main = ngpu, nn.Sequential(nn.ConvTranspose2d(3, 2, 4, 2, 1), nn.Tanh())
+
+    def forward(self, x):
+        if x.is_cuda and self.ngpu > 1:
+            return nn.parallel.data_parallel(self.main, x, range(self.ngpu))
+        return self.main(x) if x.dim() == 4 else x
+
+
+class BatchBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv1d(2, 2, 1)
+
+    def forward(self, x):
+        return self.c(x) if x.size(0) > 1 else -self.c(x)
+
+
+@pytest.mark.parametrize("model,shape", [(TutorialLeNet(), (1, 10, 10)), (DCGANGuard(), (3, 4, 4))],
+                         ids=["tutorial-lenet", "dcgan-guard"])
+def test_python_code_on_shapes_traces_with_the_example_shapes(model, shape):
+    for n in (1, 2, 3):
+        assert_exact(model, shape, batch=n)
+
+
+def test_a_branch_on_the_batch_size_is_exact_only_at_the_traced_batch():
+    net = assert_exact(BatchBranch(), (2, 5), batch=2)
+    assert net.traced_batch_only is not None and "the output" in net.traced_batch_only
+    with pytest.raises(ValueError, match="traced at a batch of 2 .*got a batch of 1"):
+        net.forward(np.zeros((1, 2, 5)))
+
+
+class ValueBranch(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+def test_a_branch_on_tensor_values_is_still_refused_with_its_line():
+    with pytest.raises(UntraceableModelError, match=r"at test_tracing_trust.py:\d+ `return x if x.sum\(\) > 0"):
+        tc.compile(ValueBranch(), (3,))

@@ -188,6 +188,14 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     return value
 
 
+def example_batch(shape: Sequence[int], dtype: npt.DTypeLike) -> torch.Tensor:
+    """The example a model is traced and checked on: ``BATCH`` samples of ``shape``, seeded."""
+    import torch
+
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    return torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(tdtype)
+
+
 def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, ...],
           dtype: npt.DTypeLike, params: dict[str, np.ndarray],
           param_names: dict[int, str]) -> tuple[list[Layer], int, Traced | None]:
@@ -197,8 +205,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     import torch.fx
     from torch.fx.node import map_arg
 
-    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
-    x = torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(tdtype)
+    x = example_batch(shape, dtype)
     layers: list[Layer] = []
 
     def make_call(label: str, node: str, kind: str, module: nn.Module | None,
@@ -430,10 +437,10 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
         raise TypeError(f"the model's parameters must be floating point; got {dtype}.")
     params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
     param_names = {id(p): name for name, p in named}
-    gm = None if entry_of(module) is not None else trace(module)
+    gm = None if entry_of(module) is not None else trace(module, example_batch(shape, dtype))
     layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)
     net = Network(layers, params, shape, dtype, output=output, graph=gm)
     if gm is not None and traced is not None:
         faithful.check_output(module, traced.x, traced.output)
-        net.traced_batch_only = faithful.batch_dependence(gm, traced.x, traced.values)
+        net.traced_batch_only = faithful.batch_dependence(gm, module, traced.x, traced.values)
     return net

@@ -187,11 +187,12 @@ def check_output(model: nn.Module, x: torch.Tensor, traced: torch.Tensor) -> Non
         f"such updates out of place (out = out + x).")
 
 
-def batch_dependence(gm: torch.fx.GraphModule, x: torch.Tensor,
+def batch_dependence(gm: torch.fx.GraphModule, model: nn.Module, x: torch.Tensor,
                      traced: dict[torch.fx.Node, torch.Tensor]) -> str | None:
     """The first node (with its source line) whose value on ``x[:1]`` is not row 0 of its
-    ``traced`` value on the batch ``x``, or whose run fails there; None if every node follows
-    the batch."""
+    ``traced`` value on the batch ``x``, or whose run fails there; or the output, when the
+    model's own on ``x[:1]`` is not the graph's (a branch on the batch size, traced with the
+    example's); None if all follow the batch."""
     import torch
     import torch.fx
 
@@ -218,10 +219,14 @@ def batch_dependence(gm: torch.fx.GraphModule, x: torch.Tensor,
     follower = Follower(gm)
     try:
         with torch.no_grad():
-            follower.run(x[:1].clone())
+            out = follower.run(x[:1].clone())
+            own = model(x[:1].clone())
     except _Stop:
-        pass
-    return follower.culprit
+        return follower.culprit
+    if isinstance(own, torch.Tensor) and isinstance(out, torch.Tensor) and _close(out, own):
+        return None
+    return ("the output (on one sample the model's own output is not the traced graph's: Python code "
+            "on the batch size, an `if` or a loop, was traced with the example's batch)")
 
 
 class _Stop(Exception):
