@@ -463,3 +463,14 @@ class BatchMoved(nn.Module):
 def test_a_batch_axis_moved_from_the_front_is_refused_with_its_line():
     with pytest.raises(ValueError, match=r"\.permute 'permute' at test_modern_nodes.py:\d+ .* must keep the batch axis first"):
         tc.compile(BatchMoved(), (3, 4))
+
+
+class FusedAttention(nn.Module):
+    def forward(self, x):
+        return F.scaled_dot_product_attention(x, x, x)
+
+
+def test_fused_attention_is_refused_with_how_to_write_it():
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention \(node .*\) \(write it out: "
+                                        r"\(q @ k.transpose\(-2, -1\) \* scale\).softmax\(-1\) @ v"):
+        tc.compile(FusedAttention(), (4, 6))

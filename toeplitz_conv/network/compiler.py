@@ -34,7 +34,7 @@ from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
 from .ops import functions, methods, returns_parts
-from .reads import ParamReads
+from .reads import ParamReads, named_parameters
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -83,20 +83,25 @@ def _function_name(fn: object) -> str:
     return f"{short}.{getattr(fn, '__name__', repr(fn))}" if short else getattr(fn, "__name__", repr(fn))
 
 
-_WHY_NOT = {kind: " (it looks up rows by integer index: not a function of a float input; compile the "
-                  "part of the model after it, on its output)" for kind in ("Embedding", "EmbeddingBag")}
+_WHY_NOT = {
+    **{kind: " (it looks up rows by integer index: not a function of a float input; compile the part of "
+             "the model after it, on its output)" for kind in ("Embedding", "EmbeddingBag")},
+    "scaled_dot_product_attention": " (write it out: (q @ k.transpose(-2, -1) * scale).softmax(-1) @ v, "
+                                      "which compiles)",
+    "MultiheadAttention": " (write the attention out with nn.Linear, @ and softmax, which compile)",
+}
 
 
 def _unsupported(call: Call, node: torch.fx.Node) -> UnsupportedModuleError:
     if node.op == "call_module":
-        why = _WHY_NOT.get(call.kind, "")
+        why = _WHY_NOT.get(call.kind, "")  # a module's class name
         return UnsupportedModuleError(
             f"compile does not support module {call.title!r} of type {call.kind}{call.where}{why}; "
             f"supported: {', '.join(supported_modules())}."
         )
     what = "method" if node.op == "call_method" else "function"
     return UnsupportedModuleError(
-        f"compile does not support the {what} {call.kind} (node {node.name!r}{call.where}); "
+        f"compile does not support the {what} {call.kind} (node {node.name!r}{call.where}){_WHY_NOT.get(call.kind.rsplit('.', 1)[-1], '')}; "
         f"supported functions and methods: {', '.join(supported_ops())}."
     )
 
@@ -349,21 +354,6 @@ def _describe(output: object) -> str:
     return "a value that does not depend on the input"
 
 
-def _named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """``module.named_parameters()``, but a parametrised tensor (``weight_norm``,
-    ``spectral_norm``, ``torch.nn.utils.parametrize``) as its current value under its module's
-    name (``'1.weight'``) in place of the parametrisation's own parameters."""
-    from torch.nn.utils import parametrize
-
-    named: list[tuple[str, torch.Tensor]] = [
-        (n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
-    for prefix, m in module.named_modules():
-        if parametrize.is_parametrized(m):
-            for local in m.parametrizations:
-                named.append((f"{prefix}.{local}" if prefix else local, getattr(m, local).detach()))
-    return named
-
-
 def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     """Compile a PyTorch model into a :class:`Network` of sparse matrices.
 
@@ -430,7 +420,7 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     check_size("compile", 48 * features,
                f"at least: an example batch of 2 x {features:,} input features and one matrix "
                f"entry per feature, before any layer's own matrix")
-    named = _named_parameters(module)
+    named = named_parameters(module)
     params = {name: as_array(p, name).copy() for name, p in named}
     dtype = np.result_type(*params.values()) if params else np.float64
     if not np.issubdtype(dtype, np.floating):

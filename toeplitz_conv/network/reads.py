@@ -1,8 +1,10 @@
-"""Parameters read in ``forward`` outside the supported layers: a layer scale ``x * self.gamma``,
-a position embedding ``x + self.pos``, a class token ``torch.cat([self.cls.expand(n, -1, -1),
-x], 1)``. The op is affine in its input for given parameters, so its node is an affine node
-whose matrix and bias are read with the parameters' current values as constants; what the
-node needs besides is the parameters' gradient, and its matrix again when they change.
+"""The parameters a compiled network reads: parametrised weights as their values
+(:func:`named_parameters`), and parameters read in ``forward`` outside the supported layers:
+a layer scale ``x * self.gamma``, a position embedding ``x + self.pos``, a class token
+``torch.cat([self.cls.expand(n, -1, -1), x], 1)``. The op is affine in its input for given
+parameters, so its node is an affine node whose matrix and bias are read with the parameters'
+current values as constants; what the node needs besides is the parameters' gradient, and its
+matrix again when they change.
 
 :class:`ParamReads` keeps the call and how each parameter reaches it (directly, or through
 constants computed from parameters, ``self.cls.expand(...)``). The gradient is torch's own
@@ -22,6 +24,7 @@ from .base import batch_form
 if TYPE_CHECKING:
     import torch
     import torch.fx
+    from torch import nn
 
     from .call import Call
     from .layers import Layer
@@ -130,6 +133,21 @@ class ParamReads:
             call.value = call.apply(*[torch.zeros((2, *op.shape), dtype=torch.float64).to(_dtype(call))
                                       for op in call.operands])
         return self.build(call)
+
+
+def named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``module.named_parameters()``, but a parametrised tensor (``weight_norm``,
+    ``spectral_norm``, ``torch.nn.utils.parametrize``) as its current value under its module's
+    name (``'1.weight'``) in place of the parametrisation's own parameters."""
+    from torch.nn.utils import parametrize
+
+    named: list[tuple[str, torch.Tensor]] = [
+        (n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
+    for prefix, m in module.named_modules():
+        if parametrize.is_parametrized(m):
+            for local in m.parametrizations:
+                named.append((f"{prefix}.{local}" if prefix else local, getattr(m, local).detach()))
+    return named
 
 
 def _dtype(call: Call) -> torch.dtype:
