@@ -50,7 +50,7 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
     import torch
     import torch.fx
     from torch import nn
-    from torch.fx.node import map_aggregate
+    from torch.fx.node import map_aggregate, map_arg
 
     skip = _skipped()
 
@@ -58,52 +58,56 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
         """Registered modules and torch's own are single calls; user modules are traced through.
         Each node keeps the model's source line that made it (for error messages).
 
-        With an example input, each node's value on it is computed as the node is made, so that
-        Python code on shapes traces with the example's: a loop over ``x.size()[1:]``, an ``if``
-        on ``x.dim()`` or ``x.is_cuda`` (the values are dropped once traced). Code on tensor
-        values still fails to trace."""
+        With an example input, a decision Python takes on a traced value (a loop over
+        ``x.size()[1:]``, an ``if`` on ``x.dim()`` or ``x.is_cuda``) is taken on the example's
+        value, computed then with what it needs; ``specialised`` says one was. A decision on
+        tensor values still fails to trace."""
 
-        def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **kw: Any) -> Any:
-            proxy = super().create_proxy(kind, target, args, kwargs, *rest, **kw)
-            if example is not None:
-                proxy.node.meta["example"] = self._value(kind, target, args, kwargs)
-            return proxy
+        evaluating = False  # while True, fx's patches of Module.__getattr__ and __call__ step aside
+        specialised = False  # a decision was taken on an example value
 
-        def _value(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
-            if kind == "placeholder":
-                first = not any(n.op == "placeholder" and n.meta.get("example", _UNKNOWN) is not _UNKNOWN
-                                for n in self.graph.nodes)
-                return cast("torch.Tensor", example).clone() if first else _UNKNOWN
-            unknown: list[bool] = []
-
-            def value(a: Any) -> Any:
-                if isinstance(a, torch.fx.Proxy):
-                    v = a.node.meta.get("example", _UNKNOWN)
-                    unknown.append(v is _UNKNOWN)
-                    return v
-                return a
-            args, kwargs = map_aggregate(args, value), map_aggregate(kwargs, value)
-            if any(unknown):
+        def _value(self, node: torch.fx.Node) -> Any:
+            """The example value of ``node``, computed with those of its ancestors (once each)."""
+            if example is None:
                 return _UNKNOWN
-            self.evaluating = True  # fx's patches of Module.__getattr__ and __call__ step aside
+            values: dict[torch.fx.Node, Any] = self.__dict__.setdefault("values", {})
+            todo, order = [node], []
+            while todo:
+                n = todo.pop()
+                if n not in values and n not in order:
+                    order.append(n)
+                    todo.extend(n.all_input_nodes)
+            position = {n: i for i, n in enumerate(self.graph.nodes)}
+            for n in sorted(order, key=position.__getitem__):
+                values[n] = self._one(n, values)
+            return values[node]
+
+        def _one(self, n: torch.fx.Node, values: dict[torch.fx.Node, Any]) -> Any:
+            if n.op == "placeholder":
+                first = next(m for m in self.graph.nodes if m.op == "placeholder")
+                return cast("torch.Tensor", example).clone() if n is first else _UNKNOWN
+            args, kwargs = map_arg(n.args, values.__getitem__), map_arg(n.kwargs, values.__getitem__)
+            flat: list[Any] = []
+            map_aggregate((args, kwargs), flat.append)
+            if any(v is _UNKNOWN for v in flat):
+                return _UNKNOWN
+            self.evaluating = True
             try:
                 with torch.no_grad():
-                    if kind == "get_attr":
+                    if n.op == "get_attr":
                         out: Any = self.root
-                        for part in target.split("."):
+                        for part in cast(str, n.target).split("."):
                             out = getattr(out, part)
                         return out
-                    if kind == "call_function":
-                        return target(*args, **kwargs)
-                    if kind == "call_method":
-                        return getattr(args[0], target)(*args[1:], **kwargs)
-                    return self.root.get_submodule(target)(*args, **kwargs)  # call_module
-            except Exception:  # the trace goes on; a decision on this value fails as fx's does
+                    if n.op == "call_function":
+                        return cast(Any, n.target)(*args, **kwargs)
+                    if n.op == "call_method":
+                        return getattr(args[0], cast(str, n.target))(*args[1:], **kwargs)
+                    return self.root.get_submodule(cast(str, n.target))(*args, **kwargs)  # call_module
+            except Exception:  # a decision on this value fails as fx's does
                 return _UNKNOWN
             finally:
                 self.evaluating = False
-
-        evaluating = False
 
         def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
             return attr_val if self.evaluating else super().getattr(attr, attr_val, parameter_proxy_cache)
@@ -116,11 +120,12 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
         def _shape_value(self, obj: torch.fx.Proxy) -> Any:
             """The example value of ``obj`` when it is made of ints and bools (shapes, sizes,
             flags), else ``_UNKNOWN``."""
-            v = obj.node.meta.get("example", _UNKNOWN)
+            v = self._value(obj.node)
             flat: list[Any] = []
             map_aggregate(v, flat.append)
             if v is _UNKNOWN or not all(isinstance(e, (int, bool)) for e in flat):
                 return _UNKNOWN
+            self.specialised = True
             return v
 
         def iter(self, obj: torch.fx.Proxy) -> Any:
@@ -157,8 +162,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     try:
         with torch.enable_grad():  # so that a node made under no_grad in forward is told apart
             graph = tracer.trace(model)
-        for node in graph.nodes:
-            node.meta.pop("example", None)
+        tracer.__dict__.pop("values", None)  # the example values decisions needed
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         where = _raised_at(e)
@@ -169,7 +173,9 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
             f"(use x.flatten(1), x.size(1), or a fixed number), or an attribute like x.is_cuda; "
             f"or compile the traceable parts separately."
         ) from e
-    return torch.fx.GraphModule(tracer.root, graph)
+    gm = torch.fx.GraphModule(tracer.root, graph)
+    gm.meta["specialised"] = bool(getattr(tracer, "specialised", False))
+    return gm
 
 
 def _raised_at(e: BaseException) -> str:
