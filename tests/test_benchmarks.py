@@ -67,3 +67,18 @@ def test_fuzz_totals_smoke_prints_its_table(capsys):
     assert "| family" in out and "refused (clear)" in out and "| **total**" in out
     assert "| programs (`tc.compile`)" in out and "| callables (`probe_matrix`, `assert_conv_equal`)" in out
     assert code == 0, out  # no WRONG answer and no crash in the first cases of each family
+
+
+def test_bench_architectures_quick_prints_its_table(capsys):
+    module = _load("bench_architectures")
+    module.main(["--quick"])
+    out = capsys.readouterr().out
+    header = [c.strip() for c in next(ln for ln in out.splitlines() if ln.startswith("| architecture")).split("|")]
+    rows = {cells[1]: dict(zip(header, cells)) for cells in
+            ([c.strip() for c in ln.split("|")] for ln in out.splitlines() if ln.startswith("| "))
+            if cells[1] in module.QUICK}
+    assert sorted(rows) == sorted(module.QUICK), out
+    for name, row in rows.items():
+        assert row["notes"] == "ok", (name, row["notes"])  # compiled, forward and gradients as autograd's
+        assert float(row["max diff vs jacrev"]) < 1e-12, (name, row)
+        assert row["chain check"] == "(auto is)" or float(row["chain check"]) < 1e-12, (name, row)
