@@ -454,15 +454,33 @@ def test_matrix_products_match_autograd(model, shape):
         net.lipschitz_bound()  # attention, and x @ x^T: no global constant
 
 
+class TimmAttention(Attention):
+    """timm's own way: the batch axis moved to second place, then q, k, v taken off the front."""
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (qkv.unbind(0) if n % 2 else (qkv[0], qkv[1], qkv[2]))
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (4, 6)], ids=["unbind(0)", "[0], [1], [2]"])
+def test_a_batch_axis_moved_and_brought_back_by_copies_compiles(shape):
+    check_against_autograd(TimmAttention(), shape, batch=3, rtol=1e-10)
+
+
 class BatchMoved(nn.Module):
     def forward(self, x):
-        q, k = x.permute(1, 0, 2).unbind(0)[:2]
-        return q
+        return x.permute(1, 0, 2) * 2
 
 
-def test_a_batch_axis_moved_from_the_front_is_refused_with_its_line():
-    with pytest.raises(ValueError, match=r"\.permute 'permute' at test_modern_nodes.py:\d+ .* must keep the batch axis first"):
+def test_a_batch_axis_moved_from_the_front_and_kept_there_is_refused_with_its_line():
+    with pytest.raises(ValueError, match=r"\.permute 'permute' at test_modern_nodes.py:\d+ .* must keep the batch axis "
+                                         r"first.*\(\* 'mul' at .* reads it; only copies that bring the batch axis back"):
         tc.compile(BatchMoved(), (3, 4))
+    with pytest.raises(ValueError, match=r"\.permute 'permute' .* must keep the batch axis first"):
+        tc.compile(Op(lambda x: x.permute(1, 0, 2)), (3, 4))
 
 
 class FusedAttention(nn.Module):

@@ -105,6 +105,8 @@ class Call:
         from torch.fx.node import map_aggregate
 
         def put(a: Any) -> Any:
+            if isinstance(a, Moved):
+                return a.call.apply(*[tensors[o.k] for o in a.operands])
             return tensors[a.k] if isinstance(a, Operand) else a
 
         args = map_aggregate(self.args, put)
@@ -138,3 +140,13 @@ def part_call(call: Call, index: object, node: str, where: str) -> Call:
                 dtype=call.dtype, where=where)
     part.pnames = {}
     return part
+
+
+class Moved:
+    """The result of a copy op that moves the batch axis from the front (timm's
+    ``qkv.permute(2, 0, 3, 1, 4)``): not a node of its own. The copy ops that read it and bring
+    the batch axis back first (``qkv[0]``, ``qkv.unbind(0)``) run it first, on its operands
+    (``operands``: theirs, standing for ``call``'s own)."""
+
+    def __init__(self, call: Call, operands: list[Operand]) -> None:
+        self.call, self.operands = call, operands

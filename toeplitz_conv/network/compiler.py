@@ -26,15 +26,15 @@ import numpy.typing as npt
 from .._args import as_array, as_tuple, check_int_range, is_int
 from ..memory import check_size
 from . import faithful
-from .call import (Call, Parts, part_call, ModuleError, ModuleStateError, Operand, UnsupportedModuleError,
-                   UntraceableModelError)
-from .layers import Affine, Fixed, Layer, Reshape
-from .linear_ops import BATCH
+from .call import (Call, ModuleError, ModuleStateError, Moved, Operand, Parts, UnsupportedModuleError,
+                   UntraceableModelError, part_call)
+from .layers import Affine, Layer
+from .linear_ops import BATCH, BatchAxisError
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
-from .ops import functions, methods, returns_parts
-from .reads import ParamReads, named_parameters
+from .ops import functions, gather, methods, returns_parts
+from .reads import named_parameters, reading_parameters
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -125,29 +125,6 @@ def _build(call: Call, build: Builder) -> Layer:
         raise type(e)(f"layer {call.title!r} ({call.kind}) with input shape {call.shape}: {e}") from e
 
 
-def _reading_parameters(call: Call, build: Builder, layer: Layer, direct: set[str],
-                        derived: dict[int, torch.fx.Node], gm: torch.fx.GraphModule,
-                        data: dict[torch.fx.Node, tuple[int, torch.Tensor]]) -> Layer:
-    """An affine node whose op reads parameters (``x * self.gamma``, ``torch.cat([self.cls.expand(
-    ...), x], 1)``): their values are its constants, their gradients torch's (:mod:`.reads`)."""
-    from torch.fx.node import map_aggregate
-
-    if not isinstance(layer, (Fixed, Combine)):
-        name = sorted(direct)[0] if direct else next(iter(derived.values())).name
-        raise UnsupportedModuleError(
-            f"{call.kind} {call.title!r}{call.where} reads {name!r}, computed from the model's parameters, "
-            f"outside a layer; compile reads parameters as the weights of the supported layers, or as "
-            f"constants of an affine op (x * self.gamma, x + self.pos, torch.cat with a token).")
-    ids: dict[int, str] = {}
-    map_aggregate((call.args, call.kwargs), lambda a: ids.setdefault(id(a), call.param_ids[id(a)])
-                  if call.param_ids.get(id(a)) in direct else None)
-    reads = ParamReads(call, build, ids, derived, gm, {n: tuple(v.shape[1:]) for n, (_, v) in data.items()})
-    if isinstance(layer, Reshape):  # the identity for these values: a matrix, to be rebuilt with others
-        layer = Fixed(layer.name, layer.module, layer.in_shape, layer.out_shape, layer.matrix, None, kind=layer.kind)
-    layer.param_reads, layer.param_names = reads, {name: name for name in reads.names}
-    return layer
-
-
 def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: list[Layer],
          dtype: npt.DTypeLike, derived: dict[int, torch.fx.Node] | None = None,
          gm: torch.fx.GraphModule | None = None,
@@ -179,8 +156,8 @@ def _add(call: Call, build: Builder, examples: Sequence[torch.Tensor], layers: l
     layer = _build(call, build)
     missing = set(_params_in((call.args, call.kwargs), call.param_ids)) - set(layer.param_names.values())
     if missing or derived:
-        layer = _reading_parameters(call, build, layer, missing, derived or {}, cast("torch.fx.GraphModule", gm),
-                                    data or {})
+        layer = reading_parameters(call, build, layer, missing, derived or {}, cast("torch.fx.GraphModule", gm),
+                                   data or {})
     layer.inputs, layer.node = tuple(op.index for op in call.operands), call.node
     layer.torch_call = call.apply  # the op itself, on tensors (to_mlp re-uses it)
     if isinstance(layer, Combine) and len(set(layer.inputs)) < len(layer.inputs) and not layer.param_names:
@@ -238,6 +215,7 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
     memory: dict[torch.fx.Node, int] | None = None  # node -> its storage, once an in-place op needs it
     own: dict[torch.fx.Node, torch.Tensor] = {}  # a node changed in place: its value before the change
     parts: dict[torch.fx.Node, tuple[Call, Builder, list[torch.Tensor]]] = {}  # chunk, split, unbind
+    moved: dict[torch.fx.Node, tuple[Call, list[torch.Tensor], str]] = {}  # the batch axis moved: read through
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if not data:
@@ -269,6 +247,12 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 operands.append(op)
                 examples.append(data[n][1])
                 return op
+            if n in moved:  # read through: its operands become this call's
+                inner, inner_examples, _ = moved[n]
+                ops = [Operand(len(operands) + k, o.index, o.shape) for k, o in enumerate(inner.operands)]
+                operands.extend(ops)
+                examples.extend(inner_examples)
+                return Moved(inner, ops)
             return env[n]
 
         source_node = node.args[0] if node.args else None
@@ -313,7 +297,17 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
             if memory is None:  # which nodes share memory: asked once, at the first in-place op
                 memory = faithful.storages(gm, x)
             rebind = faithful.in_place_target(node, call, data, memory)
-        value = _add(call, build, examples, layers, dtype, stray, gm, data)
+        reads_moved = [n for n in node.all_input_nodes if n in moved]
+        if reads_moved and not returns_parts(build):
+            raise ValueError(f"{moved[reads_moved[0]][2]} ({kind} {call.title!r}{call.where} reads it; only "
+                             f"copies that bring the batch axis back first may, e.g. qkv[0] or qkv.unbind(0))")
+        try:
+            value = _add(call, build, examples, layers, dtype, stray, gm, data)
+        except BatchAxisError as e:
+            if build is not gather:
+                raise
+            moved[node] = (call, list(examples), str(e))  # a copy that moves the batch axis: read through
+            continue
         if isinstance(value, Parts):
             parts[node] = (call, build, examples)
         elif isinstance(value, torch.Tensor):
@@ -322,6 +316,8 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
                 data[rebind], own[rebind] = data[node], data[rebind][1]
         else:
             env[node] = value
+    if isinstance(output, torch.fx.Node) and output in moved:
+        raise ValueError(moved[output][2])
     if not (isinstance(output, torch.fx.Node) and output in data):
         raise TypeError(f"compile needs a model that returns one tensor computed from its input; "
                         f"it returns {_describe(output)}.")

@@ -36,6 +36,10 @@ class SampleMixingError(ModuleError, ValueError):
     """The op's output for one sample reads another sample (or the batch axis is gone)."""
 
 
+class BatchAxisError(SampleMixingError):
+    """The op's output does not have the batch axis first (a permutation moved it, say)."""
+
+
 def _numbers(shapes: Sequence[Sequence[int]], torch: ModuleType) -> list[torch.Tensor]:
     """Float64 tensors ``(BATCH, *shape)`` numbering every entry of every operand from 1."""
     out, start = [], 1
@@ -60,7 +64,7 @@ def gather_matrices(apply: Callable[..., Any], shapes: Sequence[Sequence[int]], 
         zero = apply(*[torch.zeros(BATCH, *s, dtype=torch.float64) for s in shapes])
         out = apply(*_numbers(shapes, torch))
     if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != BATCH:
-        raise SampleMixingError(f"{what} must keep the batch axis first; with a batch of {BATCH} "
+        raise BatchAxisError(f"{what} must keep the batch axis first; with a batch of {BATCH} "
                                 f"it returned {_describe(out)}.")
     out_shape = tuple(out.shape[1:])
     bias = zero[0].reshape(-1).numpy()

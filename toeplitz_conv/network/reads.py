@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .base import batch_form
+from .call import UnsupportedModuleError
+from .layers import Fixed, Reshape
+from .nodes import Combine
 
 if TYPE_CHECKING:
     import torch
@@ -133,6 +136,29 @@ class ParamReads:
             call.value = call.apply(*[torch.zeros((2, *op.shape), dtype=torch.float64).to(_dtype(call))
                                       for op in call.operands])
         return self.build(call)
+
+
+def reading_parameters(call: Call, build: Builder, layer: Layer, direct: set[str],
+                       derived: dict[int, torch.fx.Node], gm: torch.fx.GraphModule,
+                       data: dict[torch.fx.Node, tuple[int, torch.Tensor]]) -> Layer:
+    """An affine node whose op reads parameters (``x * self.gamma``, ``torch.cat([self.cls.expand(
+    ...), x], 1)``): their values are its constants, their gradients torch's (:class:`ParamReads`)."""
+    from torch.fx.node import map_aggregate
+
+    if not isinstance(layer, (Fixed, Combine)):
+        name = sorted(direct)[0] if direct else next(iter(derived.values())).name
+        raise UnsupportedModuleError(
+            f"{call.kind} {call.title!r}{call.where} reads {name!r}, computed from the model's parameters, "
+            f"outside a layer; compile reads parameters as the weights of the supported layers, or as "
+            f"constants of an affine op (x * self.gamma, x + self.pos, torch.cat with a token).")
+    ids: dict[int, str] = {}
+    map_aggregate((call.args, call.kwargs), lambda a: ids.setdefault(id(a), call.param_ids[id(a)])
+                  if call.param_ids.get(id(a)) in direct else None)
+    reads = ParamReads(call, build, ids, derived, gm, {n: tuple(v.shape[1:]) for n, (_, v) in data.items()})
+    if isinstance(layer, Reshape):  # the identity for these values: a matrix, to be rebuilt with others
+        layer = Fixed(layer.name, layer.module, layer.in_shape, layer.out_shape, layer.matrix, None, kind=layer.kind)
+    layer.param_reads, layer.param_names = reads, {name: name for name in reads.names}
+    return layer
 
 
 def named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
