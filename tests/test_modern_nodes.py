@@ -492,3 +492,20 @@ def test_fused_attention_is_refused_with_how_to_write_it():
     with pytest.raises(TypeError, match=r"scaled_dot_product_attention \(node .*\) \(write it out: "
                                         r"\(q @ k.transpose\(-2, -1\) \* scale\).softmax\(-1\) @ v"):
         tc.compile(FusedAttention(), (4, 6))
+
+
+class ConstantMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mask", torch.tensor([[True, False, True], [False, False, True]]))
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.lin(x)
+        return torch.where(self.mask, x, y) + x.masked_fill(~self.mask, 0.5) + torch.where(self.mask, y, 0.0)
+
+
+def test_a_constant_mask_selects_exactly_and_an_input_mask_is_refused_with_advice():
+    check_against_autograd(ConstantMask(), (2, 3), batch=3)
+    with pytest.raises(TypeError, match=r"operator.gt .* \(a mask computed from the input is a data-dependent branch"):
+        tc.compile(Op(lambda x: torch.where(x > 0, x, 0.1 * x)), (3,))

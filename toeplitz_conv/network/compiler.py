@@ -89,6 +89,9 @@ _WHY_NOT = {
     "scaled_dot_product_attention": " (write it out: (q @ k.transpose(-2, -1) * scale).softmax(-1) @ v, "
                                       "which compiles)",
     "MultiheadAttention": " (write the attention out with nn.Linear, @ and softmax, which compile)",
+    **{op: " (a mask computed from the input is a data-dependent branch: write the elementwise function "
+           "it makes, e.g. torch.relu or F.leaky_relu; a constant mask in torch.where compiles)"
+       for op in ("gt", "lt", "ge", "le", "eq", "ne")},
 }
 
 

@@ -308,7 +308,7 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
             **{f"torch.{n}": (getattr(torch, n), gather) for n in (
                 "flatten", "reshape", "permute", "transpose", "swapaxes", "movedim", "squeeze", "unsqueeze",
                 "flip", "roll", "cat", "concat", "stack", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle",
-                "narrow", "chunk", "split", "unbind", "tensor_split")},
+                "narrow", "chunk", "split", "unbind", "tensor_split", "where")},
             **{f"F.{n}": (getattr(F, n), gather) for n in ("pad", "pixel_shuffle", "pixel_unshuffle", "unfold")},
             "F.fold": (F.fold, functional_fold),
             **{f"F.{n}": (getattr(F, n), dropout) for n in ("dropout", "dropout1d", "dropout2d", "dropout3d",
@@ -397,7 +397,7 @@ def methods() -> dict[str, tuple[str, Builder]]:
         table: dict[str, tuple[str, Builder]] = {f".{n}": (n, gather) for n in (
             "view", "reshape", "flatten", "permute", "transpose", "swapaxes", "movedim", "squeeze",
             "unsqueeze", "contiguous", "clone", "flip", "roll", "expand", "repeat", "unflatten", "narrow",
-            "expand_as", "view_as", "reshape_as", "chunk", "split", "unbind", "tensor_split")}
+            "expand_as", "view_as", "reshape_as", "chunk", "split", "unbind", "tensor_split", "masked_fill")}
         table.update({
             ".add": ("add", ar("add")), ".add_": ("add_", ar("add")), ".sub": ("sub", ar("sub")),
             ".mul": ("mul", ar("mul")), ".mul_": ("mul_", ar("mul")), ".div": ("div", ar("div")),
