@@ -220,6 +220,12 @@ def test_parametrised_weights_are_read_as_their_value():
     net = assert_exact(model, (2, 6, 6))
     assert "0.weight" in net.params and not any("parametrizations" in k for k in net.params)
     np.testing.assert_allclose(net.params["0.weight"], model[0].weight.detach().numpy(), rtol=0, atol=0)
+    x = np.random.default_rng(0).standard_normal((2, 6, 6))
+    net.update({"0.weight": net.params["0.weight"] * 3})  # torch's model keeps the old weight
+    J = net.jacobian(x)  # through the matrices: torch's graph would give the old weight's
+    np.testing.assert_allclose(J.toarray(), net.jacobian(x, method="chain").toarray(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"the parametrised weight '0.weight' was changed by update.*method='chain'"):
+        net.jacobian(x, method="reverse")
 
 
 def test_update_reads_every_batch_norm_buffer_again():

@@ -39,6 +39,22 @@ def torch_function(net: Network) -> Callable[[torch.Tensor], torch.Tensor]:
     return f
 
 
+def stale_parametrised(net: Network) -> str | None:
+    """The name of a parametrised weight (``weight_norm``, ``spectral_norm``) that
+    :meth:`Network.update` changed: torch's traced model still computes the old one, so the
+    batched JVPs/VJPs through it would not be the network's. None when there is none."""
+    from torch.nn.utils import parametrize
+
+    module: Any = net.graph if net.graph is not None else net.layers[0].module
+    for prefix, m in module.named_modules():
+        if parametrize.is_parametrized(m):
+            for local in m.parametrizations:
+                name = f"{prefix}.{local}" if prefix else local
+                if name in net.params and not np.array_equal(net.params[name], getattr(m, local).detach().numpy()):
+                    return name
+    return None
+
+
 def jvp_block(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
               seeds: torch.Tensor) -> torch.Tensor:
     """``(B, *output_shape)``: the derivative of ``f`` at ``x`` (a batch of one) along each of

@@ -320,6 +320,13 @@ def network_jacobian(net: Network, x: object, method: object = "auto") -> tuple[
     check_size("the network's Jacobian", p.nbytes[p.method],
                f"{m:,} x {n:,} with at most {p.nnz_bound:,} nonzeros (the receptive fields), "
                f"by method {p.method!r}, with what it holds while it runs")
+    stale = compressed.stale_parametrised(net) if p.method != "chain" else None
+    if stale is not None:
+        why = (f"the parametrised weight {stale!r} was changed by update, and torch's traced model, which "
+               f"method {p.method!r} runs, still computes the old one")
+        if method != "auto":
+            raise ValueError(f"{why}; use method='chain'.")
+        p = replace(p, method="chain", reason=f"{why}: the product of the nodes' matrices instead")
     if p.method != "chain":
         try:
             return _compressed(net, xs, p), p
