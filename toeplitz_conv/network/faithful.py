@@ -65,12 +65,9 @@ def check_node(call: Call, layer: Layer, examples: Sequence[torch.Tensor], value
     Y = run_example(layer, Xs)
     layer.clear()
     ref = value.detach().to(torch.float64).numpy().reshape(BATCH, -1).T
-    tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
-    if not np.allclose(Y, ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max(initial=0)))):
+    if not agree(Y, ref, np.dtype(dtype) == np.float64):
         raise RuntimeError(f"compile built node {call.node!r} ({call.kind}) but it differs from torch on "
                            f"an example input (max difference {np.abs(Y - ref).max():.3g}); please report this.")
-
-
 
 
 _INPLACE = {"iadd", "isub", "imul", "itruediv"}
@@ -138,17 +135,22 @@ def _after(user: torch.fx.Node, node: torch.fx.Node) -> bool:
     return False
 
 
+def agree(got: np.ndarray, ref: np.ndarray, double: bool, equal_nan: bool = False) -> bool:
+    """``got`` equals ``ref`` to the precision of the model's dtype (float64 when ``double``):
+    the rule of every check against torch here."""
+    tol = 1e-9 if double else 1e-4
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    return bool(np.allclose(got, ref, rtol=tol, atol=tol * scale, equal_nan=equal_nan))
+
+
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal to the precision of the model's dtype (what the node checks accept); in numpy,
-    several times faster than torch's on large CPU tensors here."""
+    """Two tensors agree (:func:`agree`, NaN equal to NaN); compared in numpy, several times
+    faster than torch's on large CPU tensors here."""
     import torch
 
     if a.shape != b.shape:
         return False
-    tol = 1e-9 if a.dtype == torch.float64 else 1e-4
-    x, y = a.detach().cpu().numpy(), b.detach().cpu().numpy()
-    scale = max(1.0, float(np.abs(y).max(initial=0.0)))
-    return bool(np.allclose(x, y, rtol=tol, atol=tol * scale, equal_nan=True))
+    return agree(a.detach().cpu().numpy(), b.detach().cpu().numpy(), a.dtype == torch.float64, equal_nan=True)
 
 
 def storages(gm: torch.fx.GraphModule, x: torch.Tensor) -> dict[torch.fx.Node, int]:

@@ -23,6 +23,7 @@ from .base import batch_form
 from .call import UnsupportedModuleError
 from .layers import Fixed, Reshape
 from .nodes import Combine
+from .trace import ancestors, evaluate
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +58,7 @@ class ParamReads:
         self.call, self.build, self.direct, self.derived, self.gm = call, build, direct, derived, gm
         self.data_shapes = data_shapes  # input-dependent ancestors of the constants: only their shapes count
         self.names = sorted(set(direct.values()) | {
-            cast(str, n.target) for d in derived.values() for n in _ancestors(d, data_shapes) if n.op == "get_attr"
+            cast(str, n.target) for d in derived.values() for n in ancestors(d, data_shapes) if n.op == "get_attr"
             and cast(str, n.target) in call.params})
 
     def constant(self, node: torch.fx.Node, values: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
@@ -67,26 +68,14 @@ class ParamReads:
         from torch.fx.node import map_arg
 
         env: dict[torch.fx.Node, Any] = {}
-        for n in _ancestors(node, stop=self.data_shapes):
+        for n in ancestors(node, stop=self.data_shapes):
             if n in self.data_shapes:  # only its shape can reach a constant
                 env[n] = torch.empty((batch, *self.data_shapes[n]), device="meta", dtype=torch.float64)
                 continue
-            if n.op == "get_attr":
-                target = cast(str, n.target)
-                value: Any = values.get(target)
-                if value is None:
-                    value = self.gm
-                    for part in target.split("."):
-                        value = getattr(value, part)
-                env[n] = value
+            if n.op == "get_attr" and cast(str, n.target) in values:
+                env[n] = values[cast(str, n.target)]
                 continue
-            args, kwargs = map_arg(n.args, env.__getitem__), map_arg(n.kwargs, env.__getitem__)
-            if n.op == "call_function":
-                env[n] = cast(Any, n.target)(*args, **kwargs)
-            elif n.op == "call_method":
-                env[n] = getattr(args[0], cast(str, n.target))(*args[1:], **kwargs)
-            else:  # call_module
-                env[n] = self.gm.get_submodule(cast(str, n.target))(*args, **kwargs)
+            env[n] = evaluate(n, map_arg(n.args, env.__getitem__), map_arg(n.kwargs, env.__getitem__), self.gm)
         return cast("torch.Tensor", env[node])
 
     def with_values(self, values: dict[str, torch.Tensor], batch: int) -> Call:
@@ -180,18 +169,3 @@ def _dtype(call: Call) -> torch.dtype:
     import torch
 
     return torch.float64 if np.dtype(call.dtype) == np.float64 else torch.float32
-
-
-def _ancestors(node: torch.fx.Node, stop: dict[torch.fx.Node, Any]) -> list[torch.fx.Node]:
-    """``node`` and every node it is computed from, not past the nodes in ``stop``, in the
-    graph's order."""
-    seen: dict[torch.fx.Node, None] = {}
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen[n] = None
-            if n not in stop:
-                stack.extend(n.all_input_nodes)
-    order = {n: i for i, n in enumerate(node.graph.nodes)}
-    return sorted(seen, key=order.__getitem__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any, cast
 
 from .call import UntraceableModelError
@@ -71,15 +72,9 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
             if example is None:
                 return _UNKNOWN
             values: dict[torch.fx.Node, Any] = self.__dict__.setdefault("values", {})
-            todo, order = [node], []
-            while todo:
-                n = todo.pop()
-                if n not in values and n not in order:
-                    order.append(n)
-                    todo.extend(n.all_input_nodes)
-            position = {n: i for i, n in enumerate(self.graph.nodes)}
-            for n in sorted(order, key=position.__getitem__):
-                values[n] = self._one(n, values)
+            for n in ancestors(node, stop=values):
+                if n not in values:
+                    values[n] = self._one(n, values)
             return values[node]
 
         def _one(self, n: torch.fx.Node, values: dict[torch.fx.Node, Any]) -> Any:
@@ -94,16 +89,7 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
             self.evaluating = True
             try:
                 with torch.no_grad():
-                    if n.op == "get_attr":
-                        out: Any = self.root
-                        for part in cast(str, n.target).split("."):
-                            out = getattr(out, part)
-                        return out
-                    if n.op == "call_function":
-                        return cast(Any, n.target)(*args, **kwargs)
-                    if n.op == "call_method":
-                        return getattr(args[0], cast(str, n.target))(*args[1:], **kwargs)
-                    return self.root.get_submodule(cast(str, n.target))(*args, **kwargs)  # call_module
+                    return evaluate(n, args, kwargs, self.root)
             except Exception:  # a decision on this value fails as fx's does
                 return _UNKNOWN
             finally:
@@ -176,6 +162,36 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     gm = torch.fx.GraphModule(tracer.root, graph)
     gm.meta["specialised"] = bool(getattr(tracer, "specialised", False))
     return gm
+
+
+def ancestors(node: torch.fx.Node, stop: Container[torch.fx.Node] = ()) -> list[torch.fx.Node]:
+    """``node`` and every node it is computed from, not past the nodes in ``stop`` (which are
+    listed, their own inputs not), in the graph's order."""
+    seen: dict[torch.fx.Node, None] = {}
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen[n] = None
+            if n not in stop:
+                todo.extend(n.all_input_nodes)
+    order = {n: i for i, n in enumerate(node.graph.nodes)}
+    return sorted(seen, key=order.__getitem__)
+
+
+def evaluate(node: torch.fx.Node, args: Any, kwargs: Any, root: nn.Module) -> Any:
+    """What the traced call ``node`` computes from ``args`` and ``kwargs`` (values in place of
+    its input nodes), with ``root`` the traced module (for attributes and submodules)."""
+    if node.op == "get_attr":
+        out: Any = root
+        for part in cast(str, node.target).split("."):
+            out = getattr(out, part)
+        return out
+    if node.op == "call_function":
+        return cast(Any, node.target)(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], cast(str, node.target))(*args[1:], **kwargs)
+    return root.get_submodule(cast(str, node.target))(*args, **kwargs)  # call_module
 
 
 def _raised_at(e: BaseException) -> str:
