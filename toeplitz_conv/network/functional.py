@@ -1,5 +1,6 @@
 """Functional calls that are layers: ``F.conv2d(x, self.weight, self.bias, ...)``,
-``F.conv_transpose2d``, ``F.linear``, ``F.prelu``, the normalisations (``F.layer_norm``,
+``F.conv_transpose2d``, ``F.linear``, ``F.prelu``, the extremes over axes (``torch.amax``,
+``torch.max(x, dim)``: selections like max pooling), the normalisations (``F.layer_norm``,
 ``F.group_norm``, ``F.instance_norm``, and their modules' builders), and max pooling (functional and adaptive) whose argmax
 comes from torch's ``return_indices``.
 
@@ -19,14 +20,16 @@ from ..arithmetic import conv_transpose_output_size
 from ..geometry import conv_geometry
 from ..pool_geometry import PoolGeometry
 from ..pool import adaptive_avg_pool_matrix
-from .call import ModuleStateError, UnsupportedModuleError
-from .layers import Conv, ConvTranspose, Linear, MaxPool, PReLU, max_windows
+from .call import ModuleStateError, Operand, UnsupportedModuleError
+from .layers import Conv, ConvTranspose, Linear, MaxPool, PReLU, Selection, max_windows
+from .linear_ops import SampleMixingError, sample_axes
 from .nodes import Normalise
 
 if TYPE_CHECKING:
     import torch
 
     from .call import Call
+    from .ops import Builder
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -68,6 +71,29 @@ def functional_max_pool(call: Call) -> MaxPool:
                             call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False), "MaxPool")
         windows = max_windows(geom.table(), prod(call.shape[1:]))
     return torch_argmax(call, lambda t: call.apply(t, return_indices=True)[1], windows)
+
+
+def extreme(largest: bool, split_ties: bool) -> Builder:
+    """``torch.amax/amin(x, dim)`` (ties share the gradient) and ``torch.max/min(x, dim)``
+    (the values; the first extreme takes it): a data-dependent selection, like max pooling."""
+    import torch
+
+    def build(call: Call) -> Selection:
+        dims = call.arg(1, "dim")
+        if isinstance(dims, Operand):
+            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} of two tensors (the elementwise "
+                                         f"extreme) is not supported; torch.maximum(a, b) = b + relu(a - b) is.")
+        if dims is None or (isinstance(dims, (tuple, list)) and not dims):
+            raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over the batch "
+                                    f"axis too; give the sample axes, e.g. x.amax((2, 3)).")
+        values = call.value
+        if not (isinstance(values, torch.Tensor) and values.is_floating_point()):
+            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where}: the indices of the extremes are "
+                                         f"integers, with no derivative; compile reads the values (.values, [0]).")
+        axes = sample_axes(call, dims, "reduces")
+        return Selection(call.label, call.module, call.shape, tuple(values.shape[1:]), call.dtype, axes, largest,
+                         split_ties, kind=call.kind)
+    return build
 
 
 # --------------------------------------------------------------------------- conv and linear layers

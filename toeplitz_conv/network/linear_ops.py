@@ -29,6 +29,8 @@ from .call import ModuleError
 if TYPE_CHECKING:
     import torch
 
+    from .call import Call
+
 BATCH = 2  # the traced batch: two samples tell the batch axis from a size-1 axis
 
 
@@ -145,3 +147,15 @@ def separable_matrix(apply_axis: Callable[[int, torch.Tensor], torch.Tensor], sh
             A.eliminate_zeros()
             M = sp.kron(M, A, format="csr")
     return M, (shape[0], *out_spatial)
+
+
+def sample_axes(call: Call, dims: int | Sequence[int], what: str) -> list[int]:
+    """Sample axes (batch removed) of tensor dims ``dims``; refuses the batch axis."""
+    nd = len(call.shape) + 1
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    axes = [d % nd for d in dims]
+    if 0 in axes:
+        raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} {what} over the batch axis "
+                                f"(dim={dims if len(dims) > 1 else dims[0]}); compile needs ops that act "
+                                f"on each sample alone.")
+    return [a - 1 for a in axes]

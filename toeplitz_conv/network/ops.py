@@ -26,10 +26,10 @@ import scipy.sparse as sp
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
 from .activations import ACTIVATIONS, Elementwise, celu, elu, hardtanh, leaky_relu, shrink, softplus, threshold
 from .call import ModuleStateError, Operand, UnsupportedModuleError
-from .functional import (functional_conv, functional_conv_transpose, functional_group_norm, functional_instance_norm,
+from .functional import (extreme, functional_conv, functional_conv_transpose, functional_group_norm, functional_instance_norm,
                          functional_layer_norm, functional_linear, functional_max_pool, functional_prelu)
-from .layers import Activation, Fixed, Layer, Reshape, Selection
-from .linear_ops import (SampleMixingError, gather_matrices, is_identity,
+from .layers import Activation, Fixed, Layer, Reshape
+from .linear_ops import (SampleMixingError, gather_matrices, is_identity, sample_axes,
                          reduce_matrix, separable_matrix)
 from .matmul import matmul
 from .nodes import Combine, Product, Softmax
@@ -62,50 +62,15 @@ def gather(call: Call) -> Fixed | Combine:
     return Combine(call.label, [o.shape for o in call.operands], out_shape, mats, bias, call.kind)
 
 
-def _sample_axes(call: Call, dims: int | Sequence[int], what: str) -> list[int]:
-    """Sample axes (batch removed) of tensor dims ``dims``; refuses the batch axis."""
-    nd = len(call.shape) + 1
-    dims = [dims] if isinstance(dims, int) else list(dims)
-    axes = [d % nd for d in dims]
-    if 0 in axes:
-        raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} {what} over the batch axis "
-                                f"(dim={dims if len(dims) > 1 else dims[0]}); compile needs ops that act "
-                                f"on each sample alone.")
-    return [a - 1 for a in axes]
-
-
 def reduction(mean: bool) -> Builder:
     def build(call: Call) -> Fixed:
         dims = call.arg(1, "dim")
         if dims is None:
             raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over "
                                     f"the batch axis too; give the sample axes, e.g. x.mean((2, 3)).")
-        axes = _sample_axes(call, dims, "reduces")
+        axes = sample_axes(call, dims, "reduces")
         M = reduce_matrix(call.shape, axes, mean, call.dtype)
         return affine(call, M, None, tuple(call.value.shape[1:]))
-    return build
-
-
-def extreme(largest: bool, split_ties: bool) -> Builder:
-    """``torch.amax/amin(x, dim)`` (ties share the gradient) and ``torch.max/min(x, dim)``
-    (the values; the first extreme takes it): a data-dependent selection, like max pooling."""
-    import torch
-
-    def build(call: Call) -> Selection:
-        dims = call.arg(1, "dim")
-        if isinstance(dims, Operand):
-            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where} of two tensors (the elementwise "
-                                         f"extreme) is not supported; torch.maximum(a, b) = b + relu(a - b) is.")
-        if dims is None or (isinstance(dims, (tuple, list)) and not dims):
-            raise SampleMixingError(f"{call.kind} {call.title!r}{call.where} without dim reduces over the batch "
-                                    f"axis too; give the sample axes, e.g. x.amax((2, 3)).")
-        values = call.value
-        if not (isinstance(values, torch.Tensor) and values.is_floating_point()):
-            raise UnsupportedModuleError(f"{call.kind} {call.title!r}{call.where}: the indices of the extremes are "
-                                         f"integers, with no derivative; compile reads the values (.values, [0]).")
-        axes = _sample_axes(call, dims, "reduces")
-        return Selection(call.label, call.module, call.shape, tuple(values.shape[1:]), call.dtype, axes, largest,
-                         split_ties, kind=call.kind)
     return build
 
 
@@ -245,7 +210,7 @@ def softmax_node(call: Call, dim: int | None, log: bool) -> Softmax:
     if dim is None:  # it names the call itself: passed on as it is
         raise ModuleStateError(f"{call.kind} {call.title!r}{call.where} needs an explicit dim (the axis "
                          f"of the softmax); got dim=None.")
-    axis = _sample_axes(call, dim, "normalises")[0]
+    axis = sample_axes(call, dim, "normalises")[0]
     return Softmax(call.label, call.module, call.shape, axis, log, call.kind)
 
 
