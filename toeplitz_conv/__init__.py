@@ -23,7 +23,8 @@ from .conv import (
 )
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .memory import set_memory_limit
-from .network import JacobianPlan, Network, compile, jacobian, jacobian_plan, softmax_cross_entropy
+from .network import (JacobianPlan, LipschitzReport, Network, compile, jacobian, jacobian_plan, lipschitz_report,
+                      softmax_cross_entropy)
 from .operator import ConvOperator, conv_operator, dot_test
 from .pattern import ConvPattern, conv_pattern
 from .plot import (
@@ -84,6 +85,8 @@ __all__ = [
     "set_memory_limit",
     # pooling and whole networks
     "JacobianPlan",
+    "LipschitzReport",
+    "lipschitz_report",
     "Network",
     "adaptive_avg_pool_matrix",
     "avg_pool_matrix",

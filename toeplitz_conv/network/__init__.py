@@ -28,11 +28,12 @@ only to read the model (and by :meth:`Network.to_mlp`).
 """
 
 from .analyse import jacobian, jacobian_plan
+from .analysis.bounds import LipschitzReport, lipschitz_report
 from .analysis.jacobian import JacobianPlan
 from .call import ModuleStateError, UnsupportedModuleError, UntraceableModelError
 from .compiler import compile, supported_modules, supported_ops
 from .loss import softmax_cross_entropy
 from .model import Network
 
-__all__ = ["JacobianPlan", "Network", "compile", "jacobian", "jacobian_plan", "softmax_cross_entropy", "supported_modules", "supported_ops",
+__all__ = ["JacobianPlan", "LipschitzReport", "Network", "compile", "lipschitz_report", "jacobian", "jacobian_plan", "softmax_cross_entropy", "supported_modules", "supported_ops",
            "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from .._args import as_array, is_int, real_number
 from . import export, faithful, footprint
-from .analysis import chain, lipschitz
+from .analysis import bounds, chain, lipschitz
 from .analysis import jacobian as analysis_jacobian
 from .linear_ops import BATCH
 
@@ -413,23 +413,22 @@ class Network:
         of two inputs. Rows: ``(position, node, kind, constant, what)``."""
         return lipschitz.layer_norms(self)
 
-    def lipschitz_bound(self) -> float:
+    def lipschitz_bound(self, method: str = "auto", window: int = 2) -> bounds.Bound:
         """A certified upper bound of the network's Lipschitz constant in the 2-norm.
 
-        Composed along the graph (:mod:`toeplitz_conv.network.analysis.lipschitz`): norms multiply
-        through a chain, after consecutive linear nodes are composed into one map (which
-        never loosens the bound); every norm is computed matrix-free, one run of nodes at a
-        time (no layer's matrix is built); ``x + F(x)`` gets ``1 + Lip(F)``; a
-        concatenation ``sqrt(L_1^2 + L_2^2)``. Nodes the output does not read are left out.
+        ``method``: ``'product'`` (norms composed along the graph: ``x + F(x)`` gets ``1 + L_F``,
+        runs of linear nodes one map), ``'windowed'`` (activations averaged about the middle of
+        their slopes over windows of up to ``window`` activations, the best partition: never
+        above ``'product'``), ``'lipsdp'`` / ``'lipsdp-layer'`` (the semidefinite programme on
+        the sparse matrices, verified in float64; small chains, needs the ``bounds`` extra), or
+        ``'auto'`` (windowed, and LipSDP too where it is cheap: the smaller). Each method's
+        inequality is proved in :mod:`toeplitz_conv.network.analysis.bounds` and the modules it
+        names. Exact when the output is reached through linear nodes only; never below
+        :meth:`local_lipschitz`. A product of two input-dependent tensors is refused.
 
-        Exact (the network's true constant, to the eigensolver's tolerance) when the output is
-        reached from the input through one-input linear nodes only: they are composed into
-        one map and its norm is computed. A sum that reads one tensor several times is one
-        such node (``x - x`` is the zero map, bound 0). Otherwise an upper bound, never below
-        :meth:`local_lipschitz` at any ``x``. A product of two tensors that depend on the
-        input has no global constant: refused with the node's name.
+        Returns a float that also says ``.method`` (which ran), ``.seconds`` and ``.why``.
         """
-        return lipschitz.lipschitz_bound(self)
+        return bounds.lipschitz_bound(self, method, window)
 
     def local_lipschitz(self, x: npt.ArrayLike) -> float:
         """``||J(x)||_2``, the exact norm of the Jacobian at one sample: a lower bound of the

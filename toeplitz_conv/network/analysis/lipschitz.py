@@ -55,16 +55,18 @@ BLAS_THREADS = 1
 _TOL = 1e-10
 
 
-def operator_norm(A: LinearOperator) -> float:
+def operator_norm(A: LinearOperator, tol: float = _TOL) -> float:
     """``||A||_2`` of a linear map given by its products (``A @ X`` and ``A.H @ Y``): the dense
     SVD when small (``A`` applied to the identity of its smaller side), else Lanczos on the
-    smaller of ``A^T A`` and ``A A^T`` to a relative tolerance of 1e-10 on ``sigma^2``, rounded
-    up by it (Lanczos approaches the top of the spectrum from below).
+    smaller of ``A^T A`` and ``A A^T`` to a relative tolerance of ``tol`` (1e-10) on ``sigma^2``,
+    rounded up by it (Lanczos approaches the top of the spectrum from below).
 
     Parameters
     ----------
     A : (m, n) scipy.sparse.linalg.LinearOperator
         Real; computed in its dtype.
+    tol : float
+        Lanczos' relative tolerance on ``sigma^2``.
 
     Returns
     -------
@@ -82,9 +84,9 @@ def operator_norm(A: LinearOperator) -> float:
         op = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
     v0 = np.random.default_rng(0).standard_normal(op.shape[0])
     with blas_threads(BLAS_THREADS):
-        lam = eigsh(op, k=1, which="LA", tol=_TOL, v0=v0, ncv=min(op.shape[0], 24),
+        lam = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=min(op.shape[0], 24),
                     return_eigenvectors=False)[0]
-    return float(np.sqrt(max(lam, 0.0) * (1 + 2 * _TOL)))
+    return float(np.sqrt(max(lam, 0.0) * (1 + 2 * tol)))
 
 
 def matrix_norm(M: sp.sparray | np.ndarray) -> float:
@@ -127,7 +129,10 @@ class NormTable(list[NormRow]):
     __repr__ = __str__
 
 
-def _unknown(i: int, layer: Layer, why: str) -> ValueError:
+def unbounded(i: int, layer: Layer, why: str = "") -> ValueError:
+    """The refusal for node ``i``, which has no global Lipschitz constant."""
+    why = why or ("multiplies two tensors that both depend on the input (x * y grows without "
+                  "bound with x and y)" if isinstance(layer, Product) else "has no known Lipschitz constant")
     return ValueError(f"the network's Lipschitz constant is not bounded here: node {i} "
                       f"({layer.node!r}, {layer.kind}) {why}.")
 
@@ -172,8 +177,8 @@ def reaching(net: Network) -> list[bool]:
     return live
 
 
-def lipschitz_bound(net: Network) -> float:
-    """:meth:`Network.lipschitz_bound`."""
+def product_bound(net: Network) -> float:
+    """:meth:`Network.lipschitz_bound` with ``method='product'``: the rules above."""
     net.check_batch(1)  # a model that reads its batch size is another map at each batch
     layers = net.layers
     live = reaching(net)  # a branch computed but never read by the output bounds nothing
@@ -196,8 +201,7 @@ def lipschitz_bound(net: Network) -> float:
         if not live[p]:
             continue
         if isinstance(layer, Product):
-            raise _unknown(i, layer, "multiplies two tensors that both depend on the input (x * y "
-                                     "grows without bound with x and y)")
+            raise unbounded(i, layer)
         if layer.linear and not isinstance(layer, Combine):
             r = layer.inputs[0]
             if r in chain and readers[r] == 1 and r != net.output:  # compose with the run before
@@ -214,7 +218,7 @@ def lipschitz_bound(net: Network) -> float:
             continue
         c, _ = node_constant(layer)
         if c is None:  # pragma: no cover - every other node has a constant
-            raise _unknown(i, layer, "has no known Lipschitz constant")
+            raise unbounded(i, layer)
         bound[p] = c * at(layer.inputs[0])
     return float(at(net.output))
 
