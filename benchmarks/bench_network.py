@@ -15,7 +15,7 @@ Run from the repository root::
 2. A CIFAR-size ResNet-18 (3x32x32, float32): compile time and peak memory against the sum
    of its nodes' CSR bytes (the floor: writing each matrix once), and forward+backward of
    the compiled network at batch 8 against autograd.
-3. Its ``lipschitz_bound()`` (float64): the time for every node's exact norm and for the
+3. Its ``lipschitz_bound("product")`` (float64): the time for every node's exact norm and for the
    bound, against the product of the exact node norms, the naive product of kernel-reshape
    norms (what spectral-norm layers multiply; not an upper bound of a conv layer's norm) and
    the empirical lower bound, the largest ``||J(x)||_2`` over a few random inputs.
@@ -227,7 +227,7 @@ def lipschitz_worker(size: int, samples: int) -> dict:
     rows = net.layer_norms()
     t_norms = time.perf_counter() - t0
     t0 = time.perf_counter()
-    bound = net.lipschitz_bound()
+    bound = net.lipschitz_bound("product")
     t_bound = time.perf_counter() - t0
     naive = 1.0
     for m in model.modules():  # what spectral_norm-style bounds multiply

@@ -1,4 +1,4 @@
-"""Norms benchmark: ``lipschitz_bound()`` and ``layer_norms()`` of a CIFAR ResNet-18, matrix-free
+"""Norms benchmark: ``lipschitz_bound("product")`` and ``layer_norms()`` of a CIFAR ResNet-18, matrix-free
 against the explicit matrices, compile included.
 
 Run from the repository root::
@@ -14,7 +14,7 @@ fresh subprocess, so its time and peak memory are its own: peak resident set
 building the model.
 
 - **new**: ``tc.compile`` (no matrix built: each node checked against torch matrix-free),
-  then ``lipschitz_bound()`` and ``layer_norms()``: every run of linear nodes as a composed
+  then ``lipschitz_bound("product")`` and ``layer_norms()``: every run of linear nodes as a composed
   ``LinearOperator`` (a convolution from its pattern table), Lanczos in float64.
 - **old**: what the library did before: compile with every node's CSR matrix built and held,
   runs of linear nodes multiplied into one sparse matrix, Lanczos on the CSR products (the
@@ -145,7 +145,7 @@ def worker(how: str, width: int, size: int) -> dict:
                 layer.matrix  # noqa: B018
     t_compile = time.perf_counter() - t0
     t0 = time.perf_counter()
-    bound = old_bound(net) if how == "old" else net.lipschitz_bound()
+    bound = old_bound(net) if how == "old" else net.lipschitz_bound("product")
     t_bound = time.perf_counter() - t0
     t0 = time.perf_counter()
     if how == "old":

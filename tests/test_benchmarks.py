@@ -57,6 +57,13 @@ def test_bench_jacobian_quick_prints_its_tables(capsys):
     assert max(diffs) < 1e-12
 
 
+def test_bench_lipschitz_quick_prints_its_table(capsys):
+    _load("bench_lipschitz").main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| model" in out and "windowed" in out and "empirical lower bound" in out
+    assert "ResNet-18" in out and "refused: max pooling" in out  # LeNet's pooling: no LipSDP
+
+
 def test_fuzz_totals_smoke_prints_its_table(capsys):
     import os
 

@@ -135,7 +135,7 @@ def test_bound_and_norms_equal_the_explicit_matrix_computation(name):
     if name == "chain":
         model = model[:-1]  # the bound composes through softmax too; its constant is checked below
     net = tc.compile(model, shape)
-    bound = net.lipschitz_bound()
+    bound = net.lipschitz_bound("product")
     norms = net.layer_norms()
     assert not any(layer._cache is not None for layer in net.layers if isinstance(layer, Affine))  # none built
     ref = explicit_bound(net)

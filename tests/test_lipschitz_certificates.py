@@ -310,3 +310,27 @@ def test_torchs_convolution_operator_is_the_pattern_tables(conv: nn.Module, shap
     np.testing.assert_allclose(B @ X[:, 0], A @ X[:, 0], atol=1e-13)
     circular = tc.compile(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")).double(), (1, 5, 5))
     assert certify.torch_conv(circular.layers[0]) is None  # its pattern table serves it
+
+
+def test_a_linear_network_gets_its_exact_norm_from_every_method() -> None:
+    """No activation: one linear region, normed exactly (a residual sum included: ||I + W||)."""
+    torch.manual_seed(5)
+
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.a(x)
+
+    model = Skip().double()
+    exact = np.linalg.norm(np.eye(4) + model.a.weight.detach().numpy(), 2)
+    net = tc.compile(model, (4,))
+    assert net.lipschitz_bound() == pytest.approx(exact, rel=1e-9)
+    assert net.lipschitz_bound("windowed") == pytest.approx(exact, rel=1e-9)
+    assert net.lipschitz_bound("product") >= exact  # 1 + ||W||
+    chain = tc.compile(nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2)).double(), (3,))
+    W = chain.linear_map()[0].toarray()
+    for method in ("product", "windowed", "auto") + (("lipsdp",) if lipsdp.available() else ()):
+        assert chain.lipschitz_bound(method) == pytest.approx(np.linalg.norm(W, 2), rel=1e-9), method

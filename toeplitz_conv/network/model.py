@@ -413,20 +413,28 @@ class Network:
         of two inputs. Rows: ``(position, node, kind, constant, what)``."""
         return lipschitz.layer_norms(self)
 
-    def lipschitz_bound(self, method: str = "auto", window: int = 2) -> bounds.Bound:
-        """A certified upper bound of the network's Lipschitz constant in the 2-norm.
+    def lipschitz_bound(self, method: str = "auto", window: int | None = None) -> bounds.Bound:
+        """A certified upper bound of the network's Lipschitz constant in the 2-norm; never below
+        :meth:`local_lipschitz`, exact for linear networks. The inequalities are proved in
+        :mod:`toeplitz_conv.network.analysis.bounds` and the modules it names.
 
-        ``method``: ``'product'`` (norms composed along the graph: ``x + F(x)`` gets ``1 + L_F``,
-        runs of linear nodes one map), ``'windowed'`` (activations averaged about the middle of
-        their slopes over windows of up to ``window`` activations, the best partition: never
-        above ``'product'``), ``'lipsdp'`` / ``'lipsdp-layer'`` (the semidefinite programme on
-        the sparse matrices, verified in float64; small chains, needs the ``bounds`` extra), or
-        ``'auto'`` (windowed, and LipSDP too where it is cheap: the smaller). Each method's
-        inequality is proved in :mod:`toeplitz_conv.network.analysis.bounds` and the modules it
-        names. Exact when the output is reached through linear nodes only; never below
-        :meth:`local_lipschitz`. A product of two input-dependent tensors is refused.
+        Parameters
+        ----------
+        method : {'auto', 'product', 'windowed', 'lipsdp', 'lipsdp-layer'}
+            ``'product'``: norms composed along the graph (``x + F(x)``: ``1 + L_F``);
+            ``'windowed'``: activations averaged about the middle of their slopes over windows
+            of the graph, the best partition (never above ``'product'``); ``'lipsdp'`` /
+            ``'lipsdp-layer'``: the semidefinite programme on the sparse matrices, verified in
+            float64 (small chains; the ``bounds`` extra); ``'auto'``: windowed, and LipSDP where
+            cheap, the smaller. A product of two input-dependent tensors is refused.
+        window : int, optional
+            Activations expanded per segment (``'windowed'``: 2; ``'auto'``: 3 where its cost
+            model says it fits a minute, else 2).
 
-        Returns a float that also says ``.method`` (which ran), ``.seconds`` and ``.why``.
+        Returns
+        -------
+        Bound
+            A float with ``.method`` (which ran), ``.seconds`` and ``.why``.
         """
         return bounds.lipschitz_bound(self, method, window)
 

@@ -9,5 +9,8 @@
 - :mod:`.packed`: the same for stencil networks, each colour's tangents packed into its cones;
 - :mod:`.chain`: the Jacobian as the product of the nodes' sparse matrices, and linear maps;
 - :mod:`.jacobian`: :func:`jacobian` and :func:`jacobian_plan`: the method chosen by its cost;
-- :mod:`.lipschitz`: node norms and the certified Lipschitz bound.
+- :mod:`.lipschitz`: node norms and the product bound (norms composed along the graph);
+- :mod:`.certify`: the windowed bound (activations averaged over windows of the graph);
+- :mod:`.lipsdp`: LipSDP on the sparse matrices, verified in float64;
+- :mod:`.bounds`: the certificates by name (``'auto'`` among them) and :func:`lipschitz_report`.
 """

@@ -8,7 +8,8 @@ Methods (every one an upper bound of the 2-norm Lipschitz constant, proved in it
 - ``'lipsdp'`` / ``'lipsdp-layer'``: the semidefinite programme of Fazlyab et al. on the
   network's sparse matrices, solved by cvxpy and verified in float64 (:mod:`.lipsdp`); chains
   of linear nodes and activations only, up to :data:`.lipsdp.MAX_SIZE` neurons;
-- ``'auto'``: ``'windowed'``, and also ``'lipsdp'`` when the network is a chain small enough
+- ``'auto'``: ``'windowed'`` (window 3 where the cost model, :func:`auto_window`, says it
+  fits a minute, else 2), and also ``'lipsdp'`` when the network is a chain small enough
   (input plus activations at most :data:`AUTO_SDP_SIZE`) and cvxpy is installed: the smaller.
 
 :func:`lipschitz_report` prints them beside an empirical lower bound.
@@ -25,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import certify, lipsdp
+from ..affine import Affine
+from ..nodes import Combine
 from .lipschitz import matrix_norm, product_bound
 
 if TYPE_CHECKING:
@@ -33,6 +36,12 @@ if TYPE_CHECKING:
 METHODS = ("auto", "product", "windowed", "lipsdp", "lipsdp-layer")
 #: ``'auto'`` adds LipSDP-Neuron up to this ``N`` (input plus activations): SCS takes seconds there.
 AUTO_SDP_SIZE = 400
+#: The windowed bound's cost model: seconds per nonzero of the network's linear nodes (one
+#: application of each), by window; the most measured here (2 cores) over a CIFAR ResNet-18
+#: and a VGG-11 (``benchmarks/RESULTS.md``: 1.1e-7 and 3.0e-7 at window 2; window 3 about 4x).
+SECONDS_PER_NONZERO = {2: 3.0e-7, 3: 1.2e-6}
+#: ``'auto'`` takes window 3 when its estimate fits this many seconds, else window 2.
+AUTO_BUDGET_S = 60.0
 
 
 class Bound(float):
@@ -63,29 +72,60 @@ def sdp_size(net: Network) -> int | None:
         return None
 
 
-def lipschitz_bound(net: Network, method: str = "auto", window: int = certify.WINDOW) -> Bound:
+def work(net: Network) -> int:
+    """Nonzeros of every linear node's matrix (from the geometry: nothing is built): the
+    multiply-adds of one application of the whole network, what each Lanczos step costs."""
+    total = 0
+    for layer in net.layers:
+        if isinstance(layer, Combine):
+            total += sum(M.nnz for M in layer.matrices)
+        elif isinstance(layer, Affine):
+            total += layer.matrix_size()[0]
+    return total
+
+
+def auto_window(net: Network) -> tuple[int, str]:
+    """The window ``'auto'`` takes, and why: 3 when its estimated time fits
+    :data:`AUTO_BUDGET_S`, else 2."""
+    nnz = work(net)
+    estimate = nnz * SECONDS_PER_NONZERO[3]
+    if estimate <= AUTO_BUDGET_S:
+        return 3, f"window 3 (estimated {estimate:.2g} s for {nnz:.3g} nonzeros)"
+    return 2, f"window 2 (window 3 estimated {estimate:.2g} s > {AUTO_BUDGET_S:g} s for {nnz:.3g} nonzeros)"
+
+
+def lipschitz_bound(net: Network, method: str = "auto", window: int | None = None) -> Bound:
     """:meth:`Network.lipschitz_bound`."""
     method = _check_method(method)
     start = time.perf_counter()
     if method == "product":
         return Bound(product_bound(net), method, time.perf_counter() - start)
     if method == "windowed":
-        return Bound(certify.windowed_bound(net, window), method, time.perf_counter() - start)
+        w = certify.WINDOW if window is None else window
+        return Bound(certify.windowed_bound(net, w), method, time.perf_counter() - start, f"window {w}")
     if method in ("lipsdp", "lipsdp-layer"):
         return Bound(lipsdp.lipsdp_bound(net, layer=method == "lipsdp-layer"), method, time.perf_counter() - start)
+    if window is None:
+        window, chose = auto_window(net)
+    else:
+        chose = f"window {window}"
     value, chosen = certify.windowed_bound(net, window), "windowed"
     n = sdp_size(net)
     if n is None:
-        why = "windowed; lipsdp skipped: not a chain of linear nodes and activations"
+        why = f"windowed, {chose}; lipsdp skipped: not a chain of linear nodes and activations"
     elif n > AUTO_SDP_SIZE:
-        why = f"windowed; lipsdp skipped: N = {n} > {AUTO_SDP_SIZE} (method='lipsdp' runs it up to {lipsdp.MAX_SIZE})"
+        why = f"windowed, {chose}; lipsdp skipped: N = {n} > {AUTO_SDP_SIZE} (method='lipsdp' runs it up to {lipsdp.MAX_SIZE})"
     elif not lipsdp.available():
-        why = "windowed; lipsdp skipped: cvxpy is not installed (pip install 'toeplitz-conv[bounds]')"
+        why = f"windowed, {chose}; lipsdp skipped: cvxpy is not installed (pip install 'toeplitz-conv[bounds]')"
     else:
-        sdp = lipsdp.solve(lipsdp.chain_of(net))[0]
-        why = f"windowed {value:.6g}, lipsdp {sdp:.6g} (N = {n}): the smaller"
-        if sdp < value:
-            value, chosen = sdp, "lipsdp"
+        try:
+            sdp = lipsdp.lipsdp_bound(net)
+        except ValueError as e:  # the solver's multipliers could not be certified
+            why = f"windowed, {chose}; lipsdp gave no certificate: {e}"
+        else:
+            why = f"windowed {value:.6g} ({chose}), lipsdp {sdp:.6g} (N = {n}): the smaller"
+            if sdp < value:
+                value, chosen = sdp, "lipsdp"
     return Bound(value, chosen, time.perf_counter() - start, why)
 
 
@@ -179,7 +219,7 @@ class LipschitzReport:
 
 def lipschitz_report(net: Network, x_samples: npt.ArrayLike,
                      methods: Sequence[str] = ("product", "windowed", "lipsdp"), steps: int = 3,
-                     window: int = certify.WINDOW) -> LipschitzReport:
+                     window: int | None = None) -> LipschitzReport:
     """Each certified bound beside an empirical lower bound, to show how loose the certificate is.
 
     Parameters
@@ -192,8 +232,8 @@ def lipschitz_report(net: Network, x_samples: npt.ArrayLike,
         graph, past its size, or without cvxpy) gets a row saying why instead of a bound.
     steps : int
         Ascent steps from each sample (:func:`empirical_lower_bound`).
-    window : int
-        For ``'windowed'``.
+    window : int, optional
+        For ``'windowed'`` (default 2) and ``'auto'`` (default: its cost model's).
 
     Returns
     -------

@@ -51,10 +51,10 @@ normed once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import reduce
 from math import prod, sqrt
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,7 +79,7 @@ TOL = 1e-5
 class Expr(NamedTuple):
     """``y = op @ frontier``: a linear region, keyed by how it was composed (equal keys, equal maps)."""
 
-    key: tuple
+    key: tuple[Any, ...]
     op: LinearOperator
 
 
@@ -112,8 +112,8 @@ def torch_conv(layer: Conv) -> LinearOperator | None:
     from torch.nn import functional as F
     from torch.nn import grad
 
-    conv = (F.conv1d, F.conv2d, F.conv3d)[g.ndim - 1]
-    back = (grad.conv1d_input, grad.conv2d_input, grad.conv3d_input)[g.ndim - 1]
+    conv = cast(Callable[..., Any], (F.conv1d, F.conv2d, F.conv3d)[g.ndim - 1])
+    back = cast(Callable[..., Any], (grad.conv1d_input, grad.conv2d_input, grad.conv3d_input)[g.ndim - 1])
     w = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=np.float64))
     pad = [p for lo, hi in zip(g.pad_lo[::-1], g.pad_hi[::-1]) for p in (lo, hi)]
     padded = (1, g.in_channels) + tuple(n + lo + hi for n, lo, hi in zip(g.in_spatial, g.pad_lo, g.pad_hi))
@@ -122,11 +122,13 @@ def torch_conv(layer: Conv) -> LinearOperator | None:
 
     def apply(X: np.ndarray) -> np.ndarray:  # (n, k) columns -> a batch of k samples
         T = torch.from_numpy(np.ascontiguousarray(X.T, dtype=np.float64).reshape(-1, g.in_channels, *g.in_spatial))
-        return conv(F.pad(T, pad), w, **opts).reshape(T.shape[0], -1).numpy().T
+        out: np.ndarray = conv(F.pad(T, pad), w, **opts).reshape(T.shape[0], -1).numpy().T
+        return out
 
     def adjoint(Y: np.ndarray) -> np.ndarray:
         T = torch.from_numpy(np.ascontiguousarray(Y.T, dtype=np.float64).reshape(-1, g.out_channels, *g.out_spatial))
-        return back((T.shape[0],) + padded[1:], w, T, **opts)[crop].reshape(T.shape[0], -1).numpy().T
+        out: np.ndarray = back((T.shape[0],) + padded[1:], w, T, **opts)[crop].reshape(T.shape[0], -1).numpy().T
+        return out
     return LinearOperator(g.shape, matvec=lambda x: apply(np.reshape(x, (-1, 1)))[:, 0],
                           rmatvec=lambda y: adjoint(np.reshape(y, (-1, 1)))[:, 0],
                           matmat=apply, rmatmat=adjoint, dtype=np.float64)
@@ -141,12 +143,12 @@ def slopes(layer: Activation) -> tuple[float, float]:
 class Windowed:
     """The bounds of segments of one network, with every linear region's norm computed once."""
 
-    def __init__(self, net: Network) -> None:
-        self.net, self.layers = net, net.layers
+    def __init__(self, net: Network, tol: float = TOL) -> None:
+        self.net, self.layers, self.tol = net, net.layers, tol
         self.live = reaching(net)
-        self.norms: dict[tuple, float] = {}
+        self.norms: dict[tuple[Any, ...], float] = {}
         self.ops: dict[int, LinearOperator] = {}
-        self.bounds: dict[tuple, float] = {}
+        self.bounds: dict[tuple[Any, ...], float] = {}
         self.identities: dict[tuple[int, int], bool] = {}
         self.size = [prod(net.shape_at(p)) for p in range(len(net.layers) + 1)]
 
@@ -155,7 +157,7 @@ class Windowed:
         if e.key[0] == "id":
             return 1.0
         if e.key not in self.norms:
-            self.norms[e.key] = operator_norm(e.op, TOL)
+            self.norms[e.key] = operator_norm(e.op, self.tol)
         return self.norms[e.key]
 
     def op(self, i: int) -> LinearOperator:
@@ -329,4 +331,7 @@ def windowed_bound(net: Network, window: int = WINDOW) -> float:
     net.check_batch(1)
     if net.output == 0:
         return 1.0
-    return Windowed(net).bound(int(window))
+    live = reaching(net)
+    linear = all(layer.linear for i, layer in enumerate(net.layers) if live[i + 1])
+    # a linear network is one linear region: its exact norm, to the product's 1e-10
+    return Windowed(net, tol=1e-10 if linear else TOL).bound(int(window))
