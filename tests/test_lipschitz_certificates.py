@@ -334,3 +334,12 @@ def test_a_linear_network_gets_its_exact_norm_from_every_method() -> None:
     W = chain.linear_map()[0].toarray()
     for method in ("product", "windowed", "auto") + (("lipsdp",) if lipsdp.available() else ()):
         assert chain.lipschitz_bound(method) == pytest.approx(np.linalg.norm(W, 2), rel=1e-9), method
+
+
+def test_the_report_skips_a_lipsdp_estimated_too_long_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = _net(*_models()["cnn"])
+    monkeypatch.setattr(bounds, "REPORT_SDP_S", 1e-3)
+    report = tc.lipschitz_report(net, np.zeros((1, 1, 8, 8)), methods=("windowed", "lipsdp"), steps=0)
+    row = report.rows[1]
+    assert row.bound is None and "skipped: N = 272, an estimated" in row.note
+    assert "lipsdp" in str(report) and report.certified == pytest.approx(float(net.lipschitz_bound("windowed")))

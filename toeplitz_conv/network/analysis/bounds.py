@@ -42,6 +42,8 @@ AUTO_SDP_SIZE = 400
 SECONDS_PER_NONZERO = {2: 3.0e-7, 3: 1.2e-6}
 #: ``'auto'`` takes window 3 when its estimate fits this many seconds, else window 2.
 AUTO_BUDGET_S = 60.0
+#: :func:`lipschitz_report` skips LipSDP when it is estimated to take longer (it says so).
+REPORT_SDP_S = 120.0
 
 
 class Bound(float):
@@ -249,6 +251,11 @@ def lipschitz_report(net: Network, x_samples: npt.ArrayLike,
     report.samples = int(np.asarray(x_samples).reshape(-1, *net.input_shape).shape[0])
     for m in methods:
         start = time.perf_counter()
+        n = sdp_size(net) if m.startswith("lipsdp") else None
+        if n is not None and lipsdp.estimate_seconds(n) > REPORT_SDP_S:
+            report.rows.append(Row(m, None, 0.0, f"skipped: N = {n}, an estimated {lipsdp.estimate_seconds(n):.0f} s "
+                                                 f"(run lipschitz_bound(method={m!r}) for it)"))
+            continue
         try:
             b = lipschitz_bound(net, m, window)
             report.rows.append(Row(m, float(b), time.perf_counter() - start, b.why))

@@ -48,8 +48,9 @@ if TYPE_CHECKING:
     from ..model import Network
 
 #: Largest ``N = n_0 + n_1 + ... + n_L`` accepted: the programme holds an ``N x N`` semidefinite
-#: block; SCS decomposes it at each of its ~10^3 iterations (``N^3`` flops each).
-MAX_SIZE = 2500
+#: block, which SCS decomposes at each of its iterations (``N^3`` flops each): about 11 minutes
+#: at this size here (:func:`estimate_seconds`).
+MAX_SIZE = 1200
 #: Past this ``N`` SCS solves it (first order); below, Clarabel (interior point, accurate).
 CLARABEL_MAX = 120
 #: SCS's settings. The certificate is verified afterwards, so these set its tightness only:
@@ -195,12 +196,18 @@ def certify(chain: Chain, t: np.ndarray, K: sp.csc_array | None = None) -> float
     return float(np.sqrt(rho))
 
 
+def estimate_seconds(N: int) -> float:
+    """The time LipSDP takes for an ``N``-neuron chain: ``N^3``, from 8 s at ``N = 272`` here
+    (2 cores; ``benchmarks/RESULTS.md``)."""
+    return 8.0 * (N / 272) ** 3
+
+
 def _check_size(N: int) -> None:
     if N > MAX_SIZE:
         raise ValueError(f"method='lipsdp': the programme's semidefinite block is N x N with N = {N} "
                          f"(the input and every activation), over the limit {MAX_SIZE}: about "
-                         f"{N * N * 8 * 6 / 2**30:.2f} GiB, and ~{N ** 3 * 2000 / 5e9:.0f} s of SCS "
-                         f"iterations; use method='windowed'.")
+                         f"{N * N * 8 * 6 / 2**30:.2f} GiB and an estimated {estimate_seconds(N):.0f} s; "
+                         f"use method='windowed'.")
 
 
 def solve(chain: Chain, layer: bool = False) -> tuple[float, np.ndarray]:
