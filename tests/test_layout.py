@@ -24,7 +24,7 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 # The floors, from the ground up: a module may import from its own floor or a lower one.
 FLOORS = {
-    "_args": 0, "memory": 1, "arithmetic": 2, "indexing": 2, "geometry": 3, "pool_geometry": 3,
+    "_args": 0, "memory": 1, "arithmetic": 2, "indexing": 2, "layouts": 2, "geometry": 3, "pool_geometry": 3,
     "pattern": 4,
     "_sparse": 4, "conv": 5, "pool": 5, "probe": 5,
     "operator": 6, "testing": 6, "circulant": 7, "lanczos": 7, "spectrum": 7, "blockdiag": 7, "spectral": 7, "network": 8, "torch_sparse": 8, "plot": 9, "verify": 10,

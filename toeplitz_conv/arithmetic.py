@@ -14,7 +14,7 @@ message that names what the user passed (:class:`InputLabel`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, overload
+from typing import NamedTuple, Optional, TypeAlias, Union, overload
 
 from ._args import as_tuple, int_tuple, is_int
 
@@ -30,6 +30,9 @@ class InputLabel(NamedTuple):
 
 INPUT_SHAPE = InputLabel()
 
+#: What ``padding=`` takes: an int, one per axis, ``(low, high)`` pairs per axis, or a name.
+Padding: TypeAlias = Union[int, Sequence[int], Sequence[Sequence[int]], str]
+
 
 # --------------------------------------------------------------------------- relations
 
@@ -39,24 +42,64 @@ def padding_text(lo: Sequence[int], hi: Sequence[int]) -> str:
     return str(lo) if lo == hi else f"(low {lo}, high {hi})"
 
 
+#: TensorFlow's and ONNX's names for padding computed from the input size (any stride):
+#: ``'SAME'`` = ``'SAME_UPPER'`` (the odd extra at the end), ``'SAME_LOWER'`` (at the start).
+FRAMEWORK_SAME = ("SAME", "SAME_UPPER", "SAME_LOWER")
+PADDING_RULE = ("an int, a tuple of {n} ints, {n} (low, high) pairs, 'same' or 'valid' (torch's), or "
+                "'SAME', 'SAME_UPPER', 'SAME_LOWER' or 'VALID' (TensorFlow's and ONNX's)")
+
+
+def same_sides(rule: str, in_spatial: Sequence[int], kernel: Sequence[int], dilation: Sequence[int],
+               stride: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """TensorFlow's / ONNX's SAME: the output has ``ceil(i / s)`` positions, the padding needed
+    for that, ``max((o - 1) s + d (k - 1) + 1 - i, 0)``, split in two with the odd extra at the
+    end (``'SAME'``, ``'SAME_UPPER'``) or at the start (``'SAME_LOWER'``)."""
+    lo, hi = [], []
+    for i, k, d, s in zip(in_spatial, kernel, dilation, stride):
+        total = max((-(-i // s) - 1) * s + d * (k - 1) + 1 - i, 0)
+        low = total - total // 2 if rule == "SAME_LOWER" else total // 2
+        lo.append(low)
+        hi.append(total - low)
+    return tuple(lo), tuple(hi)
+
+
+def padding_pairs(padding: object, n: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``((lo, hi), ...)`` per spatial axis -> (pad_lo, pad_hi); None when not pairs."""
+    if not isinstance(padding, (tuple, list)) or not any(isinstance(p, (tuple, list)) for p in padding):
+        return None
+    if len(padding) != n or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding):
+        raise ValueError(f"padding as (low, high) pairs needs one pair per spatial axis, {n} in all, e.g. "
+                         f"{tuple((1, 2) for _ in range(n))}; got {padding!r}.")
+    lo = int_tuple("padding", tuple(p[0] for p in padding), n, minimum=0)
+    hi = int_tuple("padding", tuple(p[1] for p in padding), n, minimum=0)
+    return lo, hi
+
+
 def padding_sides(padding: object, n: int, kernel: Sequence[int], dilation: Sequence[int],
-                  stride: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``padding`` (int, tuple, 'same', 'valid') -> (pad_lo, pad_hi), as torch reads it."""
+                  stride: Sequence[int], in_spatial: Sequence[int] | None = None
+                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``padding`` -> (pad_lo, pad_hi): torch's int, tuple, ``'same'``, ``'valid'``; per-side
+    ``(low, high)`` pairs; TensorFlow's / ONNX's ``'SAME'``, ``'SAME_UPPER'``, ``'SAME_LOWER'``
+    (:func:`same_sides`, which needs ``in_spatial``) and ``'VALID'``."""
     if isinstance(padding, str):
-        if padding == "valid":
+        if padding in ("valid", "VALID"):
             return (0,) * n, (0,) * n
         if padding == "same":
             if any(s != 1 for s in stride):
                 raise ValueError(
                     f"padding='same' needs stride 1 in every dimension (as in torch, which "
-                    f"refuses it for strided convolutions); got stride={stride}."
+                    f"refuses it for strided convolutions); got stride={stride}. TensorFlow's "
+                    f"padding='SAME' (upper case) is defined for any stride."
                 )
             total = [d * (k - 1) for d, k in zip(dilation, kernel)]
             lo = tuple(t // 2 for t in total)  # torch puts the odd extra on the high side
             return lo, tuple(t - lo_ for t, lo_ in zip(total, lo))
-        raise ValueError(
-            f"padding must be an int, a tuple of {n} ints, 'same' or 'valid'; got {padding!r}."
-        )
+        if padding in FRAMEWORK_SAME and in_spatial is not None:
+            return same_sides(padding, in_spatial, kernel, dilation, stride)
+        raise ValueError(f"padding must be {PADDING_RULE.format(n=n)}; got {padding!r}.")
+    pairs = padding_pairs(padding, n)
+    if pairs is not None:
+        return pairs
     pad = int_tuple("padding", padding, n, minimum=0)
     return pad, pad
 
@@ -159,7 +202,7 @@ def conv_output_size(input_size: int | Sequence[int], kernel_size: int | Sequenc
     k = int_tuple("kernel_size", kernel_size, n, minimum=1)
     s = int_tuple("stride", stride, n, minimum=1)
     d = int_tuple("dilation", dilation, n, minimum=1)
-    lo, hi = padding_sides(padding, n, k, d, s)
+    lo, hi = padding_sides(padding, n, k, d, s, i)
     out = conv_out((0, *i), k, s, d, lo, hi, InputLabel("input_size", "input_size", i))
     return out[0] if scalar else out
 

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 
 from ._args import as_array, batched, same_batch
 from ._sparse import check_format, csr
-from .arithmetic import InputLabel
+from .arithmetic import InputLabel, Padding
+from .layouts import kernel_to_torch
 from .geometry import (ConvGeometry, check_weight, check_weight_shape, conv_geometry,
                        conv_transpose_geometry, with_geometry_doc)
 from .memory import check_size
@@ -103,9 +104,9 @@ def _batch_pair(x: object, grad_output: object, geom: ConvGeometry, x_name: str,
 
 @with_geometry_doc
 def conv_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
-                stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                stride: int | Sequence[int] = 1, padding: Padding = 0,
                 dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
-                format: str = "csr") -> sp.sparray:
+                format: str = "csr", kernel_layout: str | None = None) -> sp.sparray:
     """The sparse matrix C of a convolution layer: ``y.ravel() = C @ x.ravel()``.
 
     Parameters
@@ -116,6 +117,9 @@ def conv_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         Shape of one sample, no batch dimension.
     GEOMETRY_PARAMETERS
     format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+    kernel_layout : str, optional
+        The axis order of ``weight`` as given, e.g. ``'HWIO'`` (TensorFlow's, JAX's); default
+        torch's ``'OIHW'`` (:mod:`toeplitz_conv.layouts`). The matrix is the same.
 
     Returns
     -------
@@ -143,7 +147,7 @@ def conv_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> np.allclose(C @ x.ravel(), ref.numpy().ravel())
     True
     """
-    w = check_weight(weight)
+    w = kernel_to_torch(check_weight(weight), kernel_layout)
     fmt = check_format(format)
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
@@ -152,9 +156,9 @@ def conv_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
 
 
 def conv_transpose_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
-                          stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                          stride: int | Sequence[int] = 1, padding: Padding = 0,
                           output_padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
-                          groups: int = 1, format: str = "csr") -> sp.sparray:
+                          groups: int = 1, format: str = "csr", kernel_layout: str | None = None) -> sp.sparray:
     """The sparse matrix of a transposed convolution (``conv_transposeNd``).
 
     Parameters
@@ -165,8 +169,14 @@ def conv_transpose_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         Shape of one input sample of the transposed convolution.
     stride, padding, output_padding, dilation, groups : int or tuple of int
         As ``torch.nn.functional.conv_transpose2d``; ``output_padding`` must be smaller than
-        the stride or the dilation.
+        the stride or the dilation. ``padding`` also takes ``(low, high)`` pairs per axis
+        (cropped from the start and the end of the full output) and TensorFlow's / ONNX's
+        ``'SAME'``, ``'SAME_UPPER'``, ``'SAME_LOWER'`` (``i * stride`` outputs: the adjoint of
+        that forward padding) and ``'VALID'`` (``i * stride + max(d (k - 1) + 1 - stride, 0)``).
     format : {'csr', 'csc', 'coo', 'bsr', 'dia', 'dok', 'lil'}, default 'csr'
+    kernel_layout : str, optional
+        The axis order of ``weight`` as given, ``I`` the channels the transposed convolution
+        reads: ``'HWOI'`` (TensorFlow's ``conv2d_transpose``); default torch's ``'IOHW'``.
 
     Returns
     -------
@@ -188,7 +198,7 @@ def conv_transpose_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     >>> np.allclose(T @ x.ravel(), ref.numpy().ravel())
     True
     """
-    w = check_weight(weight)
+    w = kernel_to_torch(check_weight(weight), kernel_layout, transposed=True)
     fmt = check_format(format)
     geom = conv_transpose_geometry(w.shape, input_shape, stride=stride, padding=padding,
                                    output_padding=output_padding, dilation=dilation, groups=groups)
@@ -202,7 +212,7 @@ def conv_transpose_matrix(weight: npt.ArrayLike, input_shape: Sequence[int], *,
 
 @with_geometry_doc
 def conv_weight_grad(x: npt.ArrayLike, grad_output: npt.ArrayLike, weight_shape: Sequence[int], *,
-                     stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                     stride: int | Sequence[int] = 1, padding: Padding = 0,
                      dilation: int | Sequence[int] = 1, groups: int = 1,
                      padding_mode: str = "zeros") -> np.ndarray:
     """``dL/dW`` of a convolution, summed over the batch, from the matrix's triples.
@@ -288,7 +298,7 @@ def conv_transpose_weight_grad(x: npt.ArrayLike, grad_output: npt.ArrayLike,
 
 @with_geometry_doc
 def conv_weight_jacobian(x: npt.ArrayLike, weight_shape: Sequence[int], *,
-                         stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                         stride: int | Sequence[int] = 1, padding: Padding = 0,
                          dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
                          format: str = "csr") -> sp.sparray:
     """Sparse Jacobian of the output w.r.t. the weights for one sample (the im2col matrix).

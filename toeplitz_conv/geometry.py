@@ -18,24 +18,31 @@ import numpy as np
 
 from ._args import (as_array, as_tuple, check_choice, check_int_range, int_tuple, is_int,
                     positive_int, shape_tuple)
-from .arithmetic import (INPUT_SHAPE, InputLabel, check_output_padding, conv_out, conv_transpose_out,
-                         padding_sides, padding_text)
+from .arithmetic import (INPUT_SHAPE, InputLabel, Padding, check_output_padding, conv_out, conv_transpose_out,
+                         padding_pairs, padding_sides, padding_text, same_sides)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: torch's padding modes (``nn.ConvNd(padding_mode=...)``), as a type and as the tuple of them.
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
+#: Those and ``'symmetric'`` (the edge repeated: ``numpy.pad``'s, TensorFlow's MirrorPad
+#: SYMMETRIC; torch has none): what the matrices take.
+ALL_PADDING_MODES: tuple[str, ...] = PADDING_MODES + ("symmetric",)
 
 #: The parameter text shared by every function that takes a convolution's geometry.
 GEOMETRY_PARAMETERS = """stride : int or tuple of int, default 1
-    padding : int, tuple of int, 'same' or 'valid', default 0
-        As in torch: an int pads every side by it; ``'same'`` pads
-        ``dilation * (kernel - 1)`` in total, the odd extra on the high side.
+    padding : int, tuple of int, (low, high) pairs, or a name, default 0
+        As in torch: an int pads every side by it; ``'same'`` (stride 1) pads
+        ``dilation * (kernel - 1)`` in total, the odd extra on the high side; ``'valid'``
+        none. Per side: ``((top, bottom), (left, right))``. TensorFlow's and ONNX's
+        ``'SAME'`` = ``'SAME_UPPER'`` (any stride: ``ceil(i / s)`` outputs, the odd extra at
+        the end), ``'SAME_LOWER'`` (at the start), ``'VALID'``.
     dilation : int or tuple of int, default 1
     groups : int, default 1
-    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
-        Exactly as ``torch.nn.ConvNd(padding_mode=...)``."""
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}, default 'zeros'
+        Exactly as ``torch.nn.ConvNd(padding_mode=...)``; ``'symmetric'`` repeats the edge
+        (``numpy.pad``'s, TensorFlow's MirrorPad SYMMETRIC)."""
 
 
 def with_geometry_doc(f: _F) -> _F:
@@ -137,7 +144,7 @@ class ConvGeometry:
 
 
 def check_padding_mode(padding_mode: object) -> str:
-    return check_choice("padding_mode", padding_mode, PADDING_MODES)
+    return check_choice("padding_mode", padding_mode, ALL_PADDING_MODES)
 
 
 def check_weight_shape(weight_shape: object, layout: str, name: str = "weight shape") -> tuple[int, ...]:
@@ -226,6 +233,12 @@ def _check_padding_fits(mode: str, lo: tuple[int, ...], hi: tuple[int, ...],
             f"padding_mode='reflect' (as in torch); got padding {padding_text(lo, hi)} for input "
             f"size {tuple(in_spatial)}."
         )
+    if mode == "symmetric" and any(p > n for p, n in zip(lo + hi, sizes)):
+        raise ValueError(
+            f"padding must not exceed the input size in any dimension for "
+            f"padding_mode='symmetric' (it mirrors the input once, edge included); got padding "
+            f"{padding_text(lo, hi)} for input size {tuple(in_spatial)}."
+        )
     if mode == "circular" and any(p > n for p, n in zip(lo + hi, sizes)):
         raise ValueError(
             f"padding must not exceed the input size in any dimension for "
@@ -239,7 +252,7 @@ def _check_padding_fits(mode: str, lo: tuple[int, ...], hi: tuple[int, ...],
 
 @with_geometry_doc
 def conv_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
-                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                  stride: int | Sequence[int] = 1, padding: Padding = 0,
                   dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
                   _label: InputLabel = INPUT_SHAPE) -> ConvGeometry:
     """Validate a convolution's arguments (torch's rules) and normalise them.
@@ -273,14 +286,14 @@ def conv_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
     d = int_tuple("dilation", dilation, n, minimum=1)
     k = wshape[2:]
     groups = _groups(groups, in_shape[0], wshape[0], wshape, _label)
-    lo, hi = padding_sides(padding, n, k, d, s)
+    lo, hi = padding_sides(padding, n, k, d, s, in_shape[1:])
     _check_padding_fits(mode, lo, hi, in_shape[1:])
     out = conv_out(in_shape, k, s, d, lo, hi, _label)
     return ConvGeometry(in_shape[0], wshape[0], groups, k, in_shape[1:], out, s, d, lo, hi, mode)
 
 
 def conv_transpose_geometry(weight_shape: Sequence[int], input_shape: Sequence[int], *,
-                            stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+                            stride: int | Sequence[int] = 1, padding: Padding = 0,
                             output_padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
                             groups: int = 1, _label: InputLabel = INPUT_SHAPE) -> ConvGeometry:
     """Geometry of the convolution whose matrix transposed is ``conv_transposeNd``'s matrix.
@@ -315,20 +328,54 @@ def conv_transpose_geometry(weight_shape: Sequence[int], input_shape: Sequence[i
     n = len(wshape) - 2
     _label = _label if isinstance(_label, InputLabel) else InputLabel(*_label)
     in_shape = _input_shape(input_shape, n, _label)
-    if isinstance(padding, str):
-        raise ValueError(
-            f"padding of a transposed convolution must be an int or a tuple of {n} ints "
-            f"(torch has no 'same'/'valid' for it); got {padding!r}."
-        )
     s = int_tuple("stride", stride, n, minimum=1)
     d = int_tuple("dilation", dilation, n, minimum=1)
-    p = int_tuple("padding", padding, n, minimum=0)
-    a = int_tuple("output_padding", output_padding, n, minimum=0)
+    k = wshape[2:]
+    if isinstance(padding, str):
+        lo, hi, a = _transpose_framework_padding(padding, n, in_shape[1:], k, s, d, output_padding)
+    else:
+        pairs = padding_pairs(padding, n)
+        lo, hi = pairs if pairs is not None else (int_tuple("padding", padding, n, minimum=0),) * 2
+        a = int_tuple("output_padding", output_padding, n, minimum=0)
     check_output_padding(a, s, d)
     groups = _transpose_groups(groups, wshape, in_shape[0], _label)
-    k = wshape[2:]
-    out = conv_transpose_out(in_shape, k, s, p, d, a)
-    conv = conv_geometry(wshape, (wshape[1] * groups, *out), stride=s, padding=p, dilation=d,
-                         groups=groups)
+    if lo == hi:
+        out = conv_transpose_out(in_shape, k, s, lo, d, a)
+    else:  # the full output, less lo at the start and hi at the end
+        out = tuple((i - 1) * s_ + d_ * (k_ - 1) + 1 - l_ - h_ + a_
+                    for i, k_, s_, d_, l_, h_, a_ in zip(in_shape[1:], k, s, d, lo, hi, a))
+        if any(o < 1 for o in out):
+            raise ValueError(f"the output of the transposed convolution would be empty: {out}; got "
+                             f"input_shape={tuple(in_shape)}, kernel {tuple(k)}, stride={s}, padding "
+                             f"{padding_text(lo, hi)}, dilation={d}, output_padding={a}.")
+    conv = conv_geometry(wshape, (wshape[1] * groups, *out), stride=s, padding=tuple(zip(lo, hi)),
+                         dilation=d, groups=groups)
     return ConvGeometry(conv.in_channels, conv.out_channels, groups, k, conv.in_spatial,
-                        in_shape[1:], s, d, p, p, "zeros")
+                        in_shape[1:], s, d, lo, hi, "zeros")
+
+
+def _transpose_framework_padding(padding: str, n: int, in_spatial: tuple[int, ...], k: tuple[int, ...],
+                                 s: tuple[int, ...], d: tuple[int, ...], output_padding: object
+                                 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """TensorFlow's / ONNX's transposed padding: the adjoint of the forward convolution with
+    that padding on the output size ``i * s`` (``'SAME'``, ``'SAME_UPPER'``, ``'SAME_LOWER'``)
+    or ``i * s + max(d (k - 1) + 1 - s, 0)`` (``'VALID'``, as Keras): ``(lo, hi, output_padding)``."""
+    if padding not in ("SAME", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise ValueError(
+            f"padding of a transposed convolution must be an int, a tuple of {n} ints, {n} (low, high) "
+            f"pairs, or TensorFlow's / ONNX's 'SAME', 'SAME_UPPER', 'SAME_LOWER' or 'VALID' (torch has "
+            f"no 'same'/'valid' for it); got {padding!r}."
+        )
+    if output_padding not in (0, (0,) * n, [0] * n):
+        raise ValueError(f"output_padding is set by padding={padding!r} (the output has i * stride "
+                         f"positions); pass padding as (low, high) pairs to choose it; got "
+                         f"output_padding={output_padding!r}.")
+    eff = tuple(d_ * (k_ - 1) + 1 for k_, d_ in zip(k, d))
+    if padding == "VALID":
+        out = tuple(i * s_ + max(e - s_, 0) for i, s_, e in zip(in_spatial, s, eff))
+        lo = hi = (0,) * n
+    else:
+        out = tuple(i * s_ for i, s_ in zip(in_spatial, s))
+        lo, hi = same_sides(padding, out, k, d, s)
+    a = tuple(o - ((i - 1) * s_ + e - l_ - h_) for o, i, s_, e, l_, h_ in zip(out, in_spatial, s, eff, lo, hi))
+    return lo, hi, a

@@ -69,6 +69,9 @@ def axis_positions(n_out: int, k: int, stride: int, dilation: int, pad_lo: int, 
         return np.clip(i, 0, n_in - 1)
     if mode == "circular":
         return np.mod(i, n_in)
+    if mode == "symmetric":  # edge repeated (numpy's 'symmetric', TF's MirrorPad SYMMETRIC): -1 -> 0
+        i = np.where(i < 0, -i - 1, i)
+        return np.where(i >= n_in, 2 * n_in - 1 - i, i)
     # reflect (edge not repeated): -1 -> 1, n_in -> n_in - 2; padding < n_in reflects once
     i = np.abs(i)
     return np.where(i >= n_in, 2 * (n_in - 1) - i, i)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import check_int_range, is_int, is_torch_tensor, positive_int
+from .layouts import channels_first_fn, sample_shape_first
 from .memory import check_size, human_bytes, memory_limit
 
 #: Bytes of one chunk's identity columns and outputs when ``batch`` is not given.
@@ -67,13 +68,20 @@ def sample_shape(value: object, name: str = "input_shape") -> tuple[int, ...]:
 
 def to_numpy(y: object, what: str) -> np.ndarray:
     """``fn``'s output as a numeric numpy array: a numpy array, a torch tensor, or anything
-    ``np.asarray`` converts (``__array__``: jax; ``.numpy()``: tensorflow)."""
+    ``np.asarray`` converts (``__array__``: jax; ``.numpy()``: tensorflow) or exposing
+    ``__dlpack__`` (the array API); no framework is imported."""
     if is_torch_tensor(y):
         if str(y.dtype) == "torch.bfloat16":
             raise TypeError(f"fn must return a dtype numpy holds; got torch.bfloat16 for {what}: return .float().")
         y = y.detach().cpu().resolve_conj().resolve_neg().numpy()
     elif not hasattr(y, "__array__") and callable(getattr(y, "numpy", None)):
         y = y.numpy()  # type: ignore[attr-defined]  # checked just above
+    elif not hasattr(y, "__array__") and hasattr(y, "__dlpack__"):
+        try:
+            y = np.from_dlpack(y)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:  # on a device numpy cannot read
+            raise TypeError(f"fn returned a {type(y).__name__} numpy cannot read through __dlpack__ ({e}) "
+                            f"for {what}: return it on the CPU.") from None
     try:
         arr = np.asarray(y)
     except (TypeError, ValueError):  # a ragged list, an array that refuses to leave its device
@@ -168,7 +176,8 @@ def _check_linear(call: Callable[[np.ndarray], np.ndarray], A: sp.csr_array, sha
 
 
 def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
-                 dtype: npt.DTypeLike = np.float64, batch: int | None = None) -> sp.csr_array:
+                 dtype: npt.DTypeLike = np.float64, batch: int | None = None,
+                 layout: str | None = None) -> sp.csr_array:
     """The matrix ``A`` of a linear callable: ``fn(x[None])[0].ravel() == A @ x.ravel()``.
 
     Parameters
@@ -183,6 +192,10 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
         Of the identity columns fed to ``fn`` (and of the matrix).
     batch : int, optional
         Identity columns per call; default: as many as fit in about 32 MiB of input and output.
+    layout : str, optional
+        ``fn``'s batches channels last (``'NHWC'``, ``'NLC'``, ``'NDHWC'``): ``input_shape`` is
+        then ``(*spatial, C)``, and the matrix is the same map on channels-first samples,
+        comparable with :func:`~toeplitz_conv.conv_matrix` (:mod:`toeplitz_conv.layouts`).
 
     Returns
     -------
@@ -214,7 +227,8 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
     """
     if not callable(fn):
         raise TypeError(f"fn must be a callable taking a batch (N, *input_shape); got {type(fn).__name__}.")
-    shape = sample_shape(input_shape)
+    shape = sample_shape_first(sample_shape(input_shape), layout)
+    fn = channels_first_fn(fn, layout, to_numpy)
     dt = np.dtype(dtype) if not type(dtype).__module__.startswith("torch") else None
     if dt is None or dt.kind != "f" or dt.itemsize < 4:
         raise TypeError(f"dtype must be a numpy float32 or float64 dtype; got {dtype!r}.")

@@ -25,10 +25,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import as_array, real_number
+from .arithmetic import Padding
 from .conv import conv_matrix, conv_transpose_matrix
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .pattern import conv_pattern
-from .probe import ProbeError, probe_matrix, sample_shape
+from .layouts import channels_first_fn, kernel_to_torch, sample_shape_first
+from .probe import ProbeError, probe_matrix, sample_shape, to_numpy
 
 #: Mismatches listed in the message.
 WORST = 5
@@ -219,10 +221,11 @@ def _candidates(weight: np.ndarray, transposed: bool,
 
 
 def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_shape: Sequence[int], *,
-                      stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                      stride: int | Sequence[int] = 1, padding: Padding = 0,
                       dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
                       transposed: bool = False, output_padding: int | Sequence[int] = 0,
-                      rtol: float | None = 1e-7, atol: float | None = 1e-10) -> None:
+                      rtol: float | None = 1e-7, atol: float | None = 1e-10,
+                      layout: str | None = None, kernel_layout: str | None = None) -> None:
     """Raise ``AssertionError`` unless ``fn`` is the convolution these arguments describe.
 
     Parameters
@@ -233,14 +236,19 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     weight : array_like or torch.Tensor
         ``(C_out, C_in/groups, *kernel)``; ``(C_in, C_out/groups, *kernel)`` when ``transposed``.
     input_shape : tuple of int
-        One sample of ``fn``'s input.
+        One sample of ``fn``'s input, in ``layout``.
     stride, padding, dilation, groups, padding_mode
-        As in ``torch.nn.ConvNd``.
+        As in ``torch.nn.ConvNd``; ``padding`` also per side and TensorFlow's / ONNX's
+        ``'SAME'``, ``'SAME_LOWER'``, ``'VALID'``, ``padding_mode`` also ``'symmetric'``
+        (:func:`~toeplitz_conv.conv_matrix`).
     transposed : bool, default False
         Compare with ``conv_transposeNd`` (``output_padding`` as torch's).
     rtol, atol : float >= 0 or None
         ``|got - expected| <= atol + rtol * |expected|`` passes; None: both
         :func:`default_tolerance` of the weight's and ``fn``'s dtypes (1e-5 with float32).
+    layout, kernel_layout : str, optional
+        ``fn``'s batches, e.g. ``'NHWC'``, and ``weight``'s axes, e.g. ``'HWIO'``
+        (:mod:`toeplitz_conv.layouts`); default torch's.
 
     Raises
     ------
@@ -267,12 +275,13 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     ...     print([line for line in str(e).splitlines() if "diagnosis" in line][0][:40])
     diagnosis: fn matches the matrix with: k
     """
-    w = as_array(weight, "weight")
+    w = kernel_to_torch(as_array(weight, "weight"), kernel_layout, transposed)
     if not np.isfinite(w).all():
         first = tuple(int(i) for i in np.unravel_index(int(np.argmax(~np.isfinite(w))), w.shape))
         raise ValueError(f"weight must be finite; got {w[first]} at weight[{', '.join(map(str, first))}].")
     tols = [None if t is None else _tolerance(name, t) for name, t in (("rtol", rtol), ("atol", atol))]
-    input_shape = sample_shape(input_shape)
+    input_shape = sample_shape_first(sample_shape(input_shape), layout)
+    fn = channels_first_fn(fn, layout, to_numpy)
     opts = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if transposed:
         opts["output_padding"] = output_padding
