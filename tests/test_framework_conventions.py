@@ -176,3 +176,34 @@ def test_bad_conventions_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="fn must return a NHWC batch like its input"):
         tc.probe_matrix(lambda x: np.asarray(x).reshape(len(x), -1), (5, 5, 3), layout="NHWC")
     assert layouts.output_shape_in((3, 5, 6), "NHWC") == (5, 6, 3)
+
+
+def _diagnosis(fn, w, shape, **kw) -> str:
+    with pytest.raises(AssertionError) as err:
+        assert_conv_equal(fn, w, shape, **kw)
+    return [line for line in str(err.value).splitlines() if "diagnosis" in line or "matches" in line][0]
+
+
+def test_the_other_frameworks_same_is_diagnosed_with_the_corrected_call() -> None:
+    w = rng.standard_normal((3, 3, 2, 4))  # HWIO
+    said = _diagnosis(_tf_conv(w, 2, "SAME_LOWER"), w, (8, 8, 2), stride=2, padding="SAME", layout="NHWC",
+                      kernel_layout="HWIO")
+    assert "The corrected call: padding=((1, 0), (1, 0)) (= 'SAME_LOWER')" in said, said
+
+
+def test_a_transposed_same_cropped_on_one_side_is_diagnosed() -> None:
+    """TensorFlow's conv2d_transpose with SAME, stride 2, kernel 4: crops 1 before and 1 after...
+    with kernel 3 it crops 0 before and 1 after, which torch's symmetric padding cannot say."""
+    w = rng.standard_normal((3, 2, 3, 3))  # torch's transposed layout (C_in, C_out, k, k)
+    T = tc.conv_transpose_matrix(w, (3, 4, 4), stride=2, padding="SAME")
+    fn = lambda x: (T @ np.asarray(x).reshape(len(x), -1).T).T.reshape(len(x), 2, 8, 8)  # noqa: E731
+    said = _diagnosis(fn, w, (3, 4, 4), transposed=True, stride=2, padding=1, output_padding=1)
+    assert "padding=((0, 1), (0, 1)) (= 'SAME_UPPER'), output_padding=(0, 0)" in said, said
+
+
+def test_a_flip_combined_with_an_offset_is_diagnosed() -> None:
+    w = rng.standard_normal((2, 3, 3, 3))
+    flipped = torch.tensor(w).flip(2, 3)
+    fn = lambda x: F.conv2d(F.pad(torch.as_tensor(x), (2, 0, 2, 0)), flipped)  # noqa: E731
+    said = _diagnosis(fn, w, (3, 6, 6), padding=1)
+    assert "zero padding (2, 2) before and (0, 0) after" in said and "kernel flipped" in said, said

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import as_array, real_number
-from .arithmetic import Padding
+from .arithmetic import Padding, same_sides
 from .conv import conv_matrix, conv_transpose_matrix
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .pattern import conv_pattern
@@ -325,7 +325,7 @@ def _mistake(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, tr
             continue
         if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
             return [f"fn matches the matrix with: {what}."]
-    return [] if transposed else _one_sided_padding(w, geom, opts, got, rtol, atol)
+    return _padding_sides(w, input_shape, geom, transposed, opts, got, rtol, atol)
 
 
 def _shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool) -> list[str]:
@@ -348,41 +348,47 @@ def _shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool) -> 
     return lines
 
 
-def _one_sided_padding(w: np.ndarray, geom: ConvGeometry, opts: dict[str, Any], got: Any, rtol: float,
-                       atol: float, max_tries: int = 64) -> list[str]:
-    """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected: a
-    window that starts off (``x[..., 1::2]``, padding on one side only). The matrix of such a
-    layer is the valid convolution of the padded input times the zero-padding selection."""
+def _padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
+                   opts: dict[str, Any], got: Any, rtol: float, atol: float, max_tries: int = 64) -> list[str]:
+    """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected, with the
+    kernel as given or flipped: windows that start off (``x[..., 1::2]``, padding on one side
+    only), TensorFlow's SAME against ONNX's SAME_LOWER, a transposed convolution cropped on
+    one side (``conv2d_transpose`` with SAME). Reported with the corrected ``padding=``."""
     if geom.padding_mode != "zeros" or got.nnz > 2_000_000:
         return []
     per_axis = []
     for n, k, s_, d, o in zip(geom.in_spatial, geom.kernel, geom.stride, geom.dilation, geom.out_spatial):
-        span = d * (k - 1) + 1
+        span = d * (k - 1) + 1  # for a transposed convolution geom is its adjoint: n is its output
         per_axis.append([(lo, hi) for lo in range(0, span + 1) for hi in range(0, span + 1)
                          if (n + lo + hi - span) // s_ + 1 == o])
     combos = list(itertools.product(*per_axis))
     if not combos or len(combos) > max_tries:
         return []
-    for combo in combos:
+    names = {rule: same_sides(rule, geom.in_spatial, geom.kernel, geom.dilation, geom.stride)
+             for rule in ("SAME_UPPER", "SAME_LOWER")}
+    spatial = tuple(range(2, w.ndim))
+    for flipped, combo in itertools.product((False, True), combos):
         lo, hi = tuple(c[0] for c in combo), tuple(c[1] for c in combo)
-        if lo == geom.pad_lo and hi == geom.pad_hi:
+        if (lo, hi) == (geom.pad_lo, geom.pad_hi) and not flipped:
             continue
-        padded = (geom.in_channels, *(n + a + b for n, a, b in zip(geom.in_spatial, lo, hi)))
-        grid = np.zeros(padded[1:], dtype=np.int64) - 1
-        grid[tuple(slice(a, a + n) for a, n in zip(lo, geom.in_spatial))] = np.arange(
-            int(np.prod(geom.in_spatial))).reshape(geom.in_spatial)
-        src = grid.reshape(-1)
-        keep = np.flatnonzero(src >= 0)
-        p_in, p_pad = int(np.prod(geom.in_spatial)), int(np.prod(padded[1:]))
-        rows = (np.arange(geom.in_channels)[:, None] * p_pad + keep[None, :]).reshape(-1)
-        cols = (np.arange(geom.in_channels)[:, None] * p_in + src[keep][None, :]).reshape(-1)
-        P = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(geom.in_channels * p_pad, geom.in_channels * p_in))
-        C = conv_matrix(w, padded, stride=geom.stride, dilation=geom.dilation, groups=geom.groups)
-        if _differences(C @ P, got, rtol, atol)[0].size == 0:
-            return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial "
-                    f"axis) instead of {geom.pad_lo} and {geom.pad_hi}: its windows start "
-                    f"{tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off (padding on one "
-                    f"side only, or a stride that starts at the wrong position)."]
+        pairs = tuple(zip(lo, hi))
+        trial = dict(opts, padding=pairs)
+        if transposed:  # the output size fixes output_padding
+            trial["output_padding"] = tuple(n - ((i - 1) * s_ + d * (k - 1) + 1 - a - b) for n, i, s_, d, k, a, b in zip(
+                geom.in_spatial, input_shape[1:], geom.stride, geom.dilation, geom.kernel, lo, hi))
+        try:
+            alt = _expected(np.flip(w, axis=spatial).copy() if flipped else w, input_shape, transposed, trial)
+        except ValueError:
+            continue
+        if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
+            named = [rule for rule, sides in names.items() if sides == (lo, hi)]
+            call = f"padding={pairs!r}" + (f" (= {named[0]!r})" if named else "")
+            if transposed:
+                call += f", output_padding={trial['output_padding']}"
+            return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial axis) "
+                    f"instead of {geom.pad_lo} and {geom.pad_hi}" + (" and the kernel flipped" if flipped else "")
+                    + f": its windows start {tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off "
+                    f"(padding on one side only, or the other framework's SAME). The corrected call: {call}."]
     return []
 
 
