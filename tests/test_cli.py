@@ -95,7 +95,7 @@ def test_spy_1d_3d_and_options(capsys, tmp_path, extra):
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--stride", "0"],
      "argument --stride: --stride must contain positive sizes; got '0'."),
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--padding", "full"],
-     "argument --padding: --padding must be sizes like 3x8x8 or 2 or 'same', 'valid'; got 'full'."),
+     "argument --padding: --padding must be sizes like 3x8x8 or 2 or 'same', 'valid', 'SAME', 'SAME_UPPER', 'SAME_LOWER', 'VALID'; got 'full'."),
     (["spy", "--input", "3x8x8", "--kernel", "4x3x3x3", "--padding-mode", "mirror"],
      "argument --padding-mode: invalid choice: 'mirror'"),
     (["spy", "--input", "3x8x8", "--kernel", "4x2x3x3"],

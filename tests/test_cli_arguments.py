@@ -157,7 +157,7 @@ def test_numbers_out_of_range_name_their_flag(capsys, no_work, argv, flag, fragm
     (["animate", "--input", "1x4x4x4", "--kernel", "1x1x2x2x2"], "argument --kernel:",
      "animate draws single-channel 1D or 2D layers: --kernel must be 1x1xK or 1x1xKHxKW; got '1x1x2x2x2'."),
     (["animate", *LAYER, "--transposed", "--padding", "same"], "argument --padding:",
-     "the transposed convolution takes sizes, not 'same' or 'valid'"),
+     "the transposed convolution takes sizes or TensorFlow's / ONNX's SAME, SAME_LOWER, VALID, not 'same' or 'valid'"),
     (["animate", *LAYER, "--transposed", "--padding-mode", "reflect", "--padding", "1"], "argument --padding-mode:",
      "pads with zeros only"),
     (["spy", "--input", "4x8x8", "--kernel", "4x2x3x3", "--groups", "3"],

@@ -207,3 +207,43 @@ def test_a_flip_combined_with_an_offset_is_diagnosed() -> None:
     fn = lambda x: F.conv2d(F.pad(torch.as_tensor(x), (2, 0, 2, 0)), flipped)  # noqa: E731
     said = _diagnosis(fn, w, (3, 6, 6), padding=1)
     assert "zero padding (2, 2) before and (0, 0) after" in said and "kernel flipped" in said, said
+
+
+TF_MODULE = '''
+import numpy as np, torch, torch.nn.functional as F
+
+
+def _same(n, k, s, lower):
+    out = (n + s - 1) // s
+    total = max((out - 1) * s + k - n, 0)
+    lo = total - total // 2 if lower else total // 2
+    return lo, total - lo
+
+
+def conv(x, weight, stride, padding, dilation, groups, lower=False):
+    """TensorFlow's conv2d: NHWC batches, an HWIO kernel, padding 'SAME' (numpy in, numpy out)."""
+    assert padding == "SAME" and np.asarray(weight).shape[:2] == (3, 3)
+    x = torch.as_tensor(np.asarray(x)).permute(0, 3, 1, 2)
+    w = torch.as_tensor(np.asarray(weight)).permute(3, 2, 0, 1)
+    (a, b), (c, d) = (_same(n, 3, stride, lower) for n in x.shape[2:])
+    return F.conv2d(F.pad(x, (c, d, a, b)), w, stride=stride).permute(0, 2, 3, 1).numpy()
+
+
+def conv_lower(x, weight, stride, padding, dilation, groups):
+    return conv(x, weight, stride, padding, dilation, groups, lower=True)
+'''
+
+
+def test_verify_against_a_channels_last_same_callable(tmp_path, capsys) -> None:
+    from toeplitz_conv.cli import main
+
+    (tmp_path / "tfconv.py").write_text(TF_MODULE)
+    layer = ["--input", "2x7x8", "--kernel", "4x2x3x3", "--stride", "2", "--padding", "SAME",
+             "--layout", "NHWC", "--kernel-layout", "HWIO"]
+    assert main(["verify", "--against", f"{tmp_path / 'tfconv.py'}:conv", *layer]) == 0
+    assert "is the Conv2d" in capsys.readouterr().out
+    assert main(["verify", "--against", f"{tmp_path / 'tfconv.py'}:conv_lower", *layer]) == 1
+    out = capsys.readouterr().out
+    assert "is NOT the Conv2d" in out and "(= 'SAME_LOWER')" in out, out
+    assert main(["verify", "--against", f"{tmp_path / 'tfconv.py'}:conv", *layer[:-4], "--layout", "NHCW"]) == 2
+    assert "argument --layout/--kernel-layout: layout must be one of 'NCHW', 'NHWC'" in capsys.readouterr().err

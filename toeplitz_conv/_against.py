@@ -16,6 +16,7 @@ import numpy as np
 
 from ._cli_args import ArgumentError, arg_type, layer_arguments, layer_options, one_size, parse_sizes
 from .geometry import ConvGeometry
+from .layouts import SPATIAL, kernel_to_torch, output_shape_in
 
 if TYPE_CHECKING:
     from importlib.abc import Loader
@@ -34,6 +35,12 @@ def against_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--output-padding", default=0, metavar="A",
                      type=arg_type(parse_sizes, "--output-padding", minimum=0),
                      help="with --against --transposed: output_padding (default 0)")
+    cmd.add_argument("--layout", default=None, metavar="LAYOUT",
+                     help="with --against: CALLABLE's batches channels last, e.g. NHWC (NLC, NDHWC); "
+                          "--input stays CxHxW")
+    cmd.add_argument("--kernel-layout", default=None, metavar="AXES",
+                     help="with --against: the weight CALLABLE gets, e.g. HWIO (TensorFlow, JAX) or HWOI "
+                          "(conv2d_transpose); --kernel stays torch's")
 
 
 def load_callable(spec: str) -> Callable[..., object]:
@@ -78,6 +85,15 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
     from .testing import assert_conv_equal
 
     w = np.random.default_rng(args.seed).standard_normal(args.kernel)
+    layout, kernel_layout = getattr(args, "layout", None), getattr(args, "kernel_layout", None)
+    try:
+        shape = output_shape_in(tuple(args.input), layout)
+        if kernel_layout is not None:  # the weight as CALLABLE reads it
+            torch_order = ("IO" if args.transposed else "OI") + SPATIAL.get(w.ndim - 2, "")
+            kernel_to_torch(w, kernel_layout, args.transposed)  # checks the letters
+            w = np.ascontiguousarray(np.transpose(w, [torch_order.index(a) for a in kernel_layout]))
+    except ValueError as e:
+        raise ArgumentError(f"argument --layout/--kernel-layout: {e}") from None
     opts = layer_options(args, args.transposed)
     padding_mode = opts.pop("padding_mode", "zeros")  # the reference's: fn takes torch's functional arguments
     raised: list[tuple[BaseException, str, str]] = []  # what user_fn raised, on what, its own frames
@@ -102,8 +118,8 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
     what = f"{_describe(geom, args)} on {'x'.join(map(str, args.input))}"
     rtol, atol = (None, None) if args.atol is None else (0.0, args.atol)
     try:
-        assert_conv_equal(fn, w, tuple(args.input), transposed=args.transposed,
-                          padding_mode=padding_mode, atol=atol, rtol=rtol, **opts)
+        assert_conv_equal(fn, w, shape, transposed=args.transposed, padding_mode=padding_mode, atol=atol,
+                          rtol=rtol, layout=layout, kernel_layout=kernel_layout, **opts)
     except BaseException as e:  # noqa: BLE001 - the user's code may raise anything
         if raised and e is raised[-1][0]:
             return _user_failed(args.against, *raised[-1])

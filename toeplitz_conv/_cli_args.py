@@ -129,6 +129,10 @@ def arg_type(parse: Callable[..., _T], name: str, **kw: Any) -> Callable[[str], 
     return convert
 
 
+#: The padding names the command takes: torch's, and TensorFlow's / ONNX's.
+PADDING_WORDS = ("same", "valid", "SAME", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
 def layer_arguments(cmd: argparse.ArgumentParser, required: bool = True) -> None:
     """The arguments that describe one layer (random weights): spy, explore, animate and
     verify --against (where --input and --kernel are required only with --against)."""
@@ -139,8 +143,9 @@ def layer_arguments(cmd: argparse.ArgumentParser, required: bool = True) -> None
     cmd.add_argument("--stride", default=1, metavar="S", type=arg_type(parse_sizes, "--stride"),
                      help="stride, e.g. 2 or 2x1 (default 1)")
     cmd.add_argument("--padding", default=0, metavar="P",
-                     type=arg_type(parse_sizes, "--padding", words=("same", "valid"), minimum=0),
-                     help="padding, e.g. 1, 1x0, same or valid (default 0)")
+                     type=arg_type(parse_sizes, "--padding", words=PADDING_WORDS, minimum=0),
+                     help="padding, e.g. 1, 1x0, same or valid (torch's), SAME, SAME_LOWER or VALID "
+                          "(TensorFlow's / ONNX's, any stride) (default 0)")
     cmd.add_argument("--dilation", default=1, metavar="D", type=arg_type(parse_sizes, "--dilation"),
                      help="dilation, e.g. 2 (default 1)")
     cmd.add_argument("--groups", default=1, metavar="G", type=arg_type(parse_count, "--groups"),
@@ -274,9 +279,10 @@ def layer_geometry(args: argparse.Namespace, transposed: bool = False) -> ConvGe
             raise ArgumentError(
                 f"argument {flag}: {flag} must be one size or {n} (one per spatial axis of --input "
                 f"{_x(inp)}); got {_x(value)!r}.")
-    if transposed and isinstance(args.padding, str):
-        raise ArgumentError(f"argument --padding: the transposed convolution takes sizes, not 'same' "
-                            f"or 'valid' (as torch's ConvTranspose); got {args.padding!r}.")
+    if transposed and args.padding in ("same", "valid"):
+        raise ArgumentError(f"argument --padding: the transposed convolution takes sizes or TensorFlow's / "
+                            f"ONNX's SAME, SAME_LOWER, VALID, not 'same' or 'valid' (torch's ConvTranspose "
+                            f"has none); got {args.padding!r}.")
     if transposed and args.padding_mode != "zeros":
         raise ArgumentError(f"argument --padding-mode: the transposed convolution pads with zeros only "
                             f"(as torch's ConvTranspose); got {args.padding_mode!r}.")

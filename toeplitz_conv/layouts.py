@@ -83,4 +83,4 @@ def kernel_to_torch(weight: np.ndarray, kernel_layout: str | None, transposed: b
 def output_shape_in(shape: Sequence[int], layout: str | None) -> tuple[int, ...]:
     """A channels-first sample shape shown in ``layout``."""
     shape = tuple(shape)
-    return (*shape[1:], shape[0]) if layout is not None and channels_last(layout) else shape
+    return (*shape[1:], shape[0]) if layout is not None and channels_last(layout, len(shape) - 1) else shape
