@@ -126,7 +126,7 @@ def test_a_shifted_window_is_named():
 def test_output_padding_is_named():
     w = rand(2, 3, 3, 3, seed=6)
     fn = lambda x: F.conv_transpose2d(x, w, stride=2, padding=1)  # output_padding forgotten  # noqa: E731
-    with pytest.raises(AssertionError, match="one smaller along spatial axis 0, 1: output_padding"):
+    with pytest.raises(AssertionError, match="one smaller along the height and the width: output_padding"):
         tc.testing.assert_conv_equal(fn, w, (2, 4, 4), stride=2, padding=1, output_padding=1, transposed=True)
 
 

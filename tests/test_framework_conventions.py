@@ -247,3 +247,24 @@ def test_verify_against_a_channels_last_same_callable(tmp_path, capsys) -> None:
     assert "is NOT the Conv2d" in out and "(= 'SAME_LOWER')" in out, out
     assert main(["verify", "--against", f"{tmp_path / 'tfconv.py'}:conv", *layer[:-4], "--layout", "NHCW"]) == 2
     assert "argument --layout/--kernel-layout: layout must be one of 'NCHW', 'NHWC'" in capsys.readouterr().err
+
+
+def test_a_shape_mismatch_names_the_axis_from_fns_own_output() -> None:
+    """6x6 expected, fn gives 6x7: the width (an equal count of entries cannot tell 6x7 from 7x6)."""
+    w = torch.tensor(rng.standard_normal((2, 3, 3, 3)))
+    wide = lambda x: F.conv2d(F.pad(torch.as_tensor(x), (1, 2, 1, 1)), w)  # noqa: E731
+    tall = lambda x: F.conv2d(F.pad(torch.as_tensor(x), (1, 1, 1, 2)), w)  # noqa: E731
+    assert "one larger along the width: padding or stride" in _diagnosis(wide, w, (3, 6, 6), padding=1)
+    assert "one larger along the height: padding or stride" in _diagnosis(tall, w, (3, 6, 6), padding=1)
+    fewer = lambda x: F.conv2d(torch.as_tensor(x), w[:1], padding=1)  # noqa: E731
+    assert "1 output channels instead of 2" in _diagnosis(fewer, w, (3, 6, 6), padding=1)
+
+
+def test_a_channels_last_callable_checked_as_channels_first_is_diagnosed() -> None:
+    """Same entry count, permuted: fn reads and returns (N, H, W, C) batches of a 6x6x6 input."""
+    w = torch.tensor(rng.standard_normal((6, 6, 3, 3)))
+    nhwc = lambda x: F.conv2d(torch.as_tensor(x).permute(0, 3, 1, 2), w, padding=1).permute(0, 2, 3, 1)  # noqa: E731
+    said = _diagnosis(nhwc, w, (6, 6, 6), padding=1)
+    assert "channels last: fn reads and returns batches" in said and "layout='NHWC'" in said, said
+    returns = lambda x: F.conv2d(torch.as_tensor(x), w, padding=1).permute(0, 2, 3, 1)  # noqa: E731
+    assert "channels last: fn returns batches" in _diagnosis(returns, w, (6, 6, 6), padding=1)

@@ -93,7 +93,7 @@ def to_numpy(y: object, what: str) -> np.ndarray:
     return arr
 
 
-def _caller(fn: Callable[[Any], object]) -> Callable[[np.ndarray], np.ndarray]:
+def caller(fn: Callable[[Any], object]) -> Callable[[np.ndarray], np.ndarray]:
     """``call(X)`` that feeds ``fn`` numpy, or torch tensors once ``fn`` refuses numpy (and
     from then on); without torch, ``fn``'s own error stands."""
     state: dict[str, bool] = {}
@@ -234,7 +234,7 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
         raise TypeError(f"dtype must be a numpy float32 or float64 dtype; got {dtype!r}.")
     n = prod(shape)
     check_size("probe_matrix", n * dt.itemsize, f"one probe input of {n:,} values")
-    call = _caller(fn)
+    call = caller(fn)
     zero = call(np.zeros((1, *shape), dtype=dt))
     if zero.ndim < 1 or zero.shape[0] != 1:
         raise ValueError(

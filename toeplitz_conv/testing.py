@@ -15,7 +15,6 @@ checks both), and NaN equals nothing, not even NaN.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,12 +24,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from ._args import as_array, real_number
-from .arithmetic import Padding, same_sides
-from .conv import conv_matrix, conv_transpose_matrix
+from .arithmetic import Padding
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
+from .diagnose import differences, expected_matrix, mistake, pattern_diagnosis, shape_diagnosis
 from .pattern import conv_pattern
 from .layouts import channels_first_fn, kernel_to_torch, sample_shape_first
-from .probe import ProbeError, probe_matrix, sample_shape, to_numpy
+from .probe import ProbeError, caller, probe_matrix, sample_shape, to_numpy
 
 #: Mismatches listed in the message.
 WORST = 5
@@ -38,19 +37,6 @@ WORST = 5
 
 def _pixel(index: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(index, shape))
-
-
-def _differences(A: Any, B: Any, rtol: float,
-                 atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, cols, a, b)`` of the entries where ``A`` and ``B`` differ beyond tolerance;
-    NaN or inf in either differs (NaN equals nothing, not even NaN)."""
-    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a difference
-        D = (sp.csr_array(A) - sp.csr_array(B)).tocoo()
-        r, c = D.row, D.col
-        a = np.asarray(sp.csr_array(A)[r, c]).ravel() if r.size else np.zeros(0)
-        b = np.asarray(sp.csr_array(B)[r, c]).ravel() if r.size else np.zeros(0)
-        bad = ~(np.abs(a - b) <= atol + rtol * np.abs(a))
-    return r[bad], c[bad], a[bad], b[bad]
 
 
 def default_tolerance(*dtypes: npt.DTypeLike) -> float:
@@ -76,7 +62,7 @@ def _precision_note(A: Any, B: Any, rtol: float, atol: float, names: tuple[str, 
     eps, tol = float(np.finfo(dtypes[low]).eps), default_tolerance(*dtypes)
     with np.errstate(invalid="ignore"):
         scale = float(abs(sp.csr_array(A)).max()) if A.nnz else 0.0
-    if atol + rtol * scale >= 4 * eps * scale or _differences(A, B, tol, tol * scale)[0].size:
+    if atol + rtol * scale >= 4 * eps * scale or differences(A, B, tol, tol * scale)[0].size:
         return []  # room for a few roundings, or more than rounding differs
     return [f"{names[low]} {dtypes[low]}, whose resolution ~{eps:.2g} (~{eps * scale:.2g} at values up "
             f"to {scale:.3g}) is too coarse for rtol={rtol:g}, atol={atol:g}: the differences are its rounding; "
@@ -129,7 +115,7 @@ def assert_matrix_equal(expected: Any, got: Any, input_shape: Sequence[int], out
 def _report(A: Any, B: Any, input_shape: Sequence[int], output_shape: Sequence[int], rtol: float, atol: float,
             taps: Callable[[int, int], object] | None, diagnosis: Sequence[str]) -> None:
     """Raise the ``AssertionError`` of :func:`assert_matrix_equal` if ``A`` and ``B`` differ."""
-    r, c, a, b = _differences(A, B, rtol, atol)
+    r, c, a, b = differences(A, B, rtol, atol)
     if r.size == 0:
         return
     with np.errstate(invalid="ignore"):
@@ -158,13 +144,6 @@ def _report(A: Any, B: Any, input_shape: Sequence[int], output_shape: Sequence[i
 # --------------------------------------------------------------------------- the convolution
 
 
-def _expected(weight: np.ndarray, input_shape: Sequence[int], transposed: bool,
-              opts: dict[str, Any]) -> sp.sparray:
-    if transposed:
-        return conv_transpose_matrix(weight, input_shape, **opts)
-    return conv_matrix(weight, input_shape, **opts)
-
-
 def _geometry(weight: np.ndarray, input_shape: Sequence[int], transposed: bool,
               opts: dict[str, Any]) -> ConvGeometry:
     if transposed:
@@ -190,34 +169,6 @@ def _tap_finder(geom: ConvGeometry, weight_shape: tuple[int, ...],
         return found[0] if len(found) == 1 else (found or None)
 
     return taps
-
-
-def _candidates(weight: np.ndarray, transposed: bool,
-                opts: dict[str, Any]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
-    """The usual mistakes, as (what it is, weight, options) to try against ``fn``'s matrix."""
-    w = np.asarray(weight)
-    spatial = tuple(range(2, w.ndim))
-    flip = ("kernel flipped: fn's kernel is rotated by 180 degrees against the expected one "
-            + ("(the transposed convolution is the true convolution of the kernel: a hand-written "
-               "backward that does not rotate it, or rotates it twice)" if transposed else
-               "(fn computes a true convolution, not PyTorch's cross-correlation)"))
-    out = [(flip, np.flip(w, axis=spatial).copy(), opts)]
-    if w.shape[0] == w.shape[1] * opts.get("groups", 1) and opts.get("groups", 1) == 1:
-        out.append(("channels swapped: fn reads the weight as (C_in, C_out, ...) instead of "
-                    "(C_out, C_in, ...)", np.swapaxes(w, 0, 1).copy(), opts))
-        out.append(("channels swapped and kernel flipped: the layout and the flip of a hand-written "
-                    "transposed convolution", np.flip(np.swapaxes(w, 0, 1), axis=spatial).copy(), opts))
-    pad = opts.get("padding", 0)
-    if not transposed:
-        for mode in ("zeros", "reflect", "replicate", "circular"):
-            if mode != opts.get("padding_mode", "zeros"):
-                out.append((f"padding mode: fn pads with '{mode}', not '{opts.get('padding_mode', 'zeros')}'",
-                            w, dict(opts, padding_mode=mode)))
-    if isinstance(pad, int):
-        for p in (pad - 1, pad + 1):
-            if p >= 0:
-                out.append((f"padding size: fn pads by {p}, not {pad}", w, dict(opts, padding=p)))
-    return out
 
 
 def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_shape: Sequence[int], *,
@@ -289,7 +240,7 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
             raise ValueError(f"padding_mode of a transposed convolution must be 'zeros' (as in torch); got {padding_mode!r}.")
     else:
         opts["padding_mode"] = padding_mode
-    expected = _expected(w, input_shape, transposed, opts)
+    expected = expected_matrix(w, input_shape, transposed, opts)
     geom = _geometry(w, input_shape, transposed, opts)
     in_shape = geom.out_shape if transposed else geom.in_shape
     out_shape = geom.in_shape if transposed else geom.out_shape
@@ -301,136 +252,18 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     if got.shape[1] != expected.shape[1]:
         raise ValueError(f"fn's input must be input_shape={input_shape}; probing gave {got.shape[1]} columns.")
     if got.shape != expected.shape:
-        raise AssertionError("\n".join(_shape_diagnosis(got, out_shape, transposed)))
+        actual = caller(fn)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:]  # fn's own output shape
+        raise AssertionError("\n".join(shape_diagnosis(got, out_shape, transposed, tuple(actual))))
     rtol, atol = (default_tolerance(w.dtype, got.dtype) if t is None else t for t in tols)
     got.sort_indices()
     taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
-    r, c, a, b = _differences(expected, got, rtol, atol)
+    r, c, a, b = differences(expected, got, rtol, atol)
     if r.size == 0:
         return
     diagnosis = _precision_note(expected, got, rtol, atol, ("the weight is", "fn returns"))
     if not diagnosis:  # not rounding: look for the mistake
-        diagnosis = _mistake(w, input_shape, geom, transposed, opts, got, rtol, atol)
-        diagnosis += _pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
+        diagnosis = mistake(w, input_shape, geom, transposed, opts, got, rtol, atol)
+        diagnosis += pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
     _report(expected, got, in_shape, out_shape, rtol, atol, taps, diagnosis)
 
 
-def _mistake(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
-             opts: dict[str, Any], got: Any, rtol: float, atol: float) -> list[str]:
-    """The usual mistake whose matrix ``got`` equals, if one does."""
-    for what, w2, opts2 in _candidates(w, transposed, opts):
-        try:
-            alt = _expected(w2, input_shape, transposed, opts2)
-        except (ValueError, TypeError):
-            continue
-        if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
-            return [f"fn matches the matrix with: {what}."]
-    return _padding_sides(w, input_shape, geom, transposed, opts, got, rtol, atol)
-
-
-def _shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool) -> list[str]:
-    m = int(np.prod(out_shape))
-    lines = [f"fn's output has {got.shape[0]:,} entries per sample; the expected output "
-             f"{tuple(out_shape)} has {m:,}."]
-    per_channel = got.shape[0] / out_shape[0]
-    spatial = out_shape[1:]
-    for deltas in itertools.product((0, -1, 1), repeat=len(spatial)):
-        if any(deltas) and len(set(d for d in deltas if d)) == 1 and \
-                np.isclose(per_channel, np.prod([n + d for n, d in zip(spatial, deltas)])):
-            axes = [a for a, d in enumerate(deltas) if d]
-            cause = ("output_padding (the last row/column of a stride > 1 transposed convolution)"
-                     if transposed else "padding or stride (floor vs ceil of the output size)")
-            lines.append(f"diagnosis: the output is one {'larger' if max(deltas) > 0 else 'smaller'} "
-                         f"along spatial axis {', '.join(map(str, axes))}: {cause}.")
-            return lines
-    lines.append("diagnosis: the output shapes differ by more than one position: check stride, "
-                 "padding and dilation, or the weight layout.")
-    return lines
-
-
-def _padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
-                   opts: dict[str, Any], got: Any, rtol: float, atol: float, max_tries: int = 64) -> list[str]:
-    """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected, with the
-    kernel as given or flipped: windows that start off (``x[..., 1::2]``, padding on one side
-    only), TensorFlow's SAME against ONNX's SAME_LOWER, a transposed convolution cropped on
-    one side (``conv2d_transpose`` with SAME). Reported with the corrected ``padding=``."""
-    if geom.padding_mode != "zeros" or got.nnz > 2_000_000:
-        return []
-    per_axis = []
-    for n, k, s_, d, o in zip(geom.in_spatial, geom.kernel, geom.stride, geom.dilation, geom.out_spatial):
-        span = d * (k - 1) + 1  # for a transposed convolution geom is its adjoint: n is its output
-        per_axis.append([(lo, hi) for lo in range(0, span + 1) for hi in range(0, span + 1)
-                         if (n + lo + hi - span) // s_ + 1 == o])
-    combos = list(itertools.product(*per_axis))
-    if not combos or len(combos) > max_tries:
-        return []
-    names = {rule: same_sides(rule, geom.in_spatial, geom.kernel, geom.dilation, geom.stride)
-             for rule in ("SAME_UPPER", "SAME_LOWER")}
-    spatial = tuple(range(2, w.ndim))
-    for flipped, combo in itertools.product((False, True), combos):
-        lo, hi = tuple(c[0] for c in combo), tuple(c[1] for c in combo)
-        if (lo, hi) == (geom.pad_lo, geom.pad_hi) and not flipped:
-            continue
-        pairs = tuple(zip(lo, hi))
-        trial = dict(opts, padding=pairs)
-        if transposed:  # the output size fixes output_padding
-            trial["output_padding"] = tuple(n - ((i - 1) * s_ + d * (k - 1) + 1 - a - b) for n, i, s_, d, k, a, b in zip(
-                geom.in_spatial, input_shape[1:], geom.stride, geom.dilation, geom.kernel, lo, hi))
-        try:
-            alt = _expected(np.flip(w, axis=spatial).copy() if flipped else w, input_shape, transposed, trial)
-        except ValueError:
-            continue
-        if alt.shape == got.shape and _differences(alt, got, rtol, atol)[0].size == 0:
-            named = [rule for rule, sides in names.items() if sides == (lo, hi)]
-            call = f"padding={pairs!r}" + (f" (= {named[0]!r})" if named else "")
-            if transposed:
-                call += f", output_padding={trial['output_padding']}"
-            return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial axis) "
-                    f"instead of {geom.pad_lo} and {geom.pad_hi}" + (" and the kernel flipped" if flipped else "")
-                    + f": its windows start {tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off "
-                    f"(padding on one side only, or the other framework's SAME). The corrected call: {call}."]
-    return []
-
-
-def _pattern_diagnosis(expected: Any, got: Any, r: np.ndarray, c: np.ndarray, out_shape: tuple[int, ...],
-                       in_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool) -> list[str]:
-    """What the set of differing entries looks like."""
-    out = []
-    empty = np.diff(sp.csr_array(got).indptr)[np.unique(r)] == 0
-    if empty.all():
-        out.append(f"{empty.size:,} output pixels are never computed (their rows of fn's matrix are "
-                   f"empty): a loop bound off by one, or an output left at zero.")
-        return out
-    if not transposed:
-        pix = np.array(np.unravel_index(r, out_shape)).T[:, 1:]  # spatial position of each
-        start = pix * np.array(geom.stride) - np.array(geom.pad_lo)
-        end = start + (np.array(geom.kernel) - 1) * np.array(geom.dilation)
-        reads_padding = np.any((start < 0) | (end >= np.array(geom.in_spatial)), axis=1)
-        if reads_padding.all():
-            out.append("mismatches only in output pixels whose window reaches into the padding "
-                       "(the border): the padding's size or mode.")
-        inp = np.array(np.unravel_index(c, in_shape)).T[:, 1:]
-        edge = np.any((inp == 0) | (inp == np.array(in_shape[1:]) - 1), axis=1)
-        if edge.all() and not reads_padding.all():
-            out.append("mismatches only where the border of the input is read (its first or last "
-                       "row or column): the border handling (padding, or an edge dropped).")
-    E, G = sp.csr_array(expected), sp.csr_array(got)
-    shifts = []
-    rows = np.unique(r)
-    for row in rows[:: max(1, rows.size // 256)]:
-        ce = E.indices[E.indptr[row]:E.indptr[row + 1]]
-        cg = G.indices[G.indptr[row]:G.indptr[row + 1]]
-        if ce.size and ce.size == cg.size and np.all(cg - ce == cg[0] - ce[0]) and cg[0] != ce[0]:
-            shifts.append(int(cg[0] - ce[0]))
-    if shifts:
-        values, counts = np.unique(shifts, return_counts=True)
-        if counts.max() * 2 >= min(rows.size, 256):
-            out.append(f"the differing rows are mostly the expected rows shifted by "
-                       f"{int(values[counts.argmax()])} input positions: a constant offset of the "
-                       f"window (padding on one side, stride or dilation).")
-    if geom.groups > 1:
-        gi = (c // int(np.prod(in_shape[1:]))) // (in_shape[0] // geom.groups)
-        go = (r // int(np.prod(out_shape[1:]))) // (out_shape[0] // geom.groups)
-        if np.any(gi != go):
-            out.append("entries connect channels of different groups: the groups are mixed.")
-    return out
