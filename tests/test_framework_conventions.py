@@ -268,3 +268,12 @@ def test_a_channels_last_callable_checked_as_channels_first_is_diagnosed() -> No
     assert "channels last: fn reads and returns batches" in said and "layout='NHWC'" in said, said
     returns = lambda x: F.conv2d(torch.as_tensor(x), w, padding=1).permute(0, 2, 3, 1)  # noqa: E731
     assert "channels last: fn returns batches" in _diagnosis(returns, w, (6, 6, 6), padding=1)
+
+
+def test_numpys_symmetric_padding_checked_as_torchs_reflect_is_diagnosed() -> None:
+    w = rng.standard_normal((2, 3, 3, 3))
+    fn = lambda x: F.conv2d(torch.as_tensor(np.pad(np.asarray(x), ((0, 0), (0, 0), (2, 2), (2, 2)), mode="symmetric")),  # noqa: E731
+                            torch.tensor(w))  # at padding 1 'symmetric' is 'replicate': 2 tells them apart
+    said = _diagnosis(fn, w, (3, 5, 5), padding=2, padding_mode="reflect")
+    assert "fn pads with 'symmetric', not 'reflect'" in said, said
+    assert_conv_equal(fn, w, (3, 5, 5), padding=2, padding_mode="symmetric")

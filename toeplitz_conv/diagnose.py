@@ -58,7 +58,7 @@ def candidates(weight: np.ndarray, transposed: bool,
                     "transposed convolution", np.flip(np.swapaxes(w, 0, 1), axis=spatial).copy(), opts))
     pad = opts.get("padding", 0)
     if not transposed:
-        for mode in ("zeros", "reflect", "replicate", "circular"):
+        for mode in ("zeros", "reflect", "replicate", "circular", "symmetric"):
             if mode != opts.get("padding_mode", "zeros"):
                 out.append((f"padding mode: fn pads with '{mode}', not '{opts.get('padding_mode', 'zeros')}'",
                             w, dict(opts, padding_mode=mode)))
