@@ -117,6 +117,8 @@ def test_convolve2d_and_correlate2d(mh, nh):
         np.testing.assert_allclose(same["circular"],
                                    scipy.signal.convolve2d(X, H, "same", boundary="wrap").ravel(), atol=1e-12)
         symm = scipy.signal.convolve2d(X, H, "same", boundary="symm").ravel()
+        np.testing.assert_allclose(tc.conv_matrix(k, (1, M, N), padding="same", padding_mode="symmetric") @ x,
+                                   symm, atol=1e-12)
         if max(mh, nh) <= 3:  # one sample padded: mirroring the edge sample is repeating it
             np.testing.assert_allclose(same["replicate"], symm, atol=1e-12)
         else:
