@@ -133,7 +133,6 @@ ACCURATE = {"eps_abs": 1e-6, "eps_rel": 1e-6, "max_iters": 20000}
 
 
 def sdp_worker(side: str) -> dict:
-    import numpy as np
     import torch
 
     import toeplitz_conv as tc
@@ -149,35 +148,11 @@ def sdp_worker(side: str) -> dict:
     else:
         import cvxpy as cp
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-        from test_lipschitz_certificates import _dense_weights_of
+        from test_lipschitz_certificates import _dense_lipsdp, _dense_weights_of  # the paper's formulation
 
-        weights = _dense_weights_of(model, shape)
-        value = reference_lipsdp(cp, np, weights, ACCURATE if side == "dense-accurate" else lipsdp.SCS_SETTINGS)
+        settings = ACCURATE if side == "dense-accurate" else lipsdp.SCS_SETTINGS
+        value = _dense_lipsdp(_dense_weights_of(model, shape), [(0.0, 1.0)] * 2, solver=cp.SCS, **settings)
     return {"side": side, "value": value, "s": time.perf_counter() - t, "peak": _peak()}
-
-
-def reference_lipsdp(cp, np, weights, settings) -> float:
-    """LipSDP-Neuron for ReLU as the paper writes it, dense, in cvxpy."""
-    n0, hidden = weights[0].shape[1], [W.shape[0] for W in weights[:-1]]
-    N, H = n0 + sum(hidden), sum(hidden)
-    A = np.zeros((H, N))
-    r = c = 0
-    for W in weights[:-1]:
-        A[r:r + W.shape[0], c:c + W.shape[1]] = W
-        r, c = r + W.shape[0], c + W.shape[1]
-    B = np.hstack([np.zeros((H, n0)), np.eye(H)])
-    t = cp.Variable(H, nonneg=True)
-    rho = cp.Variable(nonneg=True)
-    T = cp.diag(t)
-    Q = cp.bmat([[np.zeros((H, H)), T], [T, -2 * T]])  # alpha = 0, beta = 1
-    AB = np.vstack([A, B])
-    WL = weights[-1]
-    last = np.zeros((N, N))
-    last[N - WL.shape[1]:, N - WL.shape[1]:] = WL.T @ WL
-    E = np.diag(np.r_[np.ones(n0), np.zeros(N - n0)])
-    M = AB.T @ Q @ AB + last - rho * E
-    cp.Problem(cp.Minimize(rho), [-(M + M.T) / 2 >> 0]).solve(solver=cp.SCS, **settings)
-    return float(np.sqrt(rho.value))
 
 
 def _run(args: list[str]) -> dict:

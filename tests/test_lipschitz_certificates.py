@@ -181,8 +181,9 @@ def test_a_product_of_two_inputs_is_refused_by_every_method() -> None:
 
 
 # ------------------------------------------------------------------ LipSDP
-def _dense_lipsdp(weights: list[np.ndarray], slopes: list[tuple[float, float]]) -> float:
-    """LipSDP-Neuron as written in the paper, dense: min rho s.t. M(rho, T) <= 0."""
+def _dense_lipsdp(weights: list[np.ndarray], slopes: list[tuple[float, float]], **solve: object) -> float:
+    """LipSDP-Neuron as written in the paper, dense: min rho s.t. M(rho, T) <= 0 (``solve``:
+    cvxpy's solver and its settings; Clarabel by default). benchmarks/bench_lipschitz.py times it."""
     cp = pytest.importorskip("cvxpy")
     n0, hidden = weights[0].shape[1], [W.shape[0] for W in weights[:-1]]
     N, H = n0 + sum(hidden), sum(hidden)
@@ -205,7 +206,7 @@ def _dense_lipsdp(weights: list[np.ndarray], slopes: list[tuple[float, float]]) 
     last[N - WL.shape[1]:, N - WL.shape[1]:] = WL.T @ WL
     E = np.diag(np.r_[np.ones(n0), np.zeros(N - n0)])
     M = AB.T @ Q @ AB + last - rho * E
-    cp.Problem(cp.Minimize(rho), [-(M + M.T) / 2 >> 0]).solve(solver=cp.CLARABEL)
+    cp.Problem(cp.Minimize(rho), [-(M + M.T) / 2 >> 0]).solve(**(solve or {"solver": cp.CLARABEL}))
     return float(np.sqrt(rho.value))
 
 
