@@ -31,25 +31,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 from _timing import fmt_bytes, machine_info, markdown_table  # noqa: E402
 
 
 def _peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _bn_trained_like(model, seed=0):
-    import torch
-    from torch import nn
-
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_var.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) * 1.5 + 0.5)
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g, dtype=torch.float64) * 0.1)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) + 0.5)
-    return model
 
 
 def tiny_cnn():
@@ -106,7 +94,9 @@ def worker(name: str, width: int, samples: int, steps: int) -> dict:
 
     torch.manual_seed(0)
     model, shape = MODELS[name](width)
-    model = _bn_trained_like(model.double().eval()) if "at init" not in name else model.double().eval()
+    from test_lipschitz_certificates import _trained_like_bn
+
+    model = _trained_like_bn(model.double().eval()) if "at init" not in name else model.double().eval()
     net = tc.compile(model, shape)
     out: dict = {"model": name, "width": width}
     for method in ("product", "windowed", "lipsdp"):
@@ -147,7 +137,6 @@ def sdp_worker(side: str) -> dict:
         value = float(net.lipschitz_bound("lipsdp"))
     else:
         import cvxpy as cp
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
         from test_lipschitz_certificates import _dense_lipsdp, _dense_weights_of  # the paper's formulation
 
         settings = ACCURATE if side == "dense-accurate" else lipsdp.SCS_SETTINGS

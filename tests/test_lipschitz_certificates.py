@@ -15,15 +15,20 @@ from toeplitz_conv.network.activations import ACTIVATIONS, celu, elu, leaky_relu
 from toeplitz_conv.network.analysis import bounds, certify, lipsdp
 
 
-def _net(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> tc.Network:
-    model = model.double().eval()
+def _trained_like_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Batch-norm statistics as after training: running variance in [0.5, 2], mean ~ N(0, 0.01),
+    gamma in [0.5, 1.5] (float64; benchmarks/bench_lipschitz.py uses it too)."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_var.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) * 1.5 + 0.5)
             m.running_mean.copy_(torch.randn(m.num_features, generator=g, dtype=torch.float64) * 0.1)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) + 0.5)
-    return tc.compile(model, shape)
+    return model
+
+
+def _net(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> tc.Network:
+    return tc.compile(_trained_like_bn(model.double().eval(), seed), shape)
 
 
 class Block(nn.Module):
