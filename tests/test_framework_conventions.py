@@ -277,3 +277,15 @@ def test_numpys_symmetric_padding_checked_as_torchs_reflect_is_diagnosed() -> No
     said = _diagnosis(fn, w, (3, 5, 5), padding=2, padding_mode="reflect")
     assert "fn pads with 'symmetric', not 'reflect'" in said, said
     assert_conv_equal(fn, w, (3, 5, 5), padding=2, padding_mode="symmetric")
+
+
+def test_a_bfloat16_callable_is_judged_at_bfloat16s_tolerance() -> None:
+    w = torch.tensor(rng.standard_normal((2, 3, 3, 3)))
+    fn = lambda x: F.conv2d(torch.as_tensor(x).bfloat16(), w.bfloat16(), padding=1)  # noqa: E731
+    assert_conv_equal(fn, w, (3, 5, 5), padding=1, rtol=None, atol=None)  # 3e-2: bfloat16 keeps 8 bits
+    A = tc.probe_matrix(fn, (3, 5, 5))
+    assert A.dtype == np.float32 and 0 < abs(A - tc.conv_matrix(w, (3, 5, 5), padding=1)).max() < 2e-2
+    flipped = lambda x: F.conv2d(torch.as_tensor(x).bfloat16(), w.flip(2, 3).bfloat16(), padding=1)  # noqa: E731
+    with pytest.raises(AssertionError, match="kernel flipped"):
+        assert_conv_equal(flipped, w, (3, 5, 5), padding=1, rtol=None, atol=None)
+    assert tc.testing.default_tolerance("bfloat16", np.float32) == 3e-2

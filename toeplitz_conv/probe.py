@@ -71,9 +71,8 @@ def to_numpy(y: object, what: str) -> np.ndarray:
     ``np.asarray`` converts (``__array__``: jax; ``.numpy()``: tensorflow) or exposing
     ``__dlpack__`` (the array API); no framework is imported."""
     if is_torch_tensor(y):
-        if str(y.dtype) == "torch.bfloat16":
-            raise TypeError(f"fn must return a dtype numpy holds; got torch.bfloat16 for {what}: return .float().")
-        y = y.detach().cpu().resolve_conj().resolve_neg().numpy()
+        t = y.float() if str(y.dtype) == "torch.bfloat16" else y  # numpy has no bfloat16; float32 is exact
+        y = t.detach().cpu().resolve_conj().resolve_neg().numpy()
     elif not hasattr(y, "__array__") and callable(getattr(y, "numpy", None)):
         y = y.numpy()  # type: ignore[attr-defined]  # checked just above
     elif not hasattr(y, "__array__") and hasattr(y, "__dlpack__"):
@@ -86,6 +85,8 @@ def to_numpy(y: object, what: str) -> np.ndarray:
         arr = np.asarray(y)
     except (TypeError, ValueError):  # a ragged list, an array that refuses to leave its device
         arr = None
+    if arr is not None and arr.dtype.name == "bfloat16":  # jax's (ml_dtypes): exact in float32
+        arr = arr.astype(np.float32)
     if arr is None or arr.dtype.kind not in "iufc":
         of = f" of dtype {arr.dtype}" if arr is not None and hasattr(y, "dtype") else ""
         raise TypeError(f"fn must return a numeric array (numpy, torch, or anything np.asarray converts: "
@@ -93,10 +94,24 @@ def to_numpy(y: object, what: str) -> np.ndarray:
     return arr
 
 
-def caller(fn: Callable[[Any], object]) -> Callable[[np.ndarray], np.ndarray]:
+def returns_bfloat16(fn: Callable[[Any], object], shape: tuple[int, ...], dtype: npt.DTypeLike) -> bool:
+    """Whether ``fn`` returns bfloat16 (torch's or jax's) for a zero batch of one sample: its
+    values are read exactly as float32, and its tolerance is bfloat16's."""
+    seen: list[str] = []
+    caller(fn, seen)(np.zeros((1, *shape), dtype=dtype))
+    return bool(seen) and seen[-1].endswith("bfloat16")
+
+
+def caller(fn: Callable[[Any], object], seen: list[str] | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``call(X)`` that feeds ``fn`` numpy, or torch tensors once ``fn`` refuses numpy (and
-    from then on); without torch, ``fn``'s own error stands."""
+    from then on); without torch, ``fn``'s own error stands. ``seen`` collects the dtype
+    names ``fn`` returns (bfloat16 is read as float32)."""
     state: dict[str, bool] = {}
+    seen = [] if seen is None else seen
+
+    def read(y: object, what: str) -> np.ndarray:
+        seen.append(str(getattr(y, "dtype", "")))
+        return to_numpy(y, what)
 
     def call(X: np.ndarray) -> np.ndarray:
         if not state.get("torch"):
@@ -109,10 +124,10 @@ def caller(fn: Callable[[Any], object]) -> Callable[[np.ndarray], np.ndarray]:
                     raise refused from None
                 state["torch"] = True
             else:
-                return to_numpy(y, "a numpy input")
+                return read(y, "a numpy input")
         import torch
 
-        return to_numpy(fn(torch.from_numpy(X)), "a torch input")
+        return read(fn(torch.from_numpy(X)), "a torch input")
 
     return call
 
@@ -132,12 +147,15 @@ def _finite(Y: np.ndarray, out_shape: tuple[int, ...], where: Callable[[int], st
 def linearity_tolerance(dtype: npt.DTypeLike) -> float:
     """The relative deviation the linearity check lets pass: ``4 sqrt(eps)`` of ``dtype``, at
     least 1e-6 (float64 1e-6, float32 1.4e-3): rounding passes, TF32's and a float64 callable
-    computing in float32 included; a nonlinearity changes outputs by a fraction of their size."""
+    computing in float32 included; a nonlinearity changes outputs by a fraction of their size.
+    ``'bfloat16'`` (8 bits of mantissa): 2e-2."""
+    if str(dtype) == "bfloat16":
+        return 2e-2
     return max(4 * sqrt(float(np.finfo(dtype).eps)), 1e-6)
 
 
 def _check_linear(call: Callable[[np.ndarray], np.ndarray], A: sp.csr_array, shape: tuple[int, ...],
-                  dt: np.dtype[Any], batch: int) -> None:
+                  dt: np.dtype[Any], batch: int, bfloat16: bool = False) -> None:
     """``fn(a + b) == fn(a) + fn(b)``, ``fn(s a) == s fn(a)`` and ``fn(x) == A x`` on random
     samples, in one call when ``batch`` allows; a ``ProbeError`` lists what fails, by how much."""
     m, n = A.shape
@@ -152,7 +170,7 @@ def _check_linear(call: Callable[[np.ndarray], np.ndarray], A: sp.csr_array, sha
                          f"samples it returned {Y.shape[1]:,} outputs each, not {m:,}.")
     _finite(Y, (m,), lambda k: f"the random sample {k} of the linearity check")
     low = dt if Y.dtype.kind not in "fc" or np.finfo(Y.dtype).eps <= np.finfo(dt).eps else Y.dtype
-    tol = linearity_tolerance(low)
+    tol = linearity_tolerance("bfloat16" if bfloat16 else low)
     wide = np.complex128 if np.iscomplexobj(Y) or np.iscomplexobj(A.data) else np.float64
     Y, X, A = Y.astype(wide), X.astype(wide), A.astype(wide)
     AX = (A @ X[:2].T).T
@@ -171,7 +189,7 @@ def _check_linear(call: Callable[[np.ndarray], np.ndarray], A: sp.csr_array, sha
             "fn must be linear; it is not: " + "; ".join(
                 f"{what} fails by {e:.3g} (relative {e / scale:.2g})" for what, e in failed)
             + f" (random samples a, b; relative to {scale:.3g}, the largest |A| |x| or |fn(x)|; "
-            f"tolerance {tol:.2g} for {low}).{hint}"
+            f"tolerance {tol:.2g} for {'bfloat16' if bfloat16 else low}).{hint}"
         )
 
 
@@ -234,7 +252,8 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
         raise TypeError(f"dtype must be a numpy float32 or float64 dtype; got {dtype!r}.")
     n = prod(shape)
     check_size("probe_matrix", n * dt.itemsize, f"one probe input of {n:,} values")
-    call = caller(fn)
+    seen: list[str] = []
+    call = caller(fn, seen)
     zero = call(np.zeros((1, *shape), dtype=dt))
     if zero.ndim < 1 or zero.shape[0] != 1:
         raise ValueError(
@@ -293,5 +312,5 @@ def probe_matrix(fn: Callable[[Any], object], input_shape: Sequence[int], *,
                 f"({source}), after {j0 + b:,} of {n:,} columns."
             )
     A = sp.coo_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, n)).tocsr()
-    _check_linear(call, A, shape, dt, batch)
+    _check_linear(call, A, shape, dt, batch, any(d.endswith("bfloat16") for d in seen))
     return A

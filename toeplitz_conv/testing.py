@@ -29,7 +29,7 @@ from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .diagnose import differences, expected_matrix, mistake, pattern_diagnosis, shape_diagnosis
 from .pattern import conv_pattern
 from .layouts import channels_first_fn, kernel_to_torch, sample_shape_first
-from .probe import ProbeError, caller, probe_matrix, sample_shape, to_numpy
+from .probe import ProbeError, caller, probe_matrix, returns_bfloat16, sample_shape, to_numpy
 
 #: Mismatches listed in the message.
 WORST = 5
@@ -41,8 +41,11 @@ def _pixel(index: int, shape: Sequence[int]) -> tuple[int, ...]:
 
 def default_tolerance(*dtypes: npt.DTypeLike) -> float:
     """The ``rtol`` (and ``atol``) at which matrices of these dtypes are compared when none is
-    given: 1e-10 when all are float64, 1e-5 with a float32 among them, 1e-2 with a float16;
-    the least precise decides (room for the rounding of sums of a few hundred terms)."""
+    given: 1e-10 when all are float64, 1e-5 with a float32 among them, 1e-2 with a float16,
+    3e-2 with ``'bfloat16'`` (named by a string: numpy has none); the least precise decides
+    (room for the rounding of sums of a few hundred terms)."""
+    if "bfloat16" in [str(t) for t in dtypes]:  # 8 bits of mantissa (numpy has no such dtype)
+        return 3e-2
     eps = max([float(np.finfo(d).eps) for d in (np.dtype(t) for t in dtypes) if d.kind in "fc"], default=2.0**-52)
     return 1e-10 if eps <= 2.0**-52 else 1e-5 if eps <= 2.0**-23 else 1e-2
 
@@ -254,7 +257,8 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
     if got.shape != expected.shape:
         actual = caller(fn)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:]  # fn's own output shape
         raise AssertionError("\n".join(shape_diagnosis(got, out_shape, transposed, tuple(actual))))
-    rtol, atol = (default_tolerance(w.dtype, got.dtype) if t is None else t for t in tols)
+    narrow = ("bfloat16",) if None in tols and returns_bfloat16(fn, input_shape, dtype) else ()
+    rtol, atol = (default_tolerance(w.dtype, got.dtype, *narrow) if t is None else t for t in tols)
     got.sort_indices()
     taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
     r, c, a, b = differences(expected, got, rtol, atol)
