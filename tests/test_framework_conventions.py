@@ -289,3 +289,12 @@ def test_a_bfloat16_callable_is_judged_at_bfloat16s_tolerance() -> None:
     with pytest.raises(AssertionError, match="kernel flipped"):
         assert_conv_equal(flipped, w, (3, 5, 5), padding=1, rtol=None, atol=None)
     assert tc.testing.default_tolerance("bfloat16", np.float32) == 3e-2
+
+
+def test_a_swapped_transposed_kernel_with_a_same_crop_is_diagnosed_jointly() -> None:
+    """A hand-written conv2d_transpose that reads the weight as (out, in) and crops like TF's SAME."""
+    w = rng.standard_normal((3, 3, 3, 3))
+    T = tc.conv_transpose_matrix(np.swapaxes(w, 0, 1).copy(), (3, 4, 4), stride=2, padding="SAME")
+    fn = lambda x: (T @ np.asarray(x).reshape(len(x), -1).T).T.reshape(len(x), 3, 8, 8)  # noqa: E731
+    said = _diagnosis(fn, w, (3, 4, 4), transposed=True, stride=2, padding=1, output_padding=1)
+    assert "and the channel axes swapped" in said and "(= 'SAME_UPPER')" in said, said

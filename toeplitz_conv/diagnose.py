@@ -135,7 +135,7 @@ def shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool, actu
 def padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
                    opts: dict[str, Any], got: Any, rtol: float, atol: float, max_tries: int = 64) -> list[str]:
     """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected, with the
-    kernel as given or flipped: windows that start off (``x[..., 1::2]``, padding on one side
+    kernel as given, flipped, its channel axes swapped (square ones), or both: windows that start off (``x[..., 1::2]``, padding on one side
     only), TensorFlow's SAME against ONNX's SAME_LOWER, a transposed convolution cropped on
     one side (``conv2d_transpose`` with SAME). Reported with the corrected ``padding=``."""
     if geom.padding_mode != "zeros" or got.nnz > 2_000_000:
@@ -151,9 +151,14 @@ def padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometr
     names = {rule: same_sides(rule, geom.in_spatial, geom.kernel, geom.dilation, geom.stride)
              for rule in ("SAME_UPPER", "SAME_LOWER")}
     spatial = tuple(range(2, w.ndim))
-    for flipped, combo in itertools.product((False, True), combos):
+    kernels = [("", w), (" and the kernel flipped", np.flip(w, axis=spatial).copy())]
+    if w.shape[0] == w.shape[1] and opts.get("groups", 1) == 1:  # the channel axes read the other way round
+        swapped = np.swapaxes(w, 0, 1)
+        kernels += [(" and the channel axes swapped", swapped.copy()),
+                    (" and the channel axes swapped and the kernel flipped", np.flip(swapped, axis=spatial).copy())]
+    for (also, w2), combo in itertools.product(kernels, combos):
         lo, hi = tuple(c[0] for c in combo), tuple(c[1] for c in combo)
-        if (lo, hi) == (geom.pad_lo, geom.pad_hi) and not flipped:
+        if (lo, hi) == (geom.pad_lo, geom.pad_hi) and not also:
             continue
         pairs = tuple(zip(lo, hi))
         trial = dict(opts, padding=pairs)
@@ -161,7 +166,7 @@ def padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometr
             trial["output_padding"] = tuple(n - ((i - 1) * s_ + d * (k - 1) + 1 - a - b) for n, i, s_, d, k, a, b in zip(
                 geom.in_spatial, input_shape[1:], geom.stride, geom.dilation, geom.kernel, lo, hi))
         try:
-            alt = expected_matrix(np.flip(w, axis=spatial).copy() if flipped else w, input_shape, transposed, trial)
+            alt = expected_matrix(w2, input_shape, transposed, trial)
         except ValueError:
             continue
         if alt.shape == got.shape and differences(alt, got, rtol, atol)[0].size == 0:
@@ -170,7 +175,7 @@ def padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometr
             if transposed:
                 call += f", output_padding={trial['output_padding']}"
             return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial axis) "
-                    f"instead of {geom.pad_lo} and {geom.pad_hi}" + (" and the kernel flipped" if flipped else "")
+                    f"instead of {geom.pad_lo} and {geom.pad_hi}" + also
                     + f": its windows start {tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off "
                     f"(padding on one side only, or the other framework's SAME). The corrected call: {call}."]
     return []
