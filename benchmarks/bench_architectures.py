@@ -55,6 +55,7 @@ import warnings
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 from _timing import compare_min, fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
 
@@ -63,6 +64,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
+from graph_models import Attention, BasicBlock  # noqa: E402  (the tests' models)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -94,26 +96,6 @@ class StemBlocksHead(nn.Module):
 
 
 # --------------------------------------------------------------------------- ResNet, VGG
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride=1):
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out = out + identity
-        return self.relu(out)
 
 
 class TinyResNet(nn.Module):
@@ -227,14 +209,16 @@ class SELayer(nn.Module):
         return x * y.expand_as(x)
 
 
-class SEBasicBlock(BasicBlock):
-    def __init__(self, c):
+class GatedBasicBlock(BasicBlock):
+    """A ResNet basic block whose residual branch ends in a gate (squeeze-and-excitation, CBAM)."""
+
+    def __init__(self, c, gate):
         super().__init__(c, c)
-        self.se = SELayer(c)
+        self.gate = gate
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.se(self.bn2(self.conv2(out)))
+        out = self.gate(self.bn2(self.conv2(out)))
         return self.relu(out + x)
 
 
@@ -252,17 +236,6 @@ class CBAM(nn.Module):
         x = x * torch.sigmoid(self.mlp(self.avg(x)) + self.mlp(self.max(x)))
         att = torch.cat([torch.mean(x, 1, keepdim=True), torch.max(x, 1, keepdim=True)[0]], 1)
         return x * torch.sigmoid(self.spatial(att))
-
-
-class CBAMBlock(BasicBlock):
-    def __init__(self, c):
-        super().__init__(c, c)
-        self.cbam = CBAM(c)
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.cbam(self.bn2(self.conv2(out)))
-        return self.relu(out + x)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -330,20 +303,6 @@ class SRNet(nn.Module):
 # --------------------------------------------------------------------------- tokens, points
 
 
-class Attention(nn.Module):
-    def __init__(self, d, heads=2):
-        super().__init__()
-        self.heads, self.scale = heads, (d // heads) ** -0.5
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(0, 2, 3, 1, 4).unbind(1)
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = attn.softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-
 class TinyViT(nn.Module):
     """Patches of 4x4 (a stride-4 conv), a class token, position embeddings, one pre-norm block."""
 
@@ -394,8 +353,8 @@ ARCHITECTURES = {
         lambda s, h: StemBlocksHead(8, MobileNetV3Block(8), stem_act=nn.Hardswish, head=h), IMAGE, "logits"),
     "ShuffleNetV2 unit x2": (lambda s, h: StemBlocksHead(16, ShuffleUnit(16), ShuffleUnit(16), head=h),
                              IMAGE, "image"),
-    "SE-ResNet block": (lambda s, h: StemBlocksHead(16, SEBasicBlock(16), head=h), IMAGE, "logits"),
-    "CBAM block": (lambda s, h: StemBlocksHead(16, CBAMBlock(16), head=h), IMAGE, "logits"),
+    "SE-ResNet block": (lambda s, h: StemBlocksHead(16, GatedBasicBlock(16, SELayer(16)), head=h), IMAGE, "logits"),
+    "CBAM block": (lambda s, h: StemBlocksHead(16, GatedBasicBlock(16, CBAM(16)), head=h), IMAGE, "logits"),
     "ConvNeXt block": (lambda s, h: StemBlocksHead(8, ConvNeXtBlock(8), stem_act=nn.GELU, head=h), IMAGE, "image"),
     "U-Net (GroupNorm, 2 levels)": (lambda s, h: UNetBlock(8, head=h), IMAGE, "logits"),
     "SRGAN (InstanceNorm, PReLU) x2": (lambda s, h: SRNet(16, head=h), IMAGE, "logits"),

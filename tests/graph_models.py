@@ -1,5 +1,6 @@
 """Small models that are graphs, written as their authors write them: residual blocks, a U-Net,
-squeeze-and-excitation, functional code, 1D and 3D models."""
+squeeze-and-excitation, attention, functional code, 1D and 3D models (the tests and the
+benchmarks share them)."""
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,21 @@ class BasicBlock(nn.Module):
             identity = self.downsample(x)
         out += identity
         return self.relu(out)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention as timm writes it, with the batch axis kept first."""
+
+    def __init__(self, d=6, heads=2):
+        super().__init__()
+        self.heads, self.scale = heads, (d // heads) ** -0.5
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(0, 2, 3, 1, 4).unbind(1)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
 class ResNet(nn.Module):

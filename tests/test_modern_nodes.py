@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import toeplitz_conv as tc
+from graph_models import Attention
 
 
 class Op(nn.Module):
@@ -402,21 +403,6 @@ def test_parameters_read_in_forward_are_constants_with_gradients(model, shape):
 
 
 # --------------------------------------------------------------------------- attention
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention as timm writes it, with the batch axis kept first."""
-
-    def __init__(self, d=6, heads=2):
-        super().__init__()
-        self.heads, self.scale = heads, (d // heads) ** -0.5
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(0, 2, 3, 1, 4).unbind(1)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
 class ConstantSides(nn.Module):
