@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from math import prod
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array, is_int, real_number
+from .._args import as_array, is_int
 from . import export, faithful, footprint
+from . import params as setting
 from .analysis import bounds, chain, lipschitz
 from .analysis import jacobian as analysis_jacobian
 from .linear_ops import BATCH
@@ -37,18 +38,7 @@ if TYPE_CHECKING:
     import torch.fx
     from torch import nn
 
-    from .layers import Affine, Layer
-
-
-def _real(arr: np.ndarray, name: str, dtype: npt.DTypeLike) -> np.ndarray:
-    """Refuse a complex array for a real network (the imaginary part would be dropped)."""
-    if np.iscomplexobj(arr) and not np.issubdtype(dtype, np.complexfloating):
-        raise TypeError(
-            f"{name} must be real: the network computes in {np.dtype(dtype)} and would drop the "
-            f"imaginary part; got dtype {arr.dtype}. Pass the real and imaginary parts separately "
-            f"(every layer but the activations is linear)."
-        )
-    return arr
+    from .layers import Layer
 
 
 def _network_input(x: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
@@ -190,7 +180,7 @@ class Network:
         -------
         (N, *output_shape) ndarray
         """
-        xa = _network_input(_real(as_array(x, "x"), "x", self.dtype), self.input_shape)
+        xa = _network_input(setting.real(as_array(x, "x"), "x", self.dtype), self.input_shape)
         n = xa.shape[0]
         self.check_batch(n)
         acts = [np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)]
@@ -231,7 +221,7 @@ class Network:
             raise ValueError("backward needs the activations of a forward pass; call forward(x) first.")
         acts = self._acts
         n = acts[0].shape[1]
-        d = _real(as_array(grad_output, "grad_output"), "grad_output", self.dtype)
+        d = setting.real(as_array(grad_output, "grad_output"), "grad_output", self.dtype)
         if tuple(d.shape) != (n, *self.output_shape):
             raise ValueError(
                 f"grad_output must have the shape of the last forward's output "
@@ -269,30 +259,7 @@ class Network:
         new_params : dict of str to array_like
             Keyed as the model's ``named_parameters``; each of its parameter's shape.
         """
-        if not isinstance(new_params, Mapping):
-            raise TypeError(
-                f"new_params must be a dict of parameter name -> array (keys as "
-                f"named_parameters()); got {type(new_params).__name__}."
-            )
-        for name, value in new_params.items():
-            if name not in self.params:
-                raise ValueError(
-                    f"new_params keys must be parameter names of the model "
-                    f"({', '.join(self.params)}); got {name!r}."
-                )
-            arr = _real(as_array(value, f"new_params[{name!r}]"), f"new_params[{name!r}]", self.dtype)
-            if arr.shape != self.params[name].shape:
-                raise ValueError(
-                    f"new_params[{name!r}] must have shape {self.params[name].shape}; got {arr.shape}."
-                )
-            self.params[name] = arr.astype(self.dtype, copy=True)
-        for layer in self.layers:  # the changed parameters, and every buffer (running statistics)
-            changed = layer.param_names and any(full in new_params for full in layer.param_names.values())
-            if layer.param_reads is not None:
-                if changed:
-                    layer.rebuilt_from(layer.param_reads.rebuild(self.params))
-            elif getattr(layer, "reads_buffers", False) or changed:
-                cast("Affine", layer).build()  # only affine layers have parameters or buffers
+        setting.update(self, new_params)
 
     # ------------------------------------------------------------------ matrices held
     def release(self) -> None:
@@ -317,23 +284,7 @@ class Network:
         lr : float
             The learning rate (finite).
         """
-        lr = real_number("lr", lr, "a finite real number", np.isfinite)
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"grads must be a dict of parameter name -> gradient; got {type(grads).__name__}.")
-        new = {}
-        for name, grad in grads.items():
-            if name not in self.params:
-                raise ValueError(
-                    f"grads keys must be parameter names of the model ({', '.join(self.params)}); got {name!r}."
-                )
-            g = _real(as_array(grad, f"grads[{name!r}]"), f"grads[{name!r}]", self.dtype)
-            if g.shape != self.params[name].shape:
-                raise ValueError(
-                    f"grads[{name!r}] must have its parameter's shape {self.params[name].shape} "
-                    f"(no broadcasting); got {g.shape}."
-                )
-            new[name] = self.params[name] - lr * g
-        self.update(new)
+        setting.sgd_step(self, grads, lr)
 
     # ------------------------------------------------------------------ linear maps
     def linear_map(self, start: int | str = 0,
