@@ -297,4 +297,4 @@ def test_a_swapped_transposed_kernel_with_a_same_crop_is_diagnosed_jointly() -> 
     T = tc.conv_transpose_matrix(np.swapaxes(w, 0, 1).copy(), (3, 4, 4), stride=2, padding="SAME")
     fn = lambda x: (T @ np.asarray(x).reshape(len(x), -1).T).T.reshape(len(x), 3, 8, 8)  # noqa: E731
     said = _diagnosis(fn, w, (3, 4, 4), transposed=True, stride=2, padding=1, output_padding=1)
-    assert "and the channel axes swapped" in said and "(= 'SAME_UPPER')" in said, said
+    assert "channels swapped" in said and "(= 'SAME_UPPER')" in said, said

@@ -10,7 +10,9 @@ call where there is one.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,69 +43,249 @@ def expected_matrix(weight: np.ndarray, input_shape: Sequence[int], transposed: 
     return conv_matrix(weight, input_shape, **opts)
 
 
-def candidates(weight: np.ndarray, transposed: bool,
-                opts: dict[str, Any]) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
-    """The usual mistakes, as (what it is, weight, options) to try against ``fn``'s matrix."""
-    w = np.asarray(weight)
+# ------------------------------------------------------------------------- the joint search
+#
+# A mismatch is explained by the fewest changes to the expected call that give fn's matrix
+# exactly. Each factor below is a list of (cost, words, value); the search builds the
+# candidates' matrices by increasing total cost (1, then 2, then 3 changes), so the first one
+# that matches is the smallest explanation. The padding is not a free factor: for each stride,
+# dilation and layout, only the per-side paddings (and, transposed, output_paddings) that give
+# fn's output size are tried.
+
+#: The search builds at most this many candidate matrices ...
+MAX_TRIES = 4000
+#: ... and stops after this many seconds, saying so.
+MAX_SECONDS = 20.0
+#: Explanations of more changes than this are not searched.
+MAX_CHANGES = 3
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """What fn is told: the weight (torch's layout), one sample's shape, the options, fn's output."""
+
+    weight: np.ndarray
+    input_shape: tuple[int, ...]
+    transposed: bool
+    opts: dict[str, Any]
+    geom: ConvGeometry
+    layout: str | None
+
+
+def _kernels(layer: _Layer) -> list[tuple[int, str, np.ndarray]]:
+    w, transposed = layer.weight, layer.transposed
     spatial = tuple(range(2, w.ndim))
-    flip = ("kernel flipped: fn's kernel is rotated by 180 degrees against the expected one "
-            + ("(the transposed convolution is the true convolution of the kernel: a hand-written "
-               "backward that does not rotate it, or rotates it twice)" if transposed else
-               "(fn computes a true convolution, not PyTorch's cross-correlation)"))
-    out = [(flip, np.flip(w, axis=spatial).copy(), opts)]
-    if w.shape[0] == w.shape[1] * opts.get("groups", 1) and opts.get("groups", 1) == 1:
-        out.append(("channels swapped: fn reads the weight as (C_in, C_out, ...) instead of "
-                    "(C_out, C_in, ...)", np.swapaxes(w, 0, 1).copy(), opts))
-        out.append(("channels swapped and kernel flipped: the layout and the flip of a hand-written "
-                    "transposed convolution", np.flip(np.swapaxes(w, 0, 1), axis=spatial).copy(), opts))
-    pad = opts.get("padding", 0)
-    if not transposed:
-        for mode in ("zeros", "reflect", "replicate", "circular", "symmetric"):
-            if mode != opts.get("padding_mode", "zeros"):
-                out.append((f"padding mode: fn pads with '{mode}', not '{opts.get('padding_mode', 'zeros')}'",
-                            w, dict(opts, padding_mode=mode)))
-    if isinstance(pad, int):
-        for p in (pad - 1, pad + 1):
-            if p >= 0:
-                out.append((f"padding size: fn pads by {p}, not {pad}", w, dict(opts, padding=p)))
+    flip = ("kernel flipped (rotated by 180 degrees): "
+            + ("the transposed convolution is the true convolution of the kernel: a hand-written "
+               "backward that does not rotate it, or rotates it twice" if transposed else
+               "fn computes a true convolution, not PyTorch's cross-correlation"))
+    out = [(0, "", w), (1, flip, np.flip(w, axis=spatial).copy())]
+    if w.shape[0] == w.shape[1] and layer.opts.get("groups", 1) == 1:
+        swap = ("channels swapped: fn reads the weight's two channel axes the other way round ("
+                + ("(C_out, C_in, ...) instead of torch's transposed (C_in, C_out, ...)" if transposed
+                   else "(C_in, C_out, ...) instead of (C_out, C_in, ...)") + ")")
+        swapped = np.swapaxes(w, 0, 1)
+        out += [(1, swap, swapped.copy()), (2, f"{swap}; and {flip}", np.flip(swapped, axis=spatial).copy())]
+    if w.ndim >= 4 and w.shape[-1] == w.shape[-2]:
+        out.append((1, "kernel transposed: fn reads the kernel's last two axes the other way round "
+                       "(rows as columns)", np.swapaxes(w, -1, -2).copy()))
+    return [k for k in out if k[0] == 0 or not np.array_equal(k[2], w)]  # a symmetric kernel: no change
+
+
+def _uniform(name: str, expected: tuple[int, ...], values: Sequence[int],
+             what: str) -> list[tuple[int, str, tuple[int, ...]]]:
+    out = [(0, "", expected)]
+    for v in values:
+        if (v,) * len(expected) != expected:
+            out.append((1, f"{name}: fn {what} {v}, not {_axes(expected)}", (v,) * len(expected)))
     return out
 
 
-def mistake(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
-             opts: dict[str, Any], got: Any, rtol: float, atol: float) -> list[str]:
-    """The usual mistake whose matrix ``got`` equals, if one does."""
-    for what, w2, opts2 in candidates(w, transposed, opts):
-        try:
-            alt = expected_matrix(w2, input_shape, transposed, opts2)
-        except (ValueError, TypeError):
+def _axes(t: tuple[int, ...]) -> str:
+    return str(t[0]) if len(set(t)) == 1 else str(t)
+
+
+def _layouts(layer: _Layer, actual: tuple[int, ...]) -> list[tuple[int, str, tuple[bool, bool]]]:
+    """(reads channels last, returns channels last), each against what fn was said to do."""
+    s = layer.input_shape
+    out = [(0, "", (False, False))]
+    if len(s) < 2:
+        return out
+    given = "(N, C, *spatial)" if layer.layout in (None, *_FIRST) else "(N, *spatial, C)"
+    other = "(N, *spatial, C)" if given == "(N, C, *spatial)" else "(N, C, *spatial)"
+    for flags, what in (((True, True), "reads and returns"), ((False, True), "returns"), ((True, False), "reads")):
+        reads, returns = flags
+        if (reads and s[0] == s[-1] == 1) or (returns and actual[0] == actual[-1] == 1):
             continue
-        if alt.shape == got.shape and differences(alt, got, rtol, atol)[0].size == 0:
-            return [f"fn matches the matrix with: {what}."]
-    found = padding_sides(w, input_shape, geom, transposed, opts, got, rtol, atol)
-    out_shape = geom.in_shape if transposed else geom.out_shape
-    return found or channels_last(expected_matrix(w, input_shape, transposed, opts), got, input_shape, out_shape,
-                                  rtol, atol)
+        last = "channels last" if given == "(N, C, *spatial)" else "channels first"
+        out.append((1, f"{last}: fn {what} batches as {other} where {given} was given", flags))
+    return out
+
+
+_FIRST = ("NCL", "NCHW", "NCDHW")
+
+
+def _paddings(layer: _Layer, k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...],
+              n: tuple[int, ...], o: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Every (pad_lo, pad_hi, output_padding) that gives output size ``o`` from input size ``n``."""
+    per_axis = []
+    for n_, k_, s_, d_, o_ in zip(n, k, s, d, o):
+        span = d_ * (k_ - 1) + 1
+        if layer.transposed:  # (n - 1) s + span - lo - hi + op = o, with 0 <= op < max(s, d)
+            full = (n_ - 1) * s_ + span
+            # a crop at the end and output_padding undo each other: (lo, hi - op) is the map
+            nets = {(lo, hi - (o_ - full + lo + hi)) for lo in range(span) for hi in range(span)
+                    if 0 <= o_ - full + lo + hi < max(s_, d_)}
+            axis = sorted((lo, max(net, 0), max(-net, 0)) for lo, net in nets)
+        else:
+            axis = [(lo, hi, 0) for lo in range(span + 1) for hi in range(span + 1)
+                    if n_ + lo + hi >= span and (n_ + lo + hi - span) // s_ + 1 == o_]
+        per_axis.append(axis)
+    out = [tuple(zip(*combo)) for combo in itertools.product(*per_axis)]
+    if layer.transposed:  # the expected crop as it was written, where it is the same map
+        g, op = layer.geom, _output_padding(layer)
+        same = tuple(tuple(x) for x in (g.pad_lo, np.subtract(g.pad_hi, op)))
+        out = [(g.pad_lo, g.pad_hi, op) if (lo, tuple(np.subtract(hi, o))) == same else (lo, hi, o)
+               for lo, hi, o in out]
+    return out  # type: ignore[return-value]
+
+
+def _padding_words(layer: _Layer, lo: tuple[int, ...], hi: tuple[int, ...], op: tuple[int, ...],
+                   names: list[str]) -> list[str]:
+    g, words = layer.geom, []
+    if (lo, hi) != (g.pad_lo, g.pad_hi):
+        if len(set(lo + hi)) == 1 and len(set(g.pad_lo + g.pad_hi)) == 1:
+            words.append(f"padding size: fn {'crops' if layer.transposed else 'pads'} by {lo[0]}, not {g.pad_lo[0]}")
+        else:
+            off = tuple(a - b for a, b in zip(g.pad_lo, lo))
+            words.append(f"zero padding {lo} before and {hi} after (per spatial axis) instead of {g.pad_lo} and "
+                         f"{g.pad_hi}: its windows start {off} positions off (padding on one side only"
+                         + (f", or {names[0]!r})" if names else ", or the other framework's SAME)"))
+    if layer.transposed and op != (expected_op := _output_padding(layer)):
+        words.append(f"output_padding {op}, not {expected_op}")
+    return words
+
+
+def _output_padding(layer: _Layer) -> tuple[int, ...]:
+    """The expected transposed convolution's output_padding (whatever form the call gave)."""
+    g = layer.geom  # the adjoint convolution: its input is the transposed one's output
+    return tuple(n - ((i - 1) * s + d * (k - 1) + 1 - a - b) for n, i, s, d, k, a, b in zip(
+        g.in_spatial, layer.input_shape[1:], g.stride, g.dilation, g.kernel, g.pad_lo, g.pad_hi))
+
+
+def explain(weight: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
+            opts: dict[str, Any], got: Any, actual: tuple[int, ...], rtol: float, atol: float,
+            layout: str | None = None) -> list[str]:
+    """The fewest changes to the expected call whose matrix ``got`` (fn's, rows in fn's output
+    ``actual``'s order) equals: the kernel flipped, transposed or its channel axes swapped; the
+    stride, dilation, padding sides, size or mode, output_padding; channels-last batches;
+    searched jointly, up to :data:`MAX_CHANGES` at once. Returns the diagnosis lines."""
+    layer = _Layer(np.asarray(weight), tuple(input_shape), transposed, opts, geom, layout)
+    got = sp.csr_array(got)
+    kernels = _kernels(layer)
+    strides = _uniform("stride", geom.stride, (1, 2, 3), "steps by")
+    dilations = _uniform("dilation", geom.dilation, (1, 2), "spaces its taps by")
+    mode = opts.get("padding_mode", "zeros")
+    modes = [(0, "", mode)] + ([] if transposed else [
+        (1, f"padding mode: fn pads with {m!r}, not {mode!r}", m)
+        for m in ("zeros", "reflect", "replicate", "circular", "symmetric") if m != mode])
+    layouts = _layouts(layer, actual)
+    first = layout in (None, *_FIRST)  # what fn was said to take: channels first
+    start, tried, pads_cache = time.perf_counter(), 0, {}
+    for level in range(1, MAX_CHANGES + 1):
+        for combo in itertools.product(kernels, strides, dilations, modes, layouts):
+            cost = sum(c[0] for c in combo)
+            if cost > level:
+                continue
+            (_, kw, w2), (_, sw, s), (_, dw, d), (_, mw, m), (_, lw, (reads, returns)) = combo
+            in_cf = _true_shape(input_shape, first) if reads else input_shape
+            out_cf = _true_shape(actual, first) if returns else actual
+            c_out = w2.shape[1] * opts.get("groups", 1) if transposed else w2.shape[0]
+            if c_out != out_cf[0] or (m != "zeros" and transposed):
+                continue
+            key = (s, d, in_cf, out_cf, w2.shape)
+            if key not in pads_cache:
+                pads_cache[key] = _paddings(layer, tuple(w2.shape[2:]), s, d, tuple(in_cf[1:]), tuple(out_cf[1:]))
+            for lo, hi, op in pads_cache[key]:
+                names = _same_names(layer, w2, s, d, in_cf, out_cf, lo, hi)
+                pad_words = _padding_words(layer, lo, hi, op, names)
+                if cost + min(len(pad_words), 1) != level:  # a crop and its output_padding: one change
+                    continue
+                if tried >= MAX_TRIES or time.perf_counter() - start > MAX_SECONDS:
+                    return [f"no explanation found in {tried:,} candidates of up to {level} changes "
+                            f"(the search stops at {MAX_TRIES:,} or {MAX_SECONDS:g} s)."]
+                tried += 1
+                trial = dict(opts, stride=s, dilation=d, padding=tuple(zip(lo, hi)))
+                if transposed:
+                    trial["output_padding"] = op
+                else:
+                    trial["padding_mode"] = m
+                try:
+                    alt = sp.csr_array(expected_matrix(w2, in_cf, transposed, trial))
+                except (ValueError, TypeError):
+                    continue
+                if reads:
+                    alt = alt[:, _order(input_shape, in_cf, first)]
+                if returns:
+                    alt = alt[_order(actual, out_cf, first)]
+                if alt.shape == got.shape and differences(alt, got, rtol, atol)[0].size == 0:
+                    words = [w for w in (kw, sw, dw, mw, lw) if w] + pad_words
+                    return [_said(layer, words, trial, lo, hi, op, names, (reads, returns))]
+    return [f"no combination of up to {MAX_CHANGES} changes (kernel flipped, transposed or its channel axes "
+            f"swapped; stride; dilation; padding sides, size or mode; output_padding; channels last) gives "
+            f"fn's matrix ({tried:,} tried)."]
+
+
+def _true_shape(shape: tuple[int, ...], first: bool) -> tuple[int, ...]:
+    """The channels-first shape fn really reads (or returns) where ``shape`` was said, when fn
+    uses the other layout than the one it was said to (``first``: said channels first)."""
+    return (shape[-1], *shape[:-1]) if first else (*shape[1:], shape[0])
+
+
+def _order(said: tuple[int, ...], true: tuple[int, ...], first: bool) -> np.ndarray:
+    """For each entry of ``said`` (channels first, as the library flattens it), its index in fn's
+    own channels-first flattening of ``true``."""
+    return _last(true) if first else np.argsort(_last(said))
+
+
+def _same_names(layer: _Layer, w2: np.ndarray, s: tuple[int, ...], d: tuple[int, ...], in_cf: tuple[int, ...],
+                out_cf: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...]) -> list[str]:
+    """Which of TensorFlow's / ONNX's rules the sides are ('VALID' too)."""
+    k = tuple(w2.shape[2:])
+    n = tuple(out_cf[1:]) if layer.transposed else tuple(in_cf[1:])
+    out = [rule for rule in ("SAME_UPPER", "SAME_LOWER") if same_sides(rule, n, k, d, s) == (lo, hi)]
+    return out + (["VALID"] if not any(lo + hi) and layer.geom.pad_lo + layer.geom.pad_hi != lo + hi else [])
+
+
+def _said(layer: _Layer, words: list[str], trial: dict[str, Any], lo: tuple[int, ...], hi: tuple[int, ...],
+          op: tuple[int, ...], names: list[str], flags: tuple[bool, bool]) -> str:
+    g, call = layer.geom, []
+    if (lo, hi) != (g.pad_lo, g.pad_hi) or (layer.transposed and any("output_padding" in w for w in words)):
+        call.append(f"padding={tuple(zip(lo, hi))!r}" + (f" (= {names[0]!r})" if names else ""))
+        if layer.transposed:
+            call.append(f"output_padding={op}")
+    if trial["stride"] != g.stride:
+        call.append(f"stride={_axes(trial['stride'])}")
+    if trial["dilation"] != g.dilation:
+        call.append(f"dilation={_axes(trial['dilation'])}")
+    if not layer.transposed and trial["padding_mode"] != layer.opts.get("padding_mode", "zeros"):
+        call.append(f"padding_mode={trial['padding_mode']!r}")
+    if all(flags):
+        nd = len(layer.input_shape) - 1
+        first = layer.layout in (None, *_FIRST)
+        name = {1: ("NLC", "NCL"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}[nd][0 if first else 1]
+        call.append(f"layout={name!r} (input_shape as given)")
+    elif any(flags):
+        call.append("and fn moved to read and return one layout")
+    if any(w.startswith(("kernel", "channels swapped")) for w in words):
+        call.append("with the weight as said")
+    return (f"fn matches the matrix with: {'; and '.join(words)}."
+            + (f" The corrected call: {', '.join(call)}." if call else ""))
 
 
 def _last(shape: tuple[int, ...]) -> np.ndarray:
     """For each entry of a channels-last flattening, its index in the channels-first one."""
     return np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), 0, -1).ravel()
-
-
-def channels_last(expected: Any, got: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...], rtol: float,
-                  atol: float) -> list[str]:
-    """``fn`` reads or returns channels-last batches where channels first were assumed (or the
-    other way round): its matrix is the expected one with rows and/or columns permuted."""
-    E = sp.csr_array(expected)
-    rows, cols = _last(out_shape), _last(in_shape)
-    for what, alt in (("returns", E[rows]), ("reads", E[:, cols]), ("reads and returns", E[rows][:, cols])):
-        if alt.shape == got.shape and differences(alt, got, rtol, atol)[0].size == 0:
-            name = {1: "NLC", 2: "NHWC", 3: "NDHWC"}.get(len(in_shape) - 1, "NHWC")
-            fix = (f"The corrected call: layout={name!r}, with input_shape {(*in_shape[1:], in_shape[0])}."
-                   if what == "reads and returns" else "Move its channels axis so that it reads and returns one layout.")
-            return [f"fn matches the matrix with: channels last: fn {what} batches as (N, *spatial, C) where "
-                    f"(N, C, *spatial) was given. {fix}"]
-    return []
 
 
 def shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool, actual: tuple[int, ...]) -> list[str]:
@@ -130,55 +312,6 @@ def shape_diagnosis(got: Any, out_shape: tuple[int, ...], transposed: bool, actu
         lines.append(f"diagnosis: the output differs by {tuple(deltas)} along the {axes}: check stride, "
                      f"padding and dilation, or the weight layout.")
     return lines
-
-
-def padding_sides(w: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry, transposed: bool,
-                   opts: dict[str, Any], got: Any, rtol: float, atol: float, max_tries: int = 64) -> list[str]:
-    """Zero padding ``lo`` before and ``hi`` after, per axis, other than the expected, with the
-    kernel as given, flipped, its channel axes swapped (square ones), or both: windows that start off (``x[..., 1::2]``, padding on one side
-    only), TensorFlow's SAME against ONNX's SAME_LOWER, a transposed convolution cropped on
-    one side (``conv2d_transpose`` with SAME). Reported with the corrected ``padding=``."""
-    if geom.padding_mode != "zeros" or got.nnz > 2_000_000:
-        return []
-    per_axis = []
-    for n, k, s_, d, o in zip(geom.in_spatial, geom.kernel, geom.stride, geom.dilation, geom.out_spatial):
-        span = d * (k - 1) + 1  # for a transposed convolution geom is its adjoint: n is its output
-        per_axis.append([(lo, hi) for lo in range(0, span + 1) for hi in range(0, span + 1)
-                         if (n + lo + hi - span) // s_ + 1 == o])
-    combos = list(itertools.product(*per_axis))
-    if not combos or len(combos) > max_tries:
-        return []
-    names = {rule: same_sides(rule, geom.in_spatial, geom.kernel, geom.dilation, geom.stride)
-             for rule in ("SAME_UPPER", "SAME_LOWER")}
-    spatial = tuple(range(2, w.ndim))
-    kernels = [("", w), (" and the kernel flipped", np.flip(w, axis=spatial).copy())]
-    if w.shape[0] == w.shape[1] and opts.get("groups", 1) == 1:  # the channel axes read the other way round
-        swapped = np.swapaxes(w, 0, 1)
-        kernels += [(" and the channel axes swapped", swapped.copy()),
-                    (" and the channel axes swapped and the kernel flipped", np.flip(swapped, axis=spatial).copy())]
-    for (also, w2), combo in itertools.product(kernels, combos):
-        lo, hi = tuple(c[0] for c in combo), tuple(c[1] for c in combo)
-        if (lo, hi) == (geom.pad_lo, geom.pad_hi) and not also:
-            continue
-        pairs = tuple(zip(lo, hi))
-        trial = dict(opts, padding=pairs)
-        if transposed:  # the output size fixes output_padding
-            trial["output_padding"] = tuple(n - ((i - 1) * s_ + d * (k - 1) + 1 - a - b) for n, i, s_, d, k, a, b in zip(
-                geom.in_spatial, input_shape[1:], geom.stride, geom.dilation, geom.kernel, lo, hi))
-        try:
-            alt = expected_matrix(w2, input_shape, transposed, trial)
-        except ValueError:
-            continue
-        if alt.shape == got.shape and differences(alt, got, rtol, atol)[0].size == 0:
-            named = [rule for rule, sides in names.items() if sides == (lo, hi)]
-            call = f"padding={pairs!r}" + (f" (= {named[0]!r})" if named else "")
-            if transposed:
-                call += f", output_padding={trial['output_padding']}"
-            return [f"fn matches the matrix with: zero padding {lo} before and {hi} after (per spatial axis) "
-                    f"instead of {geom.pad_lo} and {geom.pad_hi}" + also
-                    + f": its windows start {tuple(a - b for a, b in zip(geom.pad_lo, lo))} positions off "
-                    f"(padding on one side only, or the other framework's SAME). The corrected call: {call}."]
-    return []
 
 
 def pattern_diagnosis(expected: Any, got: Any, r: np.ndarray, c: np.ndarray, out_shape: tuple[int, ...],

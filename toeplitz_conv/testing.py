@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ._args import as_array, real_number
 from .arithmetic import Padding
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
-from .diagnose import differences, expected_matrix, mistake, pattern_diagnosis, shape_diagnosis
+from .diagnose import differences, expected_matrix, explain, pattern_diagnosis, shape_diagnosis
 from .pattern import conv_pattern
 from .layouts import channels_first_fn, kernel_to_torch, sample_shape_first
 from .probe import ProbeError, caller, probe_matrix, returns_bfloat16, sample_shape, to_numpy
@@ -174,6 +174,17 @@ def _tap_finder(geom: ConvGeometry, weight_shape: tuple[int, ...],
     return taps
 
 
+def _layout_hint(w: np.ndarray, input_shape: tuple[int, ...], transposed: bool, opts: dict[str, Any],
+                 layout: str | None) -> str:
+    """Where the channels do not fit but would channels last: which ``layout=`` to pass."""
+    channels = w.shape[0] if transposed else w.shape[1] * opts.get("groups", 1)
+    if layout is not None or len(input_shape) < 2 or input_shape[0] == channels or input_shape[-1] != channels:
+        return ""
+    name = {1: "NLC", 2: "NHWC", 3: "NDHWC"}.get(len(input_shape) - 1, "NHWC")
+    return (f" input_shape {input_shape} looks channels-last: its last entry is the {channels} input channels; "
+            f"pass layout={name!r} (input_shape stays as it is).")
+
+
 def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_shape: Sequence[int], *,
                       stride: int | Sequence[int] = 1, padding: Padding = 0,
                       dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
@@ -243,7 +254,10 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
             raise ValueError(f"padding_mode of a transposed convolution must be 'zeros' (as in torch); got {padding_mode!r}.")
     else:
         opts["padding_mode"] = padding_mode
-    expected = expected_matrix(w, input_shape, transposed, opts)
+    try:
+        expected = expected_matrix(w, input_shape, transposed, opts)
+    except ValueError as e:
+        raise ValueError(f"{e}{_layout_hint(w, input_shape, transposed, opts, layout)}") from None
     geom = _geometry(w, input_shape, transposed, opts)
     in_shape = geom.out_shape if transposed else geom.in_shape
     out_shape = geom.in_shape if transposed else geom.out_shape
@@ -254,11 +268,13 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
         raise AssertionError(str(e)) from None
     if got.shape[1] != expected.shape[1]:
         raise ValueError(f"fn's input must be input_shape={input_shape}; probing gave {got.shape[1]} columns.")
-    if got.shape != expected.shape:
-        actual = caller(fn)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:]  # fn's own output shape
-        raise AssertionError("\n".join(shape_diagnosis(got, out_shape, transposed, tuple(actual))))
+    actual = tuple(caller(fn)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:])  # fn's own output shape
     narrow = ("bfloat16",) if None in tols and returns_bfloat16(fn, input_shape, dtype) else ()
     rtol, atol = (default_tolerance(w.dtype, got.dtype, *narrow) if t is None else t for t in tols)
+    if got.shape != expected.shape:
+        found = explain(w, input_shape, geom, transposed, opts, got, actual, rtol, atol, layout)
+        raise AssertionError("\n".join(shape_diagnosis(got, out_shape, transposed, actual)
+                                       + [f"diagnosis: {line}" for line in found]))
     got.sort_indices()
     taps = _tap_finder(geom, w.shape, transposed)  # geom: the convolution (for a transposed one, its adjoint)
     r, c, a, b = differences(expected, got, rtol, atol)
@@ -266,7 +282,7 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
         return
     diagnosis = _precision_note(expected, got, rtol, atol, ("the weight is", "fn returns"))
     if not diagnosis:  # not rounding: look for the mistake
-        diagnosis = mistake(w, input_shape, geom, transposed, opts, got, rtol, atol)
+        diagnosis = explain(w, input_shape, geom, transposed, opts, got, actual, rtol, atol, layout)
         diagnosis += pattern_diagnosis(expected, got, r, c, out_shape, in_shape, geom, transposed)
     _report(expected, got, in_shape, out_shape, rtol, atol, taps, diagnosis)
 
