@@ -122,6 +122,36 @@ def test_demo_checks_its_folder_first(capsys, tmp_path, no_work, make):
     assert "C of shape" not in err
 
 
+@pytest.mark.parametrize("name", ["demo.png", "figures/demo.svg", "out.html"])
+def test_demo_refuses_a_file_name_for_its_folder(capsys, tmp_path, no_work, name):
+    err = refused(capsys, ["demo", "--out", name], "argument --out:",
+                  "--out must be a folder (created if missing), the files are written in it;")
+    assert f"got '{name}', a file name" in err and not (tmp_path / name).exists()
+
+
+def test_the_kernel_help_says_the_transposed_layout_where_there_is_transposed(capsys):
+    text = {}
+    for cmd in ("animate", "verify", "spy"):
+        code, text[cmd], _ = run(capsys, cmd, "--help")
+        assert code == 0
+    assert "with --transposed torch's ConvTranspose layout (C_in, C_out/groups, *kernel)" in " ".join(
+        text["animate"].split())
+    assert "(C_in, C_out/groups, *kernel)" in " ".join(text["verify"].split())
+    assert "--transposed" not in text["spy"]
+
+
+def test_per_side_padding_and_symmetric_mode_on_the_command_line(capsys):
+    args = cli.build_parser().parse_args(["spy", "--input", "2x5x6", "--kernel", "3x2x3x3",
+                                          "--padding", "0:1x2:0", "--padding-mode", "symmetric"])
+    geom = _cli_args.layer_geometry(args)
+    assert (geom.pad_lo, geom.pad_hi, geom.padding_mode) == ((0, 2), (1, 0), "symmetric")
+    assert _cli_args.layer_flags(args).endswith("--padding 0:1x2:0 --padding-mode symmetric")
+    refused(capsys, ["spy", "--input", "2x5x6", "--kernel", "3x2x3x3", "--padding", "0:1"], "argument --padding:",
+            "--padding must be one size or 2 (one per spatial axis of --input 2x5x6), or 2 LO:HI pairs; got '0:1'.")
+    refused(capsys, ["spy", "--input", "2x5x6", "--kernel", "3x2x3x3", "--padding", "0:1x2"], "argument --padding:",
+            "--padding per side must be LO:HI for every spatial axis, e.g. 0:1x1:0; got '0:1x2'.")
+
+
 # --------------------------------------------------------------------------- numbers
 
 

@@ -29,7 +29,7 @@ def against_arguments(cmd: argparse.ArgumentParser) -> None:
                      help="check your own convolution instead: CALLABLE(x, weight, stride=, padding=, "
                           "dilation=, groups=) as torch.nn.functional.conv2d (MODULE a module name or a "
                           ".py file), on the layer of --input/--kernel/...; exit 1 with a diagnosis on mismatch")
-    layer_arguments(cmd, required=False)
+    layer_arguments(cmd, required=False, transposed=True)
     cmd.add_argument("--transposed", action="store_true",
                      help="with --against: CALLABLE is a transposed convolution (conv_transpose2d)")
     cmd.add_argument("--output-padding", default=0, metavar="A",

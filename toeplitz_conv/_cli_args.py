@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 
-from .geometry import PADDING_MODES, ConvGeometry, conv_geometry, conv_transpose_geometry
+from .geometry import ALL_PADDING_MODES, ConvGeometry, conv_geometry, conv_transpose_geometry
 
 #: The largest size, stride, padding, dilation or group count the command takes: a layer
 #: with an axis this long is far past any memory, and int64 index arithmetic stays exact.
@@ -61,11 +61,18 @@ def _got(text: object) -> str:
 # --------------------------------------------------------------------------- single arguments
 
 
-def parse_sizes(name: str, text: str, *, words: Collection[str] = (),
-                minimum: int = 1) -> tuple[int, ...] | str:
-    """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same')."""
+def parse_sizes(name: str, text: str, *, words: Collection[str] = (), minimum: int = 1,
+                pairs: bool = False) -> tuple[int, ...] | tuple[tuple[int, int], ...] | str:
+    """Command-line sizes: '3x8x8' -> (3, 8, 8), '2' -> (2,); ``words`` pass through ('same');
+    with ``pairs``, per-side sizes 'LO:HIxLO:HI': '0:1x1:0' -> ((0, 1), (1, 0))."""
     if text in words:
         return text
+    if pairs and ":" in str(text):
+        axes = str(text).lower().replace("×", "x").split("x")
+        if any(axis.count(":") != 1 for axis in axes):
+            raise ValueError(f"{name} per side must be LO:HI for every spatial axis, e.g. 0:1x1:0; got {_got(text)}.")
+        sides = parse_sizes(name, "x".join(axis.replace(":", "x") for axis in axes), minimum=minimum)
+        return tuple(zip(sides[::2], sides[1::2]))  # type: ignore[arg-type]
     parts = str(text).lower().replace("×", "x").split("x")
     try:
         sizes = tuple(int(p) for p in parts)
@@ -133,25 +140,29 @@ def arg_type(parse: Callable[..., _T], name: str, **kw: Any) -> Callable[[str], 
 PADDING_WORDS = ("same", "valid", "SAME", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def layer_arguments(cmd: argparse.ArgumentParser, required: bool = True) -> None:
+def layer_arguments(cmd: argparse.ArgumentParser, required: bool = True, transposed: bool = False) -> None:
     """The arguments that describe one layer (random weights): spy, explore, animate and
-    verify --against (where --input and --kernel are required only with --against)."""
+    verify --against (where --input and --kernel are required only with --against);
+    ``transposed``: the command also takes --transposed, whose weight layout --kernel's help says."""
     cmd.add_argument("--input", required=required, metavar="CxHxW", type=arg_type(parse_sizes, "--input"),
                      help="shape of one input sample, e.g. 3x8x8 (1D: 3x16, 3D: 2x4x8x8)")
+    also = ("; with --transposed torch's ConvTranspose layout (C_in, C_out/groups, *kernel), e.g. 3x4x3x3 "
+            "for 3 input channels" if transposed else "")
     cmd.add_argument("--kernel", required=required, metavar="OUTxINxKHxKW", type=arg_type(parse_sizes, "--kernel"),
-                     help="weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3")
+                     help=f"weight shape (C_out, C_in/groups, *kernel), e.g. 4x3x3x3{also}")
     cmd.add_argument("--stride", default=1, metavar="S", type=arg_type(parse_sizes, "--stride"),
                      help="stride, e.g. 2 or 2x1 (default 1)")
     cmd.add_argument("--padding", default=0, metavar="P",
-                     type=arg_type(parse_sizes, "--padding", words=PADDING_WORDS, minimum=0),
-                     help="padding, e.g. 1, 1x0, same or valid (torch's), SAME, SAME_LOWER or VALID "
-                          "(TensorFlow's / ONNX's, any stride) (default 0)")
+                     type=arg_type(parse_sizes, "--padding", words=PADDING_WORDS, minimum=0, pairs=True),
+                     help="padding, e.g. 1, 1x0, per side LO:HI for each axis (0:1x0:1), same or valid "
+                          "(torch's), SAME, SAME_LOWER or VALID (TensorFlow's / ONNX's, any stride) (default 0)")
     cmd.add_argument("--dilation", default=1, metavar="D", type=arg_type(parse_sizes, "--dilation"),
                      help="dilation, e.g. 2 (default 1)")
     cmd.add_argument("--groups", default=1, metavar="G", type=arg_type(parse_count, "--groups"),
                      help="groups (default 1)")
-    cmd.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES,
-                     help="as nn.Conv2d (default zeros)")
+    cmd.add_argument("--padding-mode", default="zeros", choices=ALL_PADDING_MODES,
+                     help="as nn.Conv2d, or symmetric (numpy's, TensorFlow's MirrorPad SYMMETRIC: the edge "
+                          "repeated) (default zeros)")
     cmd.add_argument("--seed", default=0, metavar="N", type=arg_type(parse_seed, "--seed"),
                      help="seed of the random weights, a non-negative integer (default 0)")
 
@@ -225,6 +236,10 @@ def output_folder(flag: str, text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"argument {flag}: {flag} must be a folder (created if missing); got "
                             f"{_got(text)}, an existing file.")
+    if not path.exists() and path.suffix.lower() in image_suffixes() | {".html", ".htm", ".gif", ".txt"}:
+        raise ArgumentError(f"argument {flag}: {flag} must be a folder (created if missing), the files are "
+                            f"written in it; got {_got(text)}, a file name (its suffix {path.suffix!r}): "
+                            f"e.g. {flag} {path.with_suffix('')}.")
     _check_writable(flag, path, text)
     return path
 
@@ -233,6 +248,8 @@ def output_folder(flag: str, text: str) -> Path:
 
 
 def _x(sizes: object) -> str:
+    if isinstance(sizes, tuple) and sizes and isinstance(sizes[0], tuple):  # per-side pairs
+        return "x".join(f"{lo}:{hi}" for lo, hi in sizes)
     return "x".join(map(str, sizes)) if isinstance(sizes, tuple) else str(sizes)
 
 
@@ -250,7 +267,7 @@ def layer_flags(args: argparse.Namespace) -> str:
 
 def one_size(value: int | tuple[int, ...] | str) -> int | tuple[int, ...] | str:
     """``(2,)`` -> ``2`` (so a single size applies to every spatial axis), else unchanged."""
-    return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+    return value[0] if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], int) else value
 
 
 def layer_options(args: argparse.Namespace, transposed: bool = False) -> dict[str, Any]:
@@ -275,8 +292,11 @@ def layer_geometry(args: argparse.Namespace, transposed: bool = False) -> ConvGe
             f"{_x(inp)}.")
     n = len(inp) - 1
     for flag, value in (("--stride", args.stride), ("--padding", args.padding), ("--dilation", args.dilation)):
-        if isinstance(value, tuple) and len(value) not in (1, n):
+        pairs = isinstance(value, tuple) and bool(value) and isinstance(value[0], tuple)
+        if isinstance(value, tuple) and len(value) not in ((n,) if pairs else (1, n)):
             raise ArgumentError(
+                f"argument {flag}: {flag} must be one size or {n} (one per spatial axis of --input "
+                f"{_x(inp)}), or {n} LO:HI pairs; got {_x(value)!r}." if pairs else
                 f"argument {flag}: {flag} must be one size or {n} (one per spatial axis of --input "
                 f"{_x(inp)}); got {_x(value)!r}.")
     if transposed and args.padding in ("same", "valid"):

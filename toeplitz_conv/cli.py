@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the row of C it is; --transposed: the transposed convolution, one column "
                     "at a time.",
         epilog="example: toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o conv.gif")
-    layer_arguments(animate_cmd)
+    layer_arguments(animate_cmd, transposed=True)
     animate_cmd.add_argument("--transposed", action="store_true",
                              help="the transposed convolution (conv_transpose2d) instead")
     dpi_argument(animate_cmd, 70, "frames")
