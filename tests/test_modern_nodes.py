@@ -440,6 +440,42 @@ def test_matrix_products_match_autograd(model, shape):
         net.lipschitz_bound()  # attention, and x @ x^T: no global constant
 
 
+class Einsums(nn.Module):
+    """Attention written with einsum, a constant side, an ellipsis, one operand and a broadcast."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 4))
+        self.qkv = nn.Linear(6, 18)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        a = torch.einsum("bid,bjd->bij", q, k).softmax(-1)
+        y = torch.einsum("bij,bjd->bid", a, v)
+        z = torch.einsum("bnd,de->bne", y, self.w)
+        s = torch.einsum("...nd->...d", x)
+        t = torch.einsum("...nd,...n", x, x[..., 0])  # implicit output: the ellipsis, then 'd'
+        o = torch.einsum("bn,bm->bnm", x[..., 1], x[..., 2])  # an outer product: nothing summed
+        return z.sum(-1) + s[:, :1] + t[:, :5] + o.sum(-1)
+
+
+def test_einsum_matches_autograd():
+    net = check_against_autograd(Einsums(), (5, 6), batch=3, rtol=1e-10)
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    np.testing.assert_allclose(net.to_mlp()(x).detach().numpy(), net.forward(x.numpy()), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda x: torch.einsum("bi,bi,bi->bi", x, x, x), "of 3 operands is not supported; write it as einsums of one or two"),
+    (lambda x: torch.einsum("bii->bi", x.reshape(-1, 3, 3)[:, :, :3]), "a letter repeated in one operand"),
+    (lambda x: torch.einsum("bi,ci->bc", x, x), "the batch axis must be the first letter"),
+    (lambda x: torch.einsum("bi,bi", x, x), "the batch axis must be the first letter"),  # implicit: 'i', b summed
+], ids=["three operands", "diagonal", "batches mixed", "batch summed"])
+def test_einsums_compile_cannot_read_are_refused(fn, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        tc.compile(Op(fn).double(), (9,))
+
+
 class TimmAttention(Attention):
     """timm's own way: the batch axis moved to second place, then q, k, v taken off the front."""
 

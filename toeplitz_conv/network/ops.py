@@ -31,7 +31,7 @@ from .functional import (extreme, functional_conv, functional_conv_transpose, fu
 from .layers import Activation, Fixed, Layer, Reshape
 from .linear_ops import (SampleMixingError, gather_matrices, is_identity, sample_axes,
                          reduce_matrix, separable_matrix)
-from .matmul import matmul
+from .matmul import einsum, matmul
 from .nodes import Combine, Product, Softmax
 
 if TYPE_CHECKING:
@@ -280,6 +280,7 @@ def functions() -> dict[str, tuple[Callable[..., Any], Builder]]:
                                                             "alpha_dropout", "feature_alpha_dropout")},
             "F.interpolate": (F.interpolate, functional_interpolate),
             "@": (operator.matmul, matmul), "torch.matmul": (torch.matmul, matmul), "torch.bmm": (torch.bmm, matmul),
+            "torch.einsum": (torch.einsum, einsum),
             "torch.mean": (torch.mean, reduction(True)), "torch.sum": (torch.sum, reduction(False)),
             "torch.amax": (torch.amax, extreme(True, True)), "torch.amin": (torch.amin, extreme(False, True)),
             "torch.max": (torch.max, extreme(True, False)), "torch.min": (torch.min, extreme(False, False)),
