@@ -65,7 +65,7 @@ def test_legend_names_each_kind_with_its_count():
     A, B = small_pair()
     ax = tc.diff_figure(A, B)
     assert legend_texts(ax) == ["only in expected (A): 3", "only in actual (B): 2", "in both, values differ: 1"]
-    assert ax.get_title().startswith("A - B: 6 of 24 entries mismatch (circled)")
+    assert ax.get_title().startswith("A vs B: 6 of 24 entries mismatch (circled)")
 
 
 def test_each_kind_is_drawn_where_it_is():
@@ -137,7 +137,7 @@ def test_diagnosis_is_in_the_title():
     line = "diagnosis: fn matches the matrix with: kernel flipped (rotated by 180 degrees)"
     ax = tc.diff_figure(A, B, diagnosis=line)
     title = flat(ax.get_title())  # long titles are wrapped
-    assert title.startswith("A - B: 6 of 24 entries mismatch (circled)")
+    assert title.startswith("A vs B: 6 of 24 entries mismatch (circled)")
     assert title.endswith(line) and title.count("diagnosis:") == 1
     ax = tc.diff_figure(A, B, title="case 1", diagnosis="kernel flipped")
     assert ax.get_title() == "case 1\ndiagnosis: kernel flipped"
@@ -164,7 +164,7 @@ def test_diagnosis_from_assert_conv_equal():
 def test_equal_matrices_say_there_is_no_difference():
     A, _ = small_pair()
     ax = tc.diff_figure(A, sp.csr_array(A))
-    assert ax.get_title() == "A - B: no entry mismatches"
+    assert ax.get_title() == "A vs B: no entry mismatches"
     assert legend_texts(ax) == ["only in expected (A): 0", "only in actual (B): 0", "in both, values differ: 0"]
     assert any("no difference" in t.get_text() for t in ax.texts)
     assert not [line for line in ax.lines if line.get_marker() == "o"]

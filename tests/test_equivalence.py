@@ -173,7 +173,7 @@ def test_diff_figure_circles_the_mismatches():
     C, Fl = tc.conv_matrix(w, (1, 5, 5)), tc.conv_matrix(w[..., ::-1, ::-1].copy(), (1, 5, 5))
     ax = tc.diff_figure(C, Fl, (1, 5, 5), (1, 3, 3))
     n_bad = int((abs(C - Fl) > 1e-12).sum())
-    assert ax.get_title().startswith(f"A - B: {n_bad} of 225 entries mismatch")
+    assert ax.get_title().startswith(f"A vs B: {n_bad} of 225 entries mismatch")
     circles = [line for line in ax.lines if line.get_marker() == "o"]
     assert len(circles) == 1 and len(circles[0].get_xdata()) == n_bad
     with pytest.raises(ValueError, match="A and B must have the same shape"):

@@ -254,7 +254,7 @@ def test_diff_figure_of_complex_matrices_circles_the_mismatch():
     B = A.copy()
     B[1, 1] = 2 + 1e-3j
     ax = tc.diff_figure(A, B)
-    assert ax.get_title().startswith("A - B: 1 of 4 entries mismatch")
+    assert ax.get_title().startswith("A vs B: 1 of 4 entries mismatch")
 
 
 @pytest.mark.parametrize("value", [1.5, "1", True])

@@ -105,8 +105,8 @@ def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
         Drawn into; the legend goes to its right. When omitted, a new figure shaped for the
         matrix, with room for the legend.
     title : str, optional
-        Default: how many entries mismatch, ``'A - B: 12 of 24 entries mismatch (circled)'``,
-        or ``'A - B: no entry mismatches'``. Long titles are wrapped to the figure's width.
+        Default: how many entries mismatch, ``'A vs B: 12 of 24 entries mismatch (circled)'``,
+        or ``'A vs B: no entry mismatches'``. Long titles are wrapped to the figure's width.
     diagnosis : str, optional
         Why they differ, shown in the title on its own line(s) after ``title``, e.g. the
         ``diagnosis: ...`` line of the ``AssertionError`` of
@@ -127,7 +127,7 @@ def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
     >>> C, F = tc.conv_matrix(w, (1, 5, 5)), tc.conv_matrix(w[..., ::-1, ::-1], (1, 5, 5))
     >>> ax = tc.diff_figure(C, F, (1, 5, 5), (1, 3, 3), diagnosis="kernel flipped")
     >>> ax.get_title().splitlines()
-    ['A - B: 72 of 225 entries mismatch (circled)', 'diagnosis: kernel flipped']
+    ['A vs B: 72 of 225 entries mismatch (circled)', 'diagnosis: kernel flipped']
     >>> [t.get_text() for t in ax.get_legend().get_texts()]  # the centre taps agree
     ['only in expected (A): 0', 'only in actual (B): 0', 'in both, values differ: 72']
     >>> import matplotlib.pyplot as plt; plt.close("all")
@@ -151,8 +151,8 @@ def diff_figure(A: npt.ArrayLike | sp.sparray | sp.spmatrix,
     rows, cols, kind = _mismatches(A, B, rtol, atol)
     counts = np.bincount(kind, minlength=len(DIFF_KINDS))
     if title is None:
-        title = (f"A - B: {rows.size:,} of {m * n:,} entries mismatch (circled)"
-                 if rows.size else "A - B: no entry mismatches")
+        title = (f"A vs B: {rows.size:,} of {m * n:,} entries mismatch (circled)"
+                 if rows.size else "A vs B: no entry mismatches")
     note = (diagnosis or "").strip()
     if note:
         title += "\n" + (note if note.startswith("diagnosis:") else f"diagnosis: {note}")
