@@ -1,11 +1,16 @@
-"""An interactive explorer of one conv layer: a single self-contained HTML file.
+"""An interactive explorer of conv layers: a single self-contained HTML file.
 
-The file holds the layer's matrix ``C`` (CSR, and its columns as CSC) as JSON and a little
-inline JavaScript; it needs no network. It shows the input grids (one per channel), the output
-grids, and ``C`` drawn on a canvas. Clicking an output pixel lights its receptive field on the
-input (row ``i`` of ``C``: the entries ``C[i, j] != 0``) and that row of ``C``; clicking an input
-pixel lights its projective field on the output (column ``j``: the transposed convolution) and
-that column. Hovering over ``C`` shows the entry's value.
+The file holds each layer's matrix ``C`` (CSR) as JSON and inline JavaScript
+(:mod:`.explorer_page`); it needs no network and no Python. It shows the input grids and the
+output grids (one per channel, with 0-based indices) and ``C`` with ``(c, i, j)`` axes, channel
+separators and a colour legend, full width and zoomable. Clicking an output pixel lights its
+receptive field on the input (row ``i`` of ``C``: the entries ``C[i, j] != 0``) and that row of
+``C``; clicking an input pixel lights its projective field on the output (column ``j``: the
+transposed convolution) and that column; arrow keys move the selection. A convolution's stride,
+padding, dilation and padding mode can be changed in the page: its matrix is recomputed there
+from the weights, exactly as :func:`~toeplitz_conv.conv_matrix` builds it (the tests check this
+in a browser). That keeps the file one matrix large whatever the settings, where precomputing
+every setting would multiply it. A compiled network gets a selector over its layers.
 
 The contract the tests rely on: every input and output cell is an element with
 ``data-role="input"`` or ``"output"`` and ``data-index`` its flat C-order index into
@@ -15,146 +20,107 @@ The contract the tests rely on: every input and output cell is an element with
 
 from __future__ import annotations
 
-import html
-import json
 import os
 from collections.abc import Sequence
 from math import prod
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-from ..conv import conv_matrix
+from ..conv import conv_matrix, csr_size
 from ..geometry import ConvGeometry, check_weight, conv_geometry
+from .explorer_page import page
 from .matrices import check_real
+
+if TYPE_CHECKING:
+    from ..network.base import Layer
+    from ..network.model import Network
 
 #: The explorer is for layers a student can look at: at most this many input or output entries.
 EXPLORER_MAX_ENTRIES = 4096
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 16px; color: #222; }
-h1 { font-size: 18px; margin: 0 0 4px; } p { margin: 4px 0 12px; font-size: 13px; color: #555; }
-.row { display: flex; gap: 28px; align-items: flex-start; flex-wrap: wrap; }
-.panel h2 { font-size: 14px; margin: 0 0 6px; }
-.grids { display: flex; gap: 10px; flex-wrap: wrap; }
-.grid { display: grid; gap: 1px; background: #bbb; border: 1px solid #bbb; }
-.grid .cap { grid-column: 1 / -1; background: #fff; font-size: 11px; color: #666; padding: 1px 3px; }
-.cell { width: 22px; height: 22px; background: #fff; font-size: 9px; color: #888; display: flex;
-        align-items: center; justify-content: center; cursor: pointer; user-select: none; }
-.cell:hover { outline: 2px solid #999; }
-.cell.lit { background: #f4a259; color: #000; }
-.cell.sel { background: #c0392b; color: #fff; }
-canvas { border: 1px solid #bbb; image-rendering: pixelated; cursor: crosshair; }
-#hover { font-size: 12px; color: #333; min-height: 16px; margin-top: 4px; }
-</style></head><body>
-<h1>__TITLE__</h1>
-<p>Click an output pixel: its receptive field lights on the input (its row of C). Click an input
-pixel: its projective field lights on the output (its column of C: the transposed convolution).
-Hover over C for its entries. C is __M__ x __N__ with __NNZ__ nonzeros; samples are flattened in
-C order (channel, then rows, then columns).</p>
-<div class="row">
-<div class="panel"><h2>input x, shape __IN__</h2><div class="grids" id="input"></div></div>
-<div class="panel"><h2>output y = C x, shape __OUT__</h2><div class="grids" id="output"></div></div>
-</div>
-<div class="panel" style="margin-top:16px"><h2>C (rows: output index, columns: input index)</h2>
-<canvas id="C"></canvas><div id="hover"></div></div>
-<script>
-const D = __DATA__;
-function grids(id, shape, role) {
-  const root = document.getElementById(id);
-  const ch = shape[0], sp = shape.slice(1);
-  const w = sp.length ? sp[sp.length - 1] : 1;
-  const per = sp.reduce((a, b) => a * b, 1);
-  const planes = per / w;
-  for (let c = 0; c < ch; c++) {
-    const g = document.createElement("div");
-    g.className = "grid";
-    g.style.gridTemplateColumns = "repeat(" + w + ", 22px)";
-    const cap = document.createElement("div");
-    cap.className = "cap"; cap.textContent = "channel " + c;
-    g.appendChild(cap);
-    for (let k = 0; k < per; k++) {
-      const e = document.createElement("div");
-      const idx = c * per + k;
-      e.className = "cell"; e.dataset.role = role; e.dataset.index = idx; e.textContent = idx;
-      e.addEventListener("click", () => pick(role, idx));
-      g.appendChild(e);
-    }
-    root.appendChild(g);
-  }
-}
-const cv = document.getElementById("C"), ctx = cv.getContext("2d");
-const scale = Math.max(1, Math.min(12, Math.floor(900 / Math.max(D.n, D.m))));
-cv.width = D.n * scale; cv.height = D.m * scale;
-let vmax = 0; for (const v of D.data) vmax = Math.max(vmax, Math.abs(v));
-function colour(v) {
-  const t = vmax ? Math.min(1, Math.abs(v) / vmax) : 0;
-  const a = Math.round(255 - 200 * t);
-  return v >= 0 ? "rgb(255," + a + "," + a + ")" : "rgb(" + a + "," + a + ",255)";
-}
-function draw(row, col) {
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, cv.width, cv.height);
-  if (row !== null) { ctx.fillStyle = "#fde3c8"; ctx.fillRect(0, row * scale, cv.width, scale); }
-  if (col !== null) { ctx.fillStyle = "#fde3c8"; ctx.fillRect(col * scale, 0, scale, cv.height); }
-  for (let i = 0; i < D.m; i++)
-    for (let k = D.indptr[i]; k < D.indptr[i + 1]; k++) {
-      ctx.fillStyle = colour(D.data[k]); ctx.fillRect(D.indices[k] * scale, i * scale, scale, scale);
-    }
-}
-function clear() {
-  for (const e of document.querySelectorAll(".cell.lit, .cell.sel")) e.classList.remove("lit", "sel");
-}
-function cell(role, idx) {
-  return document.querySelector('.cell[data-role="' + role + '"][data-index="' + idx + '"]');
-}
-function pick(role, idx) {
-  clear();
-  cell(role, idx).classList.add("sel");
-  if (role === "output") {
-    for (let k = D.indptr[idx]; k < D.indptr[idx + 1]; k++) cell("input", D.indices[k]).classList.add("lit");
-    draw(idx, null);
-  } else {
-    for (let k = D.colptr[idx]; k < D.colptr[idx + 1]; k++) cell("output", D.rowidx[k]).classList.add("lit");
-    draw(null, idx);
-  }
-}
-cv.addEventListener("mousemove", (ev) => {
-  const r = cv.getBoundingClientRect();
-  const j = Math.floor((ev.clientX - r.left) / scale), i = Math.floor((ev.clientY - r.top) / scale);
-  let v = 0;
-  if (i >= 0 && i < D.m)
-    for (let k = D.indptr[i]; k < D.indptr[i + 1]; k++) if (D.indices[k] === j) v = D.data[k];
-  document.getElementById("hover").textContent = "C[" + i + ", " + j + "] = " + Number(v.toPrecision(6));
-});
-grids("input", D.in_shape, "input");
-grids("output", D.out_shape, "output");
-draw(null, null);
-</script></body></html>
-"""
+#: The most nonzeros of one layer's matrix (about 25 bytes each in the file: 6 MB).
+EXPLORER_MAX_NONZEROS = 250_000
+#: The most nonzeros of all the layers one file holds (a network's): about 25 MB.
+EXPLORER_MAX_FILE_NONZEROS = 1_000_000
 
 
-def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | Sequence[int] = 1,
-            padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
-            groups: int = 1, padding_mode: str = "zeros",
-            path: str | os.PathLike[str] = "layer.html", title: str | None = None) -> Path:
-    """Write an interactive explorer of one conv layer: ONE self-contained HTML file.
+def _x(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
 
-    Open it in any browser (no network needed): the input grids, the output grids and the
-    matrix ``C``. Click an output pixel to light its receptive field (its row of ``C``), an
-    input pixel to light its projective field (its column: the transposed convolution);
-    hover over ``C`` for its values.
+
+def _layer_entry(name: str, title: str, C: Any, in_shape: Sequence[int], out_shape: Sequence[int],
+                 conv: ConvGeometry | None = None, weight: np.ndarray | None = None) -> dict[str, Any]:
+    """One layer of the page: its matrix as CSR lists (float64, duplicates summed, zeros
+    dropped: a zero weight connects nothing) and, for a convolution, what the page needs to
+    recompute it."""
+    C = sp.csr_array(C, dtype=np.float64)
+    C.sum_duplicates()  # also sorts each row's columns, as the page's own matrices are
+    C.eliminate_zeros()
+    m, n = C.shape
+    entry: dict[str, Any] = {
+        "name": name, "title": title, "m": m, "n": n, "in_shape": list(in_shape), "out_shape": list(out_shape),
+        "indptr": C.indptr.tolist(), "indices": C.indices.tolist(), "data": C.data.tolist(),
+        "refused": None, "conv": None}
+    if conv is not None and weight is not None:
+        entry["conv"] = {"weight": np.asarray(weight, dtype=np.float64).ravel().tolist(),
+                         "wshape": list(conv.weight_shape), "kernel": list(conv.kernel),
+                         "in_shape": list(conv.in_shape), "groups": conv.groups, "stride": list(conv.stride),
+                         "pad_lo": list(conv.pad_lo), "pad_hi": list(conv.pad_hi),
+                         "dilation": list(conv.dilation), "mode": conv.padding_mode}
+    return entry
+
+
+def _refused(name: str, in_shape: Sequence[int], out_shape: Sequence[int], why: str) -> dict[str, Any]:
+    return {"name": name, "title": f"{name}: {_x(in_shape)} -> {_x(out_shape)}", "refused": why, "conv": None,
+            "in_shape": list(in_shape), "out_shape": list(out_shape)}
+
+
+def _too_large(m: int, n: int, nnz: int) -> str | None:
+    """Why a matrix of ``m`` x ``n`` with ``nnz`` nonzeros is not drawn, or None."""
+    if max(m, n) > EXPLORER_MAX_ENTRIES:
+        return (f"too large: {n:,} inputs and {m:,} outputs (at most {EXPLORER_MAX_ENTRIES:,} each, "
+                f"to stay readable)")
+    if nnz > EXPLORER_MAX_NONZEROS:
+        return f"too large: {nnz:,} nonzeros (at most {EXPLORER_MAX_NONZEROS:,} per layer)"
+    return None
+
+
+def explore(weight: npt.ArrayLike | Network, input_shape: Sequence[int] | None = None, *,
+            stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+            dilation: int | Sequence[int] = 1, groups: int = 1, padding_mode: str = "zeros",
+            layer: int | str | None = None, path: str | os.PathLike[str] = "layer.html",
+            title: str | None = None) -> Path:
+    """Write an interactive explorer of a conv layer, or of every layer of a network: ONE
+    self-contained HTML file that works offline.
+
+    Open it in any browser: the input grids, the output grids and the matrix ``C``, full
+    width. Click an output pixel to light its receptive field (its row of ``C``), an input
+    pixel to light its projective field (its column: the transposed convolution); arrow keys
+    move the selection (PageUp/PageDown: the channel); hover over ``C`` for its values. The
+    controls change a convolution's stride, padding, dilation and padding mode (the page
+    recomputes ``C`` from the weights as :func:`~toeplitz_conv.conv_matrix` does), show one
+    channel, zoom (also ``+``/``-``, Ctrl+wheel) and, for a network, pick the layer.
 
     Parameters
     ----------
-    weight : (C_out, C_in/groups, *kernel) array_like or torch.Tensor
-        Real (for a complex weight pass ``w.real``, ``w.imag`` or ``abs(w)``).
+    weight : (C_out, C_in/groups, *kernel) array_like, torch.Tensor, or Network
+        A conv layer's real weights (for a complex weight pass ``w.real``, ``w.imag`` or
+        ``abs(w)``), or a network from :func:`toeplitz_conv.compile`: then every node with a
+        matrix (convolution, transposed convolution, pooling, linear, batch norm, padding, ...;
+        max pooling once a forward has run) gets an entry in the layer selector, and nodes
+        too large to draw are listed, disabled, with their size.
     input_shape : (C_in, *spatial) tuple of int
-        At most :data:`EXPLORER_MAX_ENTRIES` (4096) entries, and as many outputs.
+        The input of one sample; required with weights, not given with a network (its nodes
+        have their shapes).
     stride, padding, dilation, groups, padding_mode
-        As in :func:`toeplitz_conv.conv_matrix`.
+        As in :func:`toeplitz_conv.conv_matrix` (the layer's, with weights; a network's
+        nodes have their own).
+    layer : int or str, optional
+        For a network: the node shown first, by name or by index into ``network.layers``
+        (default: the first one drawn).
     path : str or Path, default 'layer.html'
     title : str, optional
         Default: the layer, e.g. ``Conv2d(1, 1, 3, stride=2, padding=1) on 1x5x5``.
@@ -164,21 +130,62 @@ def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
     Path
         The file written.
 
+    Raises
+    ------
+    ValueError
+        A layer with more than :data:`EXPLORER_MAX_ENTRIES` (4096) inputs or outputs, or more
+        than :data:`EXPLORER_MAX_NONZEROS` (250,000) nonzeros; a network none of whose layers
+        fits (the file holds at most :data:`EXPLORER_MAX_FILE_NONZEROS`, 1,000,000, in all).
+
     Examples
     --------
     >>> import numpy as np, tempfile, os
     >>> out = explore(np.ones((1, 1, 3, 3)), (1, 5, 5), stride=2, padding=1,
     ...               path=os.path.join(tempfile.mkdtemp(), "layer.html"))
     >>> text = out.read_text()
-    >>> 'data-role' in text and '<script src' not in text   # self-contained
+    >>> '"out_shape": [1, 3, 3]' in text and '<script src' not in text   # self-contained
     True
     """
-    w = check_weight(weight)
-    check_real(w, "weight")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None; got {type(title).__name__}.")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}.")
+    from ..network.model import Network  # no torch behind it
+
+    if isinstance(weight, Network):
+        given = {k: v for k, v, default in (("stride", stride, 1), ("padding", padding, 0),
+                                             ("dilation", dilation, 1), ("groups", groups, 1),
+                                             ("padding_mode", padding_mode, "zeros")) if v != default}
+        if input_shape is not None or given:
+            got = ", ".join(f"{k}={v!r}" for k, v in ({"input_shape": input_shape} | given).items()
+                            if v is not None)
+            raise TypeError(f"input_shape, stride, padding, dilation, groups and padding_mode describe one "
+                            f"layer; a Network's nodes have their own: leave them out; got {got}.")
+        layers, first = _network_layers(weight, layer)
+        if title is None:
+            shown = sum(entry["refused"] is None for entry in layers)
+            title = (f"Network {_x(weight.input_shape)} -> {_x(weight.output_shape)}: "
+                     f"{shown} of {len(layers)} layers with a matrix shown")
+    else:
+        if layer is not None:
+            raise TypeError(f"layer picks a node of a Network; with weights leave it out; got layer={layer!r}.")
+        if input_shape is None:
+            raise TypeError("input_shape is required with weights: the (C_in, *spatial) shape of one sample; "
+                            "got None.")
+        entry = _conv_layer(weight, input_shape, stride, padding, dilation, groups, padding_mode)
+        layers, first = [entry], 0
+        title = entry["title"] if title is None else title
+    out = Path(path)
+    out.write_text(page(title, {"limit": EXPLORER_MAX_ENTRIES, "first": first, "layers": layers}),
+                   encoding="utf-8")
+    return out
+
+
+def _conv_layer(weight: npt.ArrayLike, input_shape: Sequence[int], stride: int | Sequence[int],
+                padding: int | Sequence[int] | str, dilation: int | Sequence[int], groups: int,
+                padding_mode: str) -> dict[str, Any]:
+    w = check_weight(weight)
+    check_real(w, "weight")
     geom = conv_geometry(w.shape, input_shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, padding_mode=padding_mode)
     m, n = geom.shape
@@ -186,24 +193,83 @@ def explore(weight: npt.ArrayLike, input_shape: Sequence[int], *, stride: int | 
         raise ValueError(f"explore is for small layers (at most {EXPLORER_MAX_ENTRIES:,} input and output "
                          f"entries, to stay readable); got {n:,} inputs and {m:,} outputs "
                          f"(input_shape={geom.in_shape}, output {geom.out_shape}).")
-    C = conv_matrix(w.astype(np.float64), geom.in_shape, stride=stride,
-                    padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
-    C.sum_duplicates()
-    C.eliminate_zeros()  # a zero weight connects nothing: C[i, j] != 0 is what lights
-    T = C.tocsc()
-    data = {"m": m, "n": n, "in_shape": list(geom.in_shape), "out_shape": list(geom.out_shape),
-            "indptr": C.indptr.tolist(), "indices": C.indices.tolist(), "data": C.data.tolist(),
-            "colptr": T.indptr.tolist(), "rowidx": T.indices.tolist()}
-    if title is None:
-        title = _layer_title(geom, stride, padding, dilation, groups, padding_mode)
-    page = (_PAGE.replace("__TITLE__", html.escape(title))
-            .replace("__M__", f"{m:,}").replace("__N__", f"{n:,}").replace("__NNZ__", f"{C.nnz:,}")
-            .replace("__IN__", "x".join(map(str, geom.in_shape)))
-            .replace("__OUT__", "x".join(map(str, geom.out_shape)))
-            .replace("__DATA__", json.dumps(data)))
-    out = Path(path)
-    out.write_text(page, encoding="utf-8")
-    return out
+    nnz = csr_size(geom, 8)[0]
+    if nnz > EXPLORER_MAX_NONZEROS:
+        raise ValueError(f"explore is for small layers (at most {EXPLORER_MAX_NONZEROS:,} nonzeros in C, to keep "
+                         f"the file small); got {nnz:,} nonzeros (input_shape={geom.in_shape}, weight "
+                         f"{geom.weight_shape}).")
+    w64 = w.astype(np.float64)
+    C = conv_matrix(w64, geom.in_shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    padding_mode=padding_mode)
+    title = _layer_title(geom, stride, padding, dilation, groups, padding_mode)
+    return _layer_entry(title, title, C, geom.in_shape, geom.out_shape, geom, w64)
+
+
+def _network_layers(net: Network, layer: int | str | None) -> tuple[list[dict[str, Any]], int]:
+    """The page's layers of a network (refused ones with the reason) and the one shown first."""
+    from ..network.affine import Affine
+    from ..network.layers import MaxPool, Reshape
+
+    entries: list[dict[str, Any]] = []
+    index: dict[int, int] = {}  # net.layers position -> entry
+    total = 0
+    for k, node in enumerate(net.layers):
+        if isinstance(node, Reshape) or not isinstance(node, (Affine, MaxPool)):
+            continue  # the identity, nonlinearities, combinations: no matrix to see
+        name = node.name or node.node or f"layer {k}"
+        m, n = prod(node.out_shape), prod(node.in_shape)
+        if isinstance(node, Affine):
+            nnz = node.matrix_size()[0]  # from the geometry: builds nothing
+        else:
+            nnz = m  # one 1 per output
+        why = _too_large(m, n, nnz)
+        if why is None and total + nnz > EXPLORER_MAX_FILE_NONZEROS:
+            why = (f"left out: the file already holds {total:,} nonzeros and this layer's {nnz:,} would pass "
+                   f"{EXPLORER_MAX_FILE_NONZEROS:,}")
+        if why is None and isinstance(node, MaxPool) and node.matrix is None:
+            why = "max pooling: its matrix is the argmax of an input; run net.forward(x) first to see x[0]'s"
+        index[k] = len(entries)
+        if why is not None:
+            entries.append(_refused(name, node.in_shape, node.out_shape, f"{node.kind} {why}"))
+            continue
+        entries.append(_node_entry(name, node))
+        total += len(entries[-1]["indices"])
+    shown = [i for i, e in enumerate(entries) if e["refused"] is None]
+    if not shown:
+        sizes = "; ".join(f"{e['name']}: {e['refused']}" for e in entries) or "no node has a matrix"
+        raise ValueError(f"explore found no layer of the network it can show ({sizes}).")
+    if layer is None:
+        return entries, shown[0]
+    where = net.position(layer, "layer") - 1 if isinstance(layer, str) else layer
+    if isinstance(where, bool) or not isinstance(where, (int, np.integer)):
+        raise TypeError(f"layer must be a node name or an index into network.layers; got {type(layer).__name__}.")
+    where = int(where) + (len(net.layers) if where < 0 else 0)
+    if where not in index or entries[index[where]]["refused"] is not None:
+        drawn = ", ".join(repr(e["name"]) for e in entries if e["refused"] is None)
+        why = (entries[index[where]]["refused"] if where in index
+               else "it has no matrix to draw" if 0 <= where < len(net.layers) else "out of range")
+        raise ValueError(f"layer must be a node the explorer shows ({drawn}); got layer={layer!r}: {why}.")
+    return entries, index[where]
+
+
+def _node_entry(name: str, node: Layer) -> dict[str, Any]:
+    """A network node's page entry; a matrix built for it is released after (as before)."""
+    from ..network.affine import Affine, Conv
+
+    kept = isinstance(node, Affine) and node.built
+    matrix = node.matrix
+    try:
+        shapes = f"{_x(node.in_shape)} -> {_x(node.out_shape)}"
+        if isinstance(matrix, tuple):  # max pooling: the selection of the last forward's samples
+            return _layer_entry(name, f"{name}: {node.kind} {shapes} (argmax of the last forward's first sample)",
+                                matrix[0], node.in_shape, node.out_shape)
+        if isinstance(node, Conv) and not node.transposed:
+            return _layer_entry(name, f"{name}: {node.geometry.describe()} on {shapes}", matrix, node.in_shape,
+                                node.out_shape, node.geometry, node.weight)
+        return _layer_entry(name, f"{name}: {node.kind} {shapes}", matrix, node.in_shape, node.out_shape)
+    finally:
+        if isinstance(node, Affine) and not kept:
+            node.release()
 
 
 def _layer_title(geom: ConvGeometry, stride: int | Sequence[int],
@@ -218,4 +284,4 @@ def _layer_title(geom: ConvGeometry, stride: int | Sequence[int],
             parts.append(f"{name}={value!r}")
     if padding_mode != "zeros":
         parts.append(f"padding_mode={padding_mode!r}")
-    return ", ".join(parts) + f") on {'x'.join(map(str, geom.in_shape))} ({prod(geom.out_shape)} outputs)"
+    return ", ".join(parts) + f") on {_x(geom.in_shape)} ({prod(geom.out_shape)} outputs)"
