@@ -228,6 +228,42 @@ def test_parametrised_weights_are_read_as_their_value():
         net.jacobian(x, method="reverse")
 
 
+def test_parametrised_weights_gradients_reach_their_own_tensors():
+    """weight_norm's g and v, spectral_norm's original and a custom parametrisation: torch's
+    autograd through the model's own parameters."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    class Symmetric(nn.Module):
+        def forward(self, w):
+            return w + w.transpose(-1, -2)
+
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    parametrize.register_parametrization(conv, "weight", Symmetric())
+    model = nn.Sequential(weight_norm(nn.Conv2d(2, 3, 3)), nn.Tanh(), spectral_norm(nn.Conv2d(3, 2, 1)), conv)
+    model = model.double().eval()
+    net = tc.compile(model, (2, 7, 7))
+    x = torch.randn(3, 2, 7, 7, dtype=torch.float64)
+    y = model(x)
+    d = torch.randn(y.shape, dtype=torch.float64)
+    (y * d).sum().backward()
+    net.forward(x.numpy())
+    grads, _ = net.backward(d.numpy())
+    got = net.original_gradients(grads)
+    names = [n for n, _ in model.named_parameters() if ".parametrizations." in n]
+    assert sorted(got) == sorted(names) and len(names) == 4, (sorted(got), names)
+    for name, p in model.named_parameters():
+        if name in got:
+            np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    assert tc.compile(nn.Conv2d(1, 1, 3).double(), (1, 4, 4)).original_gradients({}) == {}
+    net.update({"3.weight": net.params["3.weight"] * 2})
+    with pytest.raises(ValueError, match=r"the network's '3.weight' is no longer the value its parametrisation makes"):
+        net.original_gradients(grads)
+    model.train()
+    with pytest.raises(ValueError, match=r"the parametrisation of '0.weight' is in training mode; call model.eval"):
+        net.original_gradients(grads)
+
+
 def test_update_reads_every_batch_norm_buffer_again():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.BatchNorm2d(2, affine=False)).double().eval()
     net = tc.compile(model, (1, 6, 6))

@@ -34,7 +34,7 @@ from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
 from .ops import functions, gather, methods, returns_parts
-from .reads import named_parameters, reading_parameters
+from .reads import named_parameters, parametrisations, reading_parameters
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -429,6 +429,7 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     gm = None if entry_of(module) is not None else trace(module, example_batch(shape, dtype))
     layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)
     net = Network(layers, params, shape, dtype, output=output, graph=gm)
+    net.parametrisations = parametrisations(module)
     if gm is not None and traced is not None:
         faithful.check_output(module, traced.x, traced.output)
         net.traced_batch_only = faithful.batch_dependence(gm, module, traced.x, traced.values)

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._args import as_array, is_int
-from . import export, faithful, footprint
+from . import export, faithful, footprint, reads
 from . import params as setting
 from .analysis import bounds, chain, lipschitz
 from .analysis import jacobian as analysis_jacobian
@@ -85,6 +85,8 @@ class Network:
         #: The node (and source line) where the traced code computes a shape or value from the
         #: batch size; the network is then exact only at the traced batch and refuses others.
         self.traced_batch_only: str | None = None
+        #: Parametrised weights (value name -> module, local name): see :meth:`original_gradients`.
+        self.parametrisations: dict[str, tuple[torch.nn.Module, str]] = {}
 
     def check_batch(self, n: int) -> None:
         """Refuse a batch of ``n`` samples the network cannot compute: none, or another size
@@ -285,6 +287,14 @@ class Network:
             The learning rate (finite).
         """
         setting.sgd_step(self, grads, lr)
+
+    def original_gradients(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradients of parametrised weights' own tensors (``weight_norm``'s
+        ``'conv.parametrizations.weight.original0'``/``original1``, ``spectral_norm``'s
+        ``original``), keyed as the model's ``named_parameters()``, from :meth:`backward`'s
+        ``grads`` (whose ``'conv.weight'`` is the gradient of the value): torch's autograd of
+        each parametrisation. Empty for a model without parametrisations."""
+        return reads.original_gradients(self.parametrisations, self.params, dict(grads))
 
     # ------------------------------------------------------------------ linear maps
     def linear_map(self, start: int | str = 0,

@@ -169,3 +169,43 @@ def _dtype(call: Call) -> torch.dtype:
     import torch
 
     return torch.float64 if np.dtype(call.dtype) == np.float64 else torch.float32
+
+
+def parametrisations(module: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """Each parametrised tensor's value name (``'1.weight'``, as :func:`named_parameters`
+    gives it) -> (its module, the tensor's local name)."""
+    from torch.nn.utils import parametrize
+
+    return {f"{prefix}.{local}" if prefix else local: (m, local) for prefix, m in module.named_modules()
+            if parametrize.is_parametrized(m) for local in m.parametrizations}
+
+
+def original_gradients(found: dict[str, tuple[nn.Module, str]], params: dict[str, np.ndarray],
+                       grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The gradients of the parametrisations' own tensors (``weight_norm``'s ``original0``
+    and ``original1``, ``spectral_norm``'s ``original``), keyed as the model's
+    ``named_parameters()``: torch's autograd of each parametrisation, given the gradient of the
+    value it makes. Refused where the network's value is no longer the one the module's
+    tensors make (after :meth:`~.Network.update`) or a parametrisation is in training mode
+    (``spectral_norm`` would run its power iteration)."""
+    import torch
+
+    out: dict[str, np.ndarray] = {}
+    for name, (m, local) in found.items():
+        plist: Any = getattr(m, "parametrizations")[local]  # a ParametrizationList
+        if any(p.training for p in plist.modules()):
+            raise ValueError(f"the parametrisation of {name!r} is in training mode; call model.eval() (spectral_norm "
+                             f"runs a power-iteration step, changing its buffers, each time it is evaluated).")
+        originals = list(plist.named_parameters(recurse=False))
+        with torch.enable_grad():
+            value = plist()
+        if value.shape != params[name].shape or not np.array_equal(value.detach().numpy().astype(params[name].dtype),
+                                                                     params[name]):
+            raise ValueError(f"the network's {name!r} is no longer the value its parametrisation makes (changed by "
+                             f"update()); set the parametrisation's own tensors and compile again.")
+        g = torch.autograd.grad(value, [p for _, p in originals], torch.as_tensor(grads[name], dtype=value.dtype),
+                                allow_unused=True)
+        prefix = name[: -len(local)] + f"parametrizations.{local}."
+        for (n, p), gi in zip(originals, g):
+            out[prefix + n] = np.zeros(tuple(p.shape)) if gi is None else gi.detach().numpy()
+    return out
