@@ -42,14 +42,15 @@ select, button { font: inherit; padding: 1px 6px; }
 .panel { flex: 1 1 0; min-width: 0; overflow: auto; max-height: 80vh; border: 1px solid #ddd;
   border-radius: 6px; padding: 6px 8px; }
 .grids { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
-.grid { display: grid; grid-auto-rows: var(--cell); border: 3px solid #333; background: #fff; }
+.grid { display: grid; grid-auto-rows: var(--cell); border: 3px solid #333; background: #fff;
+  content-visibility: auto; }  /* a channel out of view is not laid out */
 .grid .cap { grid-column: 1 / -1; font-weight: 600; padding: 0 6px; display: flex; align-items: center;
   background: #eee; font-size: max(14px, calc(var(--cell) * .3)); }
 .ax { font-size: max(11px, calc(var(--cell) * .38)); color: #555; display: flex; align-items: center;
   justify-content: center; padding: 0 4px; }
 .cell { width: var(--cell); height: var(--cell); border: 1px solid #d5d5d5; background: #fff;
-  font-size: calc(var(--cell) * .36); color: #777; display: flex; align-items: center;
-  justify-content: center; cursor: pointer; user-select: none; overflow: hidden; }
+  font-size: calc(var(--cell) * .36); line-height: calc(var(--cell) - 2px); text-align: center; color: #777;
+  cursor: pointer; user-select: none; overflow: hidden; white-space: nowrap; }
 .cell.dtop { border-top: 3px solid #777; }
 .cell:hover { outline: 2px solid #555; outline-offset: -2px; }
 .cell.lit { box-shadow: inset 0 0 0 3px #ff8c00; color: #000; font-weight: 700; }
@@ -120,11 +121,14 @@ function unravel(k, shape) {
   for (let a = shape.length - 1; a >= 0; a--) { out.unshift(k % shape[a]); k = Math.floor(k / shape[a]); }
   return out;
 }
-function colour(v) {
-  const t = S.vmax ? Math.max(-1, Math.min(1, v / S.vmax)) : 0;
-  const u = (t + 1) * 5, k = Math.min(9, Math.floor(u)), f = u - k, a = RDBU[k], b = RDBU[k + 1];
-  return "rgb(" + [0, 1, 2].map((q) => Math.round(a[q] + (b[q] - a[q]) * f)).join(",") + ")";
+const LUT = [], LUT_CSS = [];  // 257 shades of RdBu_r over [-vmax, vmax]: a colour is one lookup
+for (let n = 0; n <= 256; n++) {
+  const u = n / 25.6, k = Math.min(9, Math.floor(u)), f = u - k, a = RDBU[k], b = RDBU[k + 1];
+  LUT.push([0, 1, 2].map((q) => Math.round(a[q] + (b[q] - a[q]) * f)));
+  LUT_CSS.push("rgb(" + LUT[n].join(",") + ")");
 }
+const shade = (v) => S.vmax ? Math.round((Math.max(-1, Math.min(1, v / S.vmax)) + 1) * 128) : 128;
+const colour = (v) => LUT_CSS[shade(v)];
 // How a sample shape is laid out: one grid per channel, rows x cols (a vector wraps).
 function info(shape) {
   const F = prod(shape);
@@ -224,7 +228,7 @@ function cellPx() {
   const w = Math.min(...["input", "output"].map((r) => $(r).parentElement.clientWidth - 24));
   const cols = Math.max(S.inI.cols, S.outI.cols);
   const fit = Math.max(28, Math.min(56, Math.floor(w / (cols + 1.6))));
-  return Math.max(8, Math.round(fit * S.zoom));
+  return Math.max(12, Math.min(96, Math.round(fit * S.zoom)));  // the zoom is for C: the grids stay readable
 }
 function grids(role) {
   const I = role === "input" ? S.inI : S.outI, only = role === "input" ? S.cin : S.cout, root = $(role);
@@ -234,6 +238,7 @@ function grids(role) {
     if (only >= 0 && c !== only) continue;
     const g = div("grid", "");
     g.style.gridTemplateColumns = "auto repeat(" + I.cols + ", var(--cell))";
+    g.style.containIntrinsicSize = "auto calc(var(--cell) * " + (I.cols + 2) + ") auto calc(var(--cell) * " + (I.rows + 2) + ")";
     g.appendChild(div("cap", I.vec ? "features (k)" : "channel c = " + c));
     g.appendChild(div("ax", I.slice ? (role === "input" ? "x" : "y") : ""));
     for (let q = 0; q < I.cols; q++) g.appendChild(div("ax", String(q)));

@@ -46,13 +46,39 @@ function draw() {
   ctx.fillStyle = "rgba(255, 140, 0, 0.28)";
   if (sel && sel.role === "output") ctx.fillRect(X(v.c0), Y(sel.idx), (v.c1 - v.c0) * s, band);
   if (sel && sel.role === "input") ctx.fillRect(X(sel.idx), Y(v.r0), band, (v.r1 - v.r0) * s);
-  const gap = s >= 6 ? 1 : 0, w = Math.max(s - gap, 1);
-  for (let i = i0; i < i1; i++)
-    for (let k = M.indptr[i]; k < M.indptr[i + 1]; k++) {
-      const j = M.indices[k];
-      if (j < j0 || j >= j1) continue;
-      ctx.fillStyle = colour(M.data[k]); ctx.fillRect(X(j), Y(i), w, w);
+  if (s < 3) {  // many entries per pixel: write the pixels, one image
+    const dpr = window.devicePixelRatio || 1, x0 = Math.round(ML * dpr), y0 = Math.round(MT * dpr);
+    const img = ctx.getImageData(x0, y0, cv.width - x0, cv.height - y0), P = img.data, pw = img.width, ph = img.height;
+    const size = Math.max(1, Math.round(s * dpr));
+    for (let i = i0; i < i1; i++) {
+      const py = Math.floor((Y(i) - MT) * dpr);
+      for (let k = M.indptr[i]; k < M.indptr[i + 1]; k++) {
+        const j = M.indices[k];
+        if (j < j0 || j >= j1) continue;
+        const px = Math.floor((X(j) - ML) * dpr), rgb = LUT[shade(M.data[k])];
+        for (let y = Math.max(0, py); y < Math.min(ph, py + size); y++)
+          for (let x = Math.max(0, px); x < Math.min(pw, px + size); x++) {
+            const o = 4 * (y * pw + x);
+            P[o] = rgb[0]; P[o + 1] = rgb[1]; P[o + 2] = rgb[2]; P[o + 3] = 255;
+          }
+      }
     }
+    ctx.putImageData(img, x0, y0);
+  } else {  // one fillStyle per shade
+    const gap = s >= 6 ? 1 : 0, w = s - gap, byShade = new Map();
+    for (let i = i0; i < i1; i++)
+      for (let k = M.indptr[i]; k < M.indptr[i + 1]; k++) {
+        const j = M.indices[k];
+        if (j < j0 || j >= j1) continue;
+        const c = shade(M.data[k]);
+        if (!byShade.has(c)) byShade.set(c, []);
+        byShade.get(c).push(X(j), Y(i));
+      }
+    for (const [c, xy] of byShade) {
+      ctx.fillStyle = LUT_CSS[c];
+      for (let q = 0; q < xy.length; q += 2) ctx.fillRect(xy[q], xy[q + 1], w, w);
+    }
+  }
   ctx.strokeStyle = "#222"; ctx.lineWidth = 2; ctx.beginPath();  // channel separators
   for (let c = 1; c < S.outI.C; c++) { const i = c * S.outI.per; if (i > v.r0 && i < v.r1) { ctx.moveTo(X(v.c0), Y(i)); ctx.lineTo(X(v.c1), Y(i)); } }
   for (let c = 1; c < S.inI.C; c++) { const j = c * S.inI.per; if (j > v.c0 && j < v.c1) { ctx.moveTo(X(j), Y(v.r0)); ctx.lineTo(X(j), Y(v.r1)); } }
@@ -84,16 +110,15 @@ function draw() {
   ctx.fillStyle = "#333"; ctx.font = FONT; ctx.textAlign = "left";
   ctx.fillText("rows: y", 6, MT - 40); ctx.fillText("columns: x", 6, MT - 18);
 }
-function revealC() {
-  const v = view(), s = S.s, sel = S.sel;
+function revealC() {  // scroll C to the selected row (and its first entry) or column (and its first)
+  const v = view(), s = S.s, sel = S.sel, M = S.M;
   if (!sel) return;
-  if (sel.role === "output") {
-    const y = (sel.idx - v.r0) * s, room = S.ch - S.MT;
-    if (y < wrap.scrollTop || y + s > wrap.scrollTop + room) wrap.scrollTop = y - room / 2;
-  } else {
-    const x = (sel.idx - v.c0) * s, room = S.cw - S.ML;
-    if (x < wrap.scrollLeft || x + s > wrap.scrollLeft + room) wrap.scrollLeft = x - room / 2;
-  }
+  const show = (pos, scroll, room) => (pos < wrap[scroll] || pos + s > wrap[scroll] + room) ? pos - room / 3 : wrap[scroll];
+  const [i, j] = sel.role === "output" ? [sel.idx, M.indptr[sel.idx + 1] > M.indptr[sel.idx] ? M.indices[M.indptr[sel.idx]] : v.c0]
+    : [M.colptr[sel.idx + 1] > M.colptr[sel.idx] ? M.rowidx[M.colptr[sel.idx]] : v.r0, sel.idx];
+  if (i < v.r0 || i >= v.r1 || j < v.c0 || j >= v.c1) return;
+  wrap.scrollTop = show((i - v.r0) * s, "scrollTop", S.ch - S.MT);
+  wrap.scrollLeft = show((j - v.c0) * s, "scrollLeft", S.cw - S.ML);
 }
 function where(ev) {  // (i, j) of C under the mouse, or null
   const r = wrap.getBoundingClientRect(), v = view();
