@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
-    python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 16x16
+    python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 8x8
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
    Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to
@@ -145,7 +145,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")
         if args.quick:
-            table("dncnn", [16], ["auto", "chain", "jacrev"], tmp)
+            table("dncnn", [8], ["auto", "chain", "jacrev"], tmp)
         else:
             table("dncnn", [32, 48], ["auto", "forward", "chain", "jacrev", "jacfwd"], tmp)
             table("dncnn", [128], ["auto", "forward", "chain"], tmp)

@@ -4,7 +4,7 @@ bound, and LipSDP on the sparse matrices against the textbook dense formulation.
 Run from the repository root::
 
     python benchmarks/bench_lipschitz.py            # ~10 min: tiny CNN, LeNet, VGG-11, ResNet-18
-    python benchmarks/bench_lipschitz.py --quick    # smoke run (~15 s): LeNet, a width-4 ResNet-18
+    python benchmarks/bench_lipschitz.py --quick    # smoke run: LeNet, a width-4 ResNet-18 on 8x8
 
 1. For each model (float64, eval; batch norms with statistics drawn as after training: running
    variance in [0.5, 2], gamma in [0.5, 1.5]), in a fresh subprocess so that its time and
@@ -65,7 +65,7 @@ def vgg11(width=64):
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c, 10)), (3, 32, 32)
 
 
-def resnet18(width=64, trained_bn=True):
+def resnet18(width=64, trained_bn=True, size=32):
     from bench_network import resnet18 as make
     model = make(width=width)
     if not trained_bn:  # batch norms as initialised: running mean 0, variance 1, gamma 1
@@ -74,7 +74,7 @@ def resnet18(width=64, trained_bn=True):
             if isinstance(m, nn.BatchNorm2d):
                 m.reset_parameters()
                 m.reset_running_stats()
-    return model, (3, 32, 32)
+    return model, (3, size, size)
 
 
 MODELS = {
@@ -83,6 +83,10 @@ MODELS = {
     "VGG-11 3x32x32": lambda w: vgg11(w),
     "ResNet-18 3x32x32, trained-like BN": lambda w: resnet18(w, True),
     "ResNet-18 3x32x32, BN at init": lambda w: resnet18(w, False),
+}
+QUICK = {  # the smoke run's: seconds, not minutes
+    "LeNet 1x28x28": MODELS["LeNet 1x28x28"],
+    "ResNet-18 3x8x8, trained-like BN": lambda w: resnet18(w, True, size=8),
 }
 
 
@@ -93,7 +97,7 @@ def worker(name: str, width: int, samples: int, steps: int) -> dict:
     import toeplitz_conv as tc
 
     torch.manual_seed(0)
-    model, shape = MODELS[name](width)
+    model, shape = {**MODELS, **QUICK}[name](width)
     from test_lipschitz_certificates import _trained_like_bn
 
     model = _trained_like_bn(model.double().eval()) if "at init" not in name else model.double().eval()
@@ -158,7 +162,7 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="LeNet and a width-4 ResNet-18, one sample: a smoke run")
+    p.add_argument("--quick", action="store_true", help="LeNet and a width-4 ResNet-18 on 8x8, one sample: a smoke run")
     p.add_argument("--worker", nargs=4, metavar=("MODEL", "WIDTH", "SAMPLES", "STEPS"), help=argparse.SUPPRESS)
     p.add_argument("--sdp-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_info())
     width = 4 if args.quick else 64
     rows = []
-    names = ["LeNet 1x28x28", "ResNet-18 3x32x32, trained-like BN"] if args.quick else list(MODELS)
+    names = list(QUICK) if args.quick else list(MODELS)
     for name in names:
         big = "ResNet" in name or "VGG" in name
         samples, steps = (1, 0) if args.quick else ((2, 1) if big else (8, 3))

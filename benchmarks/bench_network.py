@@ -170,7 +170,7 @@ def resnet18(classes=10, width=64):
     return ResNet18()
 
 
-def resnet_worker(size: int, batch: int) -> dict:
+def resnet_worker(size: int, batch: int, width: int = 64) -> dict:
     import numpy as np
     import torch
 
@@ -178,7 +178,7 @@ def resnet_worker(size: int, batch: int) -> dict:
     from _timing import compare_min
 
     torch.manual_seed(0)
-    model = resnet18().eval()
+    model = resnet18(width=width).eval()
     base = _rss()
     t0 = time.perf_counter()
     net = tc.compile(model, (3, size, size))
@@ -206,7 +206,7 @@ def resnet_worker(size: int, batch: int) -> dict:
             "ours": times["ours"], "autograd": times["autograd"], "err": err}
 
 
-def lipschitz_worker(size: int, samples: int) -> dict:
+def lipschitz_worker(size: int, samples: int, width: int = 64) -> dict:
     """The certified bound of a ResNet-18, its nodes' exact norms, the naive product of
     kernel-reshape norms, and the empirical lower bound (max of ||J(x)||_2 over samples)."""
     import numpy as np
@@ -216,7 +216,7 @@ def lipschitz_worker(size: int, samples: int) -> dict:
     import toeplitz_conv as tc
 
     torch.manual_seed(0)
-    model = resnet18().double().eval()
+    model = resnet18(width=width).double().eval()
     for m in model.modules():  # trained-like batch norm statistics
         if isinstance(m, nn.BatchNorm2d):
             with torch.no_grad():
@@ -243,26 +243,30 @@ def lipschitz_worker(size: int, samples: int) -> dict:
             "product": exact_product, "local": local, "t_local": t_local, "samples": samples}
 
 
-def lipschitz_table(size, samples):
+def _width(width: int) -> str:
+    return "" if width == 64 else f" (width {width})"
+
+
+def lipschitz_table(size, samples, width=64):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "lipschitz", "--size", str(size),
-           "--samples", str(samples)]
+           "--samples", str(samples), "--width", str(width)]
     r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     print(markdown_table(
         ["model", "every node's exact norm", "lipschitz_bound", "bound", "product of exact node norms",
          "naive product of kernel-reshape norms", f"empirical: max ||J(x)|| over {r['samples']}", "one ||J(x)||"],
-        [[f"ResNet-18 3x{size}x{size} float64", fmt_time(r["t_norms"]), fmt_time(r["t_bound"]),
+        [[f"ResNet-18{_width(width)} 3x{size}x{size} float64", fmt_time(r["t_norms"]), fmt_time(r["t_bound"]),
           f"{r['bound']:.4g}", f"{r['product']:.4g}", f"{r['naive']:.4g}", f"{r['local']:.4g}",
           fmt_time(r["t_local"])]]))
 
 
-def resnet_table(size, batch):
+def resnet_table(size, batch, width=64):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "resnet", "--size", str(size),
-           "--batch", str(batch)]
+           "--batch", str(batch), "--width", str(width)]
     r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     print(markdown_table(
         ["model", "nodes", "nnz", "CSR bytes (floor)", "compile", "compile peak", "peak / CSR",
          f"fwd+bwd batch {batch}", "autograd", "ours / autograd", "max rel. diff"],
-        [[f"ResNet-18 3x{size}x{size} float32", str(r["nodes"]), f"{r['nnz']:,}", fmt_bytes(r["csr"]),
+        [[f"ResNet-18{_width(width)} 3x{size}x{size} float32", str(r["nodes"]), f"{r['nnz']:,}", fmt_bytes(r["csr"]),
           fmt_time(r["compile"]), fmt_bytes(r["peak"]), f"{r['peak'] / r['csr']:.2f}",
           fmt_time(r["ours"]), fmt_time(r["autograd"]), f"{r['ours'] / r['autograd']:.1f}",
           f"{r['err']:.1e}"]]))
@@ -276,12 +280,13 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=48, help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
+    ap.add_argument("--width", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker == "resnet":
-        print(json.dumps(resnet_worker(args.size, args.batch)))
+        print(json.dumps(resnet_worker(args.size, args.batch, args.width)))
         return
     if args.worker == "lipschitz":
-        print(json.dumps(lipschitz_worker(args.size, args.samples)))
+        print(json.dumps(lipschitz_worker(args.size, args.samples, args.width)))
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.size, args.repeats)))
@@ -291,13 +296,13 @@ def main(argv=None):
     print(machine_info() + "\n")
     print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")
     if args.quick:
-        jacobian_table([16], {16})
+        jacobian_table([8], {8})
     else:
         jacobian_table([32, 48, 256], {32, 48})
     print("\n## ResNet-18 (CIFAR-size), compiled\n")
-    resnet_table(8 if args.quick else 32, 2 if args.quick else 8)
+    resnet_table(8 if args.quick else 32, 2 if args.quick else 8, 4 if args.quick else 64)
     print("\n## Lipschitz constant of a ResNet-18 (CIFAR-size)\n")
-    lipschitz_table(8 if args.quick else 32, 2 if args.quick else 3)
+    lipschitz_table(8 if args.quick else 32, 2 if args.quick else 3, 4 if args.quick else 64)
 
 
 if __name__ == "__main__":

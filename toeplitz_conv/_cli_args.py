@@ -71,8 +71,8 @@ def parse_sizes(name: str, text: str, *, words: Collection[str] = (), minimum: i
         axes = str(text).lower().replace("×", "x").split("x")
         if any(axis.count(":") != 1 for axis in axes):
             raise ValueError(f"{name} per side must be LO:HI for every spatial axis, e.g. 0:1x1:0; got {_got(text)}.")
-        sides = parse_sizes(name, "x".join(axis.replace(":", "x") for axis in axes), minimum=minimum)
-        return tuple(zip(sides[::2], sides[1::2]))  # type: ignore[arg-type]
+        sides = [int(v) for axis in axes for v in axis.split(":") if parse_sizes(name, v, minimum=minimum)]
+        return tuple((lo, hi) for lo, hi in zip(sides[::2], sides[1::2]))
     parts = str(text).lower().replace("×", "x").split("x")
     try:
         sizes = tuple(int(p) for p in parts)
