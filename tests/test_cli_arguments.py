@@ -140,6 +140,12 @@ def test_the_kernel_help_says_the_transposed_layout_where_there_is_transposed(ca
     assert "--transposed" not in text["spy"]
 
 
+def test_explore_refuses_a_layer_past_its_nonzero_cap_naming_the_flags(capsys, no_work):
+    refused(capsys, ["explore", "--input", "64x8x8", "--kernel", "64x64x3x3", "--padding", "1"],
+            "arguments --input 64x8x8 --kernel 64x64x3x3 --padding 1:",
+            "explore is for small layers, at most 250,000 nonzeros in C (to keep the file small); got 1,982,464.")
+
+
 def test_per_side_padding_and_symmetric_mode_on_the_command_line(capsys):
     args = cli.build_parser().parse_args(["spy", "--input", "2x5x6", "--kernel", "3x2x3x3",
                                           "--padding", "0:1x2:0", "--padding-mode", "symmetric"])

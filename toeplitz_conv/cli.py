@@ -39,10 +39,10 @@ from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, chec
                         layer_options, output_argument, output_file, output_folder, parse_atol)
 from ._cli_limits import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, check_animation,
                           check_frames_memory, check_memory, check_pixels, spy_image)
-from .conv import conv_matrix, conv_weight_grad
+from .conv import conv_matrix, conv_weight_grad, csr_size
 from .memory import human_bytes
 from .plot import animate, explore, gradient_figure, spy
-from .plot.explorer import EXPLORER_MAX_ENTRIES
+from .plot.explorer import EXPLORER_MAX_ENTRIES, EXPLORER_MAX_NONZEROS
 from .plot.layout import figure_size
 
 PROG = "toeplitz-conv"
@@ -216,6 +216,10 @@ def _explore(args: argparse.Namespace) -> int:
             f"arguments {layer_flags(args)}: explore is for small "
             f"layers, at most {EXPLORER_MAX_ENTRIES:,} input and output entries (to stay readable); "
             f"got {n:,} inputs and {m:,} outputs.")
+    nnz = csr_size(geom, 8)[0]
+    if nnz > EXPLORER_MAX_NONZEROS:
+        raise ArgumentError(f"arguments {layer_flags(args)}: explore is for small layers, at most "
+                            f"{EXPLORER_MAX_NONZEROS:,} nonzeros in C (to keep the file small); got {nnz:,}.")
     out = output_file("-o/--output", args.output, "layer.html", {".html", ".htm"}, "the HTML file")
     check_memory(args, "explore", geom, EXPLORE_BYTES_PER_NONZERO)
     w, inp, opts = _layer(args)
