@@ -18,6 +18,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow
 def test_bench_torch_quick_prints_both_tables(capsys):
     _load("bench_torch").main(["--quick", "--layers", "1", "--device", "cpu"])
     out = capsys.readouterr().out
@@ -35,6 +36,7 @@ def test_bench_torch_refuses_cuda_without_a_gpu():
         _load("bench_torch").main(["--device", "cuda"])
 
 
+@pytest.mark.slow
 def test_bench_network_quick_prints_its_tables(capsys):
     _load("bench_network").main(["--quick"])
     out = capsys.readouterr().out
@@ -43,12 +45,14 @@ def test_bench_network_quick_prints_its_tables(capsys):
     assert "| ResNet-18 (width 4) 3x8x8 float64 |" in out  # the Lipschitz table
 
 
+@pytest.mark.slow
 def test_bench_model_quick_prints_the_sgd_table(capsys):
     _load("bench_model").main(["--quick"])
     out = capsys.readouterr().out
     assert "| batch | nn.Conv2d step ms | Toeplitz step ms |" in out and "\n| 4 |" in out
 
 
+@pytest.mark.slow
 def test_bench_jacobian_quick_prints_its_tables(capsys):
     _load("bench_jacobian").main(["--quick"])
     out = capsys.readouterr().out
@@ -58,6 +62,7 @@ def test_bench_jacobian_quick_prints_its_tables(capsys):
     assert max(diffs) < 1e-12
 
 
+@pytest.mark.slow
 def test_bench_lipschitz_quick_prints_its_table(capsys):
     _load("bench_lipschitz").main(["--quick"])
     out = capsys.readouterr().out
@@ -77,6 +82,7 @@ def test_fuzz_totals_smoke_prints_its_table(capsys):
     assert code == 0, out  # no WRONG answer and no crash in the first cases of each family
 
 
+@pytest.mark.slow
 def test_bench_architectures_quick_prints_its_table(capsys):
     module = _load("bench_architectures")
     module.main(["--quick"])

@@ -13,6 +13,7 @@ import pytest
 import toeplitz_conv as tc
 
 WIDTH = 1280
+pytestmark = pytest.mark.slow  # one Chromium session: about a minute
 
 
 @pytest.fixture(scope="module")
