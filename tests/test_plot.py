@@ -148,7 +148,7 @@ def test_field_figure_shows_a_row_on_the_input_and_a_column_on_the_output(rng):
     y = F.conv2d(e, torch.from_numpy(w), stride=2, padding=1)[0].numpy()
     for c in range(2):
         np.testing.assert_allclose(images[3 + c], y[c])
-    assert "receptive field of y[1, 1, 1]" in fig._suptitle.get_text()
+    assert "receptive field of y(1, 1, 1)" in fig._suptitle.get_text()
     fig.canvas.draw()
 
 
@@ -188,10 +188,12 @@ def test_gradient_figure_matches_autograd(rng, opts):
     a = fig.arrays
     np.testing.assert_allclose(a["dW"], wt.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(a["dx"], xt.grad[0].numpy(), atol=1e-10)
-    titles = [ax.get_title() for ax in fig.axes[:4]]
-    assert titles[0].startswith("input x[0]") and titles[1].startswith("kernel W[0, 0]")
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes[:6]]
+    assert titles[0].startswith("input x(0, i, j)") and titles[1].startswith("kernel W(0, 0, i, j)")
     assert titles[2].startswith("weight gradient") and titles[3].startswith("input gradient")
+    assert titles[4].startswith("output y(0, i, j)") and titles[5].startswith("δ = dL/dy")
     np.testing.assert_allclose(fig.axes[2].images[0].get_array(), a["dW"][0, 0])
+    np.testing.assert_allclose(fig.axes[5].images[0].get_array(), a["grad_output"][0])
     fig.canvas.draw()
 
 
@@ -396,7 +398,10 @@ def test_animate_writes_a_gif_with_one_frame_per_pixel(tmp_path, kw, frames):
         assert im.n_frames == frames
 
 
-def test_animate_refuses_several_channels():
-    with pytest.raises(ValueError, match=r"animate draws single-channel 1D or 2D layers: weight must be "
-                                         r"\(1, 1, k\) or \(1, 1, kH, kW\); got weight.shape=\(2, 1, 3, 3\)"):
-        tc.animate(np.ones((2, 1, 3, 3)), (1, 5, 5))
+def test_animate_refuses_other_ranks_and_too_many_channels():
+    with pytest.raises(ValueError, match=r"animate draws 1D or 2D layers: weight must be \(C_out, C_in/groups, k\) "
+                                         r"or \(C_out, C_in/groups, kH, kW\); got weight.shape=\(1, 1, 3, 3, 3\)"):
+        tc.animate(np.ones((1, 1, 3, 3, 3)), (1, 5, 5, 5))
+    with pytest.raises(ValueError, match=r"animate draws a panel per channel, at most 4 output channels; got 5 "
+                                         r"output channels \(weight.shape=\(5, 1, 3, 3\), input_shape=\(1, 5, 5\)\)"):
+        tc.animate(np.ones((5, 1, 3, 3)), (1, 5, 5))

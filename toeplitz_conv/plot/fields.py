@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from .._args import as_tuple, is_int, positive_int
 from .matrices import check_index_shape, check_matrix, check_real
-from .style import DIVERGING, new_figure
+from .style import DIVERGING, MIN_FONT, MIN_WIDTH, TITLE_FONT, new_figure, readable
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -57,7 +57,7 @@ def _show_maps(fig: Figure, gs_row: Sequence[SubplotSpec], maps: np.ndarray, kin
             img = img[d]
             ax.set_xlabel(f"depth slice {d}")
         im = ax.imshow(img, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"{kind} channel {c}", fontsize="small")
+        ax.set_title(f"{letter}({c}, ·)" if img.shape[0] == 1 else f"{letter}({c}, i, j)", fontsize=MIN_FONT)
         ax.set_xticks([])
         ax.set_yticks([])
     return im
@@ -116,7 +116,7 @@ def field_figure(C: npt.ArrayLike | sp.sparray | sp.spmatrix, input_shape: Seque
     row = A[[r], :].toarray().reshape(in_shape)[:max_channels]
     col = A[:, [j]].toarray().reshape(out_shape)[:max_channels]
     cols = max(len(row), len(col))
-    fig = new_figure((2.4 * cols + 1.2, 5.4))
+    fig = new_figure((max(MIN_WIDTH, 2.8 * cols + 1.6), 7.6))
     gs = fig.add_gridspec(2, cols)
     cmap = cmap or DIVERGING
     vmax = float(max(np.abs(row).max(), np.abs(col).max())) or 1.0
@@ -124,8 +124,13 @@ def field_figure(C: npt.ArrayLike | sp.sparray | sp.spmatrix, input_shape: Seque
     im = _show_maps(fig, [gs[1, c] for c in range(len(col))], col, "output", "y", vmax, cmap)
     ro = tuple(int(i) for i in np.unravel_index(r, out_shape))
     jo = tuple(int(i) for i in np.unravel_index(j, in_shape))
-    fig.suptitle(f"top: receptive field of y{list(ro)} = row {r} of C on the input\n"
-                 f"bottom: projective field of x{list(jo)} = column {j} of C on the output",
-                 fontsize="medium")
-    fig.colorbar(cast("AxesImage", im), ax=fig.axes, shrink=0.7, label="weight")  # a map was drawn
+    def idx(t: tuple[int, ...]) -> str:
+        return "(" + ", ".join(map(str, t)) + ")"
+
+    fig.suptitle(f"top: receptive field of y{idx(ro)} = row {r} of C on the input\n"
+                 f"bottom: projective field of x{idx(jo)} = column {j} of C on the output",
+                 fontsize=TITLE_FONT)
+    bar = fig.colorbar(cast("AxesImage", im), ax=fig.axes, shrink=0.7)  # a map was drawn
+    bar.set_label("weight (the same colours in both rows)", fontsize=MIN_FONT)
+    readable(fig)
     return fig

@@ -14,9 +14,10 @@ from .._args import as_array, batched, is_int
 from ..conv import conv_matrix, conv_weight_grad
 from ..geometry import conv_geometry
 from .matrices import check_real
-from .style import DIVERGING, new_figure
+from .style import DIVERGING, MIN_FONT, MIN_WIDTH, TITLE_FONT, new_figure, text_fits
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
@@ -46,7 +47,7 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
                     padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
                     groups: int = 1, padding_mode: str = "zeros", out_channel: int = 0,
                     in_channel: int = 0, cmap: str | Colormap | None = None) -> Figure:
-    """Four panels: input image, kernel, weight gradient and input gradient of a conv layer.
+    """Six panels: input, kernel, output; under each, its gradient (dL/dx, dL/dW, δ = dL/dy).
 
     The layer is ``y = C(W) @ x``; the loss is ``L = ||y||^2 / 2`` (so ``dL/dy = y``) unless
     ``grad_output`` gives ``dL/dy``. The input gradient is ``C.T @ dL/dy`` (the transposed
@@ -69,7 +70,10 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
     Returns
     -------
     fig : matplotlib Figure
-        ``fig.arrays`` holds the drawn arrays (``x``, ``weight``, ``dW``, ``dx``, ``y``,
+        Top row: ``x[in_channel]``, ``W[out_channel, in_channel]``, ``y[out_channel]``;
+        bottom row, each under its own: ``dL/dx``, ``dL/dW`` and ``δ = dL/dy``, every value
+        written in its cell where it fits at 14 pt (the colour bars give the rest); the
+        axes in ``fig.axes`` are x, W, dW, dx, y, δ, then the colour bars. ``fig.arrays`` holds the drawn arrays (``x``, ``weight``, ``dW``, ``dx``, ``y``,
         ``grad_output``) for checking.
 
     Examples
@@ -77,8 +81,8 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import numpy as np
     >>> fig = gradient_figure(np.random.rand(6, 6), np.random.rand(3, 3), padding=1)
-    >>> [ax.get_title().split(" ")[0] for ax in fig.axes[:4]]
-    ['input', 'kernel', 'weight', 'input']
+    >>> [ax.get_title().split()[0] for ax in fig.axes[:6]]
+    ['input', 'kernel', 'weight', 'input', 'output', 'δ']
     >>> import matplotlib.pyplot as plt; plt.close(fig)
     """
     xa, wa = as_array(x, "x"), as_array(weight, "weight")
@@ -113,36 +117,82 @@ def gradient_figure(x: npt.ArrayLike, weight: npt.ArrayLike, *,
     co = _check_channel("out_channel", out_channel, wa.shape[0])
     ci_local = _check_channel("in_channel", in_channel, wa.shape[1])
     ci = (co // geom.cout_per_group) * wa.shape[1] + ci_local
-    panels = [
-        (xa[ci], f"input x[{ci}]"),
-        (wa[co, ci_local], f"kernel W[{co}, {ci_local}]"),
-        (dW[co, ci_local], f"weight gradient dL/dW[{co}, {ci_local}]"),
-        (dx[ci], f"input gradient (Cᵀδ)[{ci}]"),
+    yo = y[co]
+    panels = [  # (array, title, grid cell): each gradient under what it is the gradient of
+        (xa[ci], f"input\nx({ci}, i, j)", (0, 0)),
+        (wa[co, ci_local], f"kernel\nW({co}, {ci_local}, i, j)", (0, 1)),
+        (dW[co, ci_local], f"weight gradient\ndL/dW({co}, {ci_local}, i, j)", (1, 1)),
+        (dx[ci], f"input gradient\ndL/dx({ci}, i, j) = Cᵀδ", (1, 0)),
+        (yo, f"output\ny({co}, i, j) = C x", (0, 2)),
+        (delta[co], f"δ = dL/dy\n({co}, i, j)", (1, 2)),
     ]
-    fig = new_figure((13.0, 3.6))
-    axes = fig.subplots(1, 4)
-    for ax, (img, label) in zip(axes, panels):
-        vmax = float(np.abs(img).max()) or 1.0
-        im = ax.imshow(img, cmap=cmap or DIVERGING, vmin=-vmax, vmax=vmax,
-                       interpolation="nearest", aspect="equal" if img.shape[0] > 1 else "auto")
-        ax.set_title(label, fontsize="medium")
-        if img.shape[0] * img.shape[1] <= 49:
-            for (r, c), val in np.ndenumerate(img):
-                val = 0.0 if abs(val) < 1e-9 * vmax else val  # rounding noise reads as 0
-                ax.text(c, r, f"{val:.3g}", ha="center", va="center", fontsize="x-small",
-                        color="white" if abs(val) > 0.6 * vmax else "black")
-        ax.set_xticks(range(0, img.shape[1], max(1, img.shape[1] // 4)))
-        ax.set_yticks(range(0, img.shape[0], max(1, img.shape[0] // 4)))
-        fig.colorbar(im, ax=ax, shrink=0.75)
+    cols = [max(xa.shape[2], 3), max(wa.shape[3], 3), max(yo.shape[1], 3)]  # cells across
+    rows = [max(xa.shape[1], 1), max(wa.shape[2], 1), max(yo.shape[0], 1)]
+    width, cells = _cell_sizes(cols, rows)
+    fig = new_figure((width, max(2 * max(r * c for r, c in zip(rows, cells)) + 2 * 1.7 + 1.1, 5.0)))
+    gs = fig.add_gridspec(2, 3, width_ratios=[n * c + _PANEL_EXTRA for n, c in zip(cols, cells)])
+    axes = [fig.add_subplot(gs[pos]) for _, _, pos in panels]
+    for ax, (img, label, pos) in zip(axes, panels):
+        _panel(fig, ax, img, label, cells[pos[1]] * 72, cmap or DIVERGING)
     opts = [f"{k}={val!r}" for k, val in given.items()
             if not (val == 0 and k == "padding") and val != 1]
     if padding_mode != "zeros":
         opts.append(f"padding_mode={padding_mode!r}")
     fig.suptitle(f"conv layer y = C x, kernel {tuple(wa.shape)}, input {tuple(xa.shape)}"
-                 f"{', ' + ', '.join(opts) if opts else ''}; {loss}", fontsize="medium")
+                 f"{', ' + ', '.join(opts) if opts else ''};\n{loss}", fontsize=TITLE_FONT)
     fig.arrays = {  # type: ignore[attr-defined]  # an extra attribute of this figure, documented
         "x": xa, "weight": wa, "y": y, "grad_output": delta, "dW": dW, "dx": dx}
     return fig
+
+
+#: Inches a panel needs besides its image: the colour bar, its ticks, the y labels.
+_PANEL_EXTRA = 1.8
+
+
+def _cell_sizes(cols: list[int], rows: list[int]) -> tuple[float, list[float]]:
+    """The figure's width and the inches per cell in each column of panels: small arrays (a
+    kernel) get cells that hold a number at 14 pt (0.8 inch), large ones share the rest; the
+    figure grows from 12.8 up to 16 inches (where 14 pt is still 1.2 % of its width)."""
+    extra = 0.4 + _PANEL_EXTRA * len(cols)
+    small = [n <= 6 for n in cols]
+    fixed = sum(0.8 * n for n, sm in zip(cols, small) if sm)
+    big = sum(n for n, sm in zip(cols, small) if not sm)
+    width = min(max(MIN_WIDTH, extra + fixed + 0.3 * big), 16.0)
+    share = (width - extra - fixed) / big if big else 0.8
+    if share < 0.1:  # too little left for the large arrays: every column proportional
+        share = (width - extra) / sum(cols)
+        return width, [min(share, 4.5 / r) for r in rows]
+    return width, [min(0.8 if sm else share, 0.8, 4.5 / r) for sm, r in zip(small, rows)]
+
+
+def _panel(fig: Figure, ax: Axes, img: np.ndarray, label: str, cell_pt: float, cmap: str | Colormap) -> None:
+    """One array as an image in its own symmetric colour scale (white at 0), with its colour
+    bar, 0-based (i, j) ticks, and each value written in its cell when it fits at 14 pt."""
+    from matplotlib.ticker import MaxNLocator
+
+    vmax = float(np.abs(img).max()) or 1.0
+    im = ax.imshow(img, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest", aspect="equal")
+    ax.set_title(label, fontsize=MIN_FONT)
+    shown = np.where(np.abs(img) < 1e-9 * vmax, 0.0, img)  # rounding noise reads as 0
+    texts = [f"{v:.2g}" for v in shown.ravel()]
+    if img.size <= 100 and text_fits(0.9 * cell_pt, max(texts, key=len)):
+        for (r, c), val in np.ndenumerate(shown):
+            ax.text(c, r, f"{val:.2g}", ha="center", va="center", fontsize=MIN_FONT,
+                    color="white" if abs(val) > 0.6 * vmax else "black")
+    h, w = img.shape
+    for n, setter in ((w, ax.set_xticks), (h, ax.set_yticks)):
+        step = max(1, -(-n // 5))
+        setter(range(0, n, step))
+    ax.set_xlabel("j", fontsize=MIN_FONT, labelpad=1)
+    if h > 1:
+        ax.set_ylabel("i", fontsize=MIN_FONT, labelpad=4)
+    else:
+        ax.set_yticks([])
+    ax.tick_params(labelsize=MIN_FONT)
+    bar = fig.colorbar(im, ax=ax, shrink=0.85, aspect=15, fraction=0.12)
+    bar.ax.tick_params(labelsize=MIN_FONT)
+    bar.locator = MaxNLocator(4)
+    bar.update_ticks()
 
 
 def _as_2d(value: _V, pad: int) -> _V | tuple[int, ...]:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .._args import as_array, as_tuple, check_bool, check_choice, is_int, positive_int
 from ..memory import check_size
 from .layout import axes_points, line_spacing_ok, matrix_figure, thin_ticks, wrap_title
-from .style import DIVERGING
+from .style import DIVERGING, MIN_FONT, TITLE_FONT, text_fits
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -80,11 +80,11 @@ def check_index_shape(name: str, shape: object, size: int, what: str) -> tuple[i
 
 
 def _index_label(shape: tuple[int, ...] | None, what: str, letter: str) -> str:
-    """'output index: y[c, h, w] in C order' style axis label."""
+    """'output index: y(c, i, j) in C order' style axis label (0-based, as every figure's)."""
     if shape is None:
         return f"{what} index"
-    pos = ", ".join("dhw"[3 - (len(shape) - 1):]) if len(shape) > 1 else ""
-    return f"{what} index: {letter}[c{', ' + pos if pos else ''}] in C order"
+    pos = ", ".join("dij"[3 - (len(shape) - 1):]) if len(shape) > 1 else ""
+    return f"{what} index: {letter}(c{', ' + pos if pos else ''}) in C order"
 
 
 def _shown_channels(channels: int, p: int, span: float, length_pt: float, axis: Literal["x", "y"],
@@ -145,8 +145,7 @@ def _channel_ticks(ax: Axes, shape: tuple[int, ...], axis: Literal["x", "y"], le
     length = h_pt if axis == "y" else w_pt
 
     def place(positions: Sequence[float], labels: Sequence[str], minor: bool = False) -> None:
-        positions, labels = thin_ticks(positions, labels, length, total, axis,
-                                       fontsize=8.0 if minor else 10.0)
+        positions, labels = thin_ticks(positions, labels, length, total, axis, fontsize=MIN_FONT)
         set_ticks(positions, labels, minor=minor)
 
     if channels == 1:
@@ -168,8 +167,8 @@ def _channel_ticks(ax: Axes, shape: tuple[int, ...], axis: Literal["x", "y"], le
     for t in which.get_minor_ticks():
         t.tick1line.set_visible(False)
         t.tick2line.set_visible(False)
-    ax.tick_params(axis=axis, which="minor", pad=14 if axis == "x" else 24,
-                   labelsize=8.0, labelcolor="0.3")
+    ax.tick_params(axis=axis, which="minor", pad=20 if axis == "x" else 30,
+                   labelsize=MIN_FONT, labelcolor="0.3")
 
 
 def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
@@ -201,8 +200,9 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         where nothing is stored); ``'markers'``: one marker per nonzero; ``'density'``: a 2D
         histogram of the nonzeros on at most ``max_bins x max_bins`` cells (log colour), which
         draws a 100k x 100k matrix in about the time of counting its nonzeros. ``'auto'``
-        picks values up to 250k entries, markers up to 20k nonzeros, density beyond. A
-        density whose cells would hold at most 4 entries draws the values instead.
+        picks values up to 250k entries, markers up to 20k nonzeros, density beyond. A small
+        matrix asked for a density gets one: cells of ``1x1`` entries count 0 or 1 (its
+        pattern), said in the colour bar's label.
     max_bins : int, default 400
         Cells along the longer side in ``'density'`` mode.
     title : str, optional
@@ -213,11 +213,12 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         ``ConvGeometry.describe()``: ``'Conv2d(3, 16, 3, padding=1)'``.
     colorbar : bool, default True
     annotate : bool or 'auto', default 'auto'
-        Write each value in its cell (``'values'`` mode; 'auto': up to 400 entries).
+        Write each value in its cell (``'values'`` mode; 'auto': up to 400 entries, when the
+        numbers fit their cells at 14 pt).
     cmap : str or Colormap, optional
     row_label, col_label : str, optional
         Axis labels; default: what the rows and columns of a convolution matrix index,
-        ``'output index: y[c, h, w] in C order'`` and ``'input index: x[...]'``. Pass them
+        ``'output index: y(c, i, j) in C order'`` and ``'input index: x(...)'``. Pass them
         for any other matrix (``C.T``: its rows index the input).
     aspect : {'equal', 'auto'}, optional
         Of the entries as drawn. Default: ``'auto'`` in a figure made for the matrix (its axes
@@ -286,8 +287,6 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     bc = max(1, ceil(n / max(1.0, max_bins * w_pt / longer)))
     if aspect == "equal":
         br = bc = max(br, bc)
-    if mode == "density" and br * bc <= 4 and m * n <= 4_000_000 and not pattern_only:
-        mode = "values"  # cells of one or two entries count 1s and 2s: the values say more
     rows = np.repeat(np.arange(m), np.diff(A.indptr))
     cols = A.indices
     extent = (-0.5, n - 0.5, m - 0.5, -0.5)
@@ -301,13 +300,14 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         im = ax.imshow(dense, cmap=cmap or DIVERGING, vmin=-vmax, vmax=vmax,
                        interpolation="nearest", extent=extent, aspect=aspect)
         if annotate == "auto":
-            annotate = m * n <= 400
+            longest = max((len(f"{v:.2g}") for v in vals), default=1)
+            annotate = m * n <= 400 and text_fits(min(w_pt / n, 2.2 * h_pt / m), "0" * longest)
         if annotate:
             for r, c, val in zip(rows, cols, vals):
-                ax.text(c, r, f"{val:.3g}", ha="center", va="center", fontsize="x-small",
+                ax.text(c, r, f"{val:.2g}", ha="center", va="center", fontsize=MIN_FONT,
                         color="white" if abs(val) > 0.6 * vmax else "black")
         if colorbar:
-            ax.figure.colorbar(im, ax=ax, label="value", **bar)
+            _colorbar(ax, im, "value", bar)
     elif mode == "markers":
         size = max(0.5, min(6.0, 0.8 * min(w_pt / n, h_pt / m)))  # about one entry wide
         ax.plot(cols, rows, linestyle="none", marker="s", markersize=size,
@@ -327,7 +327,7 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         ax.set_xlim(extent[:2])
         ax.set_ylim(extent[2:])
         if colorbar:
-            ax.figure.colorbar(im, ax=ax, label=f"nonzeros per {br}x{bc} cell", **bar)
+            _colorbar(ax, im, f"nonzeros per {br}x{bc} cell" + (" (the pattern)" if br * bc == 1 else ""), bar)
     if mode != "density":
         br = bc = 1
     if out_shape is not None:
@@ -336,7 +336,17 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     if in_shape is not None:
         k = _block_lines(ax, in_shape, m, "x", bc)
         _channel_ticks(ax, in_shape, "x", "c", k)
-    ax.set_ylabel(row_label if row_label is not None else _index_label(out_shape, "output", "y"))
-    ax.set_xlabel(col_label if col_label is not None else _index_label(in_shape, "input", "x"))
-    ax.set_title(wrap_title(title, ax, alone=alone))
+    ax.set_ylabel(row_label if row_label is not None else _index_label(out_shape, "output", "y"),
+                  fontsize=MIN_FONT)
+    ax.set_xlabel(col_label if col_label is not None else _index_label(in_shape, "input", "x"),
+                  fontsize=MIN_FONT)
+    ax.tick_params(which="major", labelsize=MIN_FONT)
+    ax.set_title(wrap_title(title, ax, fontsize=TITLE_FONT, alone=alone), fontsize=TITLE_FONT)
     return ax
+
+
+def _colorbar(ax: Axes, im: Any, label: str, kw: dict[str, Any]) -> None:
+    """The colour bar of ``im`` beside ``ax``, its label and ticks at 14 pt."""
+    bar = ax.figure.colorbar(im, ax=ax, **kw)
+    bar.set_label(label, fontsize=MIN_FONT)
+    bar.ax.tick_params(labelsize=MIN_FONT)
