@@ -127,6 +127,8 @@ CASES = [
          ["dilation=1"], dict(dilation=1)),
     Case("dilation 2 where 1", conv(W, padding=1, dilation=2), dict(weight=W, input_shape=(3, 8, 8), padding=1),
          ["dilation=2"], dict(dilation=2)),
+    Case("a stride on the rows only", conv(W, stride=(2, 1), padding=1), dict(weight=W, input_shape=X, stride=2, padding=1),
+         ["stride=(2, 1)"], dict(stride=(2, 1))),
     # loop bounds (hand-written, CS231n style)
     Case("out = (H + 2p - k) // s without + 1", lambda x: F.conv2d(t(x), t(W), stride=2, padding=1)[..., :-1, :-1],
          dict(weight=W, input_shape=X, stride=2, padding=1), ["padding=((1, 0), (1, 0))"],
