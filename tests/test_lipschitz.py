@@ -200,6 +200,10 @@ def test_layer_norms_table():
     assert abs(rows[0].constant - np.linalg.norm(net.layers[0].matrix.toarray(), 2)) < 1e-12
     text = str(rows)
     assert "node" in text.splitlines()[0] and "LeakyReLU" in text and "sup |sigma'|" in text
+    # numbered and named as print(net) numbers and names the nodes: [0] 0: Conv2d ...
+    assert text.splitlines()[1].split()[:3] == ["[0]", "0", "Conv2d"], text
+    assert "[1] 1: LeakyReLU" in repr(net) and text.splitlines()[2].split()[:3] == ["[1]", "1", "LeakyReLU"]
+    assert str(net.memory_report()).splitlines()[1].split()[:3] == ["[0]", "0", "Conv2d"]
 
 
 def test_overlapping_max_pooling_counts_its_windows():

@@ -54,12 +54,15 @@ def matrix_note(layer: Layer) -> str:
 
 
 class MemoryRow(NamedTuple):
-    """One node of :meth:`Network.memory_report`."""
+    """One node of :meth:`Network.memory_report`: its position (0: the input, so node ``[i]`` of
+    ``print(net)`` is at ``i + 1``), traced node name, kind, matrix size, and the name
+    ``print(net)`` shows (the module's)."""
 
     position: int
     node: str
     kind: str
     size: MatrixSize
+    label: str = ""
 
 
 class MemoryReport(list[MemoryRow]):
@@ -76,12 +79,12 @@ class MemoryReport(list[MemoryRow]):
         return sum(r.size.nbytes for r in self if r.size.built)
 
     def __str__(self) -> str:
-        lines = [f"{'#':>3}  {'node':<28} {'kind':<14} {'shape':>21} {'nnz':>15} {'CSR':>10}  built"]
+        lines = [f"{'[i]':>5}  {'node':<28} {'kind':<14} {'shape':>21} {'nnz':>15} {'CSR':>10}  built"]
         for r in self:
             s = r.size
             shape = f"{s.shape[0]} x {s.shape[1]}"
             nnz = f"{'' if s.exact else '<= '}{s.nnz:,}"
-            lines.append(f"{r.position:>3}  {r.node:<28} {r.kind:<14} {shape:>21} {nnz:>15} "
+            lines.append(f"{f'[{r.position - 1}]':>5}  {r.label or r.node:<28} {r.kind:<14} {shape:>21} {nnz:>15} "
                          f"{human_bytes(s.nbytes):>10}  {'yes' if s.built else 'no'}")
         lines.append(f"total {human_bytes(self.total)} if all built; built now {human_bytes(self.built)}")
         return "\n".join(lines)
@@ -95,5 +98,5 @@ def memory_report(net: Network) -> MemoryReport:
     for i, layer in enumerate(net.layers):
         size = matrix_size(layer)
         if size is not None:
-            rows.append(MemoryRow(i + 1, layer.node, layer.kind, size))
+            rows.append(MemoryRow(i + 1, layer.node, layer.kind, size, layer.name or layer.node))
     return rows

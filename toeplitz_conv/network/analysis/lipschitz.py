@@ -107,23 +107,26 @@ def run_norm(nodes: Sequence[Layer]) -> float:
 
 
 class NormRow(NamedTuple):
-    """One node of :meth:`Network.layer_norms`: its position, name, kind, and constant."""
+    """One node of :meth:`Network.layer_norms`: its position (0: the input, so node ``[i]`` of
+    ``print(net)`` is at ``i + 1``), traced node name, kind, constant, and the name
+    ``print(net)`` shows (the module's)."""
 
     position: int
     node: str
     kind: str
     constant: float | None
     what: str
+    label: str = ""
 
 
 class NormTable(list[NormRow]):
     """Rows of :class:`NormRow`; prints as a table."""
 
     def __str__(self) -> str:
-        lines = [f"{'#':>3}  {'node':<28} {'kind':<18} {'constant':>12}  what"]
+        lines = [f"{'[i]':>5}  {'node':<28} {'kind':<18} {'constant':>12}  what"]  # numbered as print(net)
         for r in self:
             c = "-" if r.constant is None else f"{r.constant:.6g}"
-            lines.append(f"{r.position:>3}  {r.node:<28} {r.kind:<18} {c:>12}  {r.what}")
+            lines.append(f"{f'[{r.position - 1}]':>5}  {r.label or r.node:<28} {r.kind:<18} {c:>12}  {r.what}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -162,7 +165,7 @@ def layer_norms(net: Network) -> NormTable:
     rows = NormTable()
     for i, layer in enumerate(net.layers):
         c, what = node_constant(layer)
-        rows.append(NormRow(i + 1, layer.node, layer.kind, c, what))
+        rows.append(NormRow(i + 1, layer.node, layer.kind, c, what, layer.name or layer.node))
     return rows
 
 
