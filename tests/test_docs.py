@@ -5,7 +5,12 @@
 - The conventions page (docs/guide/conventions.md): each statement checked on small layers.
 - Every name of ``toeplitz_conv.__all__`` has an entry on an API page (docs/api/*.md).
 - ``mkdocs build --strict`` of the whole site, notebooks not executed (the notebooks' own test
-  runs them), where the docs tools are installed (``pip install -e ".[docs]"``).
+  runs them), where the docs tools are installed (``pip install -e ".[docs]"``), and the built
+  site offline: no page fetches anything from the network, every link opens from disk, every
+  formula is MathML, and (headless Chromium, where installed) the maths lays out, a figure
+  zooms and search works with the network off.
+- The first-model page's code (docs/guide/first-model.md, the same in README.md) runs and
+  prints what the page shows.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import importlib.util
 import inspect
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -414,7 +420,8 @@ def test_nav_lists_every_page():
         assert page.relative_to(DOCS).as_posix() in config, f"{page} is not in mkdocs.yml's nav"
 
 
-MKDOCS_TOOLS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter")
+MKDOCS_TOOLS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter",
+                "latex2mathml")
 
 
 def _missing_tools() -> list[str]:
@@ -429,29 +436,46 @@ def _missing_tools() -> list[str]:
     return missing
 
 
-@pytest.mark.skipif(bool(_missing_tools()),
-                    reason=f"the docs tools are not installed ({', '.join(_missing_tools())}): "
-                           f'pip install -e ".[docs]" to build the site')
-def test_site_builds_strict(tmp_path):
-    """``mkdocs build --strict`` (warnings are errors) with the notebooks rendered unexecuted."""
+needs_docs_tools = pytest.mark.skipif(
+    bool(_missing_tools()),
+    reason=f"the docs tools are not installed ({', '.join(_missing_tools())}): "
+           f'pip install -e ".[docs]" to build the site')
+
+
+def built_site_test(test):
+    """A test of the built site: it needs the docs tools, and the build takes tens of seconds."""
+    return pytest.mark.slow(needs_docs_tools(test))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """``mkdocs build --strict`` (warnings are errors) with the notebooks rendered unexecuted,
+    once for the tests of the built site."""
     pytest.importorskip("torch", reason="the API pages import toeplitz_conv.torch_sparse")
-    site = tmp_path / "site"
+    work = tmp_path_factory.mktemp("docs")
+    site = work / "site"
     env = {**os.environ, "TOEPLITZ_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1"}
     env.pop("COLUMNS", None)
     run = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
-        cwd=tmp_path,  # mkdocs-jupyter's cache goes to the working folder: keep it out of the repository
+        cwd=work,  # mkdocs-jupyter's cache goes to the working folder: keep it out of the repository
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
-    pages = {
+    return site
+
+
+@built_site_test
+def test_site_builds_strict(site):
+    pages = {  # use_directory_urls: false, so that the site works opened from disk
         "landing page": site / "index.html",
-        "API page": site / "api" / "conv" / "index.html",
-        "torch.sparse API page": site / "api" / "torch-sparse" / "index.html",
-        "notebook page": site / "notebooks" / "01_1d_toeplitz" / "index.html",
-        "CLI page": site / "cli" / "index.html",
-        "benchmarks": site / "benchmarks" / "index.html",
-        "changelog": site / "changelog" / "index.html",
+        "first model": site / "guide" / "first-model.html",
+        "API page": site / "api" / "conv.html",
+        "torch.sparse API page": site / "api" / "torch-sparse.html",
+        "notebook page": site / "notebooks" / "01_1d_toeplitz.html",
+        "CLI page": site / "cli.html",
+        "benchmarks": site / "benchmarks.html",
+        "changelog": site / "changelog.html",
     }
     for what, path in pages.items():
         assert path.is_file(), f"no {what}: {path.relative_to(site)}"
@@ -470,7 +494,274 @@ def test_site_builds_strict(tmp_path):
         assert f'id="toeplitz-conv-{command}"' in cli_page, f"the CLI page has no section for {command}"
     assert "--atol" in cli_page and "--padding-mode" in cli_page
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        assert (site / "notebooks" / notebook.stem / "index.html").is_file(), f"no page for {notebook.name}"
+        assert (site / "notebooks" / f"{notebook.stem}.html").is_file(), f"no page for {notebook.name}"
     patched = [p.relative_to(site).as_posix() for p in site.rglob("*")
                if p.suffix in (".html", ".json") and "GEOMETRY_PARAMETERS" in p.read_text(encoding="utf-8")]
     assert not patched, f"the unpatched placeholder GEOMETRY_PARAMETERS is shown on {patched}"
+
+
+# --------------------------------------------------------------------------- the site offline
+
+#: A URL that leaves the site: ``http://``, ``https://``, any other scheme's ``//``, or ``//host``.
+REMOTE = re.compile(r"^\s*(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
+#: ``<link rel=...>`` kinds that make the browser fetch their ``href`` (``prev``/``next`` don't).
+LOADING_RELS = frozenset({"stylesheet", "preload", "prefetch", "preconnect", "dns-prefetch", "modulepreload",
+                          "icon", "shortcut", "apple-touch-icon", "mask-icon", "manifest"})
+_ATTR = r"""\b{0}\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
+
+
+def _attr(tag: str, name: str) -> str | None:
+    m = re.search(_ATTR.format(name), tag, flags=re.IGNORECASE)
+    return None if m is None else next(g for g in m.groups() if g is not None)
+
+
+def css_urls(css: str) -> list[str]:
+    """What a style sheet fetches: ``url(...)`` and ``@import``."""
+    return (re.findall(r"""url\(\s*["']?([^"')]+)""", css)
+            + re.findall(r"""@import\s+["']([^"']+)""", css))
+
+
+def loaded_urls(html: str) -> list[str]:
+    """Every URL a page fetches by itself (not the links a reader may follow): scripts,
+    images, frames and media, ``<link>`` of the loading kinds, styles (inline and
+    attributes), and the modules inline scripts import."""
+    urls = []
+    for tag in re.findall(r"<(?:script|img|iframe|source|video|audio|embed|track|input)\b[^>]*>", html, re.I):
+        urls += [u for u in (_attr(tag, "src"), _attr(tag, "poster")) if u is not None]
+        srcset = _attr(tag, "srcset")
+        urls += [part.split()[0] for part in (srcset or "").split(",") if part.strip()]
+    for tag in re.findall(r"<link\b[^>]*>", html, re.I):
+        if set((_attr(tag, "rel") or "").lower().split()) & LOADING_RELS and _attr(tag, "href") is not None:
+            urls.append(_attr(tag, "href"))
+    urls += [u for tag in re.findall(r"<object\b[^>]*>", html, re.I) if (u := _attr(tag, "data")) is not None]
+    styles = re.findall(r"<style\b[^>]*>(.*?)</style>", html, re.I | re.S) + re.findall(r'\bstyle\s*=\s*"([^"]*)"', html)
+    urls += css_urls(" ".join(styles))
+    for body in re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.I | re.S):
+        urls += re.findall(r"""\b(?:import|importScripts)\s*\(\s*["'`]([^"'`]+)""", body)
+    return urls
+
+
+def test_loaded_urls_finds_what_a_page_fetches():
+    page = ('<link rel="preconnect" href="https://fonts.gstatic.com"><link rel="next" href="https://x.org/n">'
+            '<script src="https://cdn.example/MathJax.js"></script><img src="//img.example/a.png" '
+            'srcset="b.png 1x, https://img.example/c.png 2x"><style>@import "https://f.example/a.css";'
+            ' p { background: url(\'http://i.example/b.png\') }</style><script type="module">'
+            'const m = (await import("https://cdn.example/mermaid.mjs")).default;</script>'
+            '<a href="https://example.org/">a link is not a fetch</a><script src="../local.js"></script>')
+    remote = [u for u in loaded_urls(page) if REMOTE.match(u)]
+    assert sorted(remote) == sorted(["https://cdn.example/MathJax.js", "//img.example/a.png",
+                                     "https://img.example/c.png", "https://fonts.gstatic.com",
+                                     "https://f.example/a.css", "http://i.example/b.png",
+                                     "https://cdn.example/mermaid.mjs"])
+    assert "../local.js" in loaded_urls(page) and "https://example.org/" not in loaded_urls(page)
+
+
+@built_site_test
+def test_site_loads_nothing_from_the_network(site):
+    """A classroom with no network sees the whole site: no page, style sheet of ours or inline
+    script fetches a remote script, style, font or image."""
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 20
+    remote = {p.relative_to(site).as_posix(): urls for p in pages
+              if (urls := sorted({u for u in loaded_urls(p.read_text(encoding="utf-8")) if REMOTE.match(u)}))}
+    assert not remote, f"pages that fetch from the network: {remote}"
+    sheets = {p.relative_to(site).as_posix(): urls for p in sorted(site.rglob("*.css"))
+              if (urls := [u for u in css_urls(p.read_text(encoding="utf-8")) if REMOTE.match(u)])}
+    assert not sheets, f"style sheets that fetch from the network: {sheets}"
+
+
+@built_site_test
+def test_site_links_work_from_disk(site):
+    """Opened as files (file://), every page's relative link and resource is a file: no
+    directory URL (``guide/``), which a browser shows as a folder listing from disk."""
+    broken = set()
+    for page in sorted(set(site.rglob("*.html")) - {site / "404.html"}):  # a server's page, absolute links
+        html = page.read_text(encoding="utf-8")
+        targets = re.findall(r'\b(?:href|src)="([^"#?]*)[^"]*"', html)
+        for target in targets:
+            if not target or REMOTE.match(target) or re.match(r"^[a-z]+:", target):
+                continue  # an anchor on the page, a remote link (a reader's choice), data:, mailto:
+            path = (page.parent / target).resolve()
+            if target.endswith("/") or not path.is_file():
+                broken.add(f"{page.relative_to(site)} -> {target}")
+    assert not broken, "links that do not open from disk:\n" + "\n".join(sorted(broken)[:30])
+    assert (site / "search" / "search_index.js").is_file(), "no inlined search index: search fails from disk"
+
+
+def _hooks():
+    """docs/hooks.py as a module (it imports mkdocs)."""
+    pytest.importorskip("mkdocs", reason="the docs tools are not installed")
+    pytest.importorskip("latex2mathml", reason='latex2mathml is not installed (pip install -e ".[docs]")')
+    spec = importlib.util.spec_from_file_location("toeplitz_docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_formulas_become_mathml_outside_code(caplog):
+    hooks = _hooks()
+    page = ('<p>The map $y = C\\,x$ costs \\$5, and $$\\sum_k w[k]\\, x[o + k]$$</p>'
+            '<pre><code>print("$a$")</code></pre><p><code>$b$</code> $a &lt; b$</p>'
+            '<div class="jp-RenderedLatex">$\\displaystyle \\left[\\begin{matrix}w_{0} &amp; w_{1}'
+            '\\\\0 &amp; w_{0}\\end{matrix}\\right]$</div>')
+    out = hooks.render_maths(page, hooks._NOTEBOOK_MATH, "test")
+    assert out.count("<math") == 4 and out.count('display="block"') == 1
+    assert 'alttext="y = C\\,x"' in out and 'alttext="a &lt; b"' in out  # the LaTeX kept, unescaped once
+    assert "costs \\$5" in out  # an escaped dollar is a dollar
+    assert '<pre><code>print("$a$")</code></pre>' in out and "<code>$b$</code>" in out
+    assert "<mtable>" in out and out.count("<mtr>") == 2  # sympy's matrix output
+    copy = '<div class="clipboard-copy-txt" id="cell-3">plt.title(r"$\\sigma$ <div>$x$</div>")</div><p>$z$</p>'
+    out = hooks.render_maths(copy, hooks._NOTEBOOK_MATH, "test")  # the copy button's text is code
+    assert out.startswith(copy[:-len("<p>$z$</p>")]) and out.count("<math") == 1 and 'alttext="z"' in out
+    md = hooks.render_maths('<p><span class="arithmatex">\\(x^2\\)</span> and \\[\\sqrt 2\\]</p>',
+                            hooks._MARKDOWN_MATH, "test")
+    assert "<msup>" in md and "<msqrt>" in md and "\\(" not in md
+    with caplog.at_level("WARNING"):
+        bad = hooks.render_maths("<p>$\\notacommand x$</p>", hooks._NOTEBOOK_MATH, "page.md")
+    assert bad == "<p>$\\notacommand x$</p>"  # left as it was, and a warning fails the strict build
+    assert "page.md" in caplog.text and "\\notacommand" in caplog.text
+
+
+def _notebook_formulas(path: Path) -> list[str]:
+    """The ``$...$`` and ``$$...$$`` of a notebook's Markdown cells, whitespace collapsed."""
+    import json
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    text = re.sub(r"`[^`\n]*`", "", text)  # inline code is no formula
+    found = re.findall(r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\.|[^$\\])+?)\$", text, flags=re.S)
+    return [" ".join((a or b).split()) for a, b in found]
+
+
+@built_site_test
+def test_site_formulas_are_mathml(site):
+    """Every formula of every notebook is MathML on its page, no ``$`` is left in the text
+    outside code, no page loads MathJax; the Markdown pages' formulas too (arithmatex)."""
+    import html as html_lib
+
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        page = (site / "notebooks" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        alts = {html_lib.unescape(a) for a in re.findall(r'<math alttext="([^"]*)"', page)}
+        missing = [f for f in _notebook_formulas(notebook) if f not in alts]
+        assert not missing, f"{notebook.name}: formulas not rendered: {missing[:5]}"
+        copies = re.findall(r'<div class="clipboard-copy-txt"[^>]*>(.*?)</div>', page, flags=re.S)
+        assert copies and not any("<math" in c for c in copies), f"{notebook.name}: MathML in a cell's copy text"
+        text = re.sub(r"<(pre|code|script|style|math|svg)\b.*?</\1>", "", page, flags=re.S | re.I)
+        text = re.sub(r'<div class="clipboard-copy-txt"[^>]*>.*?</div>', "", text, flags=re.S)
+        text = re.sub(r"<[^>]+>", "", text)
+        assert "$" not in text, f"{notebook.name}: a $ left as text: ...{text[text.index('$') - 60:][:120]}..."
+        assert "MathJax" not in page, f"{notebook.name}'s page still configures MathJax"
+    assert sum(len(_notebook_formulas(n)) for n in (ROOT / "notebooks").glob("*.ipynb")) > 100
+    first = (site / "guide" / "first-model.html").read_text(encoding="utf-8")
+    assert first.count("<math") >= 5 and "\\(" not in re.sub(r"<(pre|code)\b.*?</\1>", "", first, flags=re.S)
+    assert 'alttext="J(x) = D_2(x)\\,\\big(I + B_2 C_2 D_1(x) B_1 C_1\\big)"' in first
+
+
+def _browser():
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_path = shutil.which("chromedriver")
+    if not chrome or not driver_path:
+        pytest.skip("no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1600,1000", "--host-resolver-rules=MAP * ~NOTFOUND"):  # no name resolves
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                           {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    return driver
+
+
+def _requested(driver) -> list[str]:
+    import json
+
+    return [m["params"]["request"]["url"] for e in driver.get_log("performance")
+            if (m := json.loads(e["message"])["message"])["method"] == "Network.requestWillBeSent"]
+
+
+@built_site_test
+def test_site_offline_in_a_browser(site):
+    """Headless Chromium, offline, the site opened from disk: a notebook page requests nothing
+    but files, its formulas are laid out as maths (a fraction's numerator above its
+    denominator), a figure opens at its own size on a click, and search finds pages."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser()
+    try:
+        driver.get((site / "notebooks" / "08_lipschitz_and_strided_spectra.html").as_uri())
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        maths = driver.execute_script("""
+            const ms = [...document.querySelectorAll('.md-content math')];
+            const f = document.querySelector('.md-content mfrac');
+            const [num, den] = [f.children[0].getBoundingClientRect(), f.children[1].getBoundingClientRect()];
+            return {n: ms.length, empty: ms.filter(m => m.getBoundingClientRect().width === 0).length,
+                    stacked: num.bottom <= den.top + 1, text: document.querySelector('.md-content').innerText};""")
+        assert maths["n"] > 100 and maths["empty"] == 0 and maths["stacked"]
+        assert "$" not in maths["text"] and "\\sigma" not in maths["text"]
+        driver.get((site / "guide" / "first-model.html").as_uri())
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return !!document.querySelector('img.tc-figure')"))
+        zoom = driver.execute_script("""
+            const img = document.querySelector('img.tc-figure');
+            const shown = img.getBoundingClientRect().width;
+            const column = document.querySelector('.md-content__inner').getBoundingClientRect().width;
+            img.click();
+            const big = document.querySelector('.tc-zoom img');
+            return {shown, column, natural: img.naturalWidth, big: big && big.getBoundingClientRect().width};""")
+        assert abs(zoom["shown"] - zoom["column"]) < 2, zoom  # the figure spans the column
+        assert zoom["big"] == zoom["natural"], zoom  # and opens at its own size
+        driver.find_element(By.CSS_SELECTOR, ".tc-zoom").click()
+        assert driver.execute_script("return document.querySelector('.tc-zoom') === null")
+        driver.find_element(By.CSS_SELECTOR, "input.md-search__input").send_keys("doubly block Toeplitz")
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+            "return document.querySelectorAll('.md-search-result__item').length > 0"))
+        remote = [u for u in _requested(driver) if not u.startswith(("file:", "data:", "blob:", "about:"))]
+        assert not remote, f"requests that left the disk: {remote}"
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------- the first model
+
+FIRST_MODEL = re.compile(r"^<!-- first-model: [^\n]*-->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def first_model_code() -> str:
+    (code,) = FIRST_MODEL.findall((DOCS / "guide" / "first-model.md").read_text(encoding="utf-8"))
+    return code
+
+
+def test_readme_has_the_first_model_page_code():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## First model: a small ResNet with BatchNorm" in readme
+    blocks = re.findall(r"^```python\n(.*?)^```$", readme, flags=re.MULTILINE | re.DOTALL)
+    assert first_model_code() in blocks, "README.md's first-model code differs from docs/guide/first-model.md's"
+
+
+def test_first_model_runs(tmp_path, monkeypatch, capsys):
+    """The page's code as printed: its checks against PyTorch pass, and what it prints is what
+    the page shows."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(first_model_code(), str(DOCS / "guide" / "first-model.md"), "exec"), {"__name__": "first_model"})
+    assert (tmp_path / "conv1.png").stat().st_size > 10_000
+    out = capsys.readouterr().out
+    page = (DOCS / "guide" / "first-model.md").read_text(encoding="utf-8")
+    printed_net = out[: out.index("  output: _4") + len("  output: _4")]
+    assert printed_net in page, "the page's print(net) is not what the code prints"
+    assert "1.conv1 (256, 256) 7744" in out and "0.2299 by 'windowed'" in out
+    assert "The Lipschitz constant lies in [0.0915017, 0.22986]" in out
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
