@@ -90,11 +90,38 @@ def mutated(node: torch.fx.Node, call: Call) -> bool:
 OUTPUT_BYTES = 96
 
 
+#: Functions whose output is no larger than their input: their size needs no check (and an
+#: elementwise op's first call on meta tensors imports torch's reference kernels, seconds).
+NOT_GROWING = frozenset(
+    [f"F.{n}" for n in ("relu", "relu6", "silu", "mish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "gelu",
+                        "elu", "selu", "celu", "softplus", "leaky_relu", "hardtanh", "prelu", "dropout",
+                        "batch_norm", "layer_norm", "group_norm", "instance_norm", "softmax", "log_softmax")]
+    + [f"torch.{n}" for n in ("relu", "sigmoid", "tanh", "selu")]
+    + [f".{n}" for n in ("relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax")])
+
+
+def _not_growing(call: Call) -> bool:
+    """Activations, normalisations and dropout: the output has the input's size (or less);
+    and modules with parameters, which the meta check could not run anyway."""
+    m = call.module
+    if m is None:
+        return call.kind in NOT_GROWING
+    if any(True for _ in m.parameters(recurse=False)):
+        return True  # its CPU parameters cannot run on meta tensors: the run on the example tells
+    family = type(m).__module__.rsplit(".", 1)[-1]
+    return (family in ("activation", "batchnorm", "normalization", "instancenorm", "dropout")
+            and type(m).__name__ != "MultiheadAttention")
+
+
 def check_output_size(call: Call, examples: Sequence[torch.Tensor]) -> None:
     """Refuse a node whose output is too large, from its shape on meta tensors (nothing is
-    allocated): an upsampling to 4096x4096 or an unfold of a large image says so up front."""
+    allocated): an upsampling to 4096x4096 or an unfold of a large image says so up front.
+    Activations, normalisations and dropout are not checked: their output is no larger than
+    their input, which was."""
     import torch
 
+    if _not_growing(call):
+        return
     try:
         with torch.no_grad():
             out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
