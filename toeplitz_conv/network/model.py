@@ -293,7 +293,18 @@ class Network:
         ``'conv.parametrizations.weight.original0'``/``original1``, ``spectral_norm``'s
         ``original``), keyed as the model's ``named_parameters()``, from :meth:`backward`'s
         ``grads`` (whose ``'conv.weight'`` is the gradient of the value): torch's autograd of
-        each parametrisation. Empty for a model without parametrisations."""
+        each parametrisation. Empty for a model without parametrisations.
+
+        Parameters
+        ----------
+        grads : dict of str to ndarray
+            :meth:`backward`'s gradients (at least those of the parametrised values).
+
+        Returns
+        -------
+        dict of str to ndarray
+            One entry per tensor of each parametrisation, its shape.
+        """
         return reads.original_gradients(self.parametrisations, self.params, dict(grads))
 
     # ------------------------------------------------------------------ linear maps
