@@ -45,7 +45,7 @@ def main(out: Path) -> None:
     plt.close(ax.figure)
     # convolution in motion: a 3x3 kernel, stride 2, padding 1 on a 5x5 input, row by row of C
     anim = plot.animate(np.arange(9.0).reshape(1, 1, 3, 3) - 4, (1, 5, 5), stride=2, padding=1)
-    anim.save(out / "conv_motion.gif", writer="pillow", dpi=70)
+    anim.save(out / "conv_motion.gif", writer="pillow", dpi=100)
     plt.close("all")
     for name in ("spy_conv.png", "gradient.png", "symbolic_4x16.png", "conv_motion.gif"):
         print("wrote", out / name)

@@ -234,6 +234,18 @@ def test_animate_command_writes_a_gif(tmp_path):
 def test_animate_command_error_exits_2_with_one_line(capsys):
     from toeplitz_conv.cli import main
 
-    assert main(["animate", "--input", "2x5x5", "--kernel", "1x2x3x3", "-o", "x.gif"]) == 2
+    assert main(["animate", "--input", "5x5x5", "--kernel", "1x5x3x3", "-o", "x.gif"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "single-channel" in err
+    assert len(err.strip().splitlines()) == 1 and "at most 4 input and 4 output channels; got 5 and 1" in err, err
+
+
+def test_animate_command_draws_a_multi_channel_layer(tmp_path, capsys):
+    from PIL import Image
+
+    from toeplitz_conv.cli import main
+
+    out = tmp_path / "two.gif"
+    assert main(["animate", "--input", "2x4x4", "--kernel", "2x1x3x3", "--groups", "2", "--stride", "2", "--padding", "1",
+                 "-o", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 8 and im.size[0] >= 1280  # one per output entry, both channels; projector-wide

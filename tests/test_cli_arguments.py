@@ -191,7 +191,7 @@ def test_numbers_out_of_range_name_their_flag(capsys, no_work, argv, flag, fragm
     (["spy", "--input", "3x8", "--kernel", "4x3x3x3"], "argument --kernel:", "one more size than --input"),
     (["spy", "--input", "1x4x4x4x4", "--kernel", "1x1x2x2x2x2"], "argument --kernel:", "1 to 3 spatial sizes"),
     (["animate", "--input", "1x4x4x4", "--kernel", "1x1x2x2x2"], "argument --kernel:",
-     "animate draws single-channel 1D or 2D layers: --kernel must be 1x1xK or 1x1xKHxKW; got '1x1x2x2x2'."),
+     "animate draws 1D or 2D layers: --kernel must be OUTxINxK or OUTxINxKHxKW; got '1x1x2x2x2'."),
     (["animate", *LAYER, "--transposed", "--padding", "same"], "argument --padding:",
      "the transposed convolution takes sizes or TensorFlow's / ONNX's SAME, SAME_LOWER, VALID, not 'same' or 'valid'"),
     (["animate", *LAYER, "--transposed", "--padding-mode", "reflect", "--padding", "1"], "argument --padding-mode:",

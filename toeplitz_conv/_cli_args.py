@@ -314,9 +314,20 @@ def layer_geometry(args: argparse.Namespace, transposed: bool = False) -> ConvGe
         raise ArgumentError(f"arguments {layer_flags(args)}: {' '.join(str(e).split())}") from None
 
 
-def check_single_channel(args: argparse.Namespace) -> None:
-    """animate's layers: --kernel 1x1xK or 1x1xKHxKW (one input and one output channel)."""
-    if len(args.kernel) not in (3, 4) or args.kernel[:2] != (1, 1):
+#: animate draws one panel per channel, at most this many on each side (as the library's animate).
+ANIMATE_MAX_CHANNELS = 4
+
+
+def check_animated_channels(args: argparse.Namespace) -> None:
+    """animate's layers: 1D or 2D, at most :data:`ANIMATE_MAX_CHANNELS` input and output
+    channels (a panel each)."""
+    if len(args.kernel) not in (3, 4):
         raise ArgumentError(
-            f"argument --kernel: animate draws single-channel 1D or 2D layers: --kernel must be 1x1xK "
-            f"or 1x1xKHxKW; got {_x(args.kernel)!r}.")
+            f"argument --kernel: animate draws 1D or 2D layers: --kernel must be OUTxINxK or OUTxINxKHxKW; "
+            f"got {_x(args.kernel)!r}.")
+    out = args.kernel[1] * args.groups if args.transposed else args.kernel[0]
+    if max(out, args.input[0]) > ANIMATE_MAX_CHANNELS:
+        raise ArgumentError(
+            f"arguments {layer_flags(args)}: animate draws a panel per channel, at most {ANIMATE_MAX_CHANNELS} "
+            f"input and {ANIMATE_MAX_CHANNELS} output channels; got {args.input[0]} and {out}. Draw the "
+            f"matrix with spy instead.")

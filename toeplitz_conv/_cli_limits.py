@@ -99,7 +99,7 @@ def check_pixels(dpi: int, width_in: float, height_in: float, what: str, flag: s
 
 
 def check_animation(args: argparse.Namespace, geom: ConvGeometry) -> None:
-    """animate draws single-channel 1D or 2D layers, at most ANIMATE_MAX_FRAMES frames and
+    """animate draws 1D or 2D layers of a few channels, at most ANIMATE_MAX_FRAMES frames and
     ANIMATE_MAX_CELLS cells in each grid it writes its indices in."""
     frames = geom.shape[1] if args.transposed else geom.shape[0]
     if args.transposed:

@@ -5,7 +5,7 @@ Commands::
     toeplitz-conv demo [--out DIR]         a small conv layer as a matrix, checked against PyTorch
     toeplitz-conv spy --input 3x8x8 --kernel 4x3x3x3 [--stride 2] [--padding 1] [-o C.png]
     toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 [-o layer.html]
-    toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 [--transposed] [-o conv.gif]
+    toeplitz-conv animate --input 2x5x5 --kernel 2x2x3x3 [--transposed] [-o conv.gif]
     toeplitz-conv verify [--atol 1e-10]    the library against PyTorch over a grid of geometries
     toeplitz-conv --version
 
@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from . import verify
 from ._against import against_arguments, check_against, load_callable
-from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, check_single_channel,
+from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, check_animated_channels,
                         dpi_argument, image_suffixes, layer_arguments, layer_flags, layer_geometry,
                         layer_options, output_argument, output_file, output_folder, parse_atol)
 from ._cli_limits import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, check_animation,
@@ -236,14 +236,13 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    check_single_channel(args)
+    check_animated_channels(args)
     geom = layer_geometry(args, transposed=args.transposed)
     check_animation(args, geom)
     out = output_file("-o/--output", args.output, "conv.gif", {".gif"}, "the GIF file")
     check_memory(args, "animate", geom)
     plt = _pyplot()
     w, inp, opts = _layer(args, transposed=args.transposed)
-    opts.pop("groups")
     anim = animate(w, inp, transposed=args.transposed, **opts)
     try:
         fig = plt.gcf()  # the figure animate drew into: its size fixes the frames' pixels
@@ -329,15 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     animate_cmd = sub.add_parser(
         "animate", help="the kernel sliding over the input, with the matrix row it is (a GIF)",
-        description="Write a GIF of a single-channel conv layer (random N(0, 1) weights of "
-                    "--kernel's shape): the padded input with the kernel window, the output pixel, "
-                    "and the row of C it is; --transposed: the transposed convolution, one column "
-                    "at a time.",
+        description="Write a GIF of a 1D or 2D conv layer of up to 4 input and 4 output channels, a "
+                    "panel each (random N(0, 1) weights of --kernel's shape): the padded input with "
+                    "the kernel window, the output pixel, and the row of C it is; --transposed: the "
+                    "transposed convolution, one column at a time. 1280 pixels wide at the default "
+                    "--dpi 100, for a projector.",
         epilog="example: toeplitz-conv animate --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o conv.gif")
     layer_arguments(animate_cmd, transposed=True)
     animate_cmd.add_argument("--transposed", action="store_true",
                              help="the transposed convolution (conv_transpose2d) instead")
-    dpi_argument(animate_cmd, 70, "frames")
+    dpi_argument(animate_cmd, 100, "frames")
     output_argument(animate_cmd, "conv.gif", "GIF file to write")
     animate_cmd.set_defaults(func=_animate)
 
