@@ -219,7 +219,8 @@ def test_the_smallest_explanation_is_the_one_reported() -> None:
     """A flip alone explains it: the search must not report a flip plus a compensating change."""
     said = _report(CASES[0])
     line = [x for x in said.splitlines() if "matches the matrix" in x][0]
-    assert line.count("; and ") == 0 and "The corrected call" in line and "padding=" not in line, line
+    assert line.count("; and ") == 0 and "padding=" not in line, line
+    assert "The corrected call: weight=np.flip(weight, axis=(2, 3)) (in torch's layout)." in line, line
 
 
 def test_an_unexplained_mismatch_says_what_was_searched(monkeypatch: pytest.MonkeyPatch) -> None:

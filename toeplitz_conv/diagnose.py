@@ -75,23 +75,27 @@ class _Layer:
     layout: str | None
 
 
-def _kernels(layer: _Layer) -> list[tuple[int, str, np.ndarray]]:
+def _kernels(layer: _Layer) -> list[tuple[int, str, np.ndarray, str]]:
+    """(cost, words, weight, the weight as an expression of the given one, torch's layout)."""
     w, transposed = layer.weight, layer.transposed
     spatial = tuple(range(2, w.ndim))
+    axes = f"axis={spatial}"
     flip = ("kernel flipped (rotated by 180 degrees): "
             + ("the transposed convolution is the true convolution of the kernel: a hand-written "
                "backward that does not rotate it, or rotates it twice" if transposed else
                "fn computes a true convolution, not PyTorch's cross-correlation"))
-    out = [(0, "", w), (1, flip, np.flip(w, axis=spatial).copy())]
+    out = [(0, "", w, ""), (1, flip, np.flip(w, axis=spatial).copy(), f"np.flip(weight, {axes})")]
     if w.shape[0] == w.shape[1] and layer.opts.get("groups", 1) == 1:
         swap = ("channels swapped: fn reads the weight's two channel axes the other way round ("
                 + ("(C_out, C_in, ...) instead of torch's transposed (C_in, C_out, ...)" if transposed
                    else "(C_in, C_out, ...) instead of (C_out, C_in, ...)") + ")")
         swapped = np.swapaxes(w, 0, 1)
-        out += [(1, swap, swapped.copy()), (2, f"{swap}; and {flip}", np.flip(swapped, axis=spatial).copy())]
+        out += [(1, swap, swapped.copy(), "np.swapaxes(weight, 0, 1)"),
+                (2, f"{swap}; and {flip}", np.flip(swapped, axis=spatial).copy(),
+                 f"np.flip(np.swapaxes(weight, 0, 1), {axes})")]
     if w.ndim >= 4 and w.shape[-1] == w.shape[-2]:
         out.append((1, "kernel transposed: fn reads the kernel's last two axes the other way round "
-                       "(rows as columns)", np.swapaxes(w, -1, -2).copy()))
+                       "(rows as columns)", np.swapaxes(w, -1, -2).copy(), "np.swapaxes(weight, -1, -2)"))
     return [k for k in out if k[0] == 0 or not np.array_equal(k[2], w)]  # a symmetric kernel: no change
 
 
@@ -203,7 +207,7 @@ def explain(weight: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry
             cost = sum(c[0] for c in combo)
             if cost > level:
                 continue
-            (_, kw, w2), (_, sw, s), (_, dw, d), (_, mw, m), (_, lw, (reads, returns)) = combo
+            (_, kw, w2, kx), (_, sw, s), (_, dw, d), (_, mw, m), (_, lw, (reads, returns)) = combo
             in_cf = _true_shape(input_shape, first) if reads else input_shape
             out_cf = _true_shape(actual, first) if returns else actual
             c_out = w2.shape[1] * opts.get("groups", 1) if transposed else w2.shape[0]
@@ -241,7 +245,7 @@ def explain(weight: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry
                     continue  # what passes entry by entry passes on a probe too; almost nothing else does
                 if differences(alt, got, rtol, atol)[0].size == 0:
                     words = [w for w in (kw, sw, dw, mw, lw) if w] + pad_words
-                    return [_said(layer, words, trial, lo, hi, op, names, (reads, returns))]
+                    return [_said(layer, words, trial, lo, hi, op, names, (reads, returns), kx)]
     return [f"no combination of up to {MAX_CHANGES} changes (kernel flipped, transposed or its channel axes "
             f"swapped; stride; dilation; padding sides, size or mode; output_padding; channels last) gives "
             f"fn's matrix ({tried:,} tried)."]
@@ -281,7 +285,7 @@ def _same_names(layer: _Layer, w2: np.ndarray, s: tuple[int, ...], d: tuple[int,
 
 
 def _said(layer: _Layer, words: list[str], trial: dict[str, Any], lo: tuple[int, ...], hi: tuple[int, ...],
-          op: tuple[int, ...], names: list[str], flags: tuple[bool, bool]) -> str:
+          op: tuple[int, ...], names: list[str], flags: tuple[bool, bool], weight: str) -> str:
     g, call = layer.geom, []
     if (lo, hi) != (g.pad_lo, g.pad_hi) or (layer.transposed and any("output_padding" in w for w in words)):
         call.append(f"padding={tuple(zip(lo, hi))!r}" + (f" (= {names[0]!r})" if names else ""))
@@ -300,8 +304,8 @@ def _said(layer: _Layer, words: list[str], trial: dict[str, Any], lo: tuple[int,
         call.append(f"layout={name!r} (input_shape as given)")
     elif any(flags):
         call.append("and fn moved to read and return one layout")
-    if any(w.startswith(("kernel", "channels swapped")) for w in words):
-        call.append("with the weight as said")
+    if weight:
+        call.insert(0, f"weight={weight} (in torch's layout)")
     return (f"fn matches the matrix with: {'; and '.join(words)}."
             + (f" The corrected call: {', '.join(call)}." if call else ""))
 
