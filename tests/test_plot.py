@@ -405,3 +405,16 @@ def test_animate_refuses_other_ranks_and_too_many_channels():
     with pytest.raises(ValueError, match=r"animate draws a panel per channel, at most 4 output channels; got 5 "
                                          r"output channels \(weight.shape=\(5, 1, 3, 3\), input_shape=\(1, 5, 5\)\)"):
         tc.animate(np.ones((5, 1, 3, 3)), (1, 5, 5))
+
+
+def test_spy_vmax_saturates_a_dominant_diagonal_to_show_the_band():
+    import scipy.sparse as sp
+
+    C = tc.conv_matrix(np.full((1, 1, 3, 3), 0.1), (1, 5, 5), padding=1)
+    A = sp.identity(25, format="csr") + C
+    ax = tc.spy(A, mode="values", vmax=0.1)
+    assert ax.images[0].get_clim() == (-0.1, 0.1)
+    assert tc.spy(A, mode="values").images[0].get_clim() == (-1.1, 1.1)
+    for bad, exc in ((0, ValueError), (float("nan"), ValueError), ("1", TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="vmax must be a finite number > 0 or None"):
+            tc.spy(A, vmax=bad)

@@ -176,7 +176,8 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         mode: SpyMode = "auto", max_bins: int = 400, title: str | None = None,
         layer: str | None = None, colorbar: bool = True, annotate: bool | Literal["auto"] = "auto",
         cmap: str | Colormap | None = None, row_label: str | None = None,
-        col_label: str | None = None, aspect: Literal["equal", "auto"] | None = None) -> Axes:
+        col_label: str | None = None, aspect: Literal["equal", "auto"] | None = None,
+        vmax: float | None = None) -> Axes:
     """Spy plot of a matrix, drawn to show the structure of a convolution matrix.
 
     Parameters
@@ -224,6 +225,10 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         Of the entries as drawn. Default: ``'auto'`` in a figure made for the matrix (its axes
         have the matrix's shape), else square entries unless the matrix is more than 8 times
         longer one way than the other.
+    vmax : float > 0, optional
+        ``'values'`` mode: the colour scale runs from ``-vmax`` to ``vmax`` (default: the
+        largest ``|entry|``); larger entries saturate. Shows the band of ``I + C`` beside its
+        dominant diagonal, or several matrices on one scale.
 
     Returns
     -------
@@ -253,6 +258,11 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
     if mode == "values":
         check_real(A, "C", "drawn as values")
     colorbar = check_bool("colorbar", colorbar)
+    if vmax is not None:
+        if isinstance(vmax, bool) or not isinstance(vmax, (int, float, np.floating, np.integer)):
+            raise TypeError(f"vmax must be a finite number > 0 or None; got {type(vmax).__name__} {vmax!r}.")
+        if not (np.isfinite(vmax) and vmax > 0):
+            raise ValueError(f"vmax must be a finite number > 0 or None; got {vmax!r}.")
     if annotate != "auto":
         annotate = check_bool("annotate", annotate)
     if mode == "values":  # a dense masked image of the whole matrix (value, mask)
@@ -295,8 +305,10 @@ def spy(C: npt.ArrayLike | sp.sparray | sp.spmatrix, *, ax: Axes | None = None,
         dense = np.ma.masked_array(np.zeros((m, n), dtype=np.float64), mask=True)
         vals = A.data
         dense[rows, cols] = vals
-        vmax = float(np.abs(vals).max()) if nnz else 1.0
-        vmax = vmax or 1.0
+        if vmax is None:
+            vmax = float(np.abs(vals).max()) if nnz else 1.0
+            vmax = vmax or 1.0
+        vmax = float(vmax)
         im = ax.imshow(dense, cmap=cmap or DIVERGING, vmin=-vmax, vmax=vmax,
                        interpolation="nearest", extent=extent, aspect=aspect)
         if annotate == "auto":
