@@ -33,3 +33,25 @@ def assert_adjoint(forward, adjoint, rtol=1e-12):
                           matvec=lambda u: forward @ u, rmatvec=lambda v: adjoint.conj() @ v,
                           matmat=lambda U: forward @ U, rmatmat=lambda V: adjoint.conj() @ V)
     tc.dot_test(pair, rtol=rtol)
+
+
+def chromium(*args: str, capabilities: dict | None = None):
+    """A headless Chromium driven by selenium (Debian's chromium and chromium-driver), with
+    ``args`` added to the usual flags; the test skips, saying why, where either is missing."""
+    import shutil
+
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_path = shutil.which("chromedriver")
+    if not chrome or not driver_path:
+        pytest.skip("no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *args):
+        opts.add_argument(arg)
+    for key, value in (capabilities or {}).items():
+        opts.set_capability(key, value)
+    return webdriver.Chrome(service=Service(driver_path), options=opts)

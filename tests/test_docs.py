@@ -19,7 +19,6 @@ import importlib.util
 import inspect
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.signal
+from helpers import chromium
 
 import toeplitz_conv as tc
 
@@ -658,21 +658,8 @@ def test_site_formulas_are_mathml(site):
 
 
 def _browser():
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver_path = shutil.which("chromedriver")
-    if not chrome or not driver_path:
-        pytest.skip("no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1600,1000", "--host-resolver-rules=MAP * ~NOTFOUND"):  # no name resolves
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = chromium("--window-size=1600,1000", "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves
+                      capabilities={"goog:loggingPrefs": {"performance": "ALL"}})
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.emulateNetworkConditions",
                            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})

@@ -5,10 +5,9 @@ move the selection, and the page is readable at 1280 px (cells of at least 28 px
 zoom). Every page must log no error and fetch nothing. Skipped, with the reason, where no browser
 is."""
 
-import shutil
-
 import numpy as np
 import pytest
+from helpers import chromium
 
 import toeplitz_conv as tc
 
@@ -18,21 +17,8 @@ pytestmark = pytest.mark.slow  # one Chromium session: about a minute
 
 @pytest.fixture(scope="module")
 def driver():
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver_path = shutil.which("chromedriver")
-    if not chrome or not driver_path:
-        pytest.skip("no Chromium and chromedriver on this machine (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={WIDTH},900", "--force-device-scale-factor=1"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(driver_path), options=opts)
+    d = chromium(f"--window-size={WIDTH},900", "--force-device-scale-factor=1",
+                 capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
     d.set_window_size(WIDTH, 900)
     yield d
     d.quit()
