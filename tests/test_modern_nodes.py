@@ -506,14 +506,53 @@ def test_a_batch_axis_moved_from_the_front_and_kept_there_is_refused_with_its_li
 
 
 class FusedAttention(nn.Module):
+    """F.scaled_dot_product_attention, as transformers call it: written out by compile."""
+
+    def __init__(self, kind="plain"):
+        super().__init__()
+        self.qkv, self.kind = nn.Linear(6, 18), kind
+        self.register_buffer("keep", (torch.rand(5, 5) > 0.3) | torch.eye(5, dtype=torch.bool))
+        self.register_buffer("bias", torch.randn(5, 5))
+
     def forward(self, x):
-        return F.scaled_dot_product_attention(x, x, x)
+        q, k, v = self.qkv(x).chunk(3, -1)
+        if self.kind == "causal":
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if self.kind == "bool-mask":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.keep, scale=0.3)
+        if self.kind == "float-mask":
+            return F.scaled_dot_product_attention(q, k, v, self.bias)
+        if self.kind == "dropout":
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=0.1)
+        return F.scaled_dot_product_attention(q, k, v)
 
 
-def test_fused_attention_is_refused_with_how_to_write_it():
-    with pytest.raises(TypeError, match=r"scaled_dot_product_attention \(node .*\) \(write it out: "
-                                        r"\(q @ k.transpose\(-2, -1\) \* scale\).softmax\(-1\) @ v"):
-        tc.compile(FusedAttention(), (4, 6))
+class MaskedFillCausal(nn.Module):
+    """The hand-written causal attention: masked_fill(mask, -inf) before the softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(6, 18)
+        self.register_buffer("above", torch.ones(5, 5, dtype=torch.bool).triu(1))
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        return (q @ k.transpose(-2, -1) * 0.4).masked_fill(self.above, float("-inf")).softmax(-1) @ v
+
+
+@pytest.mark.parametrize("model", [FusedAttention("plain"), FusedAttention("causal"), FusedAttention("bool-mask"),
+                                   FusedAttention("float-mask"), MaskedFillCausal()],
+                         ids=["sdpa", "sdpa-causal", "sdpa-bool-mask", "sdpa-float-mask", "masked_fill(-inf)"])
+def test_fused_and_masked_attention_match_autograd(model):
+    torch.manual_seed(0)
+    net = check_against_autograd(model, (5, 6), batch=3, rtol=1e-10)
+    assert "scaled_dot_product_attention" not in repr(net) and "softmax" in repr(net)
+
+
+def test_fused_attention_with_dropout_is_refused_with_how_to_write_it():
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention \(node .*\) \(compile writes it out "
+                                        r"unless dropout_p > 0 or enable_gqa"):
+        tc.compile(FusedAttention("dropout"), (5, 6))
 
 
 class ConstantMask(nn.Module):

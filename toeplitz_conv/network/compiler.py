@@ -86,8 +86,9 @@ def _function_name(fn: object) -> str:
 _WHY_NOT = {
     **{kind: " (it looks up rows by integer index: not a function of a float input; compile the part of "
              "the model after it, on its output)" for kind in ("Embedding", "EmbeddingBag")},
-    "scaled_dot_product_attention": " (write it out: (q @ k.transpose(-2, -1) * scale).softmax(-1) @ v, "
-                                      "which compiles)",
+    "scaled_dot_product_attention": " (compile writes it out unless dropout_p > 0 or enable_gqa: call it "
+                                      "with dropout_p=0.0 in eval, or write (q @ k.transpose(-2, -1) * scale)"
+                                      ".softmax(-1) @ v, which compiles)",
     "MultiheadAttention": " (write the attention out with nn.Linear, @ and softmax, which compile)",
     **{op: " (a mask computed from the input is a data-dependent branch: write the elementwise function "
            "it makes, e.g. torch.relu or F.leaky_relu; a constant mask in torch.where compiles)"

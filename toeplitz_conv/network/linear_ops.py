@@ -70,7 +70,10 @@ def gather_matrices(apply: Callable[..., Any], shapes: Sequence[Sequence[int]], 
                                 f"it returned {_describe(out)}.")
     out_shape = tuple(out.shape[1:])
     bias = zero[0].reshape(-1).numpy()
-    v = (out - zero).reshape(BATCH, -1).numpy()
+    z, o = zero.reshape(BATCH, -1).numpy(), out.reshape(BATCH, -1).numpy()
+    fixed = np.isinf(z) & (o == z)  # an infinite constant (masked_fill(mask, -inf)), whatever the input
+    with np.errstate(invalid="ignore"):
+        v = np.where(fixed, 0.0, o - z)
     if not np.array_equal(v, np.round(v)) or (zero[0] != zero[1]).any():
         raise ValueError(f"{what} is not a copy of its input's entries, so compile cannot read its "
                          f"matrix this way.")  # a registry error: the op is listed as a copy

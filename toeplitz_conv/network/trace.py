@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any, cast
 
 from .call import UntraceableModelError
@@ -148,6 +148,8 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     try:
         with torch.enable_grad():  # so that a node made under no_grad in forward is told apart
             graph = tracer.trace(model)
+        if example is not None:
+            write_out_attention(graph, tracer._value)  # type: ignore[attr-defined]
         tracer.__dict__.pop("values", None)  # the example values decisions needed
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -162,6 +164,54 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     gm = torch.fx.GraphModule(tracer.root, graph)
     gm.meta["specialised"] = bool(getattr(tracer, "specialised", False))
     return gm
+
+
+def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], Any]) -> None:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, 0.0, is_causal, scale)`` replaced
+    by the nodes it computes, each of which compiles: ``q @ k^T``, ``* scale`` (default
+    ``1 / sqrt(E)``, from the example's ``q``), the causal mask and ``attn_mask`` (a constant:
+    a boolean one as ``masked_fill(~mask, -inf)``, a float one added), ``.softmax(-1)`` and
+    ``@ v``. A call with ``dropout_p > 0`` or ``enable_gqa`` is left as it is (refused)."""
+    import math
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not F.scaled_dot_product_attention:
+            continue
+        given = {**dict(zip(names, node.args)), **node.kwargs}
+        q, k, v, mask = given["query"], given["key"], given["value"], given.get("attn_mask")
+        causal, scale = given.get("is_causal", False), given.get("scale")
+        q_value, k_value = value(q), value(k)
+        mask_value = value(mask) if isinstance(mask, torch.fx.Node) else mask
+        if (given.get("dropout_p", 0.0) != 0 or given.get("enable_gqa", False) or not isinstance(causal, bool)
+                or not isinstance(scale, (int, float, type(None)))
+                or any(t is _UNKNOWN for t in (q_value, k_value, mask_value))):
+            continue
+        scale = 1 / math.sqrt(q_value.shape[-1]) if scale is None else scale
+        with graph.inserting_before(node):
+            made = [graph.call_method("transpose", (k, -2, -1))]
+            made.append(graph.call_function(torch.matmul, (q, made[-1])))
+            made.append(graph.call_function(operator.mul, (made[-1], scale)))
+            if causal:
+                made.append(graph.call_function(torch.ones, ((q_value.shape[-2], k_value.shape[-2]),),
+                                                {"dtype": torch.bool}))
+                made.append(graph.call_method("triu", (made[-1], 1)))
+                made.append(graph.call_method("masked_fill", (made[-3], made[-1], float("-inf"))))
+            if mask is not None and getattr(mask_value, "dtype", None) == torch.bool:
+                made.append(graph.call_function(torch.logical_not, (mask,)))
+                made.append(graph.call_method("masked_fill", (made[-2], made[-1], float("-inf"))))
+            elif mask is not None:
+                made.append(graph.call_function(operator.add, (made[-1], mask)))
+            made.append(graph.call_method("softmax", (made[-1], -1)))
+            made.append(graph.call_function(torch.matmul, (made[-1], v)))
+        for new in made:
+            new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
+        node.replace_all_uses_with(made[-1])
+        graph.erase_node(node)
 
 
 def ancestors(node: torch.fx.Node, stop: Container[torch.fx.Node] = ()) -> list[torch.fx.Node]:
