@@ -549,6 +549,49 @@ def test_fused_and_masked_attention_match_autograd(model):
     assert "scaled_dot_product_attention" not in repr(net) and "softmax" in repr(net)
 
 
+class EncoderBlock(nn.Module):
+    """torchvision's ViT encoder block, small: nn.MultiheadAttention with batch_first=True."""
+
+    def __init__(self, d=6, heads=2):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, dropout=0.1, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        y = self.ln1(x)
+        y, _ = self.attn(y, y, y, need_weights=False)
+        x = x + y
+        return x + self.mlp(self.ln2(x))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, weights=False, mask=False):
+        super().__init__()
+        self.attn, self.kv = nn.MultiheadAttention(6, 3, batch_first=True), nn.Linear(6, 6)
+        self.weights, self.mask = weights, mask
+
+    def forward(self, x):
+        out, w = self.attn(x, self.kv(x), x, need_weights=self.weights,
+                           attn_mask=torch.ones(5, 5, dtype=torch.bool).triu(1) if self.mask else None)
+        return out + w.sum() if self.weights else out
+
+
+@pytest.mark.parametrize("model", [EncoderBlock(), CrossAttention()], ids=["vit-encoder-block", "cross-attention"])
+def test_multihead_attention_is_written_out_and_matches_autograd(model):
+    torch.manual_seed(0)
+    net = check_against_autograd(model, (5, 6), batch=3, rtol=1e-10)  # in_proj_weight's gradient too
+    assert "MultiheadAttention" not in repr(net) and "out_proj" in repr(net)
+
+
+@pytest.mark.parametrize("model", [CrossAttention(weights=True), CrossAttention(mask=True)],
+                         ids=["weights-read", "mask"])
+def test_multihead_attention_compile_cannot_write_out_is_refused_with_the_rule(model):
+    with pytest.raises(TypeError, match=r"MultiheadAttention .*compile writes out attn\(q, k, v, need_weights=False\)"
+                                        r"\[0\] with batch_first=True"):
+        tc.compile(model.double().eval(), (5, 6))
+
+
 def test_fused_attention_with_dropout_is_refused_with_how_to_write_it():
     with pytest.raises(TypeError, match=r"scaled_dot_product_attention \(node .*\) \(compile writes it out "
                                         r"unless dropout_p > 0 or enable_gqa"):

@@ -150,6 +150,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
             graph = tracer.trace(model)
         if example is not None:
             write_out_attention(graph, tracer._value)  # type: ignore[attr-defined]
+        write_out_multihead(graph, model)
         tracer.__dict__.pop("values", None)  # the example values decisions needed
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -211,6 +212,65 @@ def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], 
         for new in made:
             new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
         node.replace_all_uses_with(made[-1])
+        graph.erase_node(node)
+
+
+def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
+    """``nn.MultiheadAttention(batch_first=True)`` called as ``attn(q, k, v, need_weights=False)[0]``
+    (torchvision's ViT) replaced by what it computes, each node of which compiles: the input
+    projection ``F.linear(x, in_proj_weight, in_proj_bias)`` (once per distinct input), each of
+    q, k, v narrowed from it and split into heads, ``softmax(q k^T / sqrt(d)) v``, the heads
+    joined, and ``out_proj``. Left as it is (refused) with masks, ``bias_k``/``add_zero_attn``,
+    separate q/k/v projection weights, ``batch_first=False``, in training mode with dropout, or
+    when the attention weights (``[1]``) are read."""
+    import math
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+             "is_causal")
+    for node in list(graph.nodes):
+        if node.op != "call_module" or not isinstance(m := root.get_submodule(str(node.target)), nn.MultiheadAttention):
+            continue
+        given = {**dict(zip(names, node.args)), **node.kwargs}
+        users = list(node.users)
+        if (not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn
+                or any(given.get(n) is not None for n in ("key_padding_mask", "attn_mask"))
+                or given.get("is_causal", False) or (m.training and m.dropout > 0)
+                or not all(u.op == "call_function" and u.target is operator.getitem
+                           and (u.args[1] == 0 or not u.users) for u in users)):  # `y, _ = attn(...)`
+            continue
+        e, h = m.embed_dim, m.num_heads
+        made: list[torch.fx.Node] = []
+
+        def add(kind: str, target: Any, *args: Any) -> torch.fx.Node:
+            made.append(getattr(graph, kind)(target, args))
+            return made[-1]
+
+        with graph.inserting_before(node):
+            weight = graph.get_attr(f"{node.target}.in_proj_weight")
+            bias = graph.get_attr(f"{node.target}.in_proj_bias") if m.in_proj_bias is not None else None
+            projected: dict[Any, torch.fx.Node] = {}
+            heads = []
+            for i, t in enumerate((given["query"], given["key"], given["value"])):
+                if t not in projected:
+                    projected[t] = add("call_function", F.linear, t, weight, bias)
+                part = add("call_method", "narrow", projected[t], -1, i * e, e)
+                heads.append(add("call_method", "transpose", add("call_method", "unflatten", part, -1, (h, e // h)), 1, 2))
+            scores = add("call_function", torch.matmul, heads[0], add("call_method", "transpose", heads[1], -2, -1))
+            scores = add("call_function", operator.mul, scores, 1 / math.sqrt(e // h))
+            out = add("call_function", torch.matmul, add("call_method", "softmax", scores, -1), heads[2])
+            out = add("call_method", "flatten", add("call_method", "transpose", out, 1, 2), -2)
+            out = add("call_module", f"{node.target}.out_proj", out)
+        for new in [weight, *([bias] if bias is not None else []), *made]:
+            new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
+        for u in users:
+            if u.args[1] == 0:
+                u.replace_all_uses_with(out)
+            graph.erase_node(u)
         graph.erase_node(node)
 
 
