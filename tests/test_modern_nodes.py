@@ -577,7 +577,20 @@ class CrossAttention(nn.Module):
         return out + w.sum() if self.weights else out
 
 
-@pytest.mark.parametrize("model", [EncoderBlock(), CrossAttention()], ids=["vit-encoder-block", "cross-attention"])
+class SequenceFirst(nn.Module):
+    """batch_first=False, the batch axis moved to second place around it (nn.Transformer's way)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(6, 2)
+
+    def forward(self, x):
+        t = x.transpose(0, 1)
+        return self.attn(t, t, t, need_weights=False)[0].transpose(0, 1)
+
+
+@pytest.mark.parametrize("model", [EncoderBlock(), CrossAttention(), SequenceFirst()],
+                         ids=["vit-encoder-block", "cross-attention", "batch-second"])
 def test_multihead_attention_is_written_out_and_matches_autograd(model):
     torch.manual_seed(0)
     net = check_against_autograd(model, (5, 6), batch=3, rtol=1e-10)  # in_proj_weight's gradient too
@@ -588,7 +601,7 @@ def test_multihead_attention_is_written_out_and_matches_autograd(model):
                          ids=["weights-read", "mask"])
 def test_multihead_attention_compile_cannot_write_out_is_refused_with_the_rule(model):
     with pytest.raises(TypeError, match=r"MultiheadAttention .*compile writes out attn\(q, k, v, need_weights=False\)"
-                                        r"\[0\] with batch_first=True"):
+                                        r"\[0\] with one in_proj_weight"):
         tc.compile(model.double().eval(), (5, 6))
 
 

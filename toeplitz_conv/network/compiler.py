@@ -89,9 +89,9 @@ _WHY_NOT = {
     "scaled_dot_product_attention": " (compile writes it out unless dropout_p > 0 or enable_gqa: call it "
                                       "with dropout_p=0.0 in eval, or write (q @ k.transpose(-2, -1) * scale)"
                                       ".softmax(-1) @ v, which compiles)",
-    "MultiheadAttention": " (compile writes out attn(q, k, v, need_weights=False)[0] with batch_first=True, "
-                          "one in_proj_weight, no masks, bias_k or add_zero_attn, in eval; else write the "
-                          "attention out with nn.Linear, @ and softmax, which compile)",
+    "MultiheadAttention": " (compile writes out attn(q, k, v, need_weights=False)[0] with one in_proj_weight, "
+                          "no masks, bias_k or add_zero_attn, in eval; else write the attention out with "
+                          "nn.Linear, @ and softmax, which compile)",
     **{op: " (a mask computed from the input is a data-dependent branch: write the elementwise function "
            "it makes, e.g. torch.relu or F.leaky_relu; a constant mask in torch.where compiles)"
        for op in ("gt", "lt", "ge", "le", "eq", "ne")},

@@ -216,13 +216,14 @@ def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], 
 
 
 def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
-    """``nn.MultiheadAttention(batch_first=True)`` called as ``attn(q, k, v, need_weights=False)[0]``
+    """``nn.MultiheadAttention`` called as ``attn(q, k, v, need_weights=False)[0]``
     (torchvision's ViT) replaced by what it computes, each node of which compiles: the input
     projection ``F.linear(x, in_proj_weight, in_proj_bias)`` (once per distinct input), each of
     q, k, v narrowed from it and split into heads, ``softmax(q k^T / sqrt(d)) v``, the heads
-    joined, and ``out_proj``. Left as it is (refused) with masks, ``bias_k``/``add_zero_attn``,
-    separate q/k/v projection weights, ``batch_first=False``, in training mode with dropout, or
-    when the attention weights (``[1]``) are read."""
+    joined, and ``out_proj`` (with ``batch_first=False``, the batch axis moved to the front
+    first and back after). Left as it is (refused) with masks, ``bias_k``/``add_zero_attn``,
+    separate q/k/v projection weights, in training mode with dropout, or when the attention
+    weights (``[1]``) are read."""
     import math
     import operator
 
@@ -237,7 +238,7 @@ def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
             continue
         given = {**dict(zip(names, node.args)), **node.kwargs}
         users = list(node.users)
-        if (not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn
+        if (not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn
                 or any(given.get(n) is not None for n in ("key_padding_mask", "attn_mask"))
                 or given.get("is_causal", False) or (m.training and m.dropout > 0)
                 or not all(u.op == "call_function" and u.target is operator.getitem
@@ -255,7 +256,11 @@ def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
             bias = graph.get_attr(f"{node.target}.in_proj_bias") if m.in_proj_bias is not None else None
             projected: dict[Any, torch.fx.Node] = {}
             heads = []
-            for i, t in enumerate((given["query"], given["key"], given["value"])):
+            inputs = [given["query"], given["key"], given["value"]]
+            if not m.batch_first:  # (L, N, E): the batch axis to the front first, and back after
+                firsts = {t: add("call_method", "transpose", t, 0, 1) for t in dict.fromkeys(inputs)}
+                inputs = [firsts[t] for t in inputs]
+            for i, t in enumerate(inputs):
                 if t not in projected:
                     projected[t] = add("call_function", F.linear, t, weight, bias)
                 part = add("call_method", "narrow", projected[t], -1, i * e, e)
@@ -265,6 +270,8 @@ def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
             out = add("call_function", torch.matmul, add("call_method", "softmax", scores, -1), heads[2])
             out = add("call_method", "flatten", add("call_method", "transpose", out, 1, 2), -2)
             out = add("call_module", f"{node.target}.out_proj", out)
+            if not m.batch_first:
+                out = add("call_method", "transpose", out, 0, 1)
         for new in [weight, *([bias] if bias is not None else []), *made]:
             new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
         for u in users:
