@@ -597,6 +597,38 @@ def test_multihead_attention_is_written_out_and_matches_autograd(model):
     assert "MultiheadAttention" not in repr(net) and "out_proj" in repr(net)
 
 
+class Encoder(nn.Module):
+    """nn.TransformerEncoder's layers called in a loop, as its message says to."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(6, 2, dim_feedforward=12, batch_first=True),
+                                             2, norm=nn.LayerNorm(6), enable_nested_tensor=False)
+
+    def forward(self, x):
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return self.encoder.norm(x)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.TransformerEncoderLayer(6, 2, dim_feedforward=12, batch_first=True),
+    lambda: nn.TransformerEncoderLayer(6, 3, dim_feedforward=12, batch_first=True, norm_first=True, activation="gelu"),
+    Encoder,
+], ids=["post-norm", "pre-norm-gelu", "encoder-layers-in-a-loop"])
+def test_transformer_encoder_layers_compile_exactly(make):
+    """Traced through: its fast-path checks are taken on the example, src_mask=None is a constant."""
+    torch.manual_seed(0)
+    net = check_against_autograd(make(), (5, 6), batch=3, rtol=1e-10)
+    assert "MultiheadAttention" not in repr(net)
+
+
+def test_a_transformer_encoder_is_refused_with_how_to_call_its_layers():
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(6, 2, 12, batch_first=True), 2, enable_nested_tensor=False)
+    with pytest.raises(TypeError, match=r"TransformerEncoder .*for layer in encoder.layers: x = layer\(x\)"):
+        tc.compile(nn.Sequential(encoder).double().eval(), (5, 6))
+
+
 @pytest.mark.parametrize("model", [CrossAttention(weights=True), CrossAttention(mask=True)],
                          ids=["weights-read", "mask"])
 def test_multihead_attention_compile_cannot_write_out_is_refused_with_the_rule(model):

@@ -89,6 +89,8 @@ _WHY_NOT = {
     "scaled_dot_product_attention": " (compile writes it out unless dropout_p > 0 or enable_gqa: call it "
                                       "with dropout_p=0.0 in eval, or write (q @ k.transpose(-2, -1) * scale)"
                                       ".softmax(-1) @ v, which compiles)",
+    "TransformerEncoder": " (compile reads its layers, nn.TransformerEncoderLayer with batch_first=True: call them "
+                          "in a loop, for layer in encoder.layers: x = layer(x), then encoder.norm if it has one)",
     "MultiheadAttention": " (compile writes out attn(q, k, v, need_weights=False)[0] with one in_proj_weight, "
                           "no masks, bias_k or add_zero_attn, in eval; else write the attention out with "
                           "nn.Linear, @ and softmax, which compile)",

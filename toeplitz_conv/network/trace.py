@@ -125,8 +125,8 @@ def _tracer(example: torch.Tensor | None) -> torch.fx.Tracer:
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
             if entry_of(m) is not None:
                 return True
-            if isinstance(m, nn.Sequential):
-                return False
+            if isinstance(m, (nn.Sequential, nn.TransformerEncoderLayer)):
+                return False  # a container, and a transformer layer made of supported calls
             return type(m).__module__.startswith("torch.nn")
 
         def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
@@ -147,7 +147,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     tracer = _tracer(example)
     try:
         with torch.enable_grad():  # so that a node made under no_grad in forward is told apart
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=_defaults(model) or None)
         if example is not None:
             write_out_attention(graph, tracer._value)  # type: ignore[attr-defined]
         write_out_multihead(graph, model)
@@ -165,6 +165,19 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> torch.fx.Gra
     gm = torch.fx.GraphModule(tracer.root, graph)
     gm.meta["specialised"] = bool(getattr(tracer, "specialised", False))
     return gm
+
+
+def _defaults(model: nn.Module) -> dict[str, Any]:
+    """The model's ``forward`` arguments after the input that have defaults, at their defaults
+    (``src_mask=None`` of a transformer layer): traced as constants, not as more inputs."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):  # a builtin forward: nothing to fix
+        return {}
+    return {p.name: p.default for p in params
+            if p.default is not inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], Any]) -> None:
