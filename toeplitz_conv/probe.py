@@ -94,14 +94,6 @@ def to_numpy(y: object, what: str) -> np.ndarray:
     return arr
 
 
-def returns_bfloat16(fn: Callable[[Any], object], shape: tuple[int, ...], dtype: npt.DTypeLike) -> bool:
-    """Whether ``fn`` returns bfloat16 (torch's or jax's) for a zero batch of one sample: its
-    values are read exactly as float32, and its tolerance is bfloat16's."""
-    seen: list[str] = []
-    caller(fn, seen)(np.zeros((1, *shape), dtype=dtype))
-    return bool(seen) and seen[-1].endswith("bfloat16")
-
-
 def caller(fn: Callable[[Any], object], seen: list[str] | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``call(X)`` that feeds ``fn`` numpy, or torch tensors once ``fn`` refuses numpy (and
     from then on); without torch, ``fn``'s own error stands. ``seen`` collects the dtype

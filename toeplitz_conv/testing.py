@@ -28,8 +28,8 @@ from .arithmetic import Padding
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from .diagnose import differences, expected_matrix, explain, pattern_diagnosis, shape_diagnosis
 from .pattern import conv_pattern
-from .layouts import channels_first_fn, kernel_to_torch, sample_shape_first
-from .probe import ProbeError, caller, probe_matrix, returns_bfloat16, sample_shape, to_numpy
+from .layouts import NAMES, channels_first_fn, kernel_to_torch, sample_shape_first
+from .probe import ProbeError, caller, probe_matrix, sample_shape, to_numpy
 
 #: Mismatches listed in the message.
 WORST = 5
@@ -180,7 +180,7 @@ def _layout_hint(w: np.ndarray, input_shape: tuple[int, ...], transposed: bool, 
     channels = w.shape[0] if transposed else w.shape[1] * opts.get("groups", 1)
     if layout is not None or len(input_shape) < 2 or input_shape[0] == channels or input_shape[-1] != channels:
         return ""
-    name = {1: "NLC", 2: "NHWC", 3: "NDHWC"}.get(len(input_shape) - 1, "NHWC")
+    name = NAMES.get(len(input_shape) - 1, NAMES[2])[1]
     return (f" input_shape {input_shape} looks channels-last: its last entry is the {channels} input channels; "
             f"pass layout={name!r} (input_shape stays as it is).")
 
@@ -268,8 +268,9 @@ def assert_conv_equal(fn: Callable[[Any], object], weight: npt.ArrayLike, input_
         raise AssertionError(str(e)) from None
     if got.shape[1] != expected.shape[1]:
         raise ValueError(f"fn's input must be input_shape={input_shape}; probing gave {got.shape[1]} columns.")
-    actual = tuple(caller(fn)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:])  # fn's own output shape
-    narrow = ("bfloat16",) if None in tols and returns_bfloat16(fn, input_shape, dtype) else ()
+    seen: list[str] = []  # the dtype fn returns: bfloat16 is read as float32, judged at its tolerance
+    actual = tuple(caller(fn, seen)(np.zeros((1, *input_shape), dtype=dtype)).shape[1:])  # fn's own output shape
+    narrow = ("bfloat16",) if None in tols and seen[-1].endswith("bfloat16") else ()
     rtol, atol = (default_tolerance(w.dtype, got.dtype, *narrow) if t is None else t for t in tols)
     if got.shape != expected.shape:
         found = explain(w, input_shape, geom, transposed, opts, got, actual, rtol, atol, layout)
