@@ -16,7 +16,7 @@ import numpy as np
 
 from ._cli_args import ArgumentError, arg_type, layer_arguments, layer_options, one_size, parse_sizes
 from .geometry import ConvGeometry
-from .layouts import SPATIAL, kernel_to_torch, output_shape_in
+from .layouts import kernel_from_torch, output_shape_in
 
 if TYPE_CHECKING:
     from importlib.abc import Loader
@@ -88,10 +88,7 @@ def check_against(user_fn: Callable[..., object], args: argparse.Namespace, geom
     layout, kernel_layout = getattr(args, "layout", None), getattr(args, "kernel_layout", None)
     try:
         shape = output_shape_in(tuple(args.input), layout)
-        if kernel_layout is not None:  # the weight as CALLABLE reads it
-            torch_order = ("IO" if args.transposed else "OI") + SPATIAL.get(w.ndim - 2, "")
-            kernel_to_torch(w, kernel_layout, args.transposed)  # checks the letters
-            w = np.ascontiguousarray(np.transpose(w, [torch_order.index(a) for a in kernel_layout]))
+        w = kernel_from_torch(w, kernel_layout, args.transposed)  # the weight as CALLABLE reads it
     except ValueError as e:
         raise ArgumentError(f"argument --layout/--kernel-layout: {e}") from None
     opts = layer_options(args, args.transposed)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from .arithmetic import same_sides
 from .conv import conv_matrix, conv_transpose_matrix, csr_size
 from .geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
+from .layouts import NAMES, channels_last
 
 
 def differences(A: Any, B: Any, rtol: float,
@@ -118,7 +119,7 @@ def _layouts(layer: _Layer, actual: tuple[int, ...]) -> list[tuple[int, str, tup
     out = [(0, "", (False, False))]
     if len(s) < 2:
         return out
-    given = "(N, C, *spatial)" if layer.layout in (None, *_FIRST) else "(N, *spatial, C)"
+    given = "(N, C, *spatial)" if _said_first(layer.layout) else "(N, *spatial, C)"
     other = "(N, *spatial, C)" if given == "(N, C, *spatial)" else "(N, C, *spatial)"
     for flags, what in (((True, True), "reads and returns"), ((False, True), "returns"), ((True, False), "reads")):
         reads, returns = flags
@@ -129,7 +130,9 @@ def _layouts(layer: _Layer, actual: tuple[int, ...]) -> list[tuple[int, str, tup
     return out
 
 
-_FIRST = ("NCL", "NCHW", "NCDHW")
+def _said_first(layout: str | None) -> bool:
+    """Whether fn was said to take channels-first batches."""
+    return layout is None or not channels_last(layout)
 
 
 def _paddings(layer: _Layer, k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...],
@@ -197,7 +200,7 @@ def explain(weight: np.ndarray, input_shape: tuple[int, ...], geom: ConvGeometry
         (1, f"padding mode: fn pads with {m!r}, not {mode!r}", m)
         for m in ("zeros", "reflect", "replicate", "circular", "symmetric") if m != mode])
     layouts = _layouts(layer, actual)
-    first = layout in (None, *_FIRST)  # what fn was said to take: channels first
+    first = _said_first(layout)
     probe = np.random.default_rng(0).standard_normal(got.shape[1])
     seen, size = got @ probe, np.abs(probe)
     strong = int(np.count_nonzero(np.abs(got.data) > atol))  # entries no candidate may leave out
@@ -300,8 +303,7 @@ def _said(layer: _Layer, words: list[str], trial: dict[str, Any], lo: tuple[int,
         call.append(f"padding_mode={trial['padding_mode']!r}")
     if all(flags):
         nd = len(layer.input_shape) - 1
-        first = layer.layout in (None, *_FIRST)
-        name = {1: ("NLC", "NCL"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}[nd][0 if first else 1]
+        name = NAMES[nd][1 if _said_first(layer.layout) else 0]
         call.append(f"layout={name!r} (input_shape as given)")
     elif any(flags):
         call.append("and fn moved to read and return one layout")

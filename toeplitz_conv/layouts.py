@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+#: Per number of spatial axes: the (channels-first, channels-last) layout names a message gives.
+NAMES = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 _FIRST = {"NCHW", "NCL", "NCW", "NCDHW"}
 _LAST = {"NHWC", "NLC", "NWC", "NDHWC"}
 
@@ -78,6 +80,16 @@ def kernel_to_torch(weight: np.ndarray, kernel_layout: str | None, transposed: b
                          f"{spatial + last!r}; got {kernel_layout!r}.")
     target = ("IO" if transposed else "OI") + spatial
     return np.ascontiguousarray(np.transpose(weight, [kernel_layout.index(a) for a in target]))
+
+
+def kernel_from_torch(weight: np.ndarray, kernel_layout: str | None, transposed: bool = False) -> np.ndarray:
+    """torch's ``(O, I, *k)`` weight (``(I, O, *k)`` when ``transposed``) -> ``kernel_layout``:
+    the inverse of :func:`kernel_to_torch`, whose checks it applies."""
+    if kernel_layout is None:
+        return weight
+    kernel_to_torch(weight, kernel_layout, transposed)  # the letters
+    torch_order = ("IO" if transposed else "OI") + SPATIAL.get(weight.ndim - 2, "")
+    return np.ascontiguousarray(np.transpose(weight, [torch_order.index(a) for a in kernel_layout]))
 
 
 def output_shape_in(shape: Sequence[int], layout: str | None) -> tuple[int, ...]:
