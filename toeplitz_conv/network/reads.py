@@ -154,15 +154,9 @@ def named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """``module.named_parameters()``, but a parametrised tensor (``weight_norm``,
     ``spectral_norm``, ``torch.nn.utils.parametrize``) as its current value under its module's
     name (``'1.weight'``) in place of the parametrisation's own parameters."""
-    from torch.nn.utils import parametrize
-
     named: list[tuple[str, torch.Tensor]] = [
         (n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
-    for prefix, m in module.named_modules():
-        if parametrize.is_parametrized(m):
-            for local in m.parametrizations:
-                named.append((f"{prefix}.{local}" if prefix else local, getattr(m, local).detach()))
-    return named
+    return named + [(name, getattr(m, local).detach()) for name, (m, local) in parametrisations(module).items()]
 
 
 def _dtype(call: Call) -> torch.dtype:
