@@ -314,13 +314,11 @@ def layer_geometry(args: argparse.Namespace, transposed: bool = False) -> ConvGe
         raise ArgumentError(f"arguments {layer_flags(args)}: {' '.join(str(e).split())}") from None
 
 
-#: animate draws one panel per channel, at most this many on each side (as the library's animate).
-ANIMATE_MAX_CHANNELS = 4
-
-
 def check_animated_channels(args: argparse.Namespace) -> None:
-    """animate's layers: 1D or 2D, at most :data:`ANIMATE_MAX_CHANNELS` input and output
-    channels (a panel each)."""
+    """animate's layers: 1D or 2D, at most ``ANIMATE_MAX_CHANNELS`` input and output channels
+    (a panel each: the figure's own limit)."""
+    from .plot.animation import ANIMATE_MAX_CHANNELS  # without matplotlib
+
     if len(args.kernel) not in (3, 4):
         raise ArgumentError(
             f"argument --kernel: animate draws 1D or 2D layers: --kernel must be OUTxINxK or OUTxINxKHxKW; "
