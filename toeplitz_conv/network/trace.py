@@ -180,6 +180,38 @@ def _defaults(model: nn.Module) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
+class _Writer:
+    """Writes nodes before ``node`` in its graph, each with ``node``'s source line (the user's
+    call they replace): ``add('call_method', 'transpose', x, 0, 1)``."""
+
+    def __init__(self, graph: torch.fx.Graph, node: torch.fx.Node) -> None:
+        self.graph, self.node = graph, node
+
+    def __call__(self, kind: str, target: Any, *args: Any, **kwargs: Any) -> torch.fx.Node:
+        with self.graph.inserting_before(self.node):
+            new: torch.fx.Node = (self.graph.get_attr(target) if kind == "get_attr"
+                                  else getattr(self.graph, kind)(target, args, kwargs or None))
+        new.meta.update({key: self.node.meta[key] for key in ("source", "grad") if key in self.node.meta})
+        return new
+
+    def replace(self, out: torch.fx.Node) -> None:
+        """Read ``out`` wherever ``node`` was read, and drop ``node``."""
+        self.node.replace_all_uses_with(out)
+        self.graph.erase_node(self.node)
+
+
+def _softmax_attention(add: _Writer, q: Any, k: Any, v: Any, scale: float,
+                       masked: Callable[[torch.fx.Node], torch.fx.Node] = lambda s: s) -> torch.fx.Node:
+    """``softmax(masked(q @ k^T * scale), -1) @ v`` as nodes, each of which compiles."""
+    import operator
+
+    import torch
+
+    scores = add("call_function", operator.mul, add("call_function", torch.matmul, q,
+                                                    add("call_method", "transpose", k, -2, -1)), scale)
+    return add("call_function", torch.matmul, add("call_method", "softmax", masked(scores), -1), v)
+
+
 def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], Any]) -> None:
     """``F.scaled_dot_product_attention(q, k, v, attn_mask, 0.0, is_causal, scale)`` replaced
     by the nodes it computes, each of which compiles: ``q @ k^T``, ``* scale`` (default
@@ -205,27 +237,21 @@ def write_out_attention(graph: torch.fx.Graph, value: Callable[[torch.fx.Node], 
                 or not isinstance(scale, (int, float, type(None)))
                 or any(t is _UNKNOWN for t in (q_value, k_value, mask_value))):
             continue
-        scale = 1 / math.sqrt(q_value.shape[-1]) if scale is None else scale
-        with graph.inserting_before(node):
-            made = [graph.call_method("transpose", (k, -2, -1))]
-            made.append(graph.call_function(torch.matmul, (q, made[-1])))
-            made.append(graph.call_function(operator.mul, (made[-1], scale)))
+        add = _Writer(graph, node)
+
+        def masked(s: torch.fx.Node) -> torch.fx.Node:
             if causal:
-                made.append(graph.call_function(torch.ones, ((q_value.shape[-2], k_value.shape[-2]),),
-                                                {"dtype": torch.bool}))
-                made.append(graph.call_method("triu", (made[-1], 1)))
-                made.append(graph.call_method("masked_fill", (made[-3], made[-1], float("-inf"))))
+                above = add("call_method", "triu", add("call_function", torch.ones,
+                                                       (q_value.shape[-2], k_value.shape[-2]), dtype=torch.bool), 1)
+                s = add("call_method", "masked_fill", s, above, float("-inf"))
             if mask is not None and getattr(mask_value, "dtype", None) == torch.bool:
-                made.append(graph.call_function(torch.logical_not, (mask,)))
-                made.append(graph.call_method("masked_fill", (made[-2], made[-1], float("-inf"))))
+                s = add("call_method", "masked_fill", s, add("call_function", torch.logical_not, mask), float("-inf"))
             elif mask is not None:
-                made.append(graph.call_function(operator.add, (made[-1], mask)))
-            made.append(graph.call_method("softmax", (made[-1], -1)))
-            made.append(graph.call_function(torch.matmul, (made[-1], v)))
-        for new in made:
-            new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
-        node.replace_all_uses_with(made[-1])
-        graph.erase_node(node)
+                s = add("call_function", operator.add, s, mask)
+            return s
+
+        add.replace(_softmax_attention(add, q, k, v, 1 / math.sqrt(q_value.shape[-1]) if scale is None else scale,
+                                       masked))
 
 
 def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
@@ -240,7 +266,6 @@ def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
     import math
     import operator
 
-    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -258,35 +283,22 @@ def write_out_multihead(graph: torch.fx.Graph, root: nn.Module) -> None:
                            and (u.args[1] == 0 or not u.users) for u in users)):  # `y, _ = attn(...)`
             continue
         e, h = m.embed_dim, m.num_heads
-        made: list[torch.fx.Node] = []
-
-        def add(kind: str, target: Any, *args: Any) -> torch.fx.Node:
-            made.append(getattr(graph, kind)(target, args))
-            return made[-1]
-
-        with graph.inserting_before(node):
-            weight = graph.get_attr(f"{node.target}.in_proj_weight")
-            bias = graph.get_attr(f"{node.target}.in_proj_bias") if m.in_proj_bias is not None else None
-            projected: dict[Any, torch.fx.Node] = {}
-            heads = []
-            inputs = [given["query"], given["key"], given["value"]]
-            if not m.batch_first:  # (L, N, E): the batch axis to the front first, and back after
-                firsts = {t: add("call_method", "transpose", t, 0, 1) for t in dict.fromkeys(inputs)}
-                inputs = [firsts[t] for t in inputs]
-            for i, t in enumerate(inputs):
-                if t not in projected:
-                    projected[t] = add("call_function", F.linear, t, weight, bias)
-                part = add("call_method", "narrow", projected[t], -1, i * e, e)
-                heads.append(add("call_method", "transpose", add("call_method", "unflatten", part, -1, (h, e // h)), 1, 2))
-            scores = add("call_function", torch.matmul, heads[0], add("call_method", "transpose", heads[1], -2, -1))
-            scores = add("call_function", operator.mul, scores, 1 / math.sqrt(e // h))
-            out = add("call_function", torch.matmul, add("call_method", "softmax", scores, -1), heads[2])
-            out = add("call_method", "flatten", add("call_method", "transpose", out, 1, 2), -2)
-            out = add("call_module", f"{node.target}.out_proj", out)
-            if not m.batch_first:
-                out = add("call_method", "transpose", out, 0, 1)
-        for new in [weight, *([bias] if bias is not None else []), *made]:
-            new.meta.update({key: node.meta[key] for key in ("source", "grad") if key in node.meta})
+        add = _Writer(graph, node)
+        weight = add("get_attr", f"{node.target}.in_proj_weight")
+        bias = add("get_attr", f"{node.target}.in_proj_bias") if m.in_proj_bias is not None else None
+        inputs = [given["query"], given["key"], given["value"]]
+        if not m.batch_first:  # (L, N, E): the batch axis to the front first, and back after
+            firsts = {t: add("call_method", "transpose", t, 0, 1) for t in dict.fromkeys(inputs)}
+            inputs = [firsts[t] for t in inputs]
+        projected = {t: add("call_function", F.linear, t, weight, bias) for t in dict.fromkeys(inputs)}
+        heads = [add("call_method", "transpose", add("call_method", "unflatten", add(
+                     "call_method", "narrow", projected[t], -1, i * e, e), -1, (h, e // h)), 1, 2)
+                 for i, t in enumerate(inputs)]
+        out = _softmax_attention(add, heads[0], heads[1], heads[2], 1 / math.sqrt(e // h))
+        out = add("call_method", "flatten", add("call_method", "transpose", out, 1, 2), -2)
+        out = add("call_module", f"{node.target}.out_proj", out)
+        if not m.batch_first:
+            out = add("call_method", "transpose", out, 0, 1)
         for u in users:
             if u.args[1] == 0:
                 u.replace_all_uses_with(out)
