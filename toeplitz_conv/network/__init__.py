@@ -15,6 +15,7 @@ input, rebuilt at every forward.
 - :mod:`.call`, :mod:`.ops`, :mod:`.functional`, :mod:`.modules`: one traced call, and the
   registries of supported functions, methods and modules that turn calls into nodes;
 - :mod:`.trace`, :mod:`.compiler`: :func:`compile` (trace with torch.fx, then build node by node);
+- :mod:`.refusals`: what :func:`compile` says about a call it cannot compile, and why;
 - :mod:`.model`: :class:`Network`, forward / backward / update / linear maps / Jacobian;
 - :mod:`.analysis`: what a compiled network is about, apart from tracing: exact Jacobians (by
   structural colouring or the product chain) and linear maps, node norms and the certified

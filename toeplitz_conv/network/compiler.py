@@ -8,7 +8,8 @@ call that depends on the input to its builder: the module registry (:mod:`.modul
 function and method registries (:mod:`.ops`). Every node is checked against torch's output
 on the example as it is built, without keeping a matrix: a node's matrix is built only when
 something reads it (a forward, an analysis), and a convolution whose matrix would be large is
-checked matrix-free (:meth:`~.affine.Affine.forward_free`).
+checked matrix-free (:meth:`~.affine.Affine.forward_free`). A call that no registry builds is
+refused with the reasons in :mod:`.refusals`.
 
 torch is imported only when a model is compiled (here and by the builders).
 """
@@ -33,8 +34,9 @@ from .linear_ops import BATCH, BatchAxisError
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
-from .ops import functions, gather, methods, returns_parts
+from .ops import functions, gather, methods, returns_parts, supported_ops
 from .reads import named_parameters, parametrisations, reading_parameters
+from .refusals import unsupported
 from .trace import source, trace
 
 if TYPE_CHECKING:
@@ -47,11 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["compile", "supported_modules", "supported_ops", "registry", "trace", "ModuleError",
            "ModuleStateError", "UnsupportedModuleError", "UntraceableModelError"]
-
-
-def supported_ops() -> tuple[str, ...]:
-    """The functions and tensor methods :func:`compile` accepts inside ``forward``."""
-    return tuple(functions()) + tuple(methods())
 
 
 def _callee(gm: torch.fx.GraphModule, node: torch.fx.Node
@@ -81,37 +78,6 @@ def _function_name(fn: object) -> str:
     module = getattr(fn, "__module__", None) or ""
     short = {"torch.nn.functional": "F", "_operator": "operator", "torch._C._nn": "torch._C._nn"}.get(module, module)
     return f"{short}.{getattr(fn, '__name__', repr(fn))}" if short else getattr(fn, "__name__", repr(fn))
-
-
-_WHY_NOT = {
-    **{kind: " (it looks up rows by integer index: not a function of a float input; compile the part of "
-             "the model after it, on its output)" for kind in ("Embedding", "EmbeddingBag")},
-    "scaled_dot_product_attention": " (compile writes it out unless dropout_p > 0 or enable_gqa: call it "
-                                      "with dropout_p=0.0 in eval, or write (q @ k.transpose(-2, -1) * scale)"
-                                      ".softmax(-1) @ v, which compiles)",
-    "TransformerEncoder": " (compile reads its layers, nn.TransformerEncoderLayer with batch_first=True: call them "
-                          "in a loop, for layer in encoder.layers: x = layer(x), then encoder.norm if it has one)",
-    "MultiheadAttention": " (compile writes out attn(q, k, v, need_weights=False)[0] with one in_proj_weight, "
-                          "no masks, bias_k or add_zero_attn, in eval; else write the attention out with "
-                          "nn.Linear, @ and softmax, which compile)",
-    **{op: " (a mask computed from the input is a data-dependent branch: write the elementwise function "
-           "it makes, e.g. torch.relu or F.leaky_relu; a constant mask in torch.where compiles)"
-       for op in ("gt", "lt", "ge", "le", "eq", "ne")},
-}
-
-
-def _unsupported(call: Call, node: torch.fx.Node) -> UnsupportedModuleError:
-    if node.op == "call_module":
-        why = _WHY_NOT.get(call.kind, "")  # a module's class name
-        return UnsupportedModuleError(
-            f"compile does not support module {call.title!r} of type {call.kind}{call.where}{why}; "
-            f"supported: {', '.join(supported_modules())}."
-        )
-    what = "method" if node.op == "call_method" else "function"
-    return UnsupportedModuleError(
-        f"compile does not support the {what} {call.kind} (node {node.name!r}{call.where}){_WHY_NOT.get(call.kind.rsplit('.', 1)[-1], '')}; "
-        f"supported functions and methods: {', '.join(supported_ops())}."
-    )
 
 
 def _params_in(value: Argument, param_names: dict[int, str]) -> list[str]:
@@ -290,14 +256,14 @@ def _walk(gm: torch.fx.GraphModule | None, model: nn.Module, shape: tuple[int, .
         stray = {id(env[n]): n for n in node.all_input_nodes if n in derived and n.op != "get_attr"}
         if build is None:
             if node.op == "call_module":
-                raise _unsupported(call, node)
+                raise unsupported(call, node)
             try:
                 with torch.no_grad():
                     value = call.apply(*[e.clone() for e in examples])
             except Exception as e:  # torch refuses it on the example: it is not supported anyway
-                raise _unsupported(call, node) from e
+                raise unsupported(call, node) from e
             if isinstance(value, torch.Tensor) or _has_tensor(value):
-                raise _unsupported(call, node)
+                raise unsupported(call, node)
             env[node] = value  # a size, a shape: the example's, with a batch of 2
             continue
         rebind = None

@@ -380,6 +380,11 @@ def methods() -> dict[str, tuple[str, Builder]]:
     return _METHODS
 
 
+def supported_ops() -> tuple[str, ...]:
+    """The functions and tensor methods :func:`compile` accepts inside ``forward``."""
+    return tuple(functions()) + tuple(methods())
+
+
 def returns_parts(build: Builder) -> bool:
     """True for the builders whose op may return several tensors, each then read by index:
     copies (``chunk``, ``split``, ``unbind``) and extremes (``torch.max(x, dim)``)."""
