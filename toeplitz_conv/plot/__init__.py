@@ -12,6 +12,7 @@ matplotlib (and sympy, for the symbolic view) is imported inside the functions t
 - :mod:`.network`: :func:`network_figure`, each layer's matrix of a network;
 - :mod:`.symbolic`: the matrix with the kernel's entries as sympy symbols, printable as LaTeX;
 - :mod:`.animation`: :func:`animate`, the kernel sliding and the matrix row it is (a GIF);
+- :mod:`.blit`: its GIFs, written by redrawing only what each frame moves;
 - :mod:`.explorer`: :func:`explore`, one self-contained HTML file to click through a layer;
 - :mod:`.style`: what the figures share (colormap, constrained layout).
 """

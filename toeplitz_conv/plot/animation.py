@@ -11,7 +11,7 @@ that pixel in italics where the cells are large enough.
 
 The static parts (grids, ticks, the matrix and its colour bar) are drawn once; a frame only
 moves a few patches and changes one title; a GIF is written by blitting them over the
-static figure rendered once (:func:`.style.layer_animation_class`).
+static figure rendered once (:mod:`.blit`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from .._args import as_array, check_bool, int_tuple, positive_int, real_number
 from ..conv import conv_matrix, conv_transpose_matrix
 from ..geometry import ConvGeometry, conv_geometry, conv_transpose_geometry
 from ..memory import check_size
+from .blit import layer_animation
 from .layout import draw_grid, draw_matrix, grid_layout, index_labels
 from .matrices import check_real
-from .style import DIVERGING, HIGHLIGHT, MIN_FONT, MIN_WIDTH, OUTLINE, OUTLINE_WIDTH, TITLE_FONT, \
-    layer_animation_class, new_figure, readable, text_fits
+from .style import DIVERGING, HIGHLIGHT, MIN_FONT, MIN_WIDTH, OUTLINE, OUTLINE_WIDTH, TITLE_FONT, new_figure, \
+    readable, text_fits
 
 if TYPE_CHECKING:
     from matplotlib.animation import FuncAnimation
@@ -223,7 +224,6 @@ def _build(M: Any, geom: ConvGeometry, w: np.ndarray, grid_in: tuple[int, ...], 
     from matplotlib import colormaps
     from matplotlib.animation import FuncAnimation
     from matplotlib.colors import Normalize, to_rgba
-    from matplotlib.axis import Axis
     from matplotlib.patches import Rectangle
     from matplotlib.text import Text
 
@@ -396,19 +396,7 @@ def _build(M: Any, geom: ConvGeometry, w: np.ndarray, grid_in: tuple[int, ...], 
 
     changing = set(update(0))
     readable(fig)
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)  # the layout, once: frames only move patches
-    fig.set_layout_engine("none")
-    movers = []  # per axes: what a frame changes and everything drawn above it, in drawing order
-    for ax in (*a_in, *a_out, a_mat):
-        lowest = min(a.get_zorder() for a in ax.get_children() if a in changing)
-        still = {ax.patch, ax.title} - changing  # the title: outside the moving area
-        movers += sorted((a for a in ax.get_children() if a.get_zorder() >= lowest and a not in still
-                          and not isinstance(a, Axis)), key=lambda a: a.get_zorder())
-    anim: Any = layer_animation_class()(fig, update, frames=n if transposed else m, interval=interval,
-                                        blit=False)
-    anim.update = update
-    anim.movers = movers
+    anim: Any = layer_animation(fig, update, changing, (*a_in, *a_out, a_mat), frames=n if transposed else m,
+                                interval=interval)
     anim.highlights = {"taps": taps, "window": windows, "pixel": pixel, "row": line}
     return cast("FuncAnimation", anim)

@@ -14,12 +14,9 @@ The projector rules (a slide is about 16 inches wide when projected at 100 %):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from matplotlib.animation import FuncAnimation
-    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure, SubFigure
 
@@ -90,69 +87,3 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     import matplotlib.pyplot as plt
 
     return plt.figure(figsize=figsize, layout="constrained")
-
-
-def layer_animation_class() -> type[FuncAnimation]:
-    """The class of :func:`toeplitz_conv.plot.animate`'s result (a FuncAnimation), made when
-    matplotlib is first needed."""
-    from matplotlib import rcParams
-    from matplotlib.animation import FuncAnimation
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    class LayerAnimation(FuncAnimation):
-        """A FuncAnimation whose GIFs (``writer='pillow'``) are drawn by blitting: the static
-        figure is rendered once, and each frame redraws only ``movers`` (what the frame
-        changes and what lies above it in the same axes) over a copy of it. Any other writer
-        renders every frame in full, as matplotlib does."""
-
-        update: Callable[[int], list[Artist]]
-        movers: list[Artist]
-        highlights: dict[str, Any]
-
-        def save(self, filename: Any, writer: Any = None, fps: float | None = None, dpi: Any = None,
-                 *args: Any, progress_callback: Callable[[int, int], Any] | None = None,
-                 **kwargs: Any) -> None:
-            if writer != "pillow" or args or any(v is not None for v in kwargs.values()):
-                return super().save(filename, writer, fps, dpi, *args,  # type: ignore[arg-type]
-                                    progress_callback=progress_callback, **kwargs)
-            me: Any = self  # FuncAnimation's attributes: _fig, _interval, _save_count
-            fig = me._fig
-            dpi = rcParams["savefig.dpi"] if dpi is None else dpi
-            dpi = fig.dpi if dpi == "figure" else float(dpi)
-            fps = 1000.0 / me._interval if fps is None else fps
-            old_canvas, old_dpi = fig.canvas, fig.dpi
-            shown = {id(a): a.get_visible() for a in self.movers}
-            count = me._save_count or 0
-            images = []
-            palette = None
-            try:
-                canvas: Any = FigureCanvasAgg(fig)
-                fig.dpi = dpi
-                for a in self.movers:
-                    a.set_visible(False)
-                canvas.draw()  # everything that stays, once
-                background = canvas.copy_from_bbox(fig.bbox)
-                for a in self.movers:
-                    a.set_visible(shown[id(a)])
-                renderer = canvas.get_renderer()
-                for f in range(count):
-                    self.update(f)
-                    canvas.restore_region(background)
-                    for a in self.movers:
-                        a.draw(renderer)
-                    size = (int(renderer.width), int(renderer.height))
-                    rgb = Image.frombuffer("RGBA", size, bytes(canvas.buffer_rgba()), "raw", "RGBA", 0, 1
-                                           ).convert("RGB")
-                    # one palette, from the first frame: every frame shows the same colours, moved
-                    palette = palette or rgb.quantize(method=Image.Quantize.FASTOCTREE)
-                    images.append(rgb.quantize(palette=palette, dither=Image.Dither.NONE))
-                    if progress_callback is not None:
-                        progress_callback(f, count)
-            finally:
-                fig.dpi = old_dpi
-                fig.set_canvas(old_canvas)
-                me._draw_was_started = True  # saved: no "deleted without rendering" warning
-            images[0].save(filename, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-
-    return LayerAnimation
