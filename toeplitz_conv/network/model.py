@@ -304,6 +304,22 @@ class Network:
         -------
         dict of str to ndarray
             One entry per tensor of each parametrisation, its shape.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, toeplitz_conv as tc
+        >>> from torch import nn
+        >>> from torch.nn.utils.parametrizations import weight_norm
+        >>> model = nn.Sequential(weight_norm(nn.Conv2d(1, 2, 3)), nn.ReLU()).double().eval()
+        >>> net = tc.compile(model, (1, 6, 6))
+        >>> x = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+        >>> grads, _ = net.backward(np.ones_like(net.forward(x)))  # grads["0.weight"]: the value's
+        >>> orig = net.original_gradients(grads)
+        >>> sorted(orig)
+        ['0.parametrizations.weight.original0', '0.parametrizations.weight.original1']
+        >>> model(x).sum().backward()
+        >>> all(np.allclose(orig[k], p.grad.numpy()) for k, p in model.named_parameters() if k in orig)
+        True
         """
         return reads.original_gradients(self.parametrisations, self.params, dict(grads))
 
