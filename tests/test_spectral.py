@@ -112,8 +112,8 @@ def test_auto_choices():
     assert tc.singular_values(w, (2, 6, 6), padding=1, k=2).method == "dense"
 
 
-def test_svds_warm_start_zero_padded_same():
-    # stride 1, 'same' zero padding: Lanczos starts from the circular top vector
+def test_svds_zero_padded_same():
+    # stride 1, 'same' zero padding: Lanczos from a random start, against the dense SVD
     w = np.random.default_rng(7).standard_normal((3, 3, 3, 3))
     for shape in [(3, 12, 12), (3, 9, 14)]:
         ref = dense_sv(w, shape, padding=1)[0]

@@ -16,12 +16,9 @@ values of ``C`` are the union, over the ``prod(n / s)`` frequencies ``f``, of th
 
 from __future__ import annotations
 
-from dataclasses import replace
 from math import prod
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from .geometry import ConvGeometry
 
@@ -119,57 +116,3 @@ def fft_singular_values(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
         return s.reshape(-1)
     s = np.moveaxis(s, geom.ndim - 1, 0)  # last frequency axis first
     return np.repeat(s.reshape(s.shape[0], -1), weights, axis=0).reshape(-1)
-
-
-#: Power iterations per frequency for the warm start's top singular pair (batched over all
-#: frequencies): enough to pick the frequency and the direction a start vector needs.
-WARM_START_ITERATIONS = 12
-
-
-def top_pairs(M: np.ndarray, iterations: int = WARM_START_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
-    """``(sigma, v)``: estimates of the top singular value and right singular vector of every
-    matrix of a stack ``M`` (``(..., m, n)``), by ``iterations`` steps of the power iteration on
-    ``M^H M``, batched: ``O(iterations * m * n)`` per matrix where a full SVD costs
-    ``O(m n min(m, n))``. ``sigma`` is a lower bound (``||M v||`` for the unit ``v``)."""
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((*M.shape[:-2], M.shape[-1], 1)).astype(M.dtype)
-    Mh = np.swapaxes(M.conj(), -1, -2)
-    for _ in range(iterations):
-        v = Mh @ (M @ v)
-        v = v / np.maximum(np.linalg.norm(v, axis=-2, keepdims=True), np.finfo(np.float64).tiny)
-    return np.linalg.norm(M @ v, axis=(-2, -1)), v[..., 0]
-
-
-def warm_start(w: np.ndarray, geom: ConvGeometry) -> np.ndarray | None:
-    """A start vector for Lanczos near the top right singular vector, or ``None``.
-
-    For stride 1 and an output as large as the input the layer differs from its circular
-    counterpart only at the border: take the counterpart's top singular vector (a plane wave
-    from the FFT method) and, for zero padding, damp it to zero at the border with the
-    lowest Dirichlet mode ``sin(pi (i + 1) / (n + 1))`` along each axis. The top pair of each
-    ``M(f)`` comes from a few batched power iterations (:func:`top_pairs`), not an SVD: the
-    start needs a direction, not digits, and an SVD at every frequency of a 512-channel layer
-    costs more than the whole Lanczos run it would shorten.
-    """
-    if any(s != 1 for s in geom.stride) or geom.out_spatial != geom.in_spatial:
-        return None
-    M, _ = fft_blocks(w, replace(geom, padding_mode="circular"))
-    top, vecs = top_pairs(M)  # (*freq, G), (*freq, G, C_in/G)
-    *f, grp = np.unravel_index(np.argmax(top), top.shape)
-    a = vecs[tuple(f) + (grp,)]
-    cin_g = geom.cin_per_group
-    amp = np.zeros(geom.in_channels, dtype=complex)
-    amp[grp * cin_g:(grp + 1) * cin_g] = a
-    grids = np.meshgrid(*[np.arange(n) for n in geom.in_spatial], indexing="ij")
-    phase = sum(2 * np.pi * fj * p / n for fj, p, n in zip(f, grids, geom.in_spatial))
-    x: npt.NDArray[np.inexact[Any]] = amp.reshape(-1, *(1,) * geom.ndim) * np.exp(1j * phase)[None]
-    if geom.padding_mode == "zeros":
-        for j, n in enumerate(geom.in_spatial):
-            shape = [1] * (geom.ndim + 1)
-            shape[j + 1] = n
-            x = x * np.sin(np.pi * (np.arange(n) + 1) / (n + 1)).reshape(shape)
-    x = x.reshape(-1)
-    if not np.iscomplexobj(w):  # a real vector in the span of the waves at f and -f
-        x = x.real if np.linalg.norm(x.real) >= np.linalg.norm(x.imag) else x.imag
-    norm = np.linalg.norm(x)
-    return x / norm if norm > 0 else None
