@@ -8,6 +8,7 @@ colour share a row; the boxes hold the true pattern); ``'auto'``'s choice; the r
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -218,6 +219,41 @@ def test_auto_takes_reverse_for_a_classifier_and_forward_for_a_denoiser():
     plan = tc.jacobian_plan(denoiser, x)
     assert plan.method == "packed" and plan.colours["forward"] == 81
     np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
+
+
+def test_auto_on_a_classifier_model_takes_its_own_vjps_without_compiling(monkeypatch):
+    """A model in eval mode with at most 32 outputs: one vector-Jacobian product per output
+    through the model itself (compile is never called); more outputs, training mode or a
+    method asked for compile as before."""
+    from toeplitz_conv.network import analyse
+
+    def classifier(outputs):
+        torch.manual_seed(7)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 6 * 6, outputs)).double().eval()
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled")
+
+    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    monkeypatch.setattr(analyse, "compile", no_compile)
+    model = randomize_batch_norm(classifier(analyse.DIRECT_MAX_OUTPUTS))
+    plan = tc.jacobian_plan(model, x)
+    assert plan.method == "reverse" and plan.colours["reverse"] == 32 and plan.shape == (32, 108)
+    assert "nothing compiled" in str(plan)
+    J = tc.jacobian(model, x.numpy())  # numpy in, the model's dtype
+    assert isinstance(J, sp.csr_array) and J.has_sorted_indices
+    np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), rtol=1e-13, atol=1e-15)
+    assert tc.jacobian(classifier(5).float(), x).dtype == np.float32
+    for asked in [(classifier(33), "auto"), (classifier(3).train(), "auto"), (classifier(3), "reverse")]:
+        with pytest.raises(AssertionError, match="compiled"):
+            tc.jacobian(asked[0], x, method=asked[1])
+    with pytest.raises(ValueError, match=r"x must be finite to have a Jacobian; got 1 NaN"):
+        tc.jacobian(model, x.index_put((torch.tensor([0]),) * 4, torch.tensor([float("nan")], dtype=torch.float64)))
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"the network's derivatives at x are not finite"):
+        tc.jacobian(model, x)
 
 
 def test_auto_keeps_to_the_methods_that_fit_in_memory(monkeypatch):

@@ -1,17 +1,92 @@
 """The analyses' public entry points: a torch model or a compiled network, one sample.
 
 :func:`jacobian` and :func:`jacobian_plan` take either; a model is compiled for the sample's
-shape (:func:`~toeplitz_conv.compile`), then :mod:`.analysis.jacobian` does the work.
+shape (:func:`~toeplitz_conv.compile`), then :mod:`.analysis.jacobian` does the work — except
+a model in eval mode with few outputs (a classifier), whose Jacobian is a handful of
+vector-Jacobian products through the model itself (:func:`direct_jacobian`): compiling it and
+finding its structure would cost more than they could save.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import scipy.sparse as sp
 
 from .._args import as_array
+from ..memory import check_size
 from .analysis.jacobian import JacobianPlan, Method, network_jacobian, plan, sample
 from .compiler import compile
 from .model import Network
+
+#: ``'auto'`` on a model (not a compiled network) in eval mode with at most this many outputs
+#: takes reverse mode straight through the model: one vector-Jacobian product per output, in
+#: one batch. No colouring can take fewer products than the rows an input pixel reaches, and
+#: the compile and the structure cost more than the products they could save (a CIFAR
+#: ResNet-18's 10 x 3072 Jacobian: 1.7 s of compile and 0.3 s of structure for 1.8 s of
+#: products, benchmarks/RESULTS.md).
+DIRECT_MAX_OUTPUTS = 32
+
+
+class _Direct:
+    """A model's reverse pass at one sample, run once: its output and the pull-back."""
+
+    def __init__(self, model: Any, x: object) -> None:
+        import torch
+        from torch.func import vjp
+
+        xa = as_array(x, "x")
+        if xa.ndim < 2 or xa.shape[0] != 1:
+            raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape); "
+                             f"got x.shape={tuple(xa.shape)}.")
+        if not np.isfinite(xa).all():
+            raise ValueError(f"x must be finite to have a Jacobian; got {int(xa.size - np.isfinite(xa).sum())} "
+                             f"NaN or inf entries.")
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        xt = torch.as_tensor(np.ascontiguousarray(xa))
+        self.x = xt.to(dtype) if dtype is not None else xt
+        pulled = vjp(model, self.x)
+        self.out, self.pull = pulled[0], pulled[1]
+        self.shape = (int(self.out.numel()), int(self.x.numel()))
+
+    def plan(self) -> JacobianPlan:
+        m, n = self.shape
+        nbytes = 2 * m * n * self.x.element_size()
+        return JacobianPlan("reverse", self.shape, {"reverse": m}, m * n, {}, {"reverse": nbytes}, m,
+                            f"a model with {m} outputs: one vector-Jacobian product per output "
+                            f"through the model itself, nothing compiled or coloured")
+
+    def matrix(self) -> sp.csr_array:
+        import torch
+        from torch.func import vmap
+
+        m, n = self.shape
+        check_size("the network's Jacobian", 2 * m * n * self.x.element_size(),
+                   f"{m:,} x {n:,}, dense (every output's row), with its CSR copy")
+        seeds = torch.eye(m, dtype=self.out.dtype).reshape(m, *self.out.shape)
+        rows = vmap(lambda u: self.pull(u)[0])(seeds).detach().numpy().reshape(m, n)
+        if not np.isfinite(rows).all():
+            raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
+                             "parameter, or an activation whose derivative overflows there): its "
+                             "Jacobian at x is not defined.")
+        return sp.csr_array(rows)
+
+
+def _direct(model: object, x: object, method: object) -> _Direct | None:
+    """The model's reverse pass when ``'auto'`` takes it (a model in eval mode with at most
+    :data:`DIRECT_MAX_OUTPUTS` outputs), else None."""
+    if method != "auto" or isinstance(model, Network):
+        return None
+    from torch import nn
+
+    if not isinstance(model, nn.Module) or any(m.training for m in model.modules()):
+        return None
+    try:
+        d = _Direct(model, x)
+    except (RuntimeError, NotImplementedError):  # what torch cannot differentiate: the compile says why
+        return None
+    return d if d.shape[0] <= DIRECT_MAX_OUTPUTS else None
 
 
 def as_network(model: object, x: object) -> Network:
@@ -50,6 +125,9 @@ def jacobian_plan(model: object, x: object, *, method: Method = "auto") -> Jacob
     JacobianPlan
         Prints as a table.
     """
+    d = _direct(model, x, method)
+    if d is not None:
+        return d.plan()
     net = as_network(model, x)
     return plan(net, sample(net, x), method)
 
@@ -77,7 +155,10 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
 
     ``'auto'`` takes the least estimated time (:func:`jacobian_plan` prints the estimates and
     the choice). The result's size is estimated from the boxes before anything runs, and
-    refused past the memory limit (:func:`toeplitz_conv.set_memory_limit`).
+    refused past the memory limit (:func:`toeplitz_conv.set_memory_limit`). A model (not a
+    compiled network) in eval mode with at most 32 outputs, a classifier, is not compiled:
+    ``'auto'`` takes one vector-Jacobian product per output through the model itself
+    (``'reverse'`` with every row its own colour; the plan says so).
 
     Parameters
     ----------
@@ -106,5 +187,8 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
     >>> bool(abs(J.toarray() - jac.numpy()).max() < 1e-12)
     True
     """
+    d = _direct(model, x, method)
+    if d is not None:
+        return d.matrix()
     net = as_network(model, x)
     return network_jacobian(net, x, method)[0]
