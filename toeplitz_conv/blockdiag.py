@@ -54,7 +54,7 @@ def _axis_patterns(k: int, d: int, s: int, lo: int, n: int, out: int) -> tuple[n
 def block_singular_values(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """All ``min(C.shape)`` singular values (unsorted) of a block-diagonal layer: those of each
     distinct block, repeated per output position and group that has it, and zeros."""
-    cout_g, cin_g = geom.cout_per_group, geom.cin_per_group
+    cout_g = geom.cout_per_group
     size = min(geom.shape)
     check_size("the singular values of a block-diagonal layer", 2 * size * 8, f"{size:,} values")
     axes = [_axis_patterns(k, d, s, lo, n, o) for k, d, s, lo, n, o in

@@ -29,7 +29,7 @@ from ..memory import check_size
 from . import faithful
 from .call import (Call, ModuleError, ModuleStateError, Moved, Operand, Parts, UnsupportedModuleError,
                    UntraceableModelError, part_call)
-from .layers import Affine, Layer
+from .layers import Layer
 from .linear_ops import BATCH, BatchAxisError
 from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules

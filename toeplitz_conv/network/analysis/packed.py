@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...geometry import conv_geometry
-from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, Reshape
+from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Reshape
 from ..nodes import Combine
 from .chain import last_uses
 from .colouring import Lattice
