@@ -131,6 +131,9 @@ STENCILS = {
                               nn.Conv2d(4, 2, 3, padding=1, groups=2)), (4, 12, 12)),
     "1d-residual": (Stencil1d(), (2, 40)),
     "3d": (nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Conv3d(2, 1, 3, padding=1)), (1, 7, 8, 6)),
+    # a convolution read by a convolution: its squares are masked to the image
+    "conv-into-conv": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(2, 1, 3, padding=1)), (1, 17, 16)),
 }
 
 

@@ -123,6 +123,11 @@ class Packed:
         inside[tuple(slice(p, p + n) for p, n in zip(self.pad, self.spatial))] = 1
         self.inside = inside.reshape(1, -1)
         self.scales = self._primal(torch.from_numpy(x))
+        # A convolution's packed output is masked to the image only where another convolution
+        # reads it: an elementwise node multiplies by its factor gathered from the padded image,
+        # zero outside it, and the result is cropped to the image.
+        self.masked = [any(isinstance(net.layers[j], Conv) for j in range(len(net.layers))
+                           if i + 1 in net.layers[j].inputs) for i in range(len(net.layers))]
 
     def _flat(self, a: np.ndarray) -> torch.Tensor:
         """``(C, *spatial)`` values -> ``(C, prod(padded))``, zero in the padding."""
@@ -193,17 +198,15 @@ class Packed:
         return flat[:, idx].permute(1, 0, 2)  # (B, C, M)
 
     def _grow(self, t: torch.Tensor, r: tuple[int, ...], h: tuple[int, ...]) -> torch.Tensor:
-        """The packed squares of radius ``r`` padded with rings of ``h`` zeros."""
-        import torch.nn.functional as F
-
+        """The packed squares of radius ``r`` padded with rings of ``h`` zeros: one zero image of
+        the grown squares, each square copied into its middle (a strided view, no permute)."""
         B, C = t.shape[:2]
         split = [d for n, ra in zip(self.N, r) for d in (n, 2 * ra + 1)]
-        nd = self.nd
-        order = [0, 1] + [2 + 2 * a for a in range(nd)] + [3 + 2 * a for a in range(nd)]
-        t = t.reshape(B, C, *split).permute(*order)
-        t = F.pad(t, [p for hh in reversed(h) for p in (hh, hh)])
-        back = [0, 1] + [x for a in range(nd) for x in (2 + a, 2 + nd + a)]
-        return t.permute(*back).reshape(B, C, *self._sizes(tuple(ra + hh for ra, hh in zip(r, h))))
+        grown = [d for n, ra, hh in zip(self.N, r, h) for d in (n, 2 * (ra + hh) + 1)]
+        out = t.new_zeros(B, C, *grown)
+        middle = tuple(x for ra, hh in zip(r, h) for x in (slice(None), slice(hh, hh + 2 * ra + 1)))
+        out[(slice(None), slice(None)) + middle] = t.reshape(B, C, *split)
+        return out.reshape(B, C, *self._sizes(tuple(ra + hh for ra, hh in zip(r, h))))
 
     def block(self, colours: np.ndarray) -> np.ndarray:
         """``(out_features, len(colours))``: ``J S`` for these colours."""
@@ -238,7 +241,8 @@ class Packed:
                     src = T[layer.inputs[0]].reshape(B, layer.in_shape[0], *self._sizes(rin))
                     y = conv(self._grow(src, rin, h), torch_tensor(layer.p("weight")), None, padding=h,
                              dilation=layer.kw["dilation"], groups=layer.kw["groups"])
-                    T.append(y.reshape(B, layer.out_shape[0], -1) * self._gather(self.inside, index(r)))
+                    y = y.reshape(B, layer.out_shape[0], -1)
+                    T.append(y * self._gather(self.inside, index(r)) if self.masked[i] else y)
                 else:
                     total = None
                     for p, s in zip(layer.inputs, self.scales[i]):
