@@ -152,6 +152,20 @@ def test_packed_cones_equal_jacrev(name):
     assert not np.any(J.data == 0)
 
 
+@pytest.mark.parametrize("name", ["dncnn-two-channels", "grouped", "3d"])
+def test_packed_convolutions_a_seed_at_a_time_are_the_same(monkeypatch, name):
+    """Past the convolution's workspace budget the seeds of a block run one at a time."""
+    from toeplitz_conv.network.analysis import packed
+
+    monkeypatch.setattr(packed, "CONV_WORKSPACE_BYTES", 1)
+    model, shape = STENCILS[name]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    J, plan = network_jacobian(tc.compile(model, shape), x, "packed")
+    assert plan.block > 1  # else nothing was split
+    np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("model, shape, why", [
     (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8), "changes the spatial shape"),
     (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 8, 8),
