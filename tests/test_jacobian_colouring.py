@@ -238,6 +238,41 @@ def test_auto_takes_reverse_for_a_classifier_and_forward_for_a_denoiser():
     np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
 
 
+class NoGradHead(nn.Module):
+    """A classifier whose forward runs a layer under no_grad: autograd passes nothing through it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 2, 3), nn.Linear(2 * 4 * 4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = self.conv(x)
+        return self.fc(y.flatten(1))
+
+
+class DetachedHead(NoGradHead):
+    def forward(self, x):
+        return self.fc(self.conv(x).detach().flatten(1))
+
+
+class Doubled(torch.autograd.Function):
+    """2 x forward, with a backward that forgets the factor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class OwnBackwardHead(NoGradHead):
+    def forward(self, x):
+        return self.fc(Doubled.apply(self.conv(x)).flatten(1))
+
+
 def test_auto_on_a_classifier_model_takes_its_own_vjps_without_compiling(monkeypatch):
     """A model in eval mode with at most 32 outputs: one vector-Jacobian product per output
     through the model itself (compile is never called); more outputs, training mode or a
@@ -265,6 +300,9 @@ def test_auto_on_a_classifier_model_takes_its_own_vjps_without_compiling(monkeyp
     for asked in [(classifier(33), "auto"), (classifier(3).train(), "auto"), (classifier(3), "reverse")]:
         with pytest.raises(AssertionError, match="compiled"):
             tc.jacobian(asked[0], x, method=asked[1])
+    for unfaithful in [NoGradHead(), DetachedHead(), OwnBackwardHead()]:  # autograd would be wrong
+        with pytest.raises(AssertionError, match="compiled"):
+            tc.jacobian(unfaithful.double().eval(), x)
     with pytest.raises(ValueError, match=r"x must be finite to have a Jacobian; got 1 NaN"):
         tc.jacobian(model, x.index_put((torch.tensor([0]),) * 4, torch.tensor([float("nan")], dtype=torch.float64)))
     with torch.no_grad():

@@ -73,9 +73,42 @@ class _Direct:
         return sp.csr_array(rows)
 
 
+#: Methods that cut a tensor from autograd: through them the model's own products would not
+#: differentiate what it computes.
+_DETACHING = {"detach", "detach_", "requires_grad_", "numpy", "tolist", "item", "register_hook"}
+
+
+def _autograd_is_faithful(model: Any, example: Any) -> bool:
+    """Whether autograd differentiates everything the model computes from its input: traced
+    (torch.fx, a tenth of a second for a ResNet-18), no node on the input's path is made under
+    ``no_grad``, detached, read through ``.data`` or by a custom ``autograd.Function``. A model
+    that fails this (or fx) is compiled instead, which refuses it with the reason."""
+    import torch
+
+    from .trace import trace
+
+    try:
+        gm = trace(model, example)
+    except Exception:  # untraceable: compile says why
+        return False
+    derived: set[Any] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" and not derived:
+            derived.add(node)
+        elif any(n in derived for n in node.all_input_nodes):
+            derived.add(node)
+            bound = getattr(node.target, "__self__", None)
+            if (node.meta.get("grad") is False
+                    or (node.op == "call_method" and node.target in _DETACHING)
+                    or (node.target is getattr and "data" in node.args[1:])
+                    or (isinstance(bound, type) and issubclass(bound, torch.autograd.Function))):
+                return False
+    return True
+
+
 def _direct(model: object, x: object, method: object) -> _Direct | None:
     """The model's reverse pass when ``'auto'`` takes it (a model in eval mode with at most
-    :data:`DIRECT_MAX_OUTPUTS` outputs), else None."""
+    :data:`DIRECT_MAX_OUTPUTS` outputs, differentiated faithfully by autograd), else None."""
     if method != "auto" or isinstance(model, Network):
         return None
     from torch import nn
@@ -86,7 +119,7 @@ def _direct(model: object, x: object, method: object) -> _Direct | None:
         d = _Direct(model, x)
     except (RuntimeError, NotImplementedError):  # what torch cannot differentiate: the compile says why
         return None
-    return d if d.shape[0] <= DIRECT_MAX_OUTPUTS else None
+    return d if d.shape[0] <= DIRECT_MAX_OUTPUTS and _autograd_is_faithful(model, d.x) else None
 
 
 def as_network(model: object, x: object) -> Network:
@@ -158,7 +191,10 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
     refused past the memory limit (:func:`toeplitz_conv.set_memory_limit`). A model (not a
     compiled network) in eval mode with at most 32 outputs, a classifier, is not compiled:
     ``'auto'`` takes one vector-Jacobian product per output through the model itself
-    (``'reverse'`` with every row its own colour; the plan says so).
+    (``'reverse'`` with every row its own colour; the plan says so), once its traced graph
+    shows that autograd sees all of it (nothing on the input's path under ``no_grad``,
+    detached, read through ``.data`` or by a custom ``autograd.Function``; else it is
+    compiled, which refuses those with the reason).
 
     Parameters
     ----------
