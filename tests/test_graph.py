@@ -451,3 +451,43 @@ def test_jacobian_in_blocks_of_output_rows(monkeypatch):
     blocks = tc.compile(model, (1, 8, 8)).jacobian(x, method="chain")
     close(blocks.toarray(), whole.toarray())
     close(blocks.toarray(), torch_jacobian(model, x))
+
+
+class Broadcast(nn.Module):
+    """x (1 channel) plus a constant of 64 channels: the sum is 64 times the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("c", torch.ones(1, 64, 1, 1))
+
+    def forward(self, x):
+        return x + self.c
+
+
+def test_a_broadcast_sum_too_large_is_refused_up_front():
+    """Elementwise arithmetic's output size is the broadcast of its operands' shapes."""
+    tc.set_memory_limit(10 * 2**20)
+    try:
+        with pytest.raises(ValueError, match=r"node .* has 262,144 output features per sample"):
+            tc.compile(Broadcast().double(), (1, 64, 64))
+    finally:
+        tc.set_memory_limit(None)
+
+
+def test_compiling_a_residual_network_imports_no_compiler():
+    """The output-size check reads elementwise arithmetic's shape by broadcasting, not on meta
+    tensors: their first call imports torch's compiler and sympy (3-6 s here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, toeplitz_conv as tc\n"
+            "from torch import nn\n"
+            "class R(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__(); self.c = nn.Conv2d(1, 2, 3, padding=1); self.d = nn.Conv2d(2, 1, 1)\n"
+            "    def forward(self, x):\n"
+            "        return x - self.d(torch.relu(self.c(x))) * 0.5 + x / 2\n"
+            "tc.compile(R().double(), (1, 8, 8))\n"
+            "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

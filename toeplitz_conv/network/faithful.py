@@ -100,6 +100,13 @@ NOT_GROWING = frozenset(
     + [f".{n}" for n in ("relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax")])
 
 
+#: Elementwise arithmetic: the output's shape is the broadcast of the operands' shapes, read
+#: without running it (on meta tensors its first call imports torch's compiler, seconds; so
+#: does torch.broadcast_shapes).
+ARITHMETIC = frozenset(["+", "-", "*", "/"] + [f"{p}{n}" for p in ("torch.", ".") for n in (
+    "add", "sub", "mul", "div", "subtract", "multiply", "true_divide", "maximum", "minimum")])
+
+
 def _not_growing(call: Call) -> bool:
     """Activations, normalisations and dropout: the output has the input's size (or less);
     and modules with parameters, which the meta check could not run anyway."""
@@ -122,13 +129,22 @@ def check_output_size(call: Call, examples: Sequence[torch.Tensor]) -> None:
 
     if _not_growing(call):
         return
-    try:
-        with torch.no_grad():
-            out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
-    except Exception:  # an op without a meta kernel, or parameters on the CPU: the run will tell
-        return
-    if isinstance(out, torch.Tensor):
-        n = prod(out.shape[1:])
+    shape: Sequence[int] | None = None
+    if call.module is None and call.kind in ARITHMETIC:
+        operands = [*examples, *(a for a in (*call.args, *call.kwargs.values()) if isinstance(a, torch.Tensor))]
+        try:
+            shape = np.broadcast_shapes(*(tuple(t.shape) for t in operands))  # torch's imports sympy
+        except ValueError:  # shapes that do not broadcast: the run will say so
+            return
+    else:
+        try:
+            with torch.no_grad():
+                out = call.apply(*[torch.empty(e.shape, dtype=e.dtype, device="meta") for e in examples])
+        except Exception:  # an op without a meta kernel, or parameters on the CPU: the run will tell
+            return
+        shape = out.shape if isinstance(out, torch.Tensor) else None
+    if shape is not None:
+        n = prod(shape[1:])
         check_size("compile", n * OUTPUT_BYTES,
                    f"node {call.title!r} ({call.kind}){call.where} has {n:,} output features per sample: "
                    f"the example's output and the node's matrix, about {OUTPUT_BYTES} bytes per feature")
