@@ -3,8 +3,8 @@
 :func:`jacobian` and :func:`jacobian_plan` take either; a model is compiled for the sample's
 shape (:func:`~toeplitz_conv.compile`), then :mod:`.analysis.jacobian` does the work — except
 a model in eval mode with few outputs (a classifier), whose Jacobian is a handful of
-vector-Jacobian products through the model itself (:func:`direct_jacobian`): compiling it and
-finding its structure would cost more than they could save.
+vector-Jacobian products through the model itself: compiling it and finding its structure
+would cost more than they could save.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from .model import Network
 
 #: ``'auto'`` on a model (not a compiled network) in eval mode with at most this many outputs
 #: takes reverse mode straight through the model: one vector-Jacobian product per output, in
-#: one batch. No colouring can take fewer products than the rows an input pixel reaches, and
-#: the compile and the structure cost more than the products they could save (a CIFAR
-#: ResNet-18's 10 x 3072 Jacobian: 1.7 s of compile and 0.3 s of structure for 1.8 s of
-#: products, benchmarks/RESULTS.md).
+#: one batch, at most this many. A colouring could save a few of them at best, and the compile
+#: and the structure cost more (a CIFAR ResNet-18's 10 x 3072 Jacobian: 1.7 s of compile and
+#: 0.3 s of structure for 1.8 s of products, benchmarks/RESULTS.md).
 DIRECT_MAX_OUTPUTS = 32
 
 
