@@ -256,6 +256,11 @@ class DetachedHead(NoGradHead):
         return self.fc(self.conv(x).detach().flatten(1))
 
 
+class TupleHead(NoGradHead):
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1)), x
+
+
 class Doubled(torch.autograd.Function):
     """2 x forward, with a backward that forgets the factor."""
 
@@ -305,6 +310,8 @@ def test_auto_on_a_classifier_model_takes_its_own_vjps_without_compiling(monkeyp
             tc.jacobian(unfaithful.double().eval(), x)
     with pytest.raises(ValueError, match=r"x must be finite to have a Jacobian; got 1 NaN"):
         tc.jacobian(model, x.index_put((torch.tensor([0]),) * 4, torch.tensor([float("nan")], dtype=torch.float64)))
+    with pytest.raises(TypeError, match=r"returns one tensor computed from its input; it returns a tuple"):
+        tc.jacobian(TupleHead().double().eval(), x)  # compile's refusal, not an error of the products
     with torch.no_grad():
         model[0].weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"the network's derivatives at x are not finite"):

@@ -31,22 +31,17 @@ DIRECT_MAX_OUTPUTS = 32
 class _Direct:
     """A model's reverse pass at one sample, run once: its output and the pull-back."""
 
-    def __init__(self, model: Any, x: object) -> None:
+    def __init__(self, model: Any, xa: np.ndarray) -> None:
         import torch
         from torch.func import vjp
 
-        xa = as_array(x, "x")
-        if xa.ndim < 2 or xa.shape[0] != 1:
-            raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape); "
-                             f"got x.shape={tuple(xa.shape)}.")
-        if not np.isfinite(xa).all():
-            raise ValueError(f"x must be finite to have a Jacobian; got {int(xa.size - np.isfinite(xa).sum())} "
-                             f"NaN or inf entries.")
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         xt = torch.as_tensor(np.ascontiguousarray(xa))
         self.x = xt.to(dtype) if dtype is not None else xt
         pulled = vjp(model, self.x)
         self.out, self.pull = pulled[0], pulled[1]
+        if not isinstance(self.out, torch.Tensor):
+            raise TypeError(f"the model returns a {type(self.out).__name__}")
         self.shape = (int(self.out.numel()), int(self.x.numel()))
 
     def plan(self) -> JacobianPlan:
@@ -114,9 +109,16 @@ def _direct(model: object, x: object, method: object) -> _Direct | None:
 
     if not isinstance(model, nn.Module) or any(m.training for m in model.modules()):
         return None
+    xa = as_array(x, "x")
+    if xa.ndim < 2 or xa.shape[0] != 1:
+        raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape); "
+                         f"got x.shape={tuple(xa.shape)}.")
+    if not np.isfinite(xa).all():
+        raise ValueError(f"x must be finite to have a Jacobian; got {int(xa.size - np.isfinite(xa).sum())} "
+                         f"NaN or inf entries.")
     try:
-        d = _Direct(model, x)
-    except (RuntimeError, NotImplementedError):  # what torch cannot differentiate: the compile says why
+        d = _Direct(model, xa)
+    except Exception:  # what autograd cannot run or a tuple output: compile says why
         return None
     return d if d.shape[0] <= DIRECT_MAX_OUTPUTS and _autograd_is_faithful(model, d.x) else None
 
