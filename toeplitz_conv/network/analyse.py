@@ -16,7 +16,9 @@ import scipy.sparse as sp
 
 from .._args import as_array
 from ..memory import check_size
-from .analysis.jacobian import JacobianPlan, Method, network_jacobian, plan, sample
+from .analysis.compressed import vjp_puller
+from .analysis.jacobian import (JacobianPlan, Method, check_finite_derivatives, check_finite_sample, network_jacobian,
+                                plan, sample)
 from .compiler import compile
 from .model import Network
 
@@ -33,37 +35,31 @@ class _Direct:
 
     def __init__(self, model: Any, xa: np.ndarray) -> None:
         import torch
-        from torch.func import vjp
 
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         xt = torch.as_tensor(np.ascontiguousarray(xa))
         self.x = xt.to(dtype) if dtype is not None else xt
-        pulled = vjp(model, self.x)
-        self.out, self.pull = pulled[0], pulled[1]
+        self.out, self.rows = vjp_puller(model, self.x)
         if not isinstance(self.out, torch.Tensor):
             raise TypeError(f"the model returns a {type(self.out).__name__}")
-        self.shape = (int(self.out.numel()), int(self.x.numel()))
+        m, n = self.shape = (int(self.out.numel()), int(self.x.numel()))
+        self.nbytes = 2 * m * n * self.x.element_size()  # the dense rows and their CSR
 
     def plan(self) -> JacobianPlan:
         m, n = self.shape
-        nbytes = 2 * m * n * self.x.element_size()
-        return JacobianPlan("reverse", self.shape, {"reverse": m}, m * n, {}, {"reverse": nbytes}, m,
+        return JacobianPlan("reverse", self.shape, {"reverse": m}, m * n, {}, {"reverse": self.nbytes}, m,
                             f"a model with {m} outputs: one vector-Jacobian product per output "
                             f"through the model itself, nothing compiled or coloured")
 
     def matrix(self) -> sp.csr_array:
         import torch
-        from torch.func import vmap
 
         m, n = self.shape
-        check_size("the network's Jacobian", 2 * m * n * self.x.element_size(),
-                   f"{m:,} x {n:,}, dense (every output's row), with its CSR copy")
-        seeds = torch.eye(m, dtype=self.out.dtype).reshape(m, *self.out.shape)
-        rows = vmap(lambda u: self.pull(u)[0])(seeds).detach().numpy().reshape(m, n)
-        if not np.isfinite(rows).all():
-            raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
-                             "parameter, or an activation whose derivative overflows there): its "
-                             "Jacobian at x is not defined.")
+        check_size("the network's Jacobian", self.nbytes, f"{m:,} x {n:,}, dense (every output's row), "
+                                                          f"with its CSR copy")
+        seeds = torch.eye(m, dtype=self.out.dtype).reshape(m, *self.out.shape[1:])
+        rows = self.rows(seeds).detach().numpy().reshape(m, n)
+        check_finite_derivatives(rows)
         return sp.csr_array(rows)
 
 
@@ -109,18 +105,22 @@ def _direct(model: object, x: object, method: object) -> _Direct | None:
 
     if not isinstance(model, nn.Module) or any(m.training for m in model.modules()):
         return None
-    xa = as_array(x, "x")
-    if xa.ndim < 2 or xa.shape[0] != 1:
-        raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape); "
-                         f"got x.shape={tuple(xa.shape)}.")
-    if not np.isfinite(xa).all():
-        raise ValueError(f"x must be finite to have a Jacobian; got {int(xa.size - np.isfinite(xa).sum())} "
-                         f"NaN or inf entries.")
+    xa = _one_sample(x)
+    check_finite_sample(xa)
     try:
         d = _Direct(model, xa)
     except Exception:  # what autograd cannot run or a tuple output: compile says why
         return None
     return d if d.shape[0] <= DIRECT_MAX_OUTPUTS and _autograd_is_faithful(model, d.x) else None
+
+
+def _one_sample(x: object) -> np.ndarray:
+    """``x`` as an array, refused unless it is one sample with its batch axis."""
+    xa = as_array(x, "x")
+    if xa.ndim < 2 or xa.shape[0] != 1:
+        raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape), for a model; "
+                         f"got x.shape={tuple(xa.shape)}.")
+    return xa
 
 
 def as_network(model: object, x: object) -> Network:
@@ -135,11 +135,7 @@ def as_network(model: object, x: object) -> Network:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a Network (toeplitz_conv.compile) or a torch.nn.Module; "
                         f"got {type(model).__name__}.")
-    shape = tuple(as_array(x, "x").shape)
-    if len(shape) < 2 or shape[0] != 1:
-        raise ValueError(f"x must be one sample with its batch axis, (1, *input_shape), to compile a "
-                         f"model for it; got x.shape={shape}.")
-    return compile(model, shape[1:])
+    return compile(model, tuple(_one_sample(x).shape[1:]))
 
 
 def jacobian_plan(model: object, x: object, *, method: Method = "auto") -> JacobianPlan:

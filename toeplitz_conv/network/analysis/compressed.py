@@ -70,19 +70,20 @@ def jvp_block(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
 
 
 def vjp_puller(f: Callable[[torch.Tensor], torch.Tensor],
-               x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The function mapping ``B`` cotangents ``(B, *output_shape)`` to ``(B, *input_shape)``:
-    the rows ``u^T J`` of the Jacobian at ``x``; the forward pass is run once, here."""
+               x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """``(f(x), rows)``: the forward pass, run once, here, and the function mapping ``B``
+    cotangents ``(B, *output_shape)`` to ``(B, *input_shape)``, the rows ``u^T J`` of the
+    Jacobian at ``x``."""
     from torch.func import vjp, vmap
 
-    pull = vjp(f, x)[1]
+    out, pull = vjp(f, x)[:2]
 
     def one(u: torch.Tensor) -> torch.Tensor:
         row: torch.Tensor = pull(u[None])[0][0]
         return row
 
     def rows(us: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = vmap(one)(us)
-        return out
+        got: torch.Tensor = vmap(one)(us)
+        return got
 
-    return rows
+    return out, rows

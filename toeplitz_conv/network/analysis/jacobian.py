@@ -143,6 +143,21 @@ def _check_method(method: object) -> Method:
     return cast(Method, check_choice("method", method, get_args(Method)))
 
 
+def check_finite_sample(xa: np.ndarray) -> None:
+    """Refuse a sample with a NaN or inf entry: no Jacobian there."""
+    if not np.isfinite(xa).all():
+        raise ValueError(f"x must be finite to have a Jacobian; got {int(np.size(xa) - np.isfinite(xa).sum())} "
+                         f"NaN or inf entries.")
+
+
+def check_finite_derivatives(values: np.ndarray) -> None:
+    """Refuse Jacobian entries that are not finite (the derivatives at x are not defined)."""
+    if not np.isfinite(values).all():
+        raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
+                         "parameter, or an activation whose derivative overflows there): its "
+                         "Jacobian at x is not defined.")
+
+
 def sample(net: Network, x: object) -> np.ndarray:
     """``x`` as one sample ``(1, *input_shape)`` of the network's dtype."""
     xa = as_array(x, "x")
@@ -152,9 +167,7 @@ def sample(net: Network, x: object) -> np.ndarray:
         raise ValueError(f"x must be one sample of shape {net.input_shape} (or {(1, *net.input_shape)}); "
                          f"got x.shape={tuple(xa.shape)}.")
     net.check_batch(1)  # a model that reads its batch size is exact only at the traced batch
-    if not np.isfinite(xa).all():
-        raise ValueError(f"x must be finite to have a Jacobian; got {int(np.size(xa) - np.isfinite(xa).sum())} "
-                         f"NaN or inf entries.")
+    check_finite_sample(xa)
     return np.ascontiguousarray(xa, dtype=net.dtype)
 
 
@@ -289,7 +302,7 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
     else:
         f = compressed.torch_function(net)
         xt = torch.from_numpy(x)
-        pull = compressed.vjp_puller(f, xt) if side == "reverse" else None
+        pull = compressed.vjp_puller(f, xt)[1] if side == "reverse" else None
 
         def unpacked(ks: np.ndarray) -> np.ndarray:
             seeds = torch.from_numpy(lat.seeds(ks, net.dtype))
@@ -302,10 +315,7 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
     for a in range(0, lat.colours, p.block):
         ks = np.arange(a, min(a + p.block, lat.colours))
         block = evaluate(ks)  # (entries of the other side, B)
-        if not np.isfinite(block).all():
-            raise ValueError("the network's derivatives at x are not finite (a NaN or inf in a "
-                             "parameter, or an activation whose derivative overflows there): its "
-                             "Jacobian at x is not defined.")
+        check_finite_derivatives(block)
         targets = lat.targets(M, ks)
         if np.any((targets < 0) & (block != 0)):
             raise RuntimeError("a Jacobian entry fell outside the structure the network's nodes allow; "
