@@ -221,7 +221,7 @@ class Packed:
 
         w = cast(np.ndarray, layer.p("weight"))
         B = grown.shape[0]
-        per_seed = w.shape[1] * layer.kw["groups"] * prod(w.shape[2:]) * prod(grown.shape[2:]) * grown.element_size()
+        per_seed = layer.in_shape[0] * prod(w.shape[2:]) * prod(grown.shape[2:]) * grown.element_size()
         step = max(1, CONV_WORKSPACE_BYTES // per_seed)
         args = dict(padding=h, dilation=layer.kw["dilation"], groups=layer.kw["groups"])
         wt = torch_tensor(w)
