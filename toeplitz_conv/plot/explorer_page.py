@@ -238,7 +238,6 @@ function grids(role) {
     if (only >= 0 && c !== only) continue;
     const g = div("grid", "");
     g.style.gridTemplateColumns = "auto repeat(" + I.cols + ", var(--cell))";
-    g.style.containIntrinsicSize = "auto calc(var(--cell) * " + (I.cols + 2) + ") auto calc(var(--cell) * " + (I.rows + 2) + ")";
     g.appendChild(div("cap", I.vec ? "features (k)" : "channel c = " + c));
     g.appendChild(div("ax", I.slice ? (role === "input" ? "x" : "y") : ""));
     for (let q = 0; q < I.cols; q++) g.appendChild(div("ax", String(q)));
@@ -253,6 +252,18 @@ function grids(role) {
       }
     }
     root.appendChild(g);
+  }
+}
+// A grid out of view is not laid out (content-visibility): it takes the size of the first grid,
+// measured laid out, so that nothing moves as grids scroll into view (a click lands where aimed).
+function sizeGrids() {
+  for (const role of ["input", "output"]) {
+    const root = $(role), first = root.firstElementChild;
+    if (!first) continue;
+    first.style.contentVisibility = "visible";
+    const size = "auto " + first.clientWidth + "px auto " + first.clientHeight + "px";
+    first.style.contentVisibility = "";
+    for (const g of root.children) g.style.containIntrinsicSize = size;
   }
 }
 function clearLit() {

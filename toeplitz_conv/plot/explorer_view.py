@@ -13,6 +13,8 @@ function view() {  // the rows and columns of C shown (one channel's block, or a
 }
 const rowText = (i) => i + " " + S.outI.label(i), colText = (j) => j + " " + S.inI.label(j);
 function layoutC() {
+  document.documentElement.style.setProperty("--cell", cellPx() + "px");  // the grids first: the page's
+  sizeGrids();                                                            // height sets its scroll bar
   const v = view(), rows = v.r1 - v.r0, cols = v.c1 - v.c0;
   ctx.font = FONT;
   S.ML = Math.max(96, Math.ceil(ctx.measureText(rowText(S.M.m - 1)).width) + 18);
@@ -27,7 +29,6 @@ function layoutC() {
   cv.style.width = S.cw + "px"; cv.style.height = S.ch + "px";
   cv.width = Math.round(S.cw * dpr); cv.height = Math.round(S.ch * dpr);
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  document.documentElement.style.setProperty("--cell", cellPx() + "px");
   $("zoomval").textContent = Math.round(S.zoom * 100) + "%";
   draw();
 }
