@@ -148,7 +148,7 @@ def jacobian_plan(model: object, x: object, *, method: Method = "auto") -> Jacob
         A compiled network, or a model (compiled for ``x``'s shape).
     x : (1, *input_shape) array_like or torch.Tensor
         The sample (for a Network also ``(*input_shape)``).
-    method : {'auto', 'forward', 'packed', 'reverse', 'chain'}, default 'auto'
+    method : {'auto', 'forward', 'packed', 'middle', 'reverse', 'chain'}, default 'auto'
 
     Returns
     -------
@@ -178,6 +178,11 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
     - ``'packed'``: ``'forward'`` with each colour's tangents packed into the squares around
       its seeds, for networks of stride-1 ``'same'`` zero-padded convolutions and elementwise
       nodes (denoisers): a colour then costs its seeds' cones, not the whole image;
+    - ``'middle'``: for the same networks, the packed forward colouring of the nodes up to a
+      middle position and a packed reverse colouring (convolutions by their transposes) of
+      the nodes after it, multiplied position by position where they meet: each side's cones
+      reach half as far (a DnCNN: about half the multiply-adds of ``'packed'``). The position
+      must be one that every later node reaches only through it or the input;
     - ``'reverse'``: the same with the rows and vector-Jacobian products (a classifier: one
       colour per output);
     - ``'chain'``: the product of the nodes' sparse matrices along the graph
@@ -199,7 +204,7 @@ def jacobian(model: object, x: object, *, method: Method = "auto") -> sp.csr_arr
         A compiled network (:func:`toeplitz_conv.compile`), or a model, compiled for ``x``.
     x : (1, *input_shape) array_like or torch.Tensor
         The sample (for a Network also ``(*input_shape)``).
-    method : {'auto', 'forward', 'packed', 'reverse', 'chain'}, default 'auto'
+    method : {'auto', 'forward', 'packed', 'middle', 'reverse', 'chain'}, default 'auto'
 
     Returns
     -------

@@ -370,7 +370,8 @@ class Network:
 
         :func:`toeplitz_conv.jacobian` of this network: by structural colouring (a batch of
         Jacobian-vector products per block of colours, ``'forward'`` / ``'packed'``, or of
-        vector-Jacobian products, ``'reverse'``) or by the product of the nodes' matrices
+        vector-Jacobian products, ``'reverse'``, or both meeting at a middle position,
+        ``'middle'``) or by the product of the nodes' matrices
         (``'chain'``), whichever is estimated fastest (:func:`toeplitz_conv.jacobian_plan`
         says which and why). Only the true nonzeros are stored (the receptive fields). For a
         piecewise-linear network without biases ``J(x) @ x == f(x)``. Refused up front when
@@ -380,7 +381,7 @@ class Network:
         Parameters
         ----------
         x : (*input_shape) or (1, *input_shape) array_like
-        method : {'auto', 'forward', 'packed', 'reverse', 'chain'}, default 'auto'
+        method : {'auto', 'forward', 'packed', 'middle', 'reverse', 'chain'}, default 'auto'
         """
         return analysis_jacobian.network_jacobian(self, x, method)[0]
 

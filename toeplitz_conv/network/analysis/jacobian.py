@@ -11,6 +11,11 @@ Four exact methods, each giving the same CSR matrix:
     ``'forward'`` for stencil networks (stride-1 ``'same'`` convolutions and elementwise
     nodes, a denoiser): each colour's tangents kept only in the squares around its seeds
     (:mod:`.packed`), so a colour costs its cones, not the whole image.
+``'middle'``
+    For the same stencil networks: forward colouring of the nodes up to a middle position,
+    reverse colouring (convolutions by their transposes) of the nodes after it, and the two
+    multiplied position by position where they meet (:mod:`.middle`). Each side's cones reach
+    half as far, so a DnCNN costs about half the packed method's multiply-adds.
 ``'reverse'``
     The same with the rows: ``S^T J`` by vector-Jacobian products, one per row colour (a
     classifier's few outputs).
@@ -39,14 +44,14 @@ from ...indexing import index_dtype
 from ...memory import check_size, human_bytes, memory_limit
 from ..layers import Conv, ConvTranspose, Layer, Linear
 from ..nodes import Grouped
-from . import chain, compressed, packed, reach
+from . import chain, compressed, middle, packed, reach
 from .colouring import Lattice, lattice, valid
 
 if TYPE_CHECKING:
     from ..model import Network
 
-Method = Literal["auto", "forward", "packed", "reverse", "chain"]
-Resolved = Literal["forward", "packed", "reverse", "chain"]
+Method = Literal["auto", "forward", "packed", "middle", "reverse", "chain"]
+Resolved = Literal["forward", "packed", "middle", "reverse", "chain"]
 
 #: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), and of
 #: scipy's sparse products in the chain: the cost model's two rates (measured, benchmarks/).
@@ -97,12 +102,13 @@ class JacobianPlan:
 
     Attributes
     ----------
-    method : {'forward', 'packed', 'reverse', 'chain'}
+    method : {'forward', 'packed', 'middle', 'reverse', 'chain'}
         The method that runs (``'auto'`` resolved).
     shape : (int, int)
         ``(out_features, in_features)``.
     colours : dict of str -> int
-        Colours of the columns (``'forward'``, ``'packed'``) and of the rows (``'reverse'``).
+        Colours of the columns (``'forward'``, ``'packed'``), of the rows (``'reverse'``), and
+        of both halves together (``'middle'``).
     nnz_bound : int
         At most this many nonzeros (the summed volumes of the output entries' boxes).
     seconds : dict of str -> float
@@ -114,6 +120,8 @@ class JacobianPlan:
         Seeds evaluated per batch by a compressed method.
     reason : str
         Why this method.
+    split : Split or None
+        For ``'middle'``: the position where the two colourings meet, and their lattices.
     """
 
     method: Resolved
@@ -127,14 +135,18 @@ class JacobianPlan:
     lattices: dict[str, Lattice] = field(repr=False, default_factory=dict)
     boxes: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     radii: list[tuple[int, ...]] | None = field(repr=False, default=None)
+    split: middle.Split | None = field(repr=False, default=None)
 
     def __str__(self) -> str:
         m, n = self.shape
         lines = [f"Jacobian {m:,} x {n:,}, at most {self.nnz_bound:,} nonzeros: method {self.method!r} "
                  f"({self.reason})"]
-        for name in ("forward", "packed", "reverse", "chain"):
+        for name in ("forward", "packed", "middle", "reverse", "chain"):
             if name in self.seconds:
                 c = f"{self.colours[name]:,} colours, " if name in self.colours and name != "chain" else ""
+                if name == "middle" and self.split is not None:
+                    c = (f"{self.split.forward.colours:,} + {self.split.reverse.colours:,} colours meeting "
+                         f"at position {self.split.node}, ")
                 lines.append(f"  {name:<8} {c}~{self.seconds[name]:.3g} s, ~{human_bytes(self.nbytes[name])}")
         return "\n".join(lines)
 
@@ -213,6 +225,9 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     per_seed = itemsize * (n_in + n_out + 4 * widest) + 16 * prod(net.input_shape[1:])
     floor = MIN_BLOCK if MIN_BLOCK * per_seed <= memory_limit()[0] // 4 else 1
     block = int(max(floor, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
+    split = min(middle.splits(net, TORCH_MACS_PER_S, block), key=lambda s: s.seconds, default=None)
+    if split is not None:
+        seconds["middle"] = split.seconds
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
     features = sum(prod(layer.out_shape) for layer in net.layers)
     nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
@@ -223,6 +238,8 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     }
     if why_not is None:
         nbytes["packed"] = nbytes["forward"]
+    if split is not None:
+        nbytes["middle"] = 2 * result + split.nbytes + block * per_seed
     if method == "auto":
         fits = [k for k in seconds if nbytes[k] <= memory_limit()[0]] or [min(nbytes, key=lambda k: nbytes[k])]
         resolved = cast(Resolved, min(fits, key=lambda k: seconds[k]))
@@ -231,12 +248,20 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
         raise ValueError(f"method='packed' needs a network of stride-1 'same' convolutions with zero "
                          f"padding and elementwise nodes, whose cones fit the colouring's period: "
                          f"{why_not}. Use method='forward' (the same colouring, unpacked) or 'auto'.")
+    elif method == "middle" and split is None:
+        raise ValueError(f"method='middle' needs a network of stride-1 'same' convolutions with zero "
+                         f"padding and elementwise nodes, with a position that every later node reaches "
+                         f"only through it or the input, whose cones are narrower than the image: "
+                         f"{packed.structure(net)[1] or 'no position splits this network so'}. "
+                         f"Use method='packed' or 'auto'.")
     else:
         resolved, reason = method, "asked for"
-    return JacobianPlan(resolved, (n_out, n_in),
-                        {"forward": lat_f.colours, "packed": lat_f.colours, "reverse": lat_r.colours},
-                        nnz, seconds, nbytes, block, reason, {"forward": lat_f, "reverse": lat_r},
-                        {"forward": M_out, "reverse": M_in}, radii if why_not is None else None)
+    colours = {"forward": lat_f.colours, "packed": lat_f.colours, "reverse": lat_r.colours}
+    if split is not None:
+        colours["middle"] = split.forward.colours + split.reverse.colours
+    return JacobianPlan(resolved, (n_out, n_in), colours, nnz, seconds, nbytes, block, reason,
+                        {"forward": lat_f, "reverse": lat_r}, {"forward": M_out, "reverse": M_in},
+                        radii if why_not is None else None, split)
 
 
 class _Entries:
@@ -292,6 +317,10 @@ def _compressed(net: Network, x: np.ndarray, p: JacobianPlan) -> sp.csr_array:
     """``J`` from ``J S`` (forward, packed) or ``S^T J`` (reverse), block by block of colours."""
     import torch
 
+    if p.method == "middle":
+        J = middle.jacobian(net, x, cast(middle.Split, p.split), p.block)
+        check_finite_derivatives(J.data)
+        return J
     side = "reverse" if p.method == "reverse" else "forward"
     lat, M = p.lattices[side], p.boxes[side]
     if not valid(lat, M):  # pragma: no cover - lattice() sizes the period to the widest box

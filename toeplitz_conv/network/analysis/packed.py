@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...geometry import conv_geometry
-from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Reshape
+from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, Reshape
 from ..nodes import Combine
 from .chain import last_uses
 from .colouring import Lattice
@@ -69,6 +69,26 @@ def _half_widths(layer: Conv) -> tuple[int, ...] | None:
 def radii(net: Network, lat: Lattice) -> tuple[list[tuple[int, ...]], str | None]:
     """Per position the cone's radius of one seed along each spatial axis, and ``None`` — or
     the reason this method does not apply."""
+    R, why = structure(net)
+    if why is not None:
+        return R, why
+    for r in R:
+        if any(2 * ra + 1 > e for ra, e in zip(r, lat.extents[1:])):
+            return R, f"the cones (radius {max(max(r) for r in R)}) overlap at period {lat.extents[1:]}"
+    return R, None
+
+
+def half_widths(layer: Layer) -> tuple[int, ...]:
+    """Per axis how far one node reaches: a convolution's half-width, else 0."""
+    if isinstance(layer, Conv):
+        return cast("tuple[int, ...]", _half_widths(layer))
+    return (0,) * (len(layer.out_shape) - 1)
+
+
+def structure(net: Network) -> tuple[list[tuple[int, ...]], str | None]:
+    """Per position the forward cone's radius, and ``None`` when every node is a stride-1
+    ``'same'`` convolution with zero padding or an elementwise node on one spatial shape — or
+    the first node that is not."""
     spatial = net.input_shape[1:]
     nd = len(spatial)
     R: list[tuple[int, ...]] = [(0,) * nd]
@@ -87,10 +107,25 @@ def radii(net: Network, lat: Lattice) -> tuple[list[tuple[int, ...]], str | None
             R.append(tuple(max(r) for r in zip(*ins)))
         else:
             return R, f"{why} is not a convolution or an elementwise node"
-    for r in R:
-        if any(2 * ra + 1 > e for ra, e in zip(r, lat.extents[1:])):
-            return R, f"the cones (radius {max(max(r) for r in R)}) overlap at period {lat.extents[1:]}"
     return R, None
+
+
+def reverse_radii(net: Network, stop: int = 0) -> list[tuple[int, ...] | None]:
+    """Per position the reverse cone's radius: how far from an output seed its cotangent
+    reaches there, through the nodes after position ``stop`` (None where they do not read the
+    position)."""
+    nd = len(net.input_shape) - 1
+    Q: list[tuple[int, ...] | None] = [None] * (len(net.layers) + 1)
+    Q[net.output] = (0,) * nd
+    for i in reversed(range(stop, len(net.layers))):
+        q = Q[i + 1]
+        if q is None:
+            continue
+        h = half_widths(net.layers[i])
+        for p in net.layers[i].inputs:
+            grown = tuple(a + b for a, b in zip(q, h))
+            Q[p] = grown if Q[p] is None else tuple(max(a, b) for a, b in zip(cast("tuple[int, ...]", Q[p]), grown))
+    return Q
 
 
 def work(net: Network, R: list[tuple[int, ...]], lat: Lattice) -> float:
@@ -112,7 +147,11 @@ class Packed:
     """The packed forward colouring of one network at one sample: :meth:`block` evaluates
     ``J S`` for a block of colours."""
 
-    def __init__(self, net: Network, x: np.ndarray, lat: Lattice, R: list[tuple[int, ...]]) -> None:
+    def __init__(self, net: Network, x: np.ndarray | None, lat: Lattice, R: list[tuple[int, ...]], *,
+                 pad: tuple[int, ...] | None = None, primal: Packed | None = None) -> None:
+        """``lat``'s period places the seeds; ``R`` gives each position's radius around them.
+        ``pad`` (default: the period plus the widest radius) must be the same for two objects
+        that share the primal pass (``primal``: the reverse side of :mod:`.middle`)."""
         import torch
 
         self.net, self.lat, self.R = net, lat, R
@@ -120,14 +159,20 @@ class Packed:
         self.nd = len(self.spatial)
         self.e = lat.extents[1:]
         self.N = tuple(-(-n // e) for n, e in zip(self.spatial, self.e))
-        rmax = [max(r[a] for r in R) for a in range(self.nd)]
-        self.pad = tuple(e + r for e, r in zip(self.e, rmax))
+        if pad is None:
+            rmax = [max(r[a] for r in R) for a in range(self.nd)]
+            pad = tuple(e + r for e, r in zip(self.e, rmax))
+        self.pad = pad
         self.padded = tuple(n + 2 * p for n, p in zip(self.spatial, self.pad))
         self.tdtype = torch.from_numpy(np.zeros(0, dtype=net.dtype)).dtype
         inside = torch.zeros(self.padded, dtype=self.tdtype)
         inside[tuple(slice(p, p + n) for p, n in zip(self.pad, self.spatial))] = 1
         self.inside = inside.reshape(1, -1)
-        self.scales = self._primal(torch.from_numpy(x))
+        self.scales: list[list[Any]]
+        if primal is not None:
+            self.scales = primal.scales
+        else:
+            self.scales = self._primal(torch.from_numpy(cast(np.ndarray, x)))
         # A convolution's packed output is masked to the image only where another convolution
         # reads it: an elementwise node multiplies by its factor gathered from the padded image,
         # zero outside it, and the result is cropped to the image.
@@ -213,34 +258,52 @@ class Packed:
         out[(slice(None), slice(None)) + middle] = t.reshape(B, C, *split)
         return out.reshape(B, C, *self._sizes(tuple(ra + hh for ra, hh in zip(r, h))))
 
-    def _conv(self, conv: Any, grown: torch.Tensor, layer: Conv, h: tuple[int, ...]) -> torch.Tensor:
-        """torch's convolution of the grown squares, a few seeds at a time: its float64 kernel
-        unfolds the whole batch first (``C_in * taps`` values per output position), 2.6 GB for
-        eight seeds of a 512x512 image's cones; per seed it runs as fast."""
+    def _conv(self, grown: torch.Tensor, layer: Conv, h: tuple[int, ...], transposed: bool = False) -> torch.Tensor:
+        """torch's convolution (or its transpose, the adjoint) of the grown squares, a few seeds
+        at a time: its float64 kernel unfolds the whole batch first (``C * taps`` values per
+        position), 2.6 GB for eight seeds of a 512x512 image's cones; per seed it runs as fast."""
         import torch
+        import torch.nn.functional as F
 
+        conv = [F.conv1d, F.conv2d, F.conv3d][self.nd - 1]
         w = cast(np.ndarray, layer.p("weight"))
+        if transposed:  # the adjoint of a stride-1 'same' convolution: the flipped kernel, the
+            # channels of each group swapped (torch's own transpose runs at half the speed here)
+            g = layer.kw["groups"]
+            w = w.reshape(g, w.shape[0] // g, *w.shape[1:]).swapaxes(1, 2).reshape(
+                w.shape[1] * g, w.shape[0] // g, *w.shape[2:])
+            w = np.ascontiguousarray(w[(slice(None), slice(None)) + (slice(None, None, -1),) * self.nd])
         B = grown.shape[0]
-        per_seed = layer.in_shape[0] * prod(w.shape[2:]) * prod(grown.shape[2:]) * grown.element_size()
+        channels = max(layer.in_shape[0], layer.out_shape[0])
+        per_seed = channels * prod(w.shape[2:]) * prod(grown.shape[2:]) * grown.element_size()
         step = max(1, CONV_WORKSPACE_BYTES // per_seed)
         args = dict(padding=h, dilation=layer.kw["dilation"], groups=layer.kw["groups"])
         wt = torch_tensor(w)
         if step >= B:
-            return cast("torch.Tensor", conv(grown, wt, None, **args))
-        y = torch.empty((B, w.shape[0], *grown.shape[2:]), dtype=grown.dtype)
+            return conv(grown, wt, None, **args)
+        c_out = layer.in_shape[0] if transposed else layer.out_shape[0]
+        y = torch.empty((B, c_out, *grown.shape[2:]), dtype=grown.dtype)
         for a in range(0, B, step):
             y[a:a + step] = conv(grown[a:a + step], wt, None, **args)
         return y
 
-    def block(self, colours: np.ndarray) -> np.ndarray:
-        """``(out_features, len(colours))``: ``J S`` for these colours."""
+    def _seeds(self, colours: np.ndarray, channels: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The colours' lattice offsets ``(B, nd)`` and their seeds at radius 0 ``(B, C, N...)``."""
         import torch
-        import torch.nn.functional as F
 
-        net, nd = self.net, self.nd
-        conv = [F.conv1d, F.conv2d, F.conv3d][nd - 1]
         ks = np.stack(np.unravel_index(colours, self.lat.extents), axis=1)  # (B, 1 + nd)
-        B, offsets = len(colours), ks[:, 1:]
+        channel = torch.from_numpy((np.arange(channels)[None, :] % self.lat.extents[0]) == ks[:, :1]).to(self.tdtype)
+        offsets = ks[:, 1:]
+        return offsets, channel[:, :, None] * self._gather(self.inside, self._index(offsets, (0,) * self.nd))
+
+    def tangent(self, colours: np.ndarray, node: int) -> torch.Tensor:
+        """``(B, C, M)``: the packed tangents at position ``node`` (radius ``R[node]``) of the
+        colours' seeds; only the nodes ``node`` depends on run."""
+        import torch
+
+        net = self.net
+        offsets, seed = self._seeds(colours, net.input_shape[0])
+        B = len(colours)
         indices: dict[tuple[int, ...], torch.Tensor] = {}
 
         def index(r: tuple[int, ...]) -> torch.Tensor:
@@ -248,44 +311,109 @@ class Packed:
                 indices[r] = self._index(offsets, r)
             return indices[r]
 
-        c_in = net.input_shape[0]
-        channel = torch.from_numpy((np.arange(c_in)[None, :] % self.lat.extents[0]) == ks[:, :1]).to(self.tdtype)
-        r0 = self.R[0]
-        T: list[Any] = [channel[:, :, None] * self._gather(self.inside, index(r0))]
-        needed = [{self.R[net.output]} | set(self.R[j + 1:]) for j in range(len(net.layers))]
-        last = last_uses(net.layers, len(net.layers) + 1)
+        layers = net.layers[:node]
+        wanted = ancestors(net, node)
+        T: list[Any] = [seed]
+        needed = [{self.R[node]} | set(self.R[j + 1:node + 1]) for j in range(len(layers))]
+        last = last_uses(layers, len(layers) + 1)
         with torch.no_grad():
-            for i, layer in enumerate(net.layers):
+            for i, layer in enumerate(layers):
                 r = self.R[i + 1]
                 for stale in set(indices) - needed[i]:  # an index map no later node reads
                     del indices[stale]
-                if isinstance(layer, Conv):
+                if i + 1 not in wanted:
+                    T.append(None)
+                elif isinstance(layer, Conv):
                     rin = self.R[layer.inputs[0]]
                     h = tuple(a - b for a, b in zip(r, rin))
                     src = T[layer.inputs[0]].reshape(B, layer.in_shape[0], *self._sizes(rin))
-                    y = self._conv(conv, self._grow(src, rin, h), layer, h).reshape(B, layer.out_shape[0], -1)
+                    y = self._conv(self._grow(src, rin, h), layer, h).reshape(B, layer.out_shape[0], -1)
                     T.append(y * self._gather(self.inside, index(r)) if self.masked[i] else y)
                 else:
                     total = None
                     for p, s in zip(layer.inputs, self.scales[i]):
-                        rin = self.R[p]
-                        t = T[p]
-                        if rin != r:
-                            t = self._grow(t.reshape(B, t.shape[1], *self._sizes(rin)), rin,
-                                           tuple(a - b for a, b in zip(r, rin))).reshape(B, t.shape[1], -1)
-                        term = t * self._gather(cast("torch.Tensor", s), index(r))
+                        term = self._to(T[p], self.R[p], r) * self._gather(cast("torch.Tensor", s), index(r))
                         total = term if total is None else total + term
                     T.append(total)
                 for p in set(layer.inputs):
-                    if last[p] <= i and p != net.output:
+                    if last[p] <= i and p != node:
                         T[p] = None
-        out = T[net.output]
-        c_out = net.output_shape[0]
-        full = torch.zeros(B, c_out, prod(self.padded), dtype=self.tdtype)
-        full.scatter_add_(2, index(self.R[net.output])[:, None, :].expand(B, c_out, -1), out)
-        full = full.reshape(B, c_out, *self.padded)[(slice(None), slice(None)) + tuple(
+        return cast("torch.Tensor", T[node])
+
+    def _to(self, t: torch.Tensor, r: tuple[int, ...], wanted: tuple[int, ...]) -> torch.Tensor:
+        """Packed squares of radius ``r`` as squares of radius ``wanted >= r`` (zero rings)."""
+        if r == wanted:
+            return t
+        B, C = t.shape[:2]
+        grown = self._grow(t.reshape(B, C, *self._sizes(r)), r, tuple(a - b for a, b in zip(wanted, r)))
+        return grown.reshape(B, C, -1)
+
+    def unpack(self, t: torch.Tensor, colours: np.ndarray, r: tuple[int, ...]) -> torch.Tensor:
+        """``(B, C, *spatial)``: packed squares of radius ``r`` put back in the image (the
+        squares of one colour never overlap), what falls outside it dropped."""
+        import torch
+
+        B, C = t.shape[:2]
+        offsets = np.stack(np.unravel_index(colours, self.lat.extents), axis=1)[:, 1:]
+        full = torch.zeros(B, C, prod(self.padded), dtype=self.tdtype)
+        full.scatter_add_(2, self._index(offsets, r)[:, None, :].expand(B, C, -1), t)
+        return full.reshape(B, C, *self.padded)[(slice(None), slice(None)) + tuple(
             slice(p, p + n) for p, n in zip(self.pad, self.spatial))]
-        return full.reshape(B, -1).T.numpy()
+
+    def block(self, colours: np.ndarray) -> np.ndarray:
+        """``(out_features, len(colours))``: ``J S`` for these colours."""
+        out = self.unpack(self.tangent(colours, self.net.output), colours, self.R[self.net.output])
+        return out.reshape(len(colours), -1).T.numpy()
+
+    def cotangents(self, colours: np.ndarray, stop: int) -> dict[int, torch.Tensor]:
+        """The packed cotangents ``(B, C, M)`` of the output seeds of these colours (this
+        object's lattice is on the output; ``R`` its reverse radii), carried back through the
+        nodes after position ``stop``: at ``stop``, and at the input where a node after ``stop``
+        reads it. A convolution goes back by its transpose, on the grown squares."""
+        import torch
+
+        net = self.net
+        offsets, seed = self._seeds(colours, net.output_shape[0])
+        B = len(colours)
+        CT: dict[int, torch.Tensor] = {net.output: seed}
+
+        def index(r: tuple[int, ...]) -> torch.Tensor:
+            return self._index(offsets, r)
+
+        def add(p: int, t: torch.Tensor, r: tuple[int, ...]) -> None:
+            t = self._to(t, r, self.R[p])
+            CT[p] = CT[p] + t if p in CT else t
+
+        with torch.no_grad():
+            for i in reversed(range(stop, len(net.layers))):
+                ct = CT.pop(i + 1, None)
+                if ct is None:
+                    continue
+                layer, r = net.layers[i], self.R[i + 1]
+                if isinstance(layer, Conv):  # the node has no entries outside the image
+                    ct = ct * self._gather(self.inside, index(r))
+                    h = half_widths(layer)
+                    src = ct.reshape(B, layer.out_shape[0], *self._sizes(r))
+                    grown = tuple(a + b for a, b in zip(r, h))
+                    y = self._conv(self._grow(src, r, h), layer, h, transposed=True)
+                    add(layer.inputs[0], y.reshape(B, layer.in_shape[0], -1), grown)
+                else:
+                    for p, s in zip(layer.inputs, self.scales[i]):
+                        add(p, ct * self._gather(cast("torch.Tensor", s), index(r)), r)
+        return CT
+
+
+def ancestors(net: Network, node: int) -> set[int]:
+    """The positions ``node`` reads, directly or not, and ``node``."""
+    seen, todo = {node}, [node]
+    while todo:
+        q = todo.pop()
+        if q > 0:
+            for p in net.layers[q - 1].inputs:
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+    return seen
 
 
 def torch_tensor(a: Any) -> torch.Tensor:

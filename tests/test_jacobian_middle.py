@@ -1,0 +1,159 @@
+"""The network Jacobian by meeting in the middle: forward cones up to a middle position, reverse
+cones (convolutions by their transposes) after it, multiplied where they meet. Every position
+the network can be split at gives jacrev's matrix; only positions that split it are offered;
+'auto' takes it for a denoiser; refusals name the reason."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import toeplitz_conv as tc
+from graph_models import DnCNN, randomize_batch_norm
+from toeplitz_conv.network.analysis import middle, packed
+from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, network_jacobian, sample
+
+
+def torch_jacobian(model, x):
+    f = lambda v: model(v[None])[0]  # noqa: E731
+    return torch.func.jacrev(f)(x[0]).reshape(-1, x[0].numel()).detach().numpy()
+
+
+class Residual2d(nn.Module):
+    """Two residual blocks: only their ends (and the stem) split the network."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 3, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.b1, self.b2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = h + self.a2(torch.tanh(self.a1(h)))
+        h = h + self.b2(torch.relu(self.b1(h)))
+        return x - self.head(h)
+
+
+class Stencil1d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(2, 3, 5, padding=2), nn.Conv1d(3, 2, 3, padding=2, dilation=2)
+
+    def forward(self, x):
+        return x + self.b(torch.tanh(self.a(x)))
+
+
+MODELS = {
+    "dncnn": (DnCNN(depth=4, c=4), (1, 20, 19)),
+    "dncnn-two-channels": (DnCNN(depth=3, c=3, cin=2), (2, 13, 11)),
+    "residual-blocks": (Residual2d(), (2, 17, 15)),
+    "batchnorm-dilation-rectangular": (randomize_batch_norm(nn.Sequential(
+        nn.Conv2d(2, 3, (3, 5), padding=(1, 2)), nn.BatchNorm2d(3), nn.ELU(),
+        nn.Conv2d(3, 2, 3, padding=2, dilation=2))), (2, 15, 17)),
+    "grouped": (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(),
+                              nn.Conv2d(4, 2, 3, padding=1, groups=2)), (4, 12, 12)),
+    "1d-residual": (Stencil1d(), (2, 40)),
+    "3d": (nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Conv3d(2, 1, 3, padding=1)), (1, 7, 8, 6)),
+    "conv-into-conv": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(2, 1, 3, padding=1)), (1, 17, 16)),
+}
+
+
+def _case(name, seed=3):
+    torch.manual_seed(7)
+    model, shape = MODELS[name]
+    model = model.double().eval()
+    x = torch.randn(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    return model, shape, x, tc.compile(model, shape)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_split_gives_jacrevs_matrix(name):
+    model, shape, x, net = _case(name)
+    ref = torch_jacobian(model, x)
+    found = middle.splits(net, TORCH_MACS_PER_S, 8)
+    assert found, "no position splits the network"
+    for split in found:
+        J = middle.jacobian(net, sample(net, x), split, block=5)
+        np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()),
+                                   err_msg=f"meeting at position {split.node}")
+        assert J.has_sorted_indices and not np.any(J.data == 0)
+    J, plan = network_jacobian(net, x, "middle")
+    assert plan.method == "middle" and plan.split is not None
+    assert plan.colours["middle"] == plan.split.forward.colours + plan.split.reverse.colours
+    np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()))
+
+
+def test_only_positions_that_split_the_network_are_offered():
+    """Inside a residual block the skip bypasses a position: the block's ends and the stem
+    split it; the direct part x - ... reads the input, which is allowed."""
+    _, _, _, net = _case("residual-blocks")
+    nodes = {s.node for s in middle.splits(net, TORCH_MACS_PER_S, 8)}
+    assert nodes  # and each offered one is a cut: every later node reads it, later ones or the input
+    for m in nodes:
+        later = range(m, len(net.layers))
+        assert all(p == 0 or p >= m for i in later for p in net.layers[i].inputs)
+    cut_free = [m for m in range(1, net.output) if m not in nodes]
+    skipped = [m for m in cut_free if any(0 < p < m for i in range(m, len(net.layers))
+                                          for p in net.layers[i].inputs)]
+    assert skipped, "the residual blocks' insides must not be offered"
+
+
+def test_the_halves_reach_as_far_as_their_cones():
+    _, _, _, net = _case("dncnn")  # four 3x3 convolutions: meeting after the second, radius 2 each side
+    R, _ = packed.structure(net)
+    best = min(middle.splits(net, TORCH_MACS_PER_S, 8), key=lambda s: s.seconds)
+    assert best.reach == R[best.node] == (2, 2) and best.back == (2, 2)
+    assert best.forward.extents == (1, 5, 5) and best.reverse.extents == (1, 5, 5)
+
+
+def test_auto_takes_the_middle_for_a_denoiser_and_says_so():
+    torch.manual_seed(4)
+    model = DnCNN(depth=6, c=4).double().eval()
+    x = torch.randn(1, 1, 40, 40, dtype=torch.float64)
+    plan = tc.jacobian_plan(model, x)
+    assert plan.method == "middle" and plan.seconds["middle"] < plan.seconds["packed"]
+    assert "colours meeting at position" in str(plan)
+    J = tc.jacobian(model, x)
+    # bias-free ReLU network: J x = f(x) exactly
+    np.testing.assert_allclose(J @ x.numpy().ravel(), model(x).detach().numpy().ravel(), atol=1e-12)
+
+
+def test_convolutions_a_seed_at_a_time_are_the_same(monkeypatch):
+    """Past the workspace budget each seed runs alone, forward and transposed (groups)."""
+    monkeypatch.setattr(packed, "CONV_WORKSPACE_BYTES", 1)
+    model, shape, x, net = _case("grouped", seed=5)
+    J, plan = network_jacobian(net, x, "middle")
+    assert plan.block > 1
+    np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), rtol=1e-10, atol=1e-12)
+
+
+def test_the_adjoint_convolution_is_torchs_transpose():
+    """The reverse side runs a convolution's adjoint as a convolution with the flipped kernel,
+    the channels of each group swapped: torch's conv_transpose, for groups and dilation."""
+    model = nn.Sequential(nn.Conv2d(4, 6, (3, 5), padding=(2, 4), dilation=2, groups=2, bias=False)).double()
+    shape = (4, 9, 11)
+    net = tc.compile(model, shape)
+    layer = net.layers[0]
+    P = packed.Packed(net, np.zeros((1, *shape)), middle.Lattice(shape, (4, 9, 11)), [(0, 0), (2, 4)])
+    y = torch.randn(2, 6, 9, 11, dtype=torch.float64)
+    got = P._conv(y, layer, (2, 4), transposed=True)
+    want = torch.nn.functional.conv_transpose2d(y, model[0].weight, padding=(2, 4), dilation=2, groups=2)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("model, shape, why", [
+    (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 1)), (1, 8, 8),
+     "changes the spatial shape"),
+    (nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)), (1, 8, 8), "no position splits this network so"),
+    (nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.ReLU(), nn.Conv2d(1, 1, 5, padding=2)), (1, 4, 4),
+     "no position splits this network so"),  # cones as wide as the image
+])
+def test_refused_where_no_position_splits_the_network(model, shape, why):
+    model = model.double()
+    x = torch.randn(1, *shape, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"method='middle' needs a network of stride-1 'same' convolutions.*" + why):
+        tc.jacobian(model, x, method="middle")
+    assert "middle" not in tc.jacobian_plan(model, x).seconds

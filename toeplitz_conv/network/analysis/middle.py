@@ -1,0 +1,251 @@
+"""Meet in the middle: forward cones to a middle position, reverse cones from the output,
+multiplied where they meet.
+
+In a stencil network (the packed method's: stride-1 ``'same'`` convolutions with zero padding
+and elementwise nodes), pick a position ``m`` that every later node reaches only through ``m``
+itself or the network's input (a layer boundary of a DnCNN; the end of a residual block).
+Then
+
+    J = B A + D,    A = dm/dx,   B = d out/dm (m held as the variable),   D = d out/dx with m fixed
+
+(``D`` is the direct part, a skip from the input such as DnCNN's ``x - f(x)``). ``A`` comes
+from the packed forward colouring of the nodes up to ``m`` (its cones have radius ``R_m``: a
+period ``2 R_m + 1``, ``C_in (2 R_m + 1)^d`` colours), ``B`` and ``D`` from the packed
+*reverse* colouring of the nodes after ``m`` (radius ``Q``: ``C_out (2 Q + 1)^d`` colours),
+where a convolution goes back by its transpose. At each position ``p`` of ``m``, ``A`` holds a
+``C_m x K`` block (the inputs ``x[p + d2]`` around ``p``) and ``B`` an ``L x C_m`` block (the
+outputs ``out[p + d1]``); their product is ``J[p + d1, p + d2]``, written into the band of
+``J`` by offset. For eight 3x3 convolutions of 16 channels (1 channel in and out) meeting after
+the fourth, the cones cost ``2 * 0.36 M`` multiply-adds a pixel and the products ``0.1 M``,
+against ``1.6 M`` for the packed forward colouring through all eight.
+
+Costs are estimated from the geometry (:func:`choose`) for every position that splits the
+network so, and the cheapest is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+from math import prod
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import scipy.sparse as sp
+
+from ...indexing import index_dtype
+from ..layers import Conv
+from . import packed
+from .colouring import Lattice
+
+if TYPE_CHECKING:
+    from ..model import Network
+
+#: Multiply-adds a second of the per-position products (``torch.bmm`` of ``B x C_m`` by
+#: ``C_m x K`` blocks, float64, 2 cores; measured 8-14 GMAC/s) and entries a second written
+#: into the band: the cost model's rates for the meeting.
+BMM_MACS_PER_S = 8e9
+BAND_ADDS_PER_S = 1e9
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where and how the two colourings meet.
+
+    Attributes
+    ----------
+    node : int
+        The middle position ``m``.
+    forward, reverse : Lattice
+        The column colouring of the input (period ``2 R_m + 1``) and the row colouring of the
+        output (period ``2 Q + 1``).
+    reach : tuple of int
+        ``R_m``: how far from ``m``'s positions the inputs they read lie.
+    back : tuple of int
+        ``Q``: how far from ``m``'s positions (or the input's, for the direct part) the outputs
+        reading them lie.
+    macs : float
+        Multiply-adds: both colourings' cones and the products at ``m``.
+    seconds : float
+        The estimated time.
+    nbytes : int
+        The estimated peak memory beyond the result: ``A`` at every position, the band.
+    """
+
+    node: int
+    forward: Lattice
+    reverse: Lattice
+    reach: tuple[int, ...]
+    back: tuple[int, ...]
+    macs: float
+    seconds: float
+    nbytes: int
+
+
+def _shape(net: Network, p: int) -> tuple[int, ...]:
+    return net.input_shape if p == 0 else net.layers[p - 1].out_shape
+
+
+def _area(N: tuple[int, ...], r: tuple[int, ...]) -> int:
+    return prod(n * (2 * ra + 1) for n, ra in zip(N, r))
+
+
+def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
+    """Every position the network can be split at, with its estimated cost (none when the
+    packed structure does not hold)."""
+    R, why = packed.structure(net)
+    if why is not None:
+        return []
+    Q = packed.reverse_radii(net)
+    spatial, nd = net.input_shape[1:], len(net.input_shape) - 1
+    c_in, c_out = net.input_shape[0], net.output_shape[0]
+    itemsize = np.dtype(net.dtype).itemsize
+    found = []
+    for m in range(1, net.output):
+        qm = Q[m]
+        if qm is None:
+            continue
+        later = [i for i in range(m, len(net.layers)) if Q[i + 1] is not None]
+        if any(p != 0 and p < m for i in later for p in net.layers[i].inputs):
+            continue  # a later node reads something before m besides the input
+        Qm = packed.reverse_radii(net, m)  # through the nodes after m only
+        q = tuple(max(a, b) for a, b in zip(cast("tuple[int, ...]", Qm[m]), Qm[0] or (0,) * nd))
+        e_f, e_r = tuple(2 * r + 1 for r in R[m]), tuple(2 * a + 1 for a in q)
+        if any(e > n for e, n in zip(e_f + e_r, spatial + spatial)):
+            continue  # cones as wide as the image: no meeting needed
+        K, L = c_in * prod(e_f), c_out * prod(e_r)
+        N_f = tuple(-(-n // e) for n, e in zip(spatial, e_f))
+        N_r = tuple(-(-n // e) for n, e in zip(spatial, e_r))
+        up = packed.ancestors(net, m)
+        fwd = 0.0
+        for i in range(m):
+            if i + 1 in up:
+                layer = net.layers[i]
+                per = (cast(np.ndarray, layer.p("weight")).size if isinstance(layer, Conv)
+                       else layer.out_shape[0] * len(layer.inputs))
+                fwd += per * _area(N_f, R[i + 1])
+        rev = 0.0
+        for i in later:
+            layer, qi = net.layers[i], cast("tuple[int, ...]", Qm[i + 1])
+            if isinstance(layer, Conv):
+                grown = tuple(a + b for a, b in zip(qi, packed.half_widths(layer)))
+                rev += cast(np.ndarray, layer.p("weight")).size * _area(N_r, grown)
+            else:
+                rev += layer.out_shape[0] * len(layer.inputs) * _area(N_r, qi)
+        c_m = _shape(net, m)[0]
+        P = prod(n * e for n, e in zip(N_r, e_r))
+        meet = float(P) * L * c_m * K
+        seconds = (K * fwd + L * rev) / torch_rate + meet / BMM_MACS_PER_S + P * L * K / BAND_ADDS_PER_S
+        band = c_out * prod(n * e + 2 * a for n, e, a in zip(N_r, e_r, q)) * c_in \
+            * prod(2 * (r + a) + 1 for r, a in zip(R[m], q))
+        held = (P * c_m * K + band + 3 * block * (c_m + c_in) * P) * itemsize
+        found.append(Split(m, Lattice(net.input_shape, (c_in, *e_f)), Lattice(net.output_shape, (c_out, *e_r)),
+                           R[m], q, K * fwd + L * rev + meet, seconds, int(held)))
+    return found
+
+
+def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_array:
+    """The Jacobian at one sample ``x`` ``(1, *input_shape)`` by meeting at ``split.node``."""
+    import torch
+
+    m, nd = split.node, len(net.input_shape) - 1
+    spatial = net.input_shape[1:]
+    c_in, c_out, c_m = net.input_shape[0], net.output_shape[0], _shape(net, m)[0]
+    R, _ = packed.structure(net)
+    Q = [q if q is not None else (0,) * nd for q in packed.reverse_radii(net, m)]
+    up = packed.ancestors(net, m)
+    e_f, e_r = split.forward.extents[1:], split.reverse.extents[1:]
+    rmax = [max(R[p][a] for p in up) for a in range(nd)]
+    qmax = [max(Q[p][a] for p in range(len(Q)) if p >= m or p == 0) for a in range(nd)]
+    pad = tuple(max(ef + r, er + q) for ef, er, r, q in zip(e_f, e_r, rmax, qmax))
+    fwd = packed.Packed(net, x, split.forward, R, pad=pad)
+    rev = packed.Packed(net, None, split.reverse, Q, pad=pad, primal=fwd)
+
+    # A = dm/dx by position of m: (*class, *square, C_m, C_in, *offsets), the class and square
+    # being each position's place on the reverse lattice (p = e_r * square + class)
+    N = tuple(-(-n // e) for n, e in zip(spatial, e_r))
+    A = np.zeros((*e_r, *N, c_m, c_in, *e_f), dtype=net.dtype)
+    axes = [np.arange(n).reshape([-1 if b == a else 1 for b in range(nd)]) for a, n in enumerate(spatial)]
+    where: tuple[Any, ...] = tuple(c % e for c, e in zip(axes, e_r)) + tuple(c // e for c, e in zip(axes, e_r))
+    K = split.forward.colours
+    for a0 in range(0, K, block):
+        ks = np.arange(a0, min(a0 + block, K))
+        U = fwd.unpack(fwd.tangent(ks, m), ks, R[m]).numpy()  # (B, C_m, *spatial)
+        for b, k in enumerate(np.stack(np.unravel_index(ks, split.forward.extents), axis=1)):
+            # the input of this colour that p reads is p + d2, d2 = R - ((p - k + R) mod e)
+            offsets = tuple(2 * r - (c - o + r) % e for c, o, r, e in zip(axes, k[1:], split.reach, e_f))
+            A[where + (slice(None), int(k[0])) + offsets] = np.moveaxis(U[b], 0, -1)
+        del U
+    At = torch.from_numpy(A)
+
+    # the band of J: (C_out, *output position + margin, C_in, *(o - i) + H)
+    q, H = split.back, tuple(r + a for r, a in zip(split.reach, split.back))
+    band = torch.zeros((c_out, *(n * e + 2 * a for n, e, a in zip(N, e_r, q)), c_in, *(2 * h + 1 for h in H)),
+                       dtype=At.dtype)
+    L, Nn = split.reverse.colours, prod(N)
+    padding = [x for n, e in zip(reversed(spatial), reversed(e_r)) for x in (0, -(-n // e) * e - n)]
+    for a0 in range(0, L, block):
+        ls = np.arange(a0, min(a0 + block, L))
+        B = len(ls)
+        CT = rev.cotangents(ls, m)
+        parts = {m: c_m}
+        if 0 in CT:
+            parts[0] = c_in
+        V = {p: torch.nn.functional.pad(rev.unpack(CT[p], ls, Q[p]), padding).reshape(
+             B, c, *(x for n, e in zip(N, e_r) for x in (n, e))) for p, c in parts.items()}
+        del CT
+        lk = np.stack(np.unravel_index(ls, split.reverse.extents), axis=1)
+        for cls in product(*(range(e) for e in e_r)):
+            pick = (slice(None), slice(None)) + tuple(x for c in cls for x in (slice(None), c))
+            perm = (*range(2, 2 + nd), 0, 1)
+            Vc = V[m][pick].permute(perm).reshape(Nn, B, c_m)
+            prods = torch.bmm(Vc, At[cls].reshape(Nn, c_m, K)).reshape(*N, B, c_in, *e_f)
+            direct = V[0][pick].permute(perm).reshape(*N, B, c_in) if 0 in V else None
+            for b in range(B):
+                d1 = tuple(a - (c - int(o) + a) % e for c, o, a, e in zip(cls, lk[b, 1:], q, e_r))
+                at = (int(lk[b, 0]),) + tuple(slice(c + d + a, c + d + a + e * n, e)
+                                               for c, d, a, e, n in zip(cls, d1, q, e_r, N)) + (slice(None),)
+                band[at + tuple(slice(h - d - r, h - d + r + 1) for h, d, r in zip(H, d1, split.reach))] += \
+                    prods[(slice(None),) * nd + (b,)]
+                if direct is not None:
+                    band[at + tuple(h - d for h, d in zip(H, d1))] += direct[(slice(None),) * nd + (b,)]
+        del V
+    del At, A
+    return _band_to_csr(band.numpy(), spatial, q, H, (prod(_shape(net, net.output)), prod(net.input_shape)))
+
+
+def _band_to_csr(band: np.ndarray, spatial: tuple[int, ...], margin: tuple[int, ...], H: tuple[int, ...],
+                 shape: tuple[int, int]) -> sp.csr_array:
+    """The band ``(C_out, *position + margin, C_in, *(o - i) + H)`` as CSR, a slab of output
+    rows at a time: entries whose input lies outside the image, and zeros, dropped. Within a
+    row the entries come in column order, so nothing is sorted."""
+    nd = len(spatial)
+    c_out, c_in = band.shape[0], band.shape[1 + nd]
+    P = prod(spatial)
+    strides = [prod(spatial[a + 1:]) for a in range(nd)]
+    inner = band.shape[2 + nd:]
+    rows_per = max(1, 2**22 // max(1, prod(spatial[1:]) * c_in * prod(inner)))
+    data, cols, counts = [], [], []
+    for co in range(c_out):
+        for y0 in range(0, spatial[0], rows_per):
+            y1 = min(spatial[0], y0 + rows_per)
+            crop = (co, slice(margin[0] + y0, margin[0] + y1)) + tuple(
+                slice(a, a + n) for a, n in zip(margin[1:], spatial[1:]))
+            vals = band[crop]  # (y1 - y0, *spatial[1:], C_in, *inner)
+            col = np.zeros(vals.shape, dtype=np.int64)
+            ok = vals != 0
+            for a in range(nd):
+                o = np.arange(y0, y1) if a == 0 else np.arange(spatial[a])
+                t = o[:, None] - H[a] + np.arange(inner[a])[None, :]  # the input's coordinate
+                shape_ = [1] * vals.ndim
+                shape_[a], shape_[nd + 1 + a] = t.shape
+                t = t.reshape(shape_)
+                ok &= (t >= 0) & (t < spatial[a])
+                col += t * strides[a]
+            col += (np.arange(c_in) * P).reshape([1] * nd + [c_in] + [1] * nd)
+            counts.append(ok.reshape(-1, c_in * prod(inner)).sum(axis=1))
+            data.append(vals[ok])
+            cols.append(col[ok])
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    idx = index_dtype(int(indptr[-1]), *shape)
+    return sp.csr_array((np.concatenate(data), np.concatenate(cols).astype(idx), indptr.astype(idx)), shape=shape)
