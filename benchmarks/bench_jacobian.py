@@ -4,13 +4,15 @@ Run from the repository root::
 
     python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
     python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 8x8
+    python benchmarks/bench_jacobian.py --targets  # 48x48 vs jacrev, 256x256, 512x512 (~4 min)
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
    Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to
-   ``'packed'``: column colouring with each colour's tangents packed into its cones),
-   ``'forward'`` (the same colouring, whole images, ``vmap(jvp)``) and ``'chain'`` (the
-   product of the nodes' sparse matrices); against ``torch.func.jacrev`` and
-   ``torch.func.jacfwd`` (``vmap`` of JVPs), both dense.
+   ``'middle'``: forward cones to the fourth layer, reverse cones from the output, multiplied
+   where they meet), ``'packed'`` (column colouring with each colour's tangents packed into
+   its cones), ``'forward'`` (the same colouring, whole images, ``vmap(jvp)``) and
+   ``'chain'`` (the product of the nodes' sparse matrices); against ``torch.func.jacrev``
+   and ``torch.func.jacfwd`` (``vmap`` of JVPs), both dense.
 2. A CIFAR ResNet-18 (width 64, float64): the 10 x 3072 input-output Jacobian (dense) by
    ``tc.jacobian(model, x)`` (``'model'``: a model with at most 32 outputs is not compiled, its
    own 10 vector-Jacobian products run), by ``'auto'`` on the compiled network (it resolves to
@@ -62,7 +64,7 @@ def worker(model_name: str, side: str, size: int, out_path: str) -> dict:
         total = time.perf_counter() - t0
         plan = tc.jacobian_plan(model, x)  # after the clock: what ran
         info = {"method": plan.method, "colours": plan.colours}
-    elif side in ("forward", "reverse", "chain", "auto"):
+    elif side in ("forward", "packed", "middle", "reverse", "chain", "auto"):
         net = tc.compile(model, shape)
         compile_s = time.perf_counter() - t0
         plan = tc.jacobian_plan(net, x, method=side)
@@ -138,7 +140,9 @@ def table(model_name, sizes, sides, tmp):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--big", action="store_true", help="also 512x512 (forward only)")
+    ap.add_argument("--big", action="store_true", help="also 512x512 (auto only)")
+    ap.add_argument("--targets", action="store_true",
+                    help="only the targets' cells: 48x48 auto/packed/jacrev, 256x256 auto/packed, 512x512 auto")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -154,13 +158,17 @@ def main(argv=None):
         print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")
         if args.quick:
             table("dncnn", [8], ["auto", "chain", "jacrev"], tmp)
+        elif args.targets:
+            table("dncnn", [48], ["auto", "packed", "jacrev"], tmp)
+            table("dncnn", [256], ["auto", "packed"], tmp)
+            table("dncnn", [512], ["auto"], tmp)
         else:
-            table("dncnn", [32, 48], ["auto", "forward", "chain", "jacrev", "jacfwd"], tmp)
-            table("dncnn", [128], ["auto", "forward", "chain"], tmp)
-            table("dncnn", [256], ["auto", "forward"], tmp)
+            table("dncnn", [32, 48], ["auto", "packed", "forward", "chain", "jacrev", "jacfwd"], tmp)
+            table("dncnn", [128], ["auto", "packed", "forward", "chain"], tmp)
+            table("dncnn", [256], ["auto", "packed", "forward"], tmp)
             if args.big:
                 table("dncnn", [512], ["auto"], tmp)
-        if not args.quick:
+        if not args.quick and not args.targets:
             print("\n## Input-output Jacobian of a CIFAR ResNet-18 (width 64), float64\n")
             table("resnet", [32], ["model", "auto", "jacrev"], tmp)
 

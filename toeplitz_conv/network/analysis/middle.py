@@ -57,13 +57,11 @@ class Split:
     node : int
         The middle position ``m``.
     forward, reverse : Lattice
-        The column colouring of the input (period ``2 R_m + 1``) and the row colouring of the
-        output (period ``2 Q + 1``).
+        The column colouring of the input and the row colouring of the output.
     reach : tuple of int
-        ``R_m``: how far from ``m``'s positions the inputs they read lie.
-    back : tuple of int
-        ``Q``: how far from ``m``'s positions (or the input's, for the direct part) the outputs
-        reading them lie.
+        How far from ``m``'s positions the inputs they read, and the outputs that read them
+        (or the input, for the direct part), may lie: the widest of the two cones; both
+        lattices' period is ``2 reach + 1``, so that a position's place on it fixes both.
     macs : float
         Multiply-adds: both colourings' cones and the products at ``m``.
     seconds : float
@@ -76,7 +74,6 @@ class Split:
     forward: Lattice
     reverse: Lattice
     reach: tuple[int, ...]
-    back: tuple[int, ...]
     macs: float
     seconds: float
     nbytes: int
@@ -109,9 +106,10 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         if any(p != 0 and p < m for i in later for p in net.layers[i].inputs):
             continue  # a later node reads something before m besides the input
         Qm = packed.reverse_radii(net, m)  # through the nodes after m only
-        q = tuple(max(a, b) for a, b in zip(cast("tuple[int, ...]", Qm[m]), Qm[0] or (0,) * nd))
-        e_f, e_r = tuple(2 * r + 1 for r in R[m]), tuple(2 * a + 1 for a in q)
-        if any(e > n for e, n in zip(e_f + e_r, spatial + spatial)):
+        # one period for both sides: a position's place on it then fixes both offsets
+        q = tuple(max(r, a, b) for r, a, b in zip(R[m], cast("tuple[int, ...]", Qm[m]), Qm[0] or (0,) * nd))
+        e_f = e_r = tuple(2 * a + 1 for a in q)
+        if any(e > n for e, n in zip(e_f, spatial)):
             continue  # cones as wide as the image: no meeting needed
         K, L = c_in * prod(e_f), c_out * prod(e_r)
         N_f = tuple(-(-n // e) for n, e in zip(spatial, e_f))
@@ -136,11 +134,10 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         P = prod(n * e for n, e in zip(N_r, e_r))
         meet = float(P) * L * c_m * K
         seconds = (K * fwd + L * rev) / torch_rate + meet / BMM_MACS_PER_S + P * L * K / BAND_ADDS_PER_S
-        band = c_out * prod(n * e + 2 * a for n, e, a in zip(N_r, e_r, q)) * c_in \
-            * prod(2 * (r + a) + 1 for r, a in zip(R[m], q))
+        band = c_out * prod(n * e + 2 * a for n, e, a in zip(N_r, e_r, q)) * c_in * prod(4 * a + 1 for a in q)
         held = (P * c_m * K + band + 3 * block * (c_m + c_in) * P) * itemsize
         found.append(Split(m, Lattice(net.input_shape, (c_in, *e_f)), Lattice(net.output_shape, (c_out, *e_r)),
-                           R[m], q, K * fwd + L * rev + meet, seconds, int(held)))
+                           q, K * fwd + L * rev + meet, seconds, int(held)))
     return found
 
 
@@ -161,29 +158,32 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
     fwd = packed.Packed(net, x, split.forward, R, pad=pad)
     rev = packed.Packed(net, None, split.reverse, Q, pad=pad, primal=fwd)
 
-    # A = dm/dx by position of m: (*class, *square, C_m, C_in, *offsets), the class and square
-    # being each position's place on the reverse lattice (p = e_r * square + class)
-    N = tuple(-(-n // e) for n, e in zip(spatial, e_r))
-    A = np.zeros((*e_r, *N, c_m, c_in, *e_f), dtype=net.dtype)
-    axes = [np.arange(n).reshape([-1 if b == a else 1 for b in range(nd)]) for a, n in enumerate(spatial)]
-    where: tuple[Any, ...] = tuple(c % e for c, e in zip(axes, e_r)) + tuple(c // e for c, e in zip(axes, e_r))
+    # A = dm/dx by position p of m: (*class, *square, C_m, K) with p = e * square + class,
+    # first in colour order (each block of colours one strided copy), then each class's colour
+    # axes rolled into offset order: the input of colour k that p reads is p + d2 with
+    # d2 + reach = (k + reach - class) mod e
+    e, R_e = split.forward.extents[1:], split.reach
+    N = tuple(-(-n // a) for n, a in zip(spatial, e))
     K = split.forward.colours
+    At = torch.zeros((*e, *N, c_m, K), dtype=fwd.tdtype)
+    padding = [x for n, a in zip(reversed(spatial), reversed(e)) for x in (0, -(-n // a) * a - n)]
+    spread = tuple(x for n, a in zip(N, e) for x in (n, a))
+    to_class = (*(3 + 2 * a for a in range(nd)), *(2 + 2 * a for a in range(nd)), 1, 0)
     for a0 in range(0, K, block):
         ks = np.arange(a0, min(a0 + block, K))
-        U = fwd.unpack(fwd.tangent(ks, m), ks, R[m]).numpy()  # (B, C_m, *spatial)
-        for b, k in enumerate(np.stack(np.unravel_index(ks, split.forward.extents), axis=1)):
-            # the input of this colour that p reads is p + d2, d2 = R - ((p - k + R) mod e)
-            offsets = tuple(2 * r - (c - o + r) % e for c, o, r, e in zip(axes, k[1:], split.reach, e_f))
-            A[where + (slice(None), int(k[0])) + offsets] = np.moveaxis(U[b], 0, -1)
+        U = torch.nn.functional.pad(fwd.unpack(fwd.tangent(ks, m), ks, R[m]), padding)
+        At[..., a0:a0 + len(ks)] = U.reshape(len(ks), c_m, *spread).permute(to_class)
         del U
-    At = torch.from_numpy(A)
+    colour_axes = tuple(range(-nd, 0))
+    for cls in product(*(range(a) for a in e)):
+        sub = At[cls].reshape(*N, c_m, c_in, *e)
+        At[cls] = torch.roll(sub, tuple((r - c) % a for r, c, a in zip(R_e, cls, e)), colour_axes).reshape(*N, c_m, K)
 
     # the band of J: (C_out, *output position + margin, C_in, *(o - i) + H)
-    q, H = split.back, tuple(r + a for r, a in zip(split.reach, split.back))
-    band = torch.zeros((c_out, *(n * e + 2 * a for n, e, a in zip(N, e_r, q)), c_in, *(2 * h + 1 for h in H)),
+    q, H = R_e, tuple(2 * r for r in R_e)
+    band = torch.zeros((c_out, *(n * a + 2 * r for n, a, r in zip(N, e, q)), c_in, *(2 * h + 1 for h in H)),
                        dtype=At.dtype)
     L, Nn = split.reverse.colours, prod(N)
-    padding = [x for n, e in zip(reversed(spatial), reversed(e_r)) for x in (0, -(-n // e) * e - n)]
     for a0 in range(0, L, block):
         ls = np.arange(a0, min(a0 + block, L))
         B = len(ls)
@@ -191,61 +191,73 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
         parts = {m: c_m}
         if 0 in CT:
             parts[0] = c_in
-        V = {p: torch.nn.functional.pad(rev.unpack(CT[p], ls, Q[p]), padding).reshape(
-             B, c, *(x for n, e in zip(N, e_r) for x in (n, e))) for p, c in parts.items()}
+        V = {p: torch.nn.functional.pad(rev.unpack(CT[p], ls, Q[p]), padding).reshape(B, c, *spread)
+             for p, c in parts.items()}
         del CT
         lk = np.stack(np.unravel_index(ls, split.reverse.extents), axis=1)
-        for cls in product(*(range(e) for e in e_r)):
+        for cls in product(*(range(a) for a in e)):
             pick = (slice(None), slice(None)) + tuple(x for c in cls for x in (slice(None), c))
             perm = (*range(2, 2 + nd), 0, 1)
             Vc = V[m][pick].permute(perm).reshape(Nn, B, c_m)
-            prods = torch.bmm(Vc, At[cls].reshape(Nn, c_m, K)).reshape(*N, B, c_in, *e_f)
+            prods = torch.bmm(Vc, At[cls].reshape(Nn, c_m, K)).reshape(*N, B, c_in, *e)
             direct = V[0][pick].permute(perm).reshape(*N, B, c_in) if 0 in V else None
             for b in range(B):
-                d1 = tuple(a - (c - int(o) + a) % e for c, o, a, e in zip(cls, lk[b, 1:], q, e_r))
-                at = (int(lk[b, 0]),) + tuple(slice(c + d + a, c + d + a + e * n, e)
-                                               for c, d, a, e, n in zip(cls, d1, q, e_r, N)) + (slice(None),)
-                band[at + tuple(slice(h - d - r, h - d + r + 1) for h, d, r in zip(H, d1, split.reach))] += \
+                d1 = tuple(r - (c - int(o) + r) % a for c, o, r, a in zip(cls, lk[b, 1:], q, e))
+                at = (int(lk[b, 0]),) + tuple(slice(c + d + r, c + d + r + a * n, a)
+                                               for c, d, r, a, n in zip(cls, d1, q, e, N)) + (slice(None),)
+                band[at + tuple(slice(h - d - r, h - d + r + 1) for h, d, r in zip(H, d1, q))] += \
                     prods[(slice(None),) * nd + (b,)]
                 if direct is not None:
                     band[at + tuple(h - d for h, d in zip(H, d1))] += direct[(slice(None),) * nd + (b,)]
         del V
-    del At, A
+    del At, fwd, rev  # the products and the primal pass: let go before the CSR is built
     return _band_to_csr(band.numpy(), spatial, q, H, (prod(_shape(net, net.output)), prod(net.input_shape)))
 
 
 def _band_to_csr(band: np.ndarray, spatial: tuple[int, ...], margin: tuple[int, ...], H: tuple[int, ...],
                  shape: tuple[int, int]) -> sp.csr_array:
     """The band ``(C_out, *position + margin, C_in, *(o - i) + H)`` as CSR, a slab of output
-    rows at a time: entries whose input lies outside the image, and zeros, dropped. Within a
-    row the entries come in column order, so nothing is sorted."""
+    rows at a time (counted first, so that the result is written once, in place): entries
+    whose input lies outside the image, and zeros, dropped. Within a row the entries come in
+    column order, so nothing is sorted."""
     nd = len(spatial)
     c_out, c_in = band.shape[0], band.shape[1 + nd]
     P = prod(spatial)
     strides = [prod(spatial[a + 1:]) for a in range(nd)]
     inner = band.shape[2 + nd:]
     rows_per = max(1, 2**22 // max(1, prod(spatial[1:]) * c_in * prod(inner)))
-    data, cols, counts = [], [], []
-    for co in range(c_out):
-        for y0 in range(0, spatial[0], rows_per):
-            y1 = min(spatial[0], y0 + rows_per)
-            crop = (co, slice(margin[0] + y0, margin[0] + y1)) + tuple(
-                slice(a, a + n) for a, n in zip(margin[1:], spatial[1:]))
-            vals = band[crop]  # (y1 - y0, *spatial[1:], C_in, *inner)
-            col = np.zeros(vals.shape, dtype=np.int64)
-            ok = vals != 0
-            for a in range(nd):
-                o = np.arange(y0, y1) if a == 0 else np.arange(spatial[a])
-                t = o[:, None] - H[a] + np.arange(inner[a])[None, :]  # the input's coordinate
-                shape_ = [1] * vals.ndim
-                shape_[a], shape_[nd + 1 + a] = t.shape
-                t = t.reshape(shape_)
-                ok &= (t >= 0) & (t < spatial[a])
-                col += t * strides[a]
-            col += (np.arange(c_in) * P).reshape([1] * nd + [c_in] + [1] * nd)
-            counts.append(ok.reshape(-1, c_in * prod(inner)).sum(axis=1))
-            data.append(vals[ok])
-            cols.append(col[ok])
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    slabs = [(co, y0, min(spatial[0], y0 + rows_per)) for co in range(c_out) for y0 in range(0, spatial[0], rows_per)]
+
+    def slab(co: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """The slab's values, which to keep, and each axis's input coordinate (broadcast)."""
+        crop = (co, slice(margin[0] + y0, margin[0] + y1)) + tuple(
+            slice(a, a + n) for a, n in zip(margin[1:], spatial[1:]))
+        vals = band[crop]  # (y1 - y0, *spatial[1:], C_in, *inner)
+        ok = vals != 0
+        coords = []
+        for a in range(nd):
+            o = np.arange(y0, y1) if a == 0 else np.arange(spatial[a])
+            t = o[:, None] - H[a] + np.arange(inner[a])[None, :]  # the input's coordinate
+            shape_ = [1] * vals.ndim
+            shape_[a], shape_[nd + 1 + a] = t.shape
+            t = t.reshape(shape_)
+            ok &= (t >= 0) & (t < spatial[a])
+            coords.append(t)
+        return vals, ok, coords
+
+    counts = np.concatenate([slab(*s_)[1].reshape(-1, c_in * prod(inner)).sum(axis=1) for s_ in slabs])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
     idx = index_dtype(int(indptr[-1]), *shape)
-    return sp.csr_array((np.concatenate(data), np.concatenate(cols).astype(idx), indptr.astype(idx)), shape=shape)
+    data = np.empty(int(indptr[-1]), dtype=band.dtype)
+    cols = np.empty(int(indptr[-1]), dtype=idx)
+    at = 0
+    for s_ in slabs:
+        vals, ok, coords = slab(*s_)
+        col = (np.arange(c_in) * P).reshape([1] * nd + [c_in] + [1] * nd)
+        for a in range(nd):
+            col = col + coords[a] * strides[a]
+        n = int(ok.sum())
+        data[at:at + n] = vals[ok]
+        cols[at:at + n] = np.broadcast_to(col, ok.shape)[ok]
+        at += n
+    return sp.csr_array((data, cols, indptr.astype(idx)), shape=shape)
