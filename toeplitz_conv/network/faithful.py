@@ -182,6 +182,10 @@ def agree(got: np.ndarray, ref: np.ndarray, double: bool, equal_nan: bool = Fals
     """``got`` equals ``ref`` to the precision of the model's dtype (float64 when ``double``):
     the rule of every check against torch here."""
     tol = 1e-9 if double else 1e-4
+    if got.shape == ref.shape and ref.size:  # the common case in two passes: all finite, within atol
+        top = float(np.abs(ref).max())
+        if np.isfinite(top) and float(np.abs(got - ref).max()) <= tol * max(1.0, top):
+            return True
     scale = max(1.0, float(np.abs(ref[np.isfinite(ref)]).max(initial=0.0)))  # -inf of a mask: equal or not
     return bool(np.allclose(got, ref, rtol=tol, atol=tol * scale, equal_nan=equal_nan))
 
