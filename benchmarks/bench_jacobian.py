@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
     python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 8x8
-    python benchmarks/bench_jacobian.py --targets  # 48x48 vs jacrev, 256x256, 512x512 (~4 min)
+    python benchmarks/bench_jacobian.py --targets  # 48x48 vs jacrev, 256x256, 512x512, ResNet-18 (~4 min)
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
    Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to
@@ -142,7 +142,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--big", action="store_true", help="also 512x512 (auto only)")
     ap.add_argument("--targets", action="store_true",
-                    help="only the targets' cells: 48x48 auto/packed/jacrev, 256x256 auto/packed, 512x512 auto")
+                    help="only the targets' cells: DnCNN 48x48 auto/packed/jacrev, 256x256 auto/packed, "
+                         "512x512 auto; ResNet-18 model/jacrev")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -162,6 +163,8 @@ def main(argv=None):
             table("dncnn", [48], ["auto", "packed", "jacrev"], tmp)
             table("dncnn", [256], ["auto", "packed"], tmp)
             table("dncnn", [512], ["auto"], tmp)
+            print("\n## Input-output Jacobian of a CIFAR ResNet-18 (width 64), float64\n")
+            table("resnet", [32], ["model", "jacrev"], tmp)
         else:
             table("dncnn", [32, 48], ["auto", "packed", "forward", "chain", "jacrev", "jacfwd"], tmp)
             table("dncnn", [128], ["auto", "packed", "forward", "chain"], tmp)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 from math import prod
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,8 @@ from . import packed
 from .colouring import Lattice
 
 if TYPE_CHECKING:
+    import torch
+
     from ..model import Network
 
 #: Multiply-adds a second of the per-position products (``torch.bmm`` of ``B x C_m`` by
@@ -184,8 +186,9 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
     band = torch.zeros((c_out, *(n * a + 2 * r for n, a, r in zip(N, e, q)), c_in, *(2 * h + 1 for h in H)),
                        dtype=At.dtype)
     L, Nn = split.reverse.colours, prod(N)
-    for a0 in range(0, L, block):
-        ls = np.arange(a0, min(a0 + block, L))
+    rows = e[-1] * max(1, block // e[-1])  # whole rows of the lattice's last axis per block
+    for a0 in range(0, L, rows):
+        ls = np.arange(a0, min(a0 + rows, L))
         B = len(ls)
         CT = rev.cotangents(ls, m)
         parts = {m: c_m}
@@ -201,17 +204,49 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
             Vc = V[m][pick].permute(perm).reshape(Nn, B, c_m)
             prods = torch.bmm(Vc, At[cls].reshape(Nn, c_m, K)).reshape(*N, B, c_in, *e)
             direct = V[0][pick].permute(perm).reshape(*N, B, c_in) if 0 in V else None
-            for b in range(B):
-                d1 = tuple(r - (c - int(o) + r) % a for c, o, r, a in zip(cls, lk[b, 1:], q, e))
-                at = (int(lk[b, 0]),) + tuple(slice(c + d + r, c + d + r + a * n, a)
-                                               for c, d, r, a, n in zip(cls, d1, q, e, N)) + (slice(None),)
-                band[at + tuple(slice(h - d - r, h - d + r + 1) for h, d, r in zip(H, d1, q))] += \
-                    prods[(slice(None),) * nd + (b,)]
-                if direct is not None:
-                    band[at + tuple(h - d for h, d in zip(H, d1))] += direct[(slice(None),) * nd + (b,)]
+            for b0 in range(0, B, e[-1]):  # a row: its outputs' offsets d1 cover the last axis once
+                row = (slice(None),) * nd + (slice(b0, b0 + e[-1]),)
+                _add_row(band, prods[row], None if direct is None else direct[row], lk[b0], cls, N, e, q, H)
         del V
     del At, fwd, rev  # the products and the primal pass: let go before the CSR is built
     return _band_to_csr(band.numpy(), spatial, q, H, (prod(_shape(net, net.output)), prod(net.input_shape)))
+
+
+def _add_row(band: torch.Tensor, prods: torch.Tensor, direct: torch.Tensor | None, first: np.ndarray,
+             cls: tuple[int, ...], N: tuple[int, ...], e: tuple[int, ...], q: tuple[int, ...],
+             H: tuple[int, ...]) -> None:
+    """Add one row of output colours (``first`` and the next ``e[-1] - 1`` along the last axis)
+    of one class of positions into the band, by strided views: an output colour ``l`` reads the
+    positions ``p`` of class ``cls`` at offset ``d1 = j - q`` with ``j = (l - cls + q) mod e``,
+    so along the last axis the row's colours are the offsets ``j`` rolled by ``q - cls``: two
+    contiguous pieces, each one view ``(square, j, C_in, d2)`` of the band (no two of its
+    entries fall on one place of the band: ``o = p + d1`` and ``o - i`` fix ``d1`` and ``d2``)."""
+    nd = len(N)
+    st = band.stride()
+    s_sp, s_ci, s_t = st[1:1 + nd], st[1 + nd], st[2 + nd:]
+    lead = range(nd - 1)
+    d1 = [q[a] - (cls[a] - int(first[1 + a]) + q[a]) % e[a] for a in lead]
+    base = int(first[0]) * st[0] + sum((cls[a] + d1[a] + q[a]) * s_sp[a] + (H[a] - d1[a] - q[a]) * s_t[a]
+                                       for a in lead)
+    last = nd - 1
+    shift = (q[last] - cls[last]) % e[last]  # colour t of the row has j = (t + shift) mod e
+    size_n = tuple(N)
+    stride_n = tuple(e[a] * s_sp[a] for a in range(nd))
+    stride_j = s_sp[last] - s_t[last]
+    for t0, t1 in ((0, e[last] - shift), (e[last] - shift, e[last])):
+        if t1 <= t0:
+            continue
+        j0 = (t0 + shift) % e[last]
+        # position index cls + d1 + q + e n = cls + j + e n; offset index H - d1 + d2 = H + q - j - q + d2idx
+        offset = base + (cls[last] + j0) * s_sp[last] + (H[last] - j0) * s_t[last]
+        view = band.as_strided((*size_n, t1 - t0, band.shape[1 + nd], *e),
+                               (*stride_n, stride_j, s_ci, *s_t), offset)
+        view.add_(prods[(slice(None),) * nd + (slice(t0, t1),)])
+        if direct is not None:  # d2 = 0: the offset index H - d1 = H + q - j
+            offset = base + (cls[last] + j0) * s_sp[last] + (H[last] + q[last] - j0) * s_t[last] \
+                + sum(q[a] * s_t[a] for a in lead)
+            view = band.as_strided((*size_n, t1 - t0, band.shape[1 + nd]), (*stride_n, stride_j, s_ci), offset)
+            view.add_(direct[(slice(None),) * nd + (slice(t0, t1),)])
 
 
 def _band_to_csr(band: np.ndarray, spatial: tuple[int, ...], margin: tuple[int, ...], H: tuple[int, ...],
