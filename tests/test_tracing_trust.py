@@ -425,3 +425,15 @@ class ValueBranch(nn.Module):
 def test_a_branch_on_tensor_values_is_still_refused_with_its_line():
     with pytest.raises(UntraceableModelError, match=r"at test_tracing_trust.py:\d+ `return x if x.sum\(\) > 0"):
         tc.compile(ValueBranch(), (3,))
+
+
+def test_non_finite_parameters_are_refused_by_name():
+    """torch spreads a NaN weight through the zero padding (NaN * 0), a sparse matrix stores no
+    padding: compile refuses such a model up front, naming the parameter, instead of failing
+    its own check with "please report this"."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)).double()
+    with torch.no_grad():
+        model[2].weight[0, 1, 0, 0] = float("nan")
+        model[2].bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"parameter '2.weight' has 1 NaN or inf entries; compile needs finite"):
+        tc.compile(model, (1, 6, 6))

@@ -399,6 +399,10 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"the model's parameters must be floating point; got {dtype}.")
     params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
+    for name, a in params.items():  # torch spreads a NaN weight through zero padding; a matrix cannot
+        if not np.isfinite(a).all():
+            raise ValueError(f"the model's parameter {name!r} has {int(a.size - np.isfinite(a).sum())} NaN or inf "
+                             f"entries; compile needs finite parameters.")
     param_names = {id(p): name for name, p in named}
     gm = None if entry_of(module) is not None else trace(module, example_batch(shape, dtype))
     layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)
