@@ -1,6 +1,6 @@
 """The exact Jacobian of a network at one sample, by the method its estimated cost picks.
 
-Four exact methods, each giving the same CSR matrix:
+Five exact methods, each giving the same CSR matrix:
 
 ``'forward'``
     Colour the columns (:mod:`.colouring`, from the boxes of :mod:`.reach`), evaluate ``J S``

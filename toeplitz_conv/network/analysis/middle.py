@@ -9,18 +9,19 @@ Then
     J = B A + D,    A = dm/dx,   B = d out/dm (m held as the variable),   D = d out/dx with m fixed
 
 (``D`` is the direct part, a skip from the input such as DnCNN's ``x - f(x)``). ``A`` comes
-from the packed forward colouring of the nodes up to ``m`` (its cones have radius ``R_m``: a
-period ``2 R_m + 1``, ``C_in (2 R_m + 1)^d`` colours), ``B`` and ``D`` from the packed
-*reverse* colouring of the nodes after ``m`` (radius ``Q``: ``C_out (2 Q + 1)^d`` colours),
-where a convolution goes back by its transpose. At each position ``p`` of ``m``, ``A`` holds a
+from the packed forward colouring of the nodes up to ``m`` (its cones have radius ``R_m``),
+``B`` and ``D`` from the packed *reverse* colouring of the nodes after ``m`` (radius
+``Q_m``), where a convolution goes back by its transpose. Both lattices take the period
+``2 q + 1``, ``q = max(R_m, Q_m)``, so that a position's place on it fixes both offsets below
+(``C_in (2 q + 1)^d`` and ``C_out (2 q + 1)^d`` colours). At each position ``p`` of ``m``, ``A`` holds a
 ``C_m x K`` block (the inputs ``x[p + d2]`` around ``p``) and ``B`` an ``L x C_m`` block (the
 outputs ``out[p + d1]``); their product is ``J[p + d1, p + d2]``, written into the band of
 ``J`` by offset. For eight 3x3 convolutions of 16 channels (1 channel in and out) meeting after
 the fourth, the cones cost ``2 * 0.36 M`` multiply-adds a pixel and the products ``0.1 M``,
 against ``1.6 M`` for the packed forward colouring through all eight.
 
-Costs are estimated from the geometry (:func:`choose`) for every position that splits the
-network so, and the cheapest is taken.
+Costs are estimated from the geometry (:func:`splits`) for every position that splits the
+network so; the plan takes the cheapest.
 """
 
 from __future__ import annotations
@@ -114,8 +115,7 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         if any(e > n for e, n in zip(e_f, spatial)):
             continue  # cones as wide as the image: no meeting needed
         K, L = c_in * prod(e_f), c_out * prod(e_r)
-        N_f = tuple(-(-n // e) for n, e in zip(spatial, e_f))
-        N_r = tuple(-(-n // e) for n, e in zip(spatial, e_r))
+        N_f = N_r = tuple(-(-n // e) for n, e in zip(spatial, e_f))
         up = packed.ancestors(net, m)
         fwd = 0.0
         for i in range(m):

@@ -15,6 +15,12 @@ for eight 3x3 convolutions ``sum (2l + 1)^2 / (8 * 17^2) = 42%`` of the unpacked
 
 The primal values (the derivatives of the activations at ``x``) come from one forward pass of
 the same nodes in torch.
+
+The same packing runs backwards (:meth:`Packed.cotangents`): the cotangents of output seeds
+on a lattice, through the nodes in reverse order, a convolution by its adjoint (the
+flipped-kernel convolution on the grown squares), an elementwise node by its factor. Both
+directions stop at any position (:meth:`Packed.tangent`), which is how :mod:`.middle` meets
+them there.
 """
 
 from __future__ import annotations
@@ -144,8 +150,9 @@ def work(net: Network, R: list[tuple[int, ...]], lat: Lattice) -> float:
 
 
 class Packed:
-    """The packed forward colouring of one network at one sample: :meth:`block` evaluates
-    ``J S`` for a block of colours."""
+    """The packed colourings of one network at one sample: :meth:`block` evaluates ``J S`` for
+    a block of colours, :meth:`tangent` and :meth:`cotangents` carry a block of seeds forward
+    to a position or back from the output to one."""
 
     def __init__(self, net: Network, x: np.ndarray | None, lat: Lattice, R: list[tuple[int, ...]], *,
                  pad: tuple[int, ...] | None = None, primal: Packed | None = None) -> None:
