@@ -178,3 +178,32 @@ def randomize_batch_norm(model, generator=None):
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
     return model.eval()
+
+
+class Stencil1d(nn.Module):
+    """A 1D residual stack of 'same' convolutions: the packed method's other dimension."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv1d(2, 3, 5, padding=2), nn.Conv1d(3, 2, 3, padding=2, dilation=2)
+
+    def forward(self, x):
+        return x + self.b(torch.tanh(self.a(x)))
+
+
+#: Stencil networks (stride-1 'same' convolutions and elementwise nodes): the packed and
+#: meet-in-the-middle Jacobians' cases.
+STENCILS = {
+    "dncnn": (DnCNN(depth=4, c=4), (1, 20, 19)),
+    "dncnn-two-channels": (DnCNN(depth=3, c=3, cin=2), (2, 13, 11)),
+    "batchnorm-dilation-rectangular": (randomize_batch_norm(nn.Sequential(
+        nn.Conv2d(2, 3, (3, 5), padding=(1, 2)), nn.BatchNorm2d(3), nn.ELU(),
+        nn.Conv2d(3, 2, 3, padding=2, dilation=2, groups=1))), (2, 15, 17)),
+    "grouped": (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(),
+                              nn.Conv2d(4, 2, 3, padding=1, groups=2)), (4, 12, 12)),
+    "1d-residual": (Stencil1d(), (2, 40)),
+    "3d": (nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Conv3d(2, 1, 3, padding=1)), (1, 7, 8, 6)),
+    # a convolution read by a convolution: its squares are masked to the image
+    "conv-into-conv": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(2, 1, 3, padding=1)), (1, 17, 16)),
+}

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import toeplitz_conv as tc
-from graph_models import DnCNN, randomize_batch_norm
+from graph_models import STENCILS, DnCNN
 from toeplitz_conv.network.analysis import middle, packed
 from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, network_jacobian, sample
 
@@ -36,29 +36,7 @@ class Residual2d(nn.Module):
         return x - self.head(h)
 
 
-class Stencil1d(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Conv1d(2, 3, 5, padding=2), nn.Conv1d(3, 2, 3, padding=2, dilation=2)
-
-    def forward(self, x):
-        return x + self.b(torch.tanh(self.a(x)))
-
-
-MODELS = {
-    "dncnn": (DnCNN(depth=4, c=4), (1, 20, 19)),
-    "dncnn-two-channels": (DnCNN(depth=3, c=3, cin=2), (2, 13, 11)),
-    "residual-blocks": (Residual2d(), (2, 17, 15)),
-    "batchnorm-dilation-rectangular": (randomize_batch_norm(nn.Sequential(
-        nn.Conv2d(2, 3, (3, 5), padding=(1, 2)), nn.BatchNorm2d(3), nn.ELU(),
-        nn.Conv2d(3, 2, 3, padding=2, dilation=2))), (2, 15, 17)),
-    "grouped": (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.ReLU(),
-                              nn.Conv2d(4, 2, 3, padding=1, groups=2)), (4, 12, 12)),
-    "1d-residual": (Stencil1d(), (2, 40)),
-    "3d": (nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.Sigmoid(), nn.Conv3d(2, 1, 3, padding=1)), (1, 7, 8, 6)),
-    "conv-into-conv": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
-                                     nn.Conv2d(2, 1, 3, padding=1)), (1, 17, 16)),
-}
+MODELS = {**STENCILS, "residual-blocks": (Residual2d(), (2, 17, 15))}
 
 
 def _case(name, seed=3):
