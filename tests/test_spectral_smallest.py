@@ -63,3 +63,37 @@ def test_residuals_scale_with_the_weight():
     b = tc.singular_values(w * 2.0**40, (2, 12, 12), padding=1, k=1, which="smallest", method="svds")
     assert b.values[0] == pytest.approx(a.values[0] * 2.0**40, rel=1e-10)
     assert b.residuals[0] == pytest.approx(a.residuals[0] * 2.0**80, rel=1e-3, abs=1e-30 * 2.0**80)
+
+
+def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
+    """Past the sparse LU, Lanczos on c I - N gets a budget of multiply-adds (a clustered bottom
+    could otherwise run for days): past it, a ValueError with the way out and the dense size."""
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
+    w = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
+    with pytest.raises(ValueError, match=r"did not converge to the 1 smallest singular values of this 1,568 x 1,568 "
+                                         r"layer .* about 1e\+00 multiply-adds .* method='dense' if it fits in "
+                                         r"memory \(56\.3 MiB\)"):
+        tc.singular_values(w, (8, 14, 14), padding=1, k=1, which="smallest", method="svds", tol=1e-14)
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 5e11)  # the default budget: it converges
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 3000)
+    s = tc.singular_values(w, (8, 14, 14), padding=1, k=1, which="smallest", method="svds")
+    np.testing.assert_allclose(s.values, dense_sv(w, (8, 14, 14), padding=1)[-1:], rtol=1e-8)
+
+
+def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
+    """'auto' past the dense size for the bottom runs Lanczos; where it gives up (its budget
+    spent at a clustered bottom), the dense SVD, if it fits in memory, gives the values."""
+    from toeplitz_conv import spectral
+
+    monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
+    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
+    w = np.random.default_rng(1).standard_normal((4, 4, 3, 3))
+    s = tc.singular_values(w, (4, 10, 10), padding=1, k=2, which="smallest", tol=1e-14)
+    assert s.method == "dense"
+    np.testing.assert_allclose(s.values, dense_sv(w, (4, 10, 10), padding=1)[-2:], rtol=1e-12)
+    with pytest.raises(ValueError, match="did not converge"):  # asked for Lanczos: it says so
+        tc.singular_values(w, (4, 10, 10), padding=1, k=2, which="smallest", method="svds", tol=1e-14)

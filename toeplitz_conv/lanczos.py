@@ -31,7 +31,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
 from .geometry import ConvGeometry
-from .memory import check_size
+from .memory import check_size, human_bytes
 from .operator import ConvOperator
 
 #: BLAS threads while Lanczos runs (set through threadpoolctl when it is installed; ``None``
@@ -197,6 +197,12 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
 #: ``c I - N`` (matrix-free, but slow where the smallest values cluster).
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
+#: Past the sparse LU, Lanczos on ``c I - N`` may crawl for days where the bottom clusters (a
+#: 64 -> 64 3x3 layer on 56x56: 16,000 products, ten minutes, unconverged): it gets this many
+#: multiply-adds (about two minutes at one BLAS thread's rate here), then says so.
+SMALLEST_LANCZOS_MACS = 5e11
+SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
+
 
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -234,14 +240,16 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             else:
                 c = 1.01 * top2
                 shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
-                V = top_eigenpairs(shifted, k, tol, v0, max(4 * k, k + 96),
-                                   max(3000, 50 * size // 96))[1]
+                ncv = max(4 * k, k + 96)
+                products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
+                V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
     except ArpackNoConvergence as e:
         raise ValueError(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
-            f"is clustered): use method='dense' if it fits in memory, or a larger tol; got "
-            f"tol={tol}.") from e
+            f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
+            f"with it): use method='dense' if it fits in memory ({human_bytes(3 * m * n * 8)}), or a "
+            f"larger tol; got tol={tol}.") from e
     sigma, residual = certify(A, V)
     order = np.argsort(sigma)[::-1]
     return sigma[order], residual[order], float(np.sqrt(top2))

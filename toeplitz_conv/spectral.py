@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from .blockdiag import block_singular_values, blocks_apply
 from .geometry import ConvGeometry, conv_geometry, with_geometry_doc
-from .memory import check_size
+from .memory import check_size, memory_limit
 from .circulant import fft_applies, fft_singular_values
 from .lanczos import dense_values, svds_values
 from .spectrum import Spectrum as Spectrum  # the public result type, re-exported
@@ -135,8 +135,9 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         takes ``'blocks'`` whenever it applies (one SVD per distinct block), then ``'fft'``
         (one per frequency; both are by far the fastest), else ``'dense'`` for
         all values or a matrix with at most ``DENSE_AUTO_MAX`` (256) rows and columns
-        (``DENSE_SMALLEST_MAX``, 4096, for the smallest), else ``'svds'``. The result's
-        ``method`` says which ran.
+        (``DENSE_SMALLEST_MAX``, 4096, for the smallest), else ``'svds'``; where Lanczos
+        gives up (its budget spent at a clustered bottom of the spectrum), the dense SVD if it
+        fits in memory. The result's ``method`` says which ran.
     tol : float, default 1e-12
         Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest,
         relative to ``sigma_max**2``).
@@ -220,7 +221,7 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     if k is not None:
         k = check_k(k, min(geom.shape))
     tol = check_tol(tol)
-    method = _resolve(method, geom, k, which)
+    asked, method = method, _resolve(method, geom, k, which)
     w, e = unit_scale(w)
     if method == "blocks":
         s = block_singular_values(w, geom)
@@ -234,10 +235,18 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         s = dense_values(w, geom, kw)
     residuals = None
     if method == "svds":
-        s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
+        try:
+            s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
+        except ValueError as err:  # Lanczos gave up at a clustered bottom: 'auto' takes the dense SVD if it fits
+            m, n = geom.shape
+            if ("did not converge" not in str(err) or asked != "auto"
+                    or 3 * m * n * (16 if np.iscomplexobj(w) else 8) > memory_limit()[0]):
+                raise
+            method, s = "dense", dense_values(w, geom, kw)
+    if method == "svds":
         order = np.argsort(s, kind="stable")[::-1]
         with np.errstate(over="ignore"):  # N scales by 2**(2 e): inf past float64 (weights ~1e160)
-            s, residuals = s[order], np.ldexp(residuals[order], 2 * e)
+            s, residuals = s[order], np.ldexp(cast(np.ndarray, residuals)[order], 2 * e)
     else:
         s = np.sort(s)[::-1]
     s = zero_tiny(s.astype(np.float64, copy=False), geom.shape,
