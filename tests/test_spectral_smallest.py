@@ -27,12 +27,14 @@ GEOMETRIES = {
 }
 
 
-@pytest.mark.parametrize("branch", ["shift-invert", "matrix-free"])
+@pytest.mark.parametrize("branch", ["shift-invert", "lu-of-c", "matrix-free"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", GEOMETRIES.values(), ids=GEOMETRIES.keys())
 def test_smallest_matches_the_dense_svd_with_a_certificate(case, mode, branch, monkeypatch):
-    if branch == "matrix-free":
+    if branch != "shift-invert":  # past the LU of N: the LU of a square C, else c I - N
         monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    if branch == "matrix-free":
+        monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     wshape, shape, kw = case
     w = np.random.default_rng(11).standard_normal(wshape)
     ref = dense_sv(w, shape, padding_mode=mode, **kw)
@@ -69,6 +71,7 @@ def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
     """Past the sparse LU, Lanczos on c I - N gets a budget of multiply-adds (a clustered bottom
     could otherwise run for days): past it, a ValueError with the way out and the dense size."""
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
     w = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
@@ -89,6 +92,7 @@ def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
 
     monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
     w = np.random.default_rng(1).standard_normal((4, 4, 3, 3))

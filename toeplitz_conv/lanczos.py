@@ -197,6 +197,11 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
 #: ``c I - N`` (matrix-free, but slow where the smallest values cluster).
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
+#: Past that, a square layer's bottom comes from the sparse LU of ``C`` itself while ``C`` has at
+#: most this many nonzeros (``N^-1 = C^-1 C^-H``; a 64 -> 64 3x3 layer on 14x14: 6.6 M nonzeros,
+#: the LU 6 s with 7x fill, Lanczos on it 2 s, against the dense SVD's 5 minutes).
+SHIFT_INVERT_C_MAX_NNZ = 10_000_000
+
 #: Past the sparse LU, Lanczos on ``c I - N`` may crawl for days where the bottom clusters (a
 #: 64 -> 64 3x3 layer on 56x56: 16,000 products, ten minutes, unconverged): it gets this many
 #: multiply-adds (about two minutes at one BLAS thread's rate here), then says so.
@@ -210,8 +215,9 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     their residuals (:func:`certify`), and the top one to 1e-6 (the
     shift needs it; the caller's rank tolerance reuses it). Shift-invert Lanczos on the
     explicit normal matrix while its LU is affordable (the bottom eigenvalues become the top
-    ones of ``(N + delta I)^-1``, well separated), else plain Lanczos on ``c I - N``; both
-    checked for missed copies (:func:`top_eigenpairs`). Each value comes from its vector:
+    ones of ``(N + delta I)^-1``, well separated), else on ``C^-1 C^-H`` from the LU of a
+    square ``C`` while that is affordable, else plain Lanczos on ``c I - N`` (with a budget);
+    all checked for missed copies (:func:`top_eigenpairs`). Each value comes from its vector:
     ``mu = ||A v||^2`` (the Rayleigh quotient, error second order in the vector's); an
     eigenvalue lies within ``||N v - mu v||`` of ``mu``, so a ``mu`` within that of 0 is
     reported as 0 (a rank-deficient layer), not as a solver failure."""
@@ -226,8 +232,18 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     if top2 == 0:  # the zero matrix
         return np.zeros(k), np.zeros(k), 0.0
     v0 = _start(w.dtype, size)
-    C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ else None
-    Nm = None if C is None else sp_csc(C.conj().T @ C if n <= m else C @ C.conj().T)
+    square = m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
+    C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ or square else None
+    Nm = None if C is None or m * geom.taps > SHIFT_INVERT_MAX_NNZ else sp_csc(
+        C.conj().T @ C if n <= m else C @ C.conj().T)
+    lu_c = None
+    if Nm is None and square and C is not None:  # the LU of C itself: N^-1 = C^-1 C^-H
+        check_size("the sparse LU of the layer's matrix", 12 * C.nnz * 16,
+                   f"C is {m:,} x {n:,} with {C.nnz:,} nonzeros; its LU fills in (about 7x for a 3x3 layer)")
+        try:
+            lu_c = splu(sp_csc(C))
+        except RuntimeError:  # exactly singular: Lanczos below finds the zeros
+            lu_c = None
     try:
         with blas_threads(LANCZOS_BLAS_THREADS):
             if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
@@ -236,6 +252,12 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
+                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
+            elif lu_c is not None and C is not None:
+                trans = "H" if np.iscomplexobj(w) else "T"
+                solver = cast(Any, lu_c)
+                inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
+                                     dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
             else:
                 c = 1.01 * top2
