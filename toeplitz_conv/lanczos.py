@@ -48,6 +48,11 @@ LANCZOS_BLAS_THREADS = 1
 CHECK_TOLS = (1e-4, 1e-6)
 
 
+class NoConvergence(ValueError):
+    """Lanczos did not converge to the asked singular values (a ``ValueError``: the message says
+    which way out there is)."""
+
+
 @contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS to ``n`` threads inside the block (a no-op without threadpoolctl)."""
@@ -184,7 +189,7 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
             V = top_eigenpairs(N, k, tol, v0, ncv, maxiter)[1]
             sigma, residual = certify(A, V)
     except ArpackNoConvergence as e:
-        raise ValueError(
+        raise NoConvergence(
             f"Lanczos did not converge to the {k} largest singular values of this "
             f"{A.shape[0]:,} x {A.shape[1]:,} layer in {maxiter} restarts: use a larger tol "
             f"(got tol={tol}), or method='dense' if it fits in memory.") from e
@@ -266,7 +271,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
                 V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
     except ArpackNoConvergence as e:
-        raise ValueError(
+        raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
             f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
