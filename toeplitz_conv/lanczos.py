@@ -203,9 +203,12 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
 #: Past that, a square layer's bottom comes from the sparse LU of ``C`` itself while ``C`` has at
-#: most this many nonzeros (``N^-1 = C^-1 C^-H``; a 64 -> 64 3x3 layer on 14x14: 6.6 M nonzeros,
-#: the LU 6 s with 7x fill, Lanczos on it 2 s, against the dense SVD's 5 minutes).
-SHIFT_INVERT_C_MAX_NNZ = 10_000_000
+#: most this many nonzeros (``N^-1 = C^-1 C^-H``). SuperLU on 64 -> 64 3x3 layers here: 14x14
+#: (6.6 M nonzeros) 6 s with 7x fill, then Lanczos 2 s, against the dense SVD's 5 minutes;
+#: 20x20 (13.8 M) 22 s, 8x; 28x28 (27.5 M) 87 s, 11x (3.7 GB); 32x32 (37.7 M, a CIFAR
+#: ResNet's first stage) 5 minutes for the whole call. The fill grows faster than the grid:
+#: 56x56 would take half an hour, so it stays with Lanczos on ``c I - N``.
+SHIFT_INVERT_C_MAX_NNZ = 40_000_000
 
 #: Past the sparse LU, Lanczos on ``c I - N`` may crawl for days where the bottom clusters (a
 #: 64 -> 64 3x3 layer on 56x56: 16,000 products, ten minutes, unconverged): it gets this many
