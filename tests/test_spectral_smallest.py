@@ -101,3 +101,22 @@ def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
     np.testing.assert_allclose(s.values, dense_sv(w, (4, 10, 10), padding=1)[-2:], rtol=1e-12)
     with pytest.raises(ValueError, match="did not converge"):  # asked for Lanczos: it says so
         tc.singular_values(w, (4, 10, 10), padding=1, k=2, which="smallest", method="svds", tol=1e-14)
+
+
+def test_the_lu_of_c_is_skipped_past_the_memory_limit(monkeypatch):
+    """Where the LU of C would not fit (its fill estimated up front), Lanczos on c I - N runs
+    instead: the same values, no refusal, and no LU attempted."""
+    from scipy.sparse import linalg as sla
+
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "memory_limit", lambda: (1000, "a test's"))
+    tried = []
+    real = sla.splu
+    monkeypatch.setattr(sla, "splu", lambda *a, **k: tried.append(1) or real(*a, **k))
+    w = np.random.default_rng(2).standard_normal((3, 3, 3, 3))
+    s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
+    np.testing.assert_allclose(s.values, dense_sv(w, (3, 9, 8), padding=1)[-2:], rtol=1e-8)
+    assert not tried
+    monkeypatch.setattr(lanczos, "memory_limit", lambda: (2**40, "a test's"))  # fits: the LU runs
+    tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
+    assert tried

@@ -31,7 +31,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
 from .geometry import ConvGeometry
-from .memory import check_size, human_bytes
+from .memory import check_size, human_bytes, memory_limit
 from .operator import ConvOperator
 
 #: BLAS threads while Lanczos runs (set through threadpoolctl when it is installed; ``None``
@@ -240,14 +240,15 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     if top2 == 0:  # the zero matrix
         return np.zeros(k), np.zeros(k), 0.0
     v0 = _start(w.dtype, size)
-    square = m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
+    # the LU of a square C fills in about 7-11x (values and indices: ~192 bytes a nonzero of C, a
+    # margin kept); past the memory limit Lanczos on c I - N is left
+    square = (m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
+              and 12 * m * geom.taps * 16 <= memory_limit()[0])
     C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ or square else None
     Nm = None if C is None or m * geom.taps > SHIFT_INVERT_MAX_NNZ else sp_csc(
         C.conj().T @ C if n <= m else C @ C.conj().T)
     lu_c = None
     if Nm is None and square and C is not None:  # the LU of C itself: N^-1 = C^-1 C^-H
-        check_size("the sparse LU of the layer's matrix", 12 * C.nnz * 16,
-                   f"C is {m:,} x {n:,} with {C.nnz:,} nonzeros; its LU fills in (about 7x for a 3x3 layer)")
         try:
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
