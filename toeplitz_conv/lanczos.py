@@ -279,7 +279,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
             f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
-            f"with it): use method='dense' if it fits in memory ({human_bytes(3 * m * n * 8)}), or a "
+            f"with it): use method='dense' if it fits in memory ({human_bytes(3 * m * n * (16 if np.iscomplexobj(w) else 8))}), or a "
             f"larger tol; got tol={tol}.") from e
     sigma, residual = certify(A, V)
     order = np.argsort(sigma)[::-1]
