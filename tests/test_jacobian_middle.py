@@ -10,7 +10,7 @@ from torch import nn
 
 import toeplitz_conv as tc
 from graph_models import STENCILS, DnCNN
-from toeplitz_conv.network.analysis import middle, packed
+from toeplitz_conv.network.analysis import middle, packed, stencil
 from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, network_jacobian, sample
 
 
@@ -81,7 +81,7 @@ def test_only_positions_that_split_the_network_are_offered():
 
 def test_the_halves_reach_as_far_as_their_cones():
     _, _, _, net = _case("dncnn")  # four 3x3 convolutions: meeting after the second, radius 2 each side
-    R, _ = packed.structure(net)
+    R, _ = stencil.structure(net)
     best = min(middle.splits(net, TORCH_MACS_PER_S, 8), key=lambda s: s.seconds)
     assert best.reach == R[best.node] == (2, 2)  # and the reverse side's: one period for both
     assert best.forward.extents == (1, 5, 5) and best.reverse.extents == (1, 5, 5)

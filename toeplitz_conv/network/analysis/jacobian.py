@@ -44,7 +44,7 @@ from ...indexing import index_dtype
 from ...memory import check_size, human_bytes, memory_limit
 from ..layers import Conv, ConvTranspose, Layer, Linear
 from ..nodes import Grouped
-from . import chain, compressed, middle, packed, reach
+from . import chain, compressed, middle, packed, reach, stencil
 from .colouring import Lattice, lattice, valid
 
 if TYPE_CHECKING:
@@ -215,9 +215,9 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
         "reverse": (2 * lat_r.colours + 1) * fwd / TORCH_MACS_PER_S,
         "chain": sum(sums[layer.inputs[0]] * _row_nnz(layer) for layer in net.layers) / CHAIN_MACS_PER_S,
     }
-    radii, why_not = packed.radii(net, lat_f)
+    radii, why_not = stencil.radii(net, lat_f)
     if why_not is None:
-        seconds["packed"] = lat_f.colours * packed.work(net, radii, lat_f) / TORCH_MACS_PER_S
+        seconds["packed"] = lat_f.colours * stencil.work(net, radii, lat_f) / TORCH_MACS_PER_S
     itemsize = np.dtype(net.dtype).itemsize
     idx = np.dtype(index_dtype(nnz, n_out, n_in)).itemsize
     widest = max(prod(layer.out_shape) for layer in net.layers)
@@ -252,7 +252,7 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
         raise ValueError(f"method='middle' needs a network of stride-1 'same' convolutions with zero "
                          f"padding and elementwise nodes, with a position that every later node reaches "
                          f"only through it or the input, whose cones are narrower than the image: "
-                         f"{packed.structure(net)[1] or 'no position splits this network so'}. "
+                         f"{stencil.structure(net)[1] or 'no position splits this network so'}. "
                          f"Use method='packed' or 'auto'.")
     else:
         resolved, reason = method, "asked for"

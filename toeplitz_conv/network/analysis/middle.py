@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from ...indexing import index_dtype
 from ..layers import Conv
-from . import packed
+from . import packed, stencil
 from .colouring import Lattice
 
 if TYPE_CHECKING:
@@ -93,10 +93,10 @@ def _area(N: tuple[int, ...], r: tuple[int, ...]) -> int:
 def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
     """Every position the network can be split at, with its estimated cost (none when the
     packed structure does not hold)."""
-    R, why = packed.structure(net)
+    R, why = stencil.structure(net)
     if why is not None:
         return []
-    Q = packed.reverse_radii(net)
+    Q = stencil.reverse_radii(net)
     spatial, nd = net.input_shape[1:], len(net.input_shape) - 1
     c_in, c_out = net.input_shape[0], net.output_shape[0]
     itemsize = np.dtype(net.dtype).itemsize
@@ -108,7 +108,7 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         later = [i for i in range(m, len(net.layers)) if Q[i + 1] is not None]
         if any(p != 0 and p < m for i in later for p in net.layers[i].inputs):
             continue  # a later node reads something before m besides the input
-        Qm = packed.reverse_radii(net, m)  # through the nodes after m only
+        Qm = stencil.reverse_radii(net, m)  # through the nodes after m only
         # one period for both sides: a position's place on it then fixes both offsets
         q = tuple(max(r, a, b) for r, a, b in zip(R[m], cast("tuple[int, ...]", Qm[m]), Qm[0] or (0,) * nd))
         e_f = e_r = tuple(2 * a + 1 for a in q)
@@ -116,7 +116,7 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
             continue  # cones as wide as the image: no meeting needed
         K, L = c_in * prod(e_f), c_out * prod(e_r)
         N_f = N_r = tuple(-(-n // e) for n, e in zip(spatial, e_f))
-        up = packed.ancestors(net, m)
+        up = stencil.ancestors(net, m)
         fwd = 0.0
         for i in range(m):
             if i + 1 in up:
@@ -128,7 +128,7 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         for i in later:
             layer, qi = net.layers[i], cast("tuple[int, ...]", Qm[i + 1])
             if isinstance(layer, Conv):
-                grown = tuple(a + b for a, b in zip(qi, packed.half_widths(layer)))
+                grown = tuple(a + b for a, b in zip(qi, stencil.half_widths(layer)))
                 rev += cast(np.ndarray, layer.p("weight")).size * _area(N_r, grown)
             else:
                 rev += layer.out_shape[0] * len(layer.inputs) * _area(N_r, qi)
@@ -150,9 +150,9 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
     m, nd = split.node, len(net.input_shape) - 1
     spatial = net.input_shape[1:]
     c_in, c_out, c_m = net.input_shape[0], net.output_shape[0], _shape(net, m)[0]
-    R, _ = packed.structure(net)
-    Q = [q if q is not None else (0,) * nd for q in packed.reverse_radii(net, m)]
-    up = packed.ancestors(net, m)
+    R, _ = stencil.structure(net)
+    Q = [q if q is not None else (0,) * nd for q in stencil.reverse_radii(net, m)]
+    up = stencil.ancestors(net, m)
     e_f, e_r = split.forward.extents[1:], split.reverse.extents[1:]
     rmax = [max(R[p][a] for p in up) for a in range(nd)]
     qmax = [max(Q[p][a] for p in range(len(Q)) if p >= m or p == 0) for a in range(nd)]
