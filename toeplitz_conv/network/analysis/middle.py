@@ -35,7 +35,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...indexing import index_dtype
-from ..layers import Conv
 from . import packed, stencil
 from .colouring import Lattice
 
@@ -82,14 +81,6 @@ class Split:
     nbytes: int
 
 
-def _shape(net: Network, p: int) -> tuple[int, ...]:
-    return net.input_shape if p == 0 else net.layers[p - 1].out_shape
-
-
-def _area(N: tuple[int, ...], r: tuple[int, ...]) -> int:
-    return prod(n * (2 * ra + 1) for n, ra in zip(N, r))
-
-
 def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
     """Every position the network can be split at, with its estimated cost (none when the
     packed structure does not hold)."""
@@ -111,35 +102,22 @@ def splits(net: Network, torch_rate: float, block: int) -> list[Split]:
         Qm = stencil.reverse_radii(net, m)  # through the nodes after m only
         # one period for both sides: a position's place on it then fixes both offsets
         q = tuple(max(r, a, b) for r, a, b in zip(R[m], cast("tuple[int, ...]", Qm[m]), Qm[0] or (0,) * nd))
-        e_f = e_r = tuple(2 * a + 1 for a in q)
-        if any(e > n for e, n in zip(e_f, spatial)):
+        e = tuple(2 * a + 1 for a in q)
+        if any(a > n for a, n in zip(e, spatial)):
             continue  # cones as wide as the image: no meeting needed
-        K, L = c_in * prod(e_f), c_out * prod(e_r)
-        N_f = N_r = tuple(-(-n // e) for n, e in zip(spatial, e_f))
+        forward, reverse = Lattice(net.input_shape, (c_in, *e)), Lattice(net.output_shape, (c_out, *e))
+        K, L = forward.colours, reverse.colours
         up = stencil.ancestors(net, m)
-        fwd = 0.0
-        for i in range(m):
-            if i + 1 in up:
-                layer = net.layers[i]
-                per = (cast(np.ndarray, layer.p("weight")).size if isinstance(layer, Conv)
-                       else layer.out_shape[0] * len(layer.inputs))
-                fwd += per * _area(N_f, R[i + 1])
-        rev = 0.0
-        for i in later:
-            layer, qi = net.layers[i], cast("tuple[int, ...]", Qm[i + 1])
-            if isinstance(layer, Conv):
-                grown = tuple(a + b for a, b in zip(qi, stencil.half_widths(layer)))
-                rev += cast(np.ndarray, layer.p("weight")).size * _area(N_r, grown)
-            else:
-                rev += layer.out_shape[0] * len(layer.inputs) * _area(N_r, qi)
-        c_m = _shape(net, m)[0]
-        P = prod(n * e for n, e in zip(N_r, e_r))
+        fwd = stencil.work(net, R, forward, [i for i in range(m) if i + 1 in up])
+        rev = stencil.work(net, [r or (0,) * nd for r in Qm], reverse, later, reverse=True)
+        c_m = net.shape_at(m)[0]
+        P = prod(-(-n // a) * a for n, a in zip(spatial, e))
         meet = float(P) * L * c_m * K
         seconds = (K * fwd + L * rev) / torch_rate + meet / BMM_MACS_PER_S + P * L * K / BAND_ADDS_PER_S
-        band = c_out * prod(n * e + 2 * a for n, e, a in zip(N_r, e_r, q)) * c_in * prod(4 * a + 1 for a in q)
+        band = c_out * prod(-(-n // a) * a + 2 * r for n, a, r in zip(spatial, e, q)) * c_in \
+            * prod(4 * r + 1 for r in q)
         held = (P * c_m * K + band + 3 * block * (c_m + c_in) * P) * itemsize
-        found.append(Split(m, Lattice(net.input_shape, (c_in, *e_f)), Lattice(net.output_shape, (c_out, *e_r)),
-                           q, K * fwd + L * rev + meet, seconds, int(held)))
+        found.append(Split(m, forward, reverse, q, K * fwd + L * rev + meet, seconds, int(held)))
     return found
 
 
@@ -149,22 +127,21 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
 
     m, nd = split.node, len(net.input_shape) - 1
     spatial = net.input_shape[1:]
-    c_in, c_out, c_m = net.input_shape[0], net.output_shape[0], _shape(net, m)[0]
+    c_in, c_out, c_m = net.input_shape[0], net.output_shape[0], net.shape_at(m)[0]
     R, _ = stencil.structure(net)
     Q = [q if q is not None else (0,) * nd for q in stencil.reverse_radii(net, m)]
     up = stencil.ancestors(net, m)
-    e_f, e_r = split.forward.extents[1:], split.reverse.extents[1:]
+    e, q = split.forward.extents[1:], split.reach  # the one period of both lattices, 2 q + 1
     rmax = [max(R[p][a] for p in up) for a in range(nd)]
     qmax = [max(Q[p][a] for p in range(len(Q)) if p >= m or p == 0) for a in range(nd)]
-    pad = tuple(max(ef + r, er + q) for ef, er, r, q in zip(e_f, e_r, rmax, qmax))
+    pad = tuple(a + max(r, s) for a, r, s in zip(e, rmax, qmax))
     fwd = packed.Packed(net, x, split.forward, R, pad=pad)
     rev = packed.Packed(net, None, split.reverse, Q, pad=pad, primal=fwd)
 
     # A = dm/dx by position p of m: (*class, *square, C_m, K) with p = e * square + class,
     # first in colour order (each block of colours one strided copy), then each class's colour
     # axes rolled into offset order: the input of colour k that p reads is p + d2 with
-    # d2 + reach = (k + reach - class) mod e
-    e, R_e = split.forward.extents[1:], split.reach
+    # d2 + q = (k + q - class) mod e
     N = tuple(-(-n // a) for n, a in zip(spatial, e))
     K = split.forward.colours
     At = torch.zeros((*e, *N, c_m, K), dtype=fwd.tdtype)
@@ -179,10 +156,10 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
     colour_axes = tuple(range(-nd, 0))
     for cls in product(*(range(a) for a in e)):
         sub = At[cls].reshape(*N, c_m, c_in, *e)
-        At[cls] = torch.roll(sub, tuple((r - c) % a for r, c, a in zip(R_e, cls, e)), colour_axes).reshape(*N, c_m, K)
+        At[cls] = torch.roll(sub, tuple((r - c) % a for r, c, a in zip(q, cls, e)), colour_axes).reshape(*N, c_m, K)
 
     # the band of J: (C_out, *output position + margin, C_in, *(o - i) + H)
-    q, H = R_e, tuple(2 * r for r in R_e)
+    H = tuple(2 * r for r in q)
     band = torch.zeros((c_out, *(n * a + 2 * r for n, a, r in zip(N, e, q)), c_in, *(2 * h + 1 for h in H)),
                        dtype=At.dtype)
     L, Nn = split.reverse.colours, prod(N)
@@ -209,7 +186,7 @@ def jacobian(net: Network, x: np.ndarray, split: Split, block: int) -> sp.csr_ar
                 _add_row(band, prods[row], None if direct is None else direct[row], lk[b0], cls, N, e, q, H)
         del V
     del At, fwd, rev  # the products and the primal pass: let go before the CSR is built
-    return _band_to_csr(band.numpy(), spatial, q, H, (prod(_shape(net, net.output)), prod(net.input_shape)))
+    return _band_to_csr(band.numpy(), spatial, q, H, (prod(net.output_shape), prod(net.input_shape)))
 
 
 def _add_row(band: torch.Tensor, prods: torch.Tensor, direct: torch.Tensor | None, first: np.ndarray,

@@ -8,6 +8,7 @@ colourings on this structure; :mod:`.middle` picks where to meet them.
 from __future__ import annotations
 
 from math import prod
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -108,13 +109,20 @@ def reverse_radii(net: Network, stop: int = 0) -> list[tuple[int, ...] | None]:
     return Q
 
 
-def work(net: Network, R: list[tuple[int, ...]], lat: Lattice) -> float:
-    """Multiply-adds of one colour: each convolution over its packed squares."""
+def work(net: Network, R: list[tuple[int, ...]], lat: Lattice, layers: Iterable[int] | None = None,
+         reverse: bool = False) -> float:
+    """Multiply-adds of one colour: each of ``layers`` (default all) over its packed squares,
+    ``R`` giving each position's radius. Forward, a node runs at its output's radius; in reverse
+    (``R`` the reverse radii), a convolution's transpose runs on its output's squares grown by
+    its half-width."""
     spatial = net.input_shape[1:]
     N = [-(-n // e) for n, e in zip(spatial, lat.extents[1:])]
     total = 0.0
-    for i, layer in enumerate(net.layers):
-        area = prod(n * (2 * r + 1) for n, r in zip(N, R[i + 1]))
+    for i in range(len(net.layers)) if layers is None else layers:
+        layer, r = net.layers[i], R[i + 1]
+        if reverse:
+            r = tuple(a + b for a, b in zip(r, half_widths(layer)))
+        area = prod(n * (2 * ra + 1) for n, ra in zip(N, r))
         if isinstance(layer, Conv):
             w = cast(np.ndarray, layer.p("weight"))
             total += float(w.size) * area
