@@ -140,21 +140,26 @@ def test_packed_convolutions_a_seed_at_a_time_are_the_same(monkeypatch, name):
     np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("model, shape, why", [
-    (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8), "changes the spatial shape"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 8, 8),
+@pytest.mark.parametrize("method, model, shape, why", [
+    ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8), "changes the spatial shape"),
+    ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 8, 8),
      "is not a stride-1 convolution with zero 'same' padding"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softmax(dim=1)), (1, 8, 8),
+    ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softmax(dim=1)), (1, 8, 8),
      "is not a convolution or an elementwise node"),
-    (nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 5, padding=2)), (1, 6, 6),
+    ("packed", nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 5, padding=2)), (1, 6, 6),
      r"the cones \(radius 4\) overlap at period \(6, 6\)"),
+    ("middle", nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 1)), (1, 8, 8),
+     "changes the spatial shape"),
+    ("middle", nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)), (1, 8, 8), "no position splits this network so"),
+    ("middle", nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.ReLU(), nn.Conv2d(1, 1, 5, padding=2)), (1, 4, 4),
+     "no position splits this network so"),  # cones as wide as the image
 ])
-def test_packed_refused_where_it_does_not_apply(model, shape, why):
+def test_stencil_methods_refused_where_they_do_not_apply(method, model, shape, why):
     model = model.double()
     x = torch.randn(1, *shape, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"method='packed' needs a network of stride-1 'same' convolutions.*" + why):
-        tc.jacobian(model, x, method="packed")
-    assert "packed" not in tc.jacobian_plan(model, x).seconds
+    with pytest.raises(ValueError, match=rf"method='{method}' needs a network of stride-1 'same' convolutions.*" + why):
+        tc.jacobian(model, x, method=method)
+    assert method not in tc.jacobian_plan(model, x).seconds
 
 
 @pytest.mark.parametrize("method", ["forward", "reverse"])

@@ -1,7 +1,7 @@
 """The network Jacobian by meeting in the middle: forward cones up to a middle position, reverse
 cones (convolutions by their transposes) after it, multiplied where they meet. Every position
 the network can be split at gives jacrev's matrix; only positions that split it are offered;
-'auto' takes it for a denoiser; refusals name the reason."""
+'auto' takes it for a denoiser; the refusals are with the packed ones (test_jacobian_colouring)."""
 
 import numpy as np
 import pytest
@@ -120,18 +120,3 @@ def test_the_adjoint_convolution_is_torchs_transpose():
     got = P._conv(y, layer, (2, 4), transposed=True)
     want = torch.nn.functional.conv_transpose2d(y, model[0].weight, padding=(2, 4), dilation=2, groups=2)
     np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-12)
-
-
-@pytest.mark.parametrize("model, shape, why", [
-    (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 1)), (1, 8, 8),
-     "changes the spatial shape"),
-    (nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)), (1, 8, 8), "no position splits this network so"),
-    (nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.ReLU(), nn.Conv2d(1, 1, 5, padding=2)), (1, 4, 4),
-     "no position splits this network so"),  # cones as wide as the image
-])
-def test_refused_where_no_position_splits_the_network(model, shape, why):
-    model = model.double()
-    x = torch.randn(1, *shape, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"method='middle' needs a network of stride-1 'same' convolutions.*" + why):
-        tc.jacobian(model, x, method="middle")
-    assert "middle" not in tc.jacobian_plan(model, x).seconds
