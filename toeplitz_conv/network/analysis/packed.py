@@ -210,12 +210,8 @@ class Packed:
         net = self.net
         offsets, seed = self._seeds(colours, net.input_shape[0])
         B = len(colours)
-        indices: dict[tuple[int, ...], torch.Tensor] = {}
-
-        def index(r: tuple[int, ...]) -> torch.Tensor:
-            if r not in indices:
-                indices[r] = self._index(offsets, r)
-            return indices[r]
+        indices = _Indices(self, offsets)
+        index = indices.__getitem__
 
         layers = net.layers[:node]
         wanted = ancestors(net, node)
@@ -282,9 +278,7 @@ class Packed:
         offsets, seed = self._seeds(colours, net.output_shape[0])
         B = len(colours)
         CT: dict[int, torch.Tensor] = {net.output: seed}
-
-        def index(r: tuple[int, ...]) -> torch.Tensor:
-            return self._index(offsets, r)
+        index = _Indices(self, offsets).__getitem__  # a node and the convolution before it share one
 
         def add(p: int, t: torch.Tensor, r: tuple[int, ...]) -> None:
             t = self._to(t, r, self.R[p])
@@ -307,6 +301,18 @@ class Packed:
                     for p, s in zip(layer.inputs, self.scales[i]):
                         add(p, ct * self._gather(cast("torch.Tensor", s), index(r)), r)
         return CT
+
+
+class _Indices(dict):  # type: ignore[type-arg]
+    """``{radius: Packed._index(offsets, radius)}``, each computed when first read."""
+
+    def __init__(self, packed: Packed, offsets: np.ndarray) -> None:
+        super().__init__()
+        self.packed, self.offsets = packed, offsets
+
+    def __missing__(self, r: tuple[int, ...]) -> torch.Tensor:
+        self[r] = self.packed._index(self.offsets, r)
+        return cast("torch.Tensor", self[r])
 
 
 def torch_tensor(a: Any) -> torch.Tensor:
