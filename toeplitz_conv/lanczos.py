@@ -279,7 +279,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
             f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
-            f"with it): use method='dense' if it fits in memory ({human_bytes(3 * m * n * (16 if np.iscomplexobj(w) else 8))}), or a "
+            f"with it): use method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a "
             f"larger tol; got tol={tol}.") from e
     sigma, residual = certify(A, V)
     order = np.argsort(sigma)[::-1]
@@ -289,11 +289,16 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
 # --------------------------------------------------------------------------- the layer
 
 
+def dense_bytes(w: np.ndarray, geom: ConvGeometry) -> int:
+    """Memory of the dense SVD: the matrix and its workspace, three copies."""
+    m, n = geom.shape
+    return 3 * m * n * (16 if np.iscomplexobj(w) else 8)
+
+
 def dense_values(w: np.ndarray, geom: ConvGeometry, kw: Mapping[str, Any]) -> np.ndarray:
     """All singular values (descending) of the explicit dense matrix, if it fits in memory."""
     m, n = geom.shape
-    itemsize = 16 if np.iscomplexobj(w) else 8
-    check_size("the dense SVD of the convolution matrix", 3 * m * n * itemsize,
+    check_size("the dense SVD of the convolution matrix", dense_bytes(w, geom),
                f"a dense {m:,} x {n:,} matrix and its SVD workspace; ask for the top k values "
                f"(k=...) to use method='svds' instead")
     C = conv_matrix(w.astype(np.result_type(w.dtype, np.float64), copy=False), geom.in_shape, **kw)

@@ -47,7 +47,7 @@ from .blockdiag import block_singular_values, blocks_apply
 from .geometry import ConvGeometry, conv_geometry, with_geometry_doc
 from .memory import check_size, memory_limit
 from .circulant import fft_applies, fft_singular_values
-from .lanczos import NoConvergence, dense_values, svds_values
+from .lanczos import NoConvergence, dense_bytes, dense_values, svds_values
 from .spectrum import Spectrum as Spectrum  # the public result type, re-exported
 from .spectrum import (Method, Resolved, Which, check_k, check_method, check_tol, check_which,
                        finite_weight, unit_scale, zero_tiny)
@@ -238,8 +238,7 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         try:
             s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
         except NoConvergence:  # Lanczos gave up at a clustered bottom: 'auto' takes the dense SVD if it fits
-            m, n = geom.shape
-            if asked != "auto" or 3 * m * n * (16 if np.iscomplexobj(w) else 8) > memory_limit()[0]:
+            if asked != "auto" or dense_bytes(w, geom) > memory_limit()[0]:
                 raise
             method, s = "dense", dense_values(w, geom, kw)
     if method == "svds":
