@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array, as_tuple, check_int_range, is_int
+from .._args import as_tuple, check_int_range, is_int
 from ..memory import check_size
 from . import faithful
 from .call import (Call, ModuleError, ModuleStateError, Moved, Operand, Parts, UnsupportedModuleError,
@@ -35,7 +35,7 @@ from .model import Network
 from .modules import Entry, entry_of, registry, supported_modules
 from .nodes import Combine
 from .ops import functions, gather, methods, returns_parts, supported_ops
-from .reads import named_parameters, parametrisations, reading_parameters
+from .reads import named_parameters, parameter_values, parametrisations, reading_parameters
 from .refusals import unsupported
 from .trace import source, trace
 
@@ -394,15 +394,7 @@ def compile(module: nn.Module, input_shape: Sequence[int]) -> Network:
                f"at least: an example batch of 2 x {features:,} input features and one matrix "
                f"entry per feature, before any layer's own matrix")
     named = named_parameters(module)
-    params = {name: as_array(p, name).copy() for name, p in named}
-    dtype = np.result_type(*params.values()) if params else np.float64
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"the model's parameters must be floating point; got {dtype}.")
-    params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
-    for name, a in params.items():  # torch spreads a NaN weight through zero padding; a matrix cannot
-        if not np.isfinite(a).all():
-            raise ValueError(f"the model's parameter {name!r} has {int(a.size - np.isfinite(a).sum())} NaN or inf "
-                             f"entries; compile needs finite parameters.")
+    params, dtype = parameter_values(named)
     param_names = {id(p): name for name, p in named}
     gm = None if entry_of(module) is not None else trace(module, example_batch(shape, dtype))
     layers, output, traced = _walk(gm, module, shape, dtype, params, param_names)

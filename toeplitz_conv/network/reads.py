@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from .._args import as_array
 from .base import batch_form
 from .call import UnsupportedModuleError
 from .layers import Fixed, Reshape
@@ -157,6 +158,22 @@ def named_parameters(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     named: list[tuple[str, torch.Tensor]] = [
         (n, p) for n, p in module.named_parameters() if ".parametrizations." not in f".{n}"]
     return named + [(name, getattr(m, local).detach()) for name, (m, local) in parametrisations(module).items()]
+
+
+def parameter_values(named: list[tuple[str, torch.Tensor]]) -> tuple[dict[str, np.ndarray], np.dtype]:
+    """``({name: numpy copy}, dtype)``: the parameters' values in their common floating dtype,
+    refused unless floating and finite (torch spreads a NaN weight through zero padding; a
+    matrix stores no padding)."""
+    params = {name: as_array(p, name).copy() for name, p in named}
+    dtype = np.result_type(*params.values()) if params else np.dtype(np.float64)
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"the model's parameters must be floating point; got {dtype}.")
+    params = {k: a.astype(dtype, copy=False) for k, a in params.items()}
+    for name, a in params.items():
+        if not np.isfinite(a).all():
+            raise ValueError(f"the model's parameter {name!r} has {int(a.size - np.isfinite(a).sum())} NaN or inf "
+                             f"entries; compile needs finite parameters.")
+    return params, dtype
 
 
 def _dtype(call: Call) -> torch.dtype:
