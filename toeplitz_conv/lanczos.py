@@ -4,8 +4,9 @@
 ``min(C.shape)`` squared singular values) is applied matrix-free through the operator of
 :mod:`toeplitz_conv.operator`. The top values come from ARPACK's Lanczos on ``N`` from a
 random start; the bottom ones
-from shift-invert Lanczos on a sparse LU of ``N + delta I`` while that is affordable, else
-from Lanczos on ``c I - N``.
+from Lanczos on ``C^-1 C^-H`` where a square layer's LU by nested dissection of its grid is
+affordable (:mod:`toeplitz_conv.dissection`), else from shift-invert Lanczos on a sparse LU of
+``N + delta I`` or of ``C``, else from Lanczos on ``c I - N``.
 
 Repeated values are the rule, not the exception (equal groups, symmetric kernels, circular
 layers, a rank-deficient layer's zeros), and one Lanczos run meets each eigenspace in one
@@ -30,6 +31,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
+from .dissection import GridLU, lu_applies, lu_cost
 from .geometry import ConvGeometry
 from .memory import check_size, human_bytes, memory_limit
 from .operator import ConvOperator
@@ -155,20 +157,40 @@ def top_eigenpairs(op: LinearOperator, k: int, tol: float, v0: np.ndarray, ncv: 
 # --------------------------------------------------------------------------- one group
 
 
-def certify(A: ConvOperator, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def certify(A: ConvOperator, V: np.ndarray, U: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(sigma, residual)`` for the columns ``v`` of ``V`` (vectors of the smaller normal
-    operator ``N``): ``sigma = ||A v||`` for the unit ``v`` (the square root of the Rayleigh
-    quotient ``mu = v^H N v``, whose error is second order in the vector's) and the residual
-    ``||N v - mu v||``. An eigenvalue of ``N`` -- a squared singular value of ``C`` -- lies
-    within the residual of ``mu`` (for Hermitian ``N``); ``mu`` within it of 0 gives
-    ``sigma = 0``."""
+    operator ``N``) and, where given, their partners ``u`` in ``U`` (else ``u = A v / ||A v||``,
+    ``A`` read as the map from ``v``'s side to ``u``'s).
+
+    ``sigma = Re(u^H A v)`` for the unit vectors (``||A v||`` without ``U``: a Rayleigh
+    quotient, its error second order in the vectors'), and the residual of the singular
+    triplet, ``sqrt(||A v - sigma u||^2 + ||A^H u - sigma v||^2) / sqrt(2)``: the residual of
+    the unit vector ``(u, v) / sqrt(2)`` of the Hermitian ``[[0, A], [A^H, 0]]``, whose
+    eigenvalues are the singular values, their negatives and zeros, so a singular value (or 0)
+    lies within the residual of ``sigma``; a ``sigma`` within it of 0 is reported as 0.
+
+    Its rounding is about ``eps * sigma_max``, so a small value is certified down to the dense
+    SVD's resolution. (The residual ``||N v - sigma^2 v||`` of the normal operator cannot go
+    below ``eps * sigma_max^2``, and would take any value under ``sqrt(eps) * sigma_max`` for
+    0.) The partner ``u`` matters there: ``A v / ||A v||`` carries the rounding of ``A v``
+    (``eps * sigma_max``) relative to ``sigma``, so a bottom value from an LU comes with its
+    own ``u`` (:func:`_polish`)."""
     m, n = A.shape
     op, back = (A.matmat, A.rmatmat) if n <= m else (A.rmatmat, A.matmat)
     V = V / np.linalg.norm(V, axis=0)
     AV = op(V)
-    mu = np.sum(np.abs(AV) ** 2, axis=0)
-    residual = np.linalg.norm(back(AV) - V * mu, axis=0)
-    return np.where(mu <= residual, 0.0, np.sqrt(mu)), residual
+    if U is None:
+        sigma = np.linalg.norm(AV, axis=0)
+        U = AV / np.where(sigma > 0, sigma, 1.0)
+    else:
+        U = U / np.linalg.norm(U, axis=0)
+        proj = np.sum(U.conj() * AV, axis=0)
+        U = U * np.where(proj.real < 0, -1.0, 1.0)  # the sign (phase) that makes sigma >= 0
+        sigma = np.abs(proj)
+    r_left = np.linalg.norm(AV - U * sigma, axis=0)
+    r_right = np.linalg.norm(back(U) - V * sigma, axis=0)
+    residual = np.hypot(r_left, r_right) / np.sqrt(2)
+    return np.where(sigma <= residual, 0.0, sigma), residual
 
 
 def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +224,15 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
 #: ``c I - N`` (matrix-free, but slow where the smallest values cluster).
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
+#: A square layer on one grid (stride 1, ``'same'`` size, as many channels out as in) gets its
+#: bottom from the LU of ``C`` by nested dissection of the grid (:mod:`toeplitz_conv.dissection`)
+#: while that costs at most this many multiply-adds of dense work (a 64 -> 64 3x3 layer on 56x56:
+#: 7.7e11, 18 s here) and its factors fit in memory; a factorization whose random solve has a
+#: backward error above ``GRID_LU_MAX_BACKWARD_ERROR`` (its pivots, kept inside each front,
+#: grew) is not used.
+GRID_LU_MAX_MACS = 5e12
+GRID_LU_MAX_BACKWARD_ERROR = 1e-10
+
 #: Past that, a square layer's bottom comes from the sparse LU of ``C`` itself while ``C`` has at
 #: most this many nonzeros (``N^-1 = C^-1 C^-H``). SuperLU on 64 -> 64 3x3 layers here: 14x14
 #: (6.6 M nonzeros) 6 s with 7x fill, then Lanczos 2 s, against the dense SVD's 5 minutes;
@@ -217,15 +248,50 @@ SMALLEST_LANCZOS_MACS = 5e11
 SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
 
 
+#: Steps of inverse iteration, each solve refined once, that polish the bottom vectors found
+#: through the grid LU: Lanczos's vectors carry the solves' error (about ``eps * cond(C)``) in
+#: every direction, and along the top of the spectrum that error dominates ``||N v - mu v||``,
+#: the certificate, until it exceeds ``mu`` itself (a 64 -> 64 layer on 56x56: residual 2e-11
+#: against sigma^2 = 1e-11). Polished, the residual is rounding.
+POLISH_STEPS = 2
+
+
+def _polish(V: np.ndarray, lu: GridLU, A: ConvOperator,
+            trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
+    """``(V, U)``: the bottom right singular vectors ``V`` (eigenvectors of ``N = C^H C``) after
+    ``POLISH_STEPS`` of refined inverse iteration on their span and Rayleigh-Ritz with ``N``
+    itself, and their left partners ``U = C^-H V`` (``C^H u = sigma v``), each solve refined."""
+    Q = np.linalg.qr(V)[0]
+    for _ in range(POLISH_STEPS):
+        Q = np.linalg.qr(lu.solve(lu.solve(Q, trans, refine=1), "N", refine=1))[0]
+    AQ = A.matmat(Q)
+    V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
+    return V, lu.solve(V, trans, refine=1)
+
+
+def grid_lu(w: np.ndarray, geom: ConvGeometry) -> GridLU | None:
+    """The nested-dissection LU of a square layer's matrix where it applies, is affordable
+    (``GRID_LU_MAX_MACS``, the memory limit) and is sound; otherwise ``None``."""
+    if lu_applies(geom) is not None:
+        return None
+    macs, factors, front = lu_cost(geom, np.dtype(w.dtype).itemsize)
+    if macs > GRID_LU_MAX_MACS or factors + front > memory_limit()[0]:
+        return None
+    lu = GridLU(w, geom)
+    return None if lu.singular or not lu.backward_error <= GRID_LU_MAX_BACKWARD_ERROR else lu
+
+
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     """``(values, residuals, sigma_max)``: the bottom ``k`` singular values (descending) with
     their residuals (:func:`certify`), and the top one to 1e-6 (the
-    shift needs it; the caller's rank tolerance reuses it). Shift-invert Lanczos on the
-    explicit normal matrix while its LU is affordable (the bottom eigenvalues become the top
-    ones of ``(N + delta I)^-1``, well separated), else on ``C^-1 C^-H`` from the LU of a
-    square ``C`` while that is affordable, else plain Lanczos on ``c I - N`` (with a budget);
-    all checked for missed copies (:func:`top_eigenpairs`). Each value comes from its vector:
+    shift needs it; the caller's rank tolerance reuses it). The first affordable of: Lanczos on
+    ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one grid
+    (:func:`grid_lu`; its vectors polished by refined inverse iteration, :func:`_polish`);
+    shift-invert Lanczos on the explicit normal matrix (the bottom eigenvalues become the top
+    ones of ``(N + delta I)^-1``, well separated); Lanczos on ``C^-1 C^-H`` from SuperLU's LU
+    of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
+    for missed copies (:func:`top_eigenpairs`). Each value comes from its vector:
     ``mu = ||A v||^2`` (the Rayleigh quotient, error second order in the vector's); an
     eigenvalue lies within ``||N v - mu v||`` of ``mu``, so a ``mu`` within that of 0 is
     reported as 0 (a rank-deficient layer), not as a solver failure."""
@@ -240,11 +306,14 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     if top2 == 0:  # the zero matrix
         return np.zeros(k), np.zeros(k), 0.0
     v0 = _start(w.dtype, size)
+    trans: Literal["T", "H"] = "H" if np.iscomplexobj(w) else "T"
+    grid = grid_lu(w, geom)
     # the LU of a square C fills in about 7-11x (values and indices: ~192 bytes a nonzero of C, a
     # margin kept); past the memory limit Lanczos on c I - N is left
-    square = (m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
+    square = (grid is None and m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
               and 12 * m * geom.taps * 16 <= memory_limit()[0])
-    C = conv_matrix(w, geom.in_shape, **kw) if m * geom.taps <= SHIFT_INVERT_MAX_NNZ or square else None
+    small = grid is None and m * geom.taps <= SHIFT_INVERT_MAX_NNZ
+    C = conv_matrix(w, geom.in_shape, **kw) if small or square else None
     Nm = None if C is None or m * geom.taps > SHIFT_INVERT_MAX_NNZ else sp_csc(
         C.conj().T @ C if n <= m else C @ C.conj().T)
     lu_c = None
@@ -253,9 +322,14 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
             lu_c = None
+    U = None  # the left vectors, where a route gives them
     try:
-        with blas_threads(LANCZOS_BLAS_THREADS):
-            if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
+        with blas_threads(None if grid else LANCZOS_BLAS_THREADS):  # the solves are BLAS alone
+            if grid is not None:
+                g = grid
+                inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
+                V, U = _polish(top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], grid, A, trans)
+            elif Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
                 delta = 1e-9 * top2
                 check_size("the sparse LU of the normal matrix", 40 * Nm.nnz * 16,
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
@@ -263,7 +337,6 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
             elif lu_c is not None and C is not None:
-                trans = "H" if np.iscomplexobj(w) else "T"
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
@@ -281,7 +354,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
             f"with it): use method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a "
             f"larger tol; got tol={tol}.") from e
-    sigma, residual = certify(A, V)
+    sigma, residual = certify(A, V, U)
     order = np.argsort(sigma)[::-1]
     return sigma[order], residual[order], float(np.sqrt(top2))
 
@@ -319,7 +392,7 @@ def distinct_groups(w: np.ndarray, geom: ConvGeometry) -> list[tuple[np.ndarray,
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
                 tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     """``(values, residuals, sigma_max)``: at least the top (or bottom) ``k`` singular values by
-    Lanczos, unsorted, the residual ``||N v - sigma^2 v||`` of each (:func:`certify`; 0 for a
+    Lanczos, unsorted, the residual of each singular triplet (:func:`certify`; 0 for a
     group's dense SVD), and the largest singular value (exact from the top, to about 1e-6 from
     the bottom). A layer whose groups repeat is solved one distinct group at a time, each for
     ``ceil(k / count)`` values repeated ``count`` times (exact, and cheaper); a group with no

@@ -26,9 +26,8 @@ Four exact routes to the spectrum of the convolution matrix ``C`` of one layer:
     Repeated values come out as often as they repeat: a grouped layer is block diagonal, so
     each distinct group is solved once and its values repeated, and a second Lanczos run on
     the operator deflated of the vectors found fetches the copies the first one missed.
-    Each value comes with its certificate (``Spectrum.residuals``): the residual
-    ``||N v - sigma^2 v||`` of the vector it came from, within which a squared singular value
-    lies.
+    Each value comes with its certificate (``Spectrum.residuals``): the residual of the
+    singular triplet ``(sigma, u, v)`` it came from, within which a singular value lies.
 
 A singular value below ``max(C.shape) * eps * sigma_max`` (numpy's ``matrix_rank`` rule) is
 reported as exactly 0: the layer is rank-deficient there.
@@ -146,11 +145,11 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     -------
     Spectrum
         ``.values`` (descending float64 ndarray), ``.method``, ``.shape``; usable as an array.
-        For ``'svds'``, ``.residuals`` certifies each value: ``||N v - sigma^2 v||`` for its
-        unit vector ``v`` of the normal operator ``N``, so that a squared singular value lies
-        within it of ``sigma^2``.
+        For ``'svds'``, ``.residuals`` certifies each value: the residual
+        ``sqrt(||C v - sigma u||^2 + ||C^H u - sigma v||^2) / sqrt(2)`` of the unit singular
+        vectors it came from, so that a singular value lies within it of ``sigma``.
         Values below ``max(C.shape) * eps * sigma_max`` are reported as 0 (rank deficiency);
-        so is a smallest value from ``'svds'`` whose ``sigma^2`` is within its residual of 0.
+        so is a smallest value from ``'svds'`` within its residual of 0.
         A zero layer (all weights 0, or only taps that read zero padding) has only zeros.
 
     Raises
@@ -243,8 +242,8 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
             method, s = "dense", dense_values(w, geom, kw)
     if method == "svds":
         order = np.argsort(s, kind="stable")[::-1]
-        with np.errstate(over="ignore"):  # N scales by 2**(2 e): inf past float64 (weights ~1e160)
-            s, residuals = s[order], np.ldexp(cast(np.ndarray, residuals)[order], 2 * e)
+        with np.errstate(over="ignore"):  # the residuals scale by 2**e: inf only past float64
+            s, residuals = s[order], np.ldexp(cast(np.ndarray, residuals)[order], e)
     else:
         s = np.sort(s)[::-1]
     s = zero_tiny(s.astype(np.float64, copy=False), geom.shape,

@@ -95,13 +95,14 @@ class Spectrum:
     shape : (int, int)
         Shape of the convolution matrix.
     residuals : (m,) float64 ndarray or None
-        The certificate of values from ``'svds'``: ``residuals[j] = ||N v - values[j]**2 v||``
-        for the unit vector ``v`` the value came from, ``N = C^H C`` (or ``C C^H``, the
-        smaller): an eigenvalue of ``N``, i.e. a squared singular value, lies within it of
-        ``values[j]**2`` (0 where a group's values came from its dense SVD; ``inf`` or 0
-        where ``sigma^2`` itself over- or underflows float64, weights beyond about 1e+-150:
-        the values are computed scaled and stay exact, their squares do not fit). ``None`` for the
-        direct methods (``'blocks'``, ``'fft'``, ``'dense'``), exact to rounding.
+        The certificate of values from ``'svds'``: ``residuals[j] = sqrt(||C v - s u||^2 +
+        ||C^H u - s v||^2) / sqrt(2)`` for ``s = values[j]`` and the unit singular vectors
+        ``u, v`` it came from: the residual of an eigenvector of the Hermitian ``[[0, C],
+        [C^H, 0]]``, whose eigenvalues are the singular values (with signs and zeros), so a
+        singular value lies within it of ``values[j]`` (0 where a group's values came from its
+        dense SVD). Its rounding is about ``eps * sigma_max``: a small value is told apart from
+        0 as finely as the dense SVD does. ``None`` for the direct methods (``'blocks'``,
+        ``'fft'``, ``'dense'``), exact to rounding.
     """
 
     values: npt.NDArray[np.float64]
