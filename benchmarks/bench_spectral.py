@@ -6,6 +6,7 @@ Run from the repository root::
     python benchmarks/bench_spectral.py --quick    # smoke run: smaller layers, no dense SVD of 8192^2
     python benchmarks/bench_spectral.py --skip-dense  # full layers, no dense SVD
     python benchmarks/bench_spectral.py --svds-big # also svds k=6 on the 64->64 @56x56 layer (minutes)
+    python benchmarks/bench_spectral.py --grid-lu --cap 120  # the smallest sigma by nested dissection
 
 Cases (the issue's; weights standard normal / sqrt(fan_in), seed 0, float64):
 
@@ -27,6 +28,10 @@ Cases (the issue's; weights standard normal / sqrt(fan_in), seed 0, float64):
    values); the largest of a zero-padded 512 -> 512 @3x3 layer on 7x7 (new: Lanczos from a
    random start; old: from the circular counterpart's top vector by power iterations, the
    warm start of ``circulant.py`` at ``WARM_COMMIT`` loaded from git, and counted).
+
+6. ``--grid-lu`` (only these): the smallest singular value of zero-padded 64 -> 64 @3x3
+   layers at 14x14, 28x28 and 56x56 by the LU of C by nested dissection of the grid, with the
+   tree's cost estimate, against the route before it (capped) and the dense SVD at 14x14.
 
 Timings are minima over repeated runs where cheap, single runs for the slow cases; on a
 shared machine they are noisy (the load average is printed with the machine line), so the
@@ -213,16 +218,57 @@ with lanczos.blas_threads(lanczos.LANCZOS_BLAS_THREADS):
 value = lanczos.certify(A, V)[0][0]"""
 
 
+#: The routes before the nested-dissection LU: SuperLU's LU of C while it fits, else c I - N.
+NO_GRID_LU = "from toeplitz_conv import dissection\ndissection.MAX_MACS = 0\n"
+
+
+def _old_smallest(n: int) -> str:
+    """The code of the old route's smallest value at ``n x n`` (NaN where it refuses)."""
+    return (NO_GRID_LU + "try:\n    value = tc.singular_values(weight(64, 64), (64, {n}, {n}), padding=1, k=1, "
+            "which='smallest').values[0]\nexcept ValueError:\n    value = float('nan')").format(n=n)
+
+
+def _old_cell(t, v, cap: float) -> str:
+    if t is None:
+        return f"did not finish in {cap:.0f} s"
+    return f"refused after {fmt_time(t)}" if np.isnan(v) else fmt_time(t)
+
+
+def case_grid_lu(cap: float, rows: list):
+    """The bottom of 64 -> 64 3x3 zero-padded layers by the LU of C by nested dissection: its
+    cost estimated from the tree (dense multiply-adds, bytes of factors) before anything is
+    built, the whole call timed, against the route before it (SuperLU's LU of C up to its size
+    limit, then Lanczos on c I - N) in a capped subprocess, and the dense SVD where it fits."""
+    from toeplitz_conv.dissection import lu_cost
+    from toeplitz_conv.geometry import conv_geometry
+
+    for n in (14, 28, 56):
+        w, shape = weight(64, 64), (64, n, n)
+        macs, factors, front = lu_cost(conv_geometry(w.shape, shape, padding=1))
+        t_new, s = once(lambda: tc.singular_values(w, shape, padding=1, k=1, which="smallest"))
+        t_old, v_old = _capped(_old_smallest(n), cap)
+        check = "-" if v_old is None or np.isnan(v_old) else f"old {v_old:.12e}"
+        if n <= 14:
+            ref = np.linalg.svd(tc.conv_matrix(w, shape, padding=1).toarray(), compute_uv=False)[-1]
+            check = f"dense SVD {ref:.12e} (rel. diff {abs(ref - s.values[0]) / ref:.0e}); " + check
+        rows.append([f"64x{n}x{n}", f"{macs:.1e} MAC, {factors / 2**30:.2f} GiB factors",
+                     _old_cell(t_old, v_old, cap), fmt_time(t_new),
+                     f"{s.values[0]:.12e} +- {s.residuals[0]:.0e}", check])
+
+
 def case_new_methods(cap: float, rows: list):
     """The three layers of the cheapest-exact-method work, new against old (capped)."""
     def old_cell(t):
         return f"did not finish in {cap:.0f} s" if t is None else fmt_time(t)
 
-    # 1. smallest sigma, zero-padded 64x56x56 -> 64 @3x3: one path (no new method), capped
-    t, v = _capped("value = tc.singular_values(weight(64, 64), (64, 56, 56), padding=1, k=1, "
-                   "which='smallest').values[0]", cap)
-    rows.append(["zeros 64x56x56 -> 64@3x3 p1", "smallest sigma", "svds (c I - N Lanczos; no new method)",
-                 old_cell(t), old_cell(t), "-" if v is None else f"{v:.6e}"])
+    # 1. smallest sigma, zero-padded 64x56x56 -> 64 @3x3: the nested-dissection LU of C against
+    #    the routes before it (Lanczos on c I - N past SuperLU's size), capped
+    t_new, s_new = once(lambda: tc.singular_values(weight(64, 64), (64, 56, 56), padding=1, k=1, which="smallest"))
+    t_old, v_old = _capped(_old_smallest(56), cap)
+    rows.append(["zeros 64x56x56 -> 64@3x3 p1", "smallest sigma",
+                 "svds: LU by nested dissection, Lanczos on C^-1 C^-T (old: Lanczos on c I - N)",
+                 _old_cell(t_old, v_old, cap), fmt_time(t_new), f"{s_new.values[0]:.12e} +- {s_new.residuals[0]:.1e}"
+                 + ("" if v_old is None or np.isnan(v_old) else f", old {v_old:.6e}")])
     # 2. largest sigma, 1x1 stride-2 256 -> 512 on 28x28
     w, shape = weight(512, 256, k=1), (256, 28, 28)
     new = tc.singular_values(w, shape, stride=2, k=1)
@@ -251,10 +297,19 @@ def main(argv=None):
                    help="also the smallest singular value of the zero-padded 64->64 @56x56 layer (long)")
     p.add_argument("--new-methods", action="store_true",
                    help="only the three layers of the cheapest-exact-method work, new against old")
-    p.add_argument("--cap", type=float, default=120.0, help="seconds allowed to each old path (--new-methods)")
+    p.add_argument("--grid-lu", action="store_true",
+                   help="only the smallest singular value of 64->64 layers at 14-56 by the nested-dissection LU")
+    p.add_argument("--cap", type=float, default=120.0,
+                   help="seconds allowed to each old path (--new-methods, --grid-lu)")
     args = p.parse_args(argv)
     print(f"# bench_spectral{' --quick' if args.quick else ''}{' --new-methods' if args.new_methods else ''}\n")
     print(machine_info(), "\n")
+    if args.grid_lu:
+        lu_rows: list = []
+        case_grid_lu(args.cap, lu_rows)
+        print(markdown_table(["layer", "estimate (before building)", "old route", "nested-dissection LU",
+                              "sigma_min +- certificate", "check"], lu_rows))
+        return
     if args.new_methods:
         new_rows: list = []
         case_new_methods(args.cap, new_rows)

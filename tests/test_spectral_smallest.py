@@ -48,17 +48,17 @@ def _branches(name):
 def test_smallest_matches_the_dense_svd_with_a_certificate(case, mode, branch, monkeypatch):
     wshape, shape, kw = case
     if branch == "grid-lu":  # cut into fronts of a few positions, not one front for the whole grid
-        assert lanczos.lu_applies(tc.conv_geometry(wshape, shape, padding_mode=mode, **kw)) is None
+        assert dissection.lu_applies(tc.conv_geometry(wshape, shape, padding_mode=mode, **kw)) is None
         monkeypatch.setattr(dissection, "LEAF_VARS", 8)
     else:
-        monkeypatch.setattr(lanczos, "GRID_LU_MAX_MACS", 0)
+        monkeypatch.setattr(dissection, "MAX_MACS", 0)
     if branch in ("lu-of-c", "matrix-free"):  # past the LU of N: the LU of a square C, else c I - N
         monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
     if branch == "matrix-free":
         monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     built = []
-    real_lu = lanczos.GridLU
-    monkeypatch.setattr(lanczos, "GridLU", lambda *a: built.append(1) or real_lu(*a))
+    real_lu = dissection.GridLU
+    monkeypatch.setattr(dissection, "GridLU", lambda *a: built.append(1) or real_lu(*a))
     w = np.random.default_rng(11).standard_normal(wshape)
     ref = dense_sv(w, shape, padding_mode=mode, **kw)
     s = tc.singular_values(w, shape, k=2, which="smallest", method="svds", padding_mode=mode, **kw)
@@ -96,7 +96,7 @@ def test_residuals_scale_with_the_weight():
 def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
     """Past the sparse LU, Lanczos on c I - N gets a budget of multiply-adds (a clustered bottom
     could otherwise run for days): past it, a ValueError with the way out and the dense size."""
-    monkeypatch.setattr(lanczos, "GRID_LU_MAX_MACS", 0)
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
@@ -118,7 +118,7 @@ def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
     from toeplitz_conv import spectral
 
     monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
-    monkeypatch.setattr(lanczos, "GRID_LU_MAX_MACS", 0)
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
@@ -139,21 +139,23 @@ def test_the_lus_of_c_are_skipped_past_the_memory_limit(monkeypatch):
     from scipy.sparse import linalg as sla
 
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "memory_limit", lambda: (1000, "a test's"))
+    for module in (lanczos, dissection):
+        monkeypatch.setattr(module, "memory_limit", lambda: (1000, "a test's"))
     tried = []
-    real_splu, real_grid = sla.splu, lanczos.GridLU
+    real_splu, real_grid = sla.splu, dissection.GridLU
     monkeypatch.setattr(sla, "splu", lambda *a, **k: tried.append("superlu") or real_splu(*a, **k))
-    monkeypatch.setattr(lanczos, "GridLU", lambda *a: tried.append("grid") or real_grid(*a))
+    monkeypatch.setattr(dissection, "GridLU", lambda *a: tried.append("grid") or real_grid(*a))
     w = np.random.default_rng(2).standard_normal((3, 3, 3, 3))
     ref = dense_sv(w, (3, 9, 8), padding=1)[-2:]
     s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, ref, rtol=1e-8)
     assert tried == []
-    monkeypatch.setattr(lanczos, "memory_limit", lambda: (2**40, "a test's"))  # fits: the LUs run
+    for module in (lanczos, dissection):  # fits: the LUs run
+        monkeypatch.setattr(module, "memory_limit", lambda: (2**40, "a test's"))
     s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, ref, rtol=1e-8)
     assert tried == ["grid"]
-    monkeypatch.setattr(lanczos, "GRID_LU_MAX_MACS", 0)  # past its budget: SuperLU
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)  # past its budget: SuperLU
     s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, ref, rtol=1e-8)
     assert tried == ["grid", "superlu"]
@@ -167,3 +169,20 @@ def test_a_grid_lu_whose_pivots_break_down_is_not_used(monkeypatch):
     w = np.array([[[1.0, 0.0, 1.0]]])
     s = tc.singular_values(w, (1, 40), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, dense_sv(w, (1, 40), padding=1)[-2:], rtol=1e-8)
+
+
+def test_auto_takes_the_grid_lu_for_the_bottom_of_a_square_layer(monkeypatch):
+    """Past 256 columns 'auto' reads the bottom of a square layer off its nested-dissection LU
+    (20-60x faster than the dense SVD it took up to 4096); other layers keep the dense SVD."""
+    built = []
+    real_lu = dissection.GridLU
+    monkeypatch.setattr(dissection, "GridLU", lambda *a: built.append(1) or real_lu(*a))
+    w = np.random.default_rng(4).standard_normal((8, 8, 3, 3))
+    ref = dense_sv(w, (8, 10, 10), padding=1)
+    s = tc.singular_values(w, (8, 10, 10), padding=1, k=2, which="smallest")
+    assert s.method == "svds" and built
+    np.testing.assert_allclose(s.values, ref[-2:], rtol=1e-10)
+    assert tc.condition_number(w, (8, 10, 10), padding=1) == pytest.approx(ref[0] / ref[-1], rel=1e-10)
+    assert tc.singular_values(w, (8, 5, 5), padding=1, k=2, which="smallest").method == "dense"  # 200 columns
+    wide = np.random.default_rng(4).standard_normal((8, 4, 3, 3))
+    assert tc.singular_values(wide, (4, 10, 10), padding=1, k=2, which="smallest").method == "dense"

@@ -31,7 +31,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
-from .dissection import GridLU, lu_applies, lu_cost
+from .dissection import GridLU, affordable_lu
 from .geometry import ConvGeometry
 from .memory import check_size, human_bytes, memory_limit
 from .operator import ConvOperator
@@ -224,15 +224,6 @@ def lanczos_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float) -> tup
 #: ``c I - N`` (matrix-free, but slow where the smallest values cluster).
 SHIFT_INVERT_MAX_NNZ = 5_000_000
 
-#: A square layer on one grid (stride 1, ``'same'`` size, as many channels out as in) gets its
-#: bottom from the LU of ``C`` by nested dissection of the grid (:mod:`toeplitz_conv.dissection`)
-#: while that costs at most this many multiply-adds of dense work (a 64 -> 64 3x3 layer on 56x56:
-#: 7.7e11, 18 s here) and its factors fit in memory; a factorization whose random solve has a
-#: backward error above ``GRID_LU_MAX_BACKWARD_ERROR`` (its pivots, kept inside each front,
-#: grew) is not used.
-GRID_LU_MAX_MACS = 5e12
-GRID_LU_MAX_BACKWARD_ERROR = 1e-10
-
 #: Past that, a square layer's bottom comes from the sparse LU of ``C`` itself while ``C`` has at
 #: most this many nonzeros (``N^-1 = C^-1 C^-H``). SuperLU on 64 -> 64 3x3 layers here: 14x14
 #: (6.6 M nonzeros) 6 s with 7x fill, then Lanczos 2 s, against the dense SVD's 5 minutes;
@@ -269,25 +260,13 @@ def _polish(V: np.ndarray, lu: GridLU, A: ConvOperator,
     return V, lu.solve(V, trans, refine=1)
 
 
-def grid_lu(w: np.ndarray, geom: ConvGeometry) -> GridLU | None:
-    """The nested-dissection LU of a square layer's matrix where it applies, is affordable
-    (``GRID_LU_MAX_MACS``, the memory limit) and is sound; otherwise ``None``."""
-    if lu_applies(geom) is not None:
-        return None
-    macs, factors, front = lu_cost(geom, np.dtype(w.dtype).itemsize)
-    if macs > GRID_LU_MAX_MACS or factors + front > memory_limit()[0]:
-        return None
-    lu = GridLU(w, geom)
-    return None if lu.singular or not lu.backward_error <= GRID_LU_MAX_BACKWARD_ERROR else lu
-
-
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     """``(values, residuals, sigma_max)``: the bottom ``k`` singular values (descending) with
     their residuals (:func:`certify`), and the top one to 1e-6 (the
     shift needs it; the caller's rank tolerance reuses it). The first affordable of: Lanczos on
     ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one grid
-    (:func:`grid_lu`; its vectors polished by refined inverse iteration, :func:`_polish`);
+    (:func:`~toeplitz_conv.dissection.affordable_lu`; its vectors polished by refined inverse iteration, :func:`_polish`);
     shift-invert Lanczos on the explicit normal matrix (the bottom eigenvalues become the top
     ones of ``(N + delta I)^-1``, well separated); Lanczos on ``C^-1 C^-H`` from SuperLU's LU
     of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
@@ -307,7 +286,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
         return np.zeros(k), np.zeros(k), 0.0
     v0 = _start(w.dtype, size)
     trans: Literal["T", "H"] = "H" if np.iscomplexobj(w) else "T"
-    grid = grid_lu(w, geom)
+    grid = affordable_lu(w, geom)
     # the LU of a square C fills in about 7-11x (values and indices: ~192 bytes a nonzero of C, a
     # margin kept); past the memory limit Lanczos on c I - N is left
     square = (grid is None and m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
