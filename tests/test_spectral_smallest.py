@@ -186,3 +186,22 @@ def test_auto_takes_the_grid_lu_for_the_bottom_of_a_square_layer(monkeypatch):
     assert tc.singular_values(w, (8, 5, 5), padding=1, k=2, which="smallest").method == "dense"  # 200 columns
     wide = np.random.default_rng(4).standard_normal((8, 4, 3, 3))
     assert tc.singular_values(wide, (4, 10, 10), padding=1, k=2, which="smallest").method == "dense"
+
+
+def test_the_route_says_which_lu_ran_and_why_another_did_not(monkeypatch):
+    """``Spectrum.route`` names the route of 'svds' and, past the nested-dissection LU, why it
+    did not run (its cost against the limit); the direct methods have none."""
+    w = np.random.default_rng(5).standard_normal((4, 4, 3, 3))
+    s = tc.singular_values(w, (4, 9, 9), padding=1, k=1, which="smallest", method="svds")
+    assert s.route.startswith("Lanczos on C^-1 C^-H (LU by nested dissection: ")
+    assert "multiply-adds" in s.route and s.route.endswith("polished by refined inverse iteration")
+    top = tc.singular_values(w, (4, 9, 9), padding=1, k=1, method="svds")
+    assert top.route == "Lanczos on the normal operator"
+    assert tc.singular_values(w, (4, 9, 9), padding=1).route is None
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
+    s = tc.singular_values(w, (4, 9, 9), padding=1, k=1, which="smallest", method="svds")
+    assert s.route.startswith("Lanczos on c I - N (its LU by nested dissection would take ")
+    assert "(at most 0e+00)" in s.route
+    np.testing.assert_allclose(s.values, dense_sv(w, (4, 9, 9), padding=1)[-1:], rtol=1e-8)

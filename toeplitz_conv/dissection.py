@@ -42,7 +42,7 @@ from scipy.linalg.blas import get_blas_funcs
 from scipy.sparse import csr_array
 
 from .geometry import ConvGeometry
-from .memory import memory_limit
+from .memory import human_bytes, memory_limit
 from .operator import ConvOperator
 from .pattern import conv_pattern
 
@@ -309,14 +309,22 @@ class GridLU:
         return out
 
 
-def affordable_lu(w: np.ndarray, geom: ConvGeometry) -> GridLU | None:
-    """The LU of a square layer's matrix where it applies (:func:`lu_applies`), is affordable
-    (``MAX_MACS``; factors and the largest front within the memory limit, both estimated by
-    :func:`lu_cost` before anything is built) and sound; otherwise ``None``."""
-    if lu_applies(geom) is not None:
-        return None
+def affordable_lu(w: np.ndarray, geom: ConvGeometry) -> tuple[GridLU | None, str]:
+    """``(lu, what)``: the LU of a square layer's matrix where it applies (:func:`lu_applies`),
+    is affordable (``MAX_MACS``; factors and the largest front within the memory limit, both
+    estimated by :func:`lu_cost` before anything is built) and sound, with what it cost;
+    otherwise ``None`` and why not."""
+    if (why := lu_applies(geom)) is not None:
+        return None, why
     macs, factors, front = lu_cost(geom, np.dtype(w.dtype).itemsize)
-    if macs > MAX_MACS or factors + front > memory_limit()[0]:
-        return None
+    limit, source = memory_limit()
+    if macs > MAX_MACS or factors + front > limit:
+        return None, (f"its LU by nested dissection would take {macs:.1e} multiply-adds (at most "
+                      f"{MAX_MACS:.0e}) and {human_bytes(factors + front)} ({source} limit "
+                      f"{human_bytes(limit)})")
     lu = GridLU(w, geom)
-    return None if lu.singular or not lu.backward_error <= MAX_BACKWARD_ERROR else lu
+    if lu.singular:
+        return None, "its LU by nested dissection met an exactly zero pivot"
+    if not lu.backward_error <= MAX_BACKWARD_ERROR:
+        return None, f"its LU by nested dissection solved with a backward error of {lu.backward_error:.0e}"
+    return lu, f"LU by nested dissection: {macs:.1e} multiply-adds, {human_bytes(factors)} of factors"

@@ -31,7 +31,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
-from .dissection import GridLU, affordable_lu
+from .dissection import GridLU, affordable_lu, lu_applies
 from .geometry import ConvGeometry
 from .memory import check_size, human_bytes, memory_limit
 from .operator import ConvOperator
@@ -261,19 +261,19 @@ def _polish(V: np.ndarray, lu: GridLU, A: ConvOperator,
 
 
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
-                    kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(values, residuals, sigma_max)``: the bottom ``k`` singular values (descending) with
-    their residuals (:func:`certify`), and the top one to 1e-6 (the
-    shift needs it; the caller's rank tolerance reuses it). The first affordable of: Lanczos on
-    ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one grid
-    (:func:`~toeplitz_conv.dissection.affordable_lu`; its vectors polished by refined inverse iteration, :func:`_polish`);
+                    kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """``(values, residuals, sigma_max, route)``: the bottom ``k`` singular values (descending)
+    with their residuals (:func:`certify`), the top one to 1e-6 (the shift needs it; the
+    caller's rank tolerance reuses it), and which route gave them. The first affordable of:
+    Lanczos on ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one
+    grid (:func:`~toeplitz_conv.dissection.affordable_lu`; its vectors polished by refined
+    inverse iteration, :func:`_polish`);
     shift-invert Lanczos on the explicit normal matrix (the bottom eigenvalues become the top
     ones of ``(N + delta I)^-1``, well separated); Lanczos on ``C^-1 C^-H`` from SuperLU's LU
     of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
-    for missed copies (:func:`top_eigenpairs`). Each value comes from its vector:
-    ``mu = ||A v||^2`` (the Rayleigh quotient, error second order in the vector's); an
-    eigenvalue lies within ``||N v - mu v||`` of ``mu``, so a ``mu`` within that of 0 is
-    reported as 0 (a rank-deficient layer), not as a solver failure."""
+    for missed copies (:func:`top_eigenpairs`). Each value comes from its vectors with the
+    residual of its singular triplet (:func:`certify`): a value within it of 0 is reported as
+    0 (a rank-deficient layer), not as a solver failure."""
     from scipy.sparse import eye_array
     from scipy.sparse.linalg import splu
 
@@ -283,12 +283,13 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     N, size = _normal_operator(A)
     top2 = lanczos_values(w, geom, 1, 1e-6)[0][0] ** 2
     if top2 == 0:  # the zero matrix
-        return np.zeros(k), np.zeros(k), 0.0
+        return np.zeros(k), np.zeros(k), 0.0, "the zero matrix"
     v0 = _start(w.dtype, size)
     trans: Literal["T", "H"] = "H" if np.iscomplexobj(w) else "T"
-    grid = affordable_lu(w, geom)
+    grid, grid_says = affordable_lu(w, geom)
     # the LU of a square C fills in about 7-11x (values and indices: ~192 bytes a nonzero of C, a
     # margin kept); past the memory limit Lanczos on c I - N is left
+    square_grid = lu_applies(geom) is None
     square = (grid is None and m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
               and 12 * m * geom.taps * 16 <= memory_limit()[0])
     small = grid is None and m * geom.taps <= SHIFT_INVERT_MAX_NNZ
@@ -308,6 +309,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 g = grid
                 inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
                 V, U = _polish(top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], grid, A, trans)
+                route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
             elif Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
                 delta = 1e-9 * top2
                 check_size("the sparse LU of the normal matrix", 40 * Nm.nnz * 16,
@@ -315,27 +317,30 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
+                route = "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
             elif lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
+                route = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
             else:
                 c = 1.01 * top2
                 shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
                 ncv = max(4 * k, k + 96)
                 products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
                 V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
+                route = "Lanczos on c I - N" + (f" ({grid_says})" if square_grid else "")
     except ArpackNoConvergence as e:
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
-            f"layer (its normal matrix is too large for a sparse LU, and the bottom of its spectrum "
-            f"is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
+            f"layer (its normal matrix is too large for a sparse LU{'; ' + grid_says if square_grid else ''}; "
+            f"and the bottom of its spectrum is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
             f"with it): use method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a "
             f"larger tol; got tol={tol}.") from e
     sigma, residual = certify(A, V, U)
     order = np.argsort(sigma)[::-1]
-    return sigma[order], residual[order], float(np.sqrt(top2))
+    return sigma[order], residual[order], float(np.sqrt(top2)), route
 
 
 # --------------------------------------------------------------------------- the layer
@@ -369,33 +374,37 @@ def distinct_groups(w: np.ndarray, geom: ConvGeometry) -> list[tuple[np.ndarray,
 
 
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
-                tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(values, residuals, sigma_max)``: at least the top (or bottom) ``k`` singular values by
-    Lanczos, unsorted, the residual of each singular triplet (:func:`certify`; 0 for a
-    group's dense SVD), and the largest singular value (exact from the top, to about 1e-6 from
-    the bottom). A layer whose groups repeat is solved one distinct group at a time, each for
-    ``ceil(k / count)`` values repeated ``count`` times (exact, and cheaper); a group with no
-    more values than that takes its dense SVD. With all groups distinct one run on the whole
-    layer is cheaper (the runs on G groups need about as many iterations each)."""
+                tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """``(values, residuals, sigma_max, route)``: at least the top (or bottom) ``k`` singular
+    values by Lanczos, unsorted, the residual of each singular triplet (:func:`certify`; 0 for
+    a group's dense SVD), the largest singular value (exact from the top, to about 1e-6 from
+    the bottom), and the routes that gave them. A layer whose groups repeat is solved one
+    distinct group at a time, each for ``ceil(k / count)`` values repeated ``count`` times
+    (exact, and cheaper); a group with no more values than that takes its dense SVD. With all
+    groups distinct one run on the whole layer is cheaper (the runs on G groups need about as
+    many iterations each)."""
     parts = distinct_groups(w, geom)
     if len(parts) == geom.groups:
         parts, ggeom, gkw = [(w, 1)], geom, kw
     else:
         gkw = dict(kw, groups=1)
         ggeom = replace(geom, in_channels=geom.cin_per_group, out_channels=geom.cout_per_group, groups=1)
-    values, residuals, s_max = [], [], 0.0
+    values, residuals, s_max, routes = [], [], 0.0, []
     for part, count in parts:
         kg = ceil(k / count)  # enough of this group's values to fill k with its copies
         if kg >= min(ggeom.shape):
             s = dense_values(part, ggeom, gkw)
             s, top = (s[:kg] if which == "largest" else s[s.size - kg:]), s[0]
             r = np.zeros(s.size)
+            route = "the dense SVD of each group"
         elif which == "largest":
             s, r = lanczos_values(part, ggeom, kg, tol)
-            top = s[0]
+            top, route = s[0], "Lanczos on the normal operator"
         else:
-            s, r, top = smallest_values(part, ggeom, kg, tol, gkw)
+            s, r, top, route = smallest_values(part, ggeom, kg, tol, gkw)
+        if route not in routes:
+            routes.append(route)
         values.append(np.tile(s, count))
         residuals.append(np.tile(r, count))
         s_max = max(s_max, float(top))
-    return np.concatenate(values), np.concatenate(residuals), s_max
+    return np.concatenate(values), np.concatenate(residuals), s_max, "; ".join(routes)

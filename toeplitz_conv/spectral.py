@@ -237,14 +237,14 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         s = fft_singular_values(w, geom)
     elif method == "dense":
         s = dense_values(w, geom, kw)
-    residuals = None
+    residuals, route = None, None
     if method == "svds":
         try:
-            s, residuals, s_max = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
+            s, residuals, s_max, route = svds_values(w, geom, cast(int, k), which, tol, kw)  # _resolve: k is set
         except NoConvergence:  # Lanczos gave up at a clustered bottom: 'auto' takes the dense SVD if it fits
             if asked != "auto" or dense_bytes(w, geom) > memory_limit()[0]:
                 raise
-            method, s = "dense", dense_values(w, geom, kw)
+            method, s, route = "dense", dense_values(w, geom, kw), None
     if method == "svds":
         order = np.argsort(s, kind="stable")[::-1]
         with np.errstate(over="ignore"):  # the residuals scale by 2**e: inf only past float64
@@ -257,7 +257,7 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         pick = slice(None, k) if which == "largest" else slice(s.size - k, None)
         s = s[pick]
         residuals = None if residuals is None else residuals[pick]
-    return Spectrum(np.ldexp(s, e), method, geom.shape, residuals)
+    return Spectrum(np.ldexp(s, e), method, geom.shape, residuals, route)
 
 
 @with_geometry_doc
