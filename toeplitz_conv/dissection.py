@@ -120,9 +120,7 @@ class _Tree:
         touches = (self.adj[B] @ mark) > 0
         sep, rest = B[touches], B[~touches]
         kids = [self._split(part) for part in (A, rest) if part.size]
-        if not sep.size:  # two pieces that never meet: a node with nothing of its own
-            sep = np.empty(0, dtype=S.dtype)
-        return self._append(sep, tuple(kids))
+        return self._append(sep, tuple(kids))  # (sep is empty where the halves never meet)
 
     def _append(self, own: np.ndarray, children: tuple[int, ...]) -> int:
         self.nodes.append(_Node(np.sort(own), children))

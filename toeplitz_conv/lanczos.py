@@ -185,8 +185,8 @@ def certify(A: ConvOperator, V: np.ndarray, U: np.ndarray | None = None) -> tupl
     else:
         U = U / np.linalg.norm(U, axis=0)
         proj = np.sum(U.conj() * AV, axis=0)
-        U = U * np.where(proj.real < 0, -1.0, 1.0)  # the sign (phase) that makes sigma >= 0
         sigma = np.abs(proj)
+        U = U * (proj / np.where(sigma > 0, sigma, 1.0))  # the phase that makes u^H A v = sigma >= 0
     r_left = np.linalg.norm(AV - U * sigma, axis=0)
     r_right = np.linalg.norm(back(U) - V * sigma, axis=0)
     residual = np.hypot(r_left, r_right) / np.sqrt(2)
@@ -241,9 +241,9 @@ SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
 
 #: Steps of inverse iteration, each solve refined once, that polish the bottom vectors found
 #: through the grid LU: Lanczos's vectors carry the solves' error (about ``eps * cond(C)``) in
-#: every direction, and along the top of the spectrum that error dominates ``||N v - mu v||``,
-#: the certificate, until it exceeds ``mu`` itself (a 64 -> 64 layer on 56x56: residual 2e-11
-#: against sigma^2 = 1e-11). Polished, the residual is rounding.
+#: every direction, and along the top of the spectrum that error dominates the residual (a
+#: 64 -> 64 layer on 56x56: ``||N v - mu v||`` was 2e-11 against ``sigma^2`` = 1.7e-14, so the
+#: certificate could not tell the value from 0). Polished, the residual is rounding.
 POLISH_STEPS = 2
 
 
@@ -334,10 +334,11 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     except ArpackNoConvergence as e:
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
-            f"layer (its normal matrix is too large for a sparse LU{'; ' + grid_says if square_grid else ''}; "
-            f"and the bottom of its spectrum is clustered; it was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products "
-            f"with it): use method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a "
-            f"larger tol; got tol={tol}.") from e
+            f"layer (its normal matrix is too large for a sparse LU"
+            f"{'; ' + grid_says if square_grid else ''}; and the bottom of its spectrum is clustered; it "
+            f"was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it): use "
+            f"method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; "
+            f"got tol={tol}.") from e
     sigma, residual = certify(A, V, U)
     order = np.argsort(sigma)[::-1]
     return sigma[order], residual[order], float(np.sqrt(top2)), route

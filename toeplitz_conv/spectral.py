@@ -143,8 +143,9 @@ def singular_values(weight: npt.ArrayLike, input_shape: Sequence[int], *,
         gives up (its budget spent at a clustered bottom of the spectrum), the dense SVD if it
         fits in memory. The result's ``method`` says which ran.
     tol : float, default 1e-12
-        Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest,
-        relative to ``sigma_max**2``).
+        Relative tolerance of ``'svds'`` (ARPACK's, on the squared values; for the smallest
+        by Lanczos on ``c I - N``, relative to ``sigma_max**2``; through an LU, on the
+        eigenvalues ``1 / sigma**2`` of the inverse).
 
     Returns
     -------
