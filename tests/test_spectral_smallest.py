@@ -205,3 +205,19 @@ def test_the_route_says_which_lu_ran_and_why_another_did_not(monkeypatch):
     assert s.route.startswith("Lanczos on c I - N (its LU by nested dissection would take ")
     assert "(at most 0e+00)" in s.route
     np.testing.assert_allclose(s.values, dense_sv(w, (4, 9, 9), padding=1)[-1:], rtol=1e-8)
+
+
+@pytest.mark.parametrize("route", ["grid-lu", "shift-invert"])
+def test_complex_weights_at_the_bottom(route, monkeypatch):
+    """Complex kernels: the LU solves with C^H, and the certificate's left vectors take the phase
+    that makes u^H C v real and positive."""
+    if route == "shift-invert":
+        monkeypatch.setattr(dissection, "MAX_MACS", 0)
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((3, 3, 3, 3)) + 1j * rng.standard_normal((3, 3, 3, 3))
+    ref = dense_sv(w, (3, 8, 9), padding=1, padding_mode="reflect")
+    s = tc.singular_values(w, (3, 8, 9), padding=1, padding_mode="reflect", k=2, which="smallest", method="svds")
+    assert s.route.startswith("Lanczos on C^-1" if route == "grid-lu" else "shift-invert")
+    np.testing.assert_allclose(s.values, ref[-2:], rtol=1e-8)
+    assert np.all(np.abs(s.values - ref[-2:]) <= s.residuals + 64 * EPS * ref[0])
+    assert np.all(s.residuals <= 1e-9 * ref[0])
