@@ -94,6 +94,7 @@ class _Tree:
         self.coords = np.stack(np.unravel_index(np.arange(P), geom.in_spatial), axis=1)
         self.leaf = max(1, LEAF_VARS // channels)
         self.nodes: list[_Node] = []
+        self._mark = np.zeros(P, dtype=bool)
         self._split(np.arange(P))
         self.rank = np.empty(P, dtype=np.int64)  # the node that eliminates each position
         for k, node in enumerate(self.nodes):
@@ -115,9 +116,11 @@ class _Tree:
         t = (int(c[:, axis].min()) + int(c[:, axis].max()) + 1) // 2
         in_a = c[:, axis] < t
         A, B = S[in_a], S[~in_a]
-        mark = np.zeros(self.adj.shape[0], dtype=np.int8)
-        mark[A] = 1
-        touches = (self.adj[B] @ mark) > 0
+        self._mark[A] = True  # (one array for all splits: a split costs its own part, not the grid)
+        sub = self.adj[B]
+        touches = np.zeros(B.size, dtype=bool)
+        touches[np.repeat(np.arange(B.size), np.diff(sub.indptr))[self._mark[sub.indices]]] = True
+        self._mark[A] = False
         sep, rest = B[touches], B[~touches]
         kids = [self._split(part) for part in (A, rest) if part.size]
         return self._append(sep, tuple(kids))  # (sep is empty where the halves never meet)
