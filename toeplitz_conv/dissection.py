@@ -10,7 +10,8 @@ eliminated positions its subdomain touches). This is the multifrontal method (Ge
 Duff & Reid 1983) on a tree read from the geometry, not from a graph partitioner:
 
 - **geometry -> triples**: the single-channel pattern of the layer gives, for each output
-  position and spatial tap, the input position it reads (:class:`~toeplitz_conv.pattern.ConvPattern`).
+  position and spatial tap, the input position it reads
+  (:class:`~toeplitz_conv.pattern.ConvPattern`).
 - **triples -> fronts**: each triple lands in the front of whichever of its two positions is
   eliminated first, as one ``C_out x C_in`` block of the kernel's tap (block diagonal over
   groups); the fronts of the children add their Schur complements (extend-add).
@@ -22,7 +23,8 @@ product per front (:meth:`GridLU.solve`, also with ``C^T`` and ``C^H``). The wor
 by the largest fronts, about ``(C * sqrt(P))^3`` for ``P`` positions of ``C`` channels in 2D,
 where a general sparse LU (SuperLU's column ordering) fills in much faster: on a 64 -> 64 3x3
 layer at 56x56 this is about ``1e12`` multiply-adds, dense BLAS, against SuperLU's estimated
-half hour. :func:`lu_cost` estimates the time and bytes from the tree before anything is built.
+half hour. :func:`lu_cost` counts the multiply-adds and bytes from the tree before anything
+is built.
 
 Pivoting stays inside each front's own block (static pivoting across fronts, as in
 multifrontal codes without delayed pivots): a layer whose own blocks are singular while ``C``
