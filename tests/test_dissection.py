@@ -20,6 +20,8 @@ SQUARE = {
     "even-same": ((3, 3, 2, 4), (3, 7, 9), dict(padding="same")),
     "5-tap-1d": ((2, 2, 5), (2, 30), dict(padding=2)),
     "3d": ((2, 2, 3, 3, 3), (2, 5, 4, 6), dict(padding=1)),
+    # a 1-tap axis: rows of the grid no tap joins, so parts of the tree touch nothing else
+    "1x3": ((2, 2, 1, 3), (2, 9, 6), dict(padding="same", dilation=(1, 2))),
 }
 
 

@@ -214,6 +214,8 @@ class GridLU:
                 hit = t == tap
                 F[i[hit], :, j[hit], :] += wfull[:, :, tap]
             for c in node.children:  # extend-add: one C x C block per pair of positions
+                if not tree.bnd[c].size:  # a part of the grid no tap of the rest reaches
+                    continue
                 li = local[tree.bnd[c]]
                 sc = schur.pop(c).reshape(li.size, m, li.size, m)
                 F[li[:, None], :, li[None, :], :] += sc.transpose(0, 2, 1, 3)

@@ -275,12 +275,8 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     for missed copies (:func:`top_eigenpairs`). Each value comes from its vectors with the
     residual of its singular triplet (:func:`certify`): a value within it of 0 is reported as
     0 (a rank-deficient layer), not as a solver failure."""
-    from scipy.sparse import eye_array
-    from scipy.sparse.linalg import splu
-
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     A = ConvOperator(w, geom)
-    m, n = A.shape
     N, size = _normal_operator(A)
     top2 = lanczos_values(w, geom, 1, 1e-6)[0][0] ** 2
     if top2 == 0:  # the zero matrix
@@ -288,64 +284,81 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     v0 = _start(w.dtype, size)
     trans: Literal["T", "H"] = "H" if np.iscomplexobj(w) else "T"
     grid, grid_says = affordable_lu(w, geom)
+    no_grid = "" if lu_applies(geom) is not None else grid_says  # why not, for a square layer
+    V, U, route = None, None, ""  # U: the left vectors, where a route gives them
+    if grid is not None:
+        g = grid
+        inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
+        try:
+            with blas_threads(None):  # the solves are BLAS alone
+                # a product is two solves that read every factor: the smallest Krylov spaces that
+                # resolve the inverse's well separated top (10 products at 56x56 where 20 took 22)
+                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 8), check_ncv=12)[1]
+                V, U = _polish(V, g, A, trans)
+            route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
+        except ArpackNoConvergence:  # C numerically singular: the inverse's top is rounding noise
+            no_grid = "Lanczos on the inverse from its LU by nested dissection did not converge"
+    if V is None:
+        V, route = _bottom_past_the_grid(w, geom, A, N, size, k, tol, v0, top2, kw, trans, no_grid)
+        route += f" ({no_grid})" if no_grid else ""
+    sigma, residual = certify(A, V, U)
+    order = np.argsort(sigma)[::-1]
+    return sigma[order], residual[order], float(np.sqrt(top2)), route
+
+
+def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N: LinearOperator, size: int,
+                          k: int, tol: float, v0: np.ndarray, top2: float, kw: Mapping[str, Any],
+                          trans: Literal["T", "H"], no_grid: str) -> tuple[np.ndarray, str]:
+    """``(V, route)``: the bottom right singular vectors of a layer without (or past) the grid
+    LU (``no_grid`` says why not, for a square layer), by the first affordable of the routes
+    after it (:func:`smallest_values`)."""
+    from scipy.sparse import eye_array
+    from scipy.sparse.linalg import splu
+
+    m, n = A.shape
     # the LU of a square C fills in about 7-11x (values and indices: ~192 bytes a nonzero of C, a
     # margin kept); past the memory limit Lanczos on c I - N is left
-    square_grid = lu_applies(geom) is None
-    square = (grid is None and m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
+    square = (m == n and m * geom.taps <= SHIFT_INVERT_C_MAX_NNZ
               and 12 * m * geom.taps * 16 <= memory_limit()[0])
-    small = grid is None and m * geom.taps <= SHIFT_INVERT_MAX_NNZ
+    small = m * geom.taps <= SHIFT_INVERT_MAX_NNZ
     C = conv_matrix(w, geom.in_shape, **kw) if small or square else None
-    Nm = None if C is None or m * geom.taps > SHIFT_INVERT_MAX_NNZ else sp_csc(
-        C.conj().T @ C if n <= m else C @ C.conj().T)
+    Nm = None if C is None or not small else sp_csc(C.conj().T @ C if n <= m else C @ C.conj().T)
     lu_c = None
     if Nm is None and square and C is not None:  # the LU of C itself: N^-1 = C^-1 C^-H
         try:
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
             lu_c = None
-    U = None  # the left vectors, where a route gives them
     try:
-        with blas_threads(None if grid else LANCZOS_BLAS_THREADS):  # the solves are BLAS alone
-            if grid is not None:
-                g = grid
-                inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
-                # a product is two solves that read every factor: the smallest Krylov spaces that
-                # resolve the inverse's well separated top (10 products at 56x56 where 20 took 22)
-                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 8), check_ncv=12)[1]
-                V, U = _polish(V, grid, A, trans)
-                route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
-            elif Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
+        with blas_threads(LANCZOS_BLAS_THREADS):
+            if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
                 delta = 1e-9 * top2
                 check_size("the sparse LU of the normal matrix", 40 * Nm.nnz * 16,
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
-                route = "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
-            elif lu_c is not None and C is not None:
+                return V, "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
+            if lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
-                route = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
-            else:
-                c = 1.01 * top2
-                shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
-                ncv = max(4 * k, k + 96)
-                products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
-                V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
-                route = "Lanczos on c I - N" + (f" ({grid_says})" if square_grid else "")
+                return V, "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
+            c = 1.01 * top2
+            shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
+            ncv = max(4 * k, k + 96)
+            products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
+            V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
+            return V, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer (its normal matrix is too large for a sparse LU"
-            f"{'; ' + grid_says if square_grid else ''}; and the bottom of its spectrum is clustered; it "
+            f"{'; ' + no_grid if no_grid else ''}; and the bottom of its spectrum is clustered; it "
             f"was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it): use "
             f"method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; "
             f"got tol={tol}.") from e
-    sigma, residual = certify(A, V, U)
-    order = np.argsort(sigma)[::-1]
-    return sigma[order], residual[order], float(np.sqrt(top2)), route
 
 
 # --------------------------------------------------------------------------- the layer
