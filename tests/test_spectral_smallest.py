@@ -221,3 +221,13 @@ def test_complex_weights_at_the_bottom(route, monkeypatch):
     np.testing.assert_allclose(s.values, ref[-2:], rtol=1e-8)
     assert np.all(np.abs(s.values - ref[-2:]) <= s.residuals + 64 * EPS * ref[0])
     assert np.all(s.residuals <= 1e-9 * ref[0])
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+def test_all_but_one_value_of_a_tiny_layer(which):
+    """``k = min(C.shape) - 1`` is allowed, but ARPACK's ``eigsh`` refuses ``k >= N - 1`` of an
+    operator (a TypeError before): such a group takes its dense SVD."""
+    w = np.random.default_rng(8).standard_normal((1, 1, 3))
+    ref = dense_sv(w, (1, 3), padding="same", padding_mode="reflect")
+    s = tc.singular_values(w, (1, 3), padding="same", padding_mode="reflect", k=2, which=which, method="svds")
+    np.testing.assert_allclose(s.values, ref[:2] if which == "largest" else ref[-2:], rtol=1e-12)

@@ -410,7 +410,7 @@ def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["large
     values, residuals, s_max, routes = [], [], 0.0, []
     for part, count in parts:
         kg = ceil(k / count)  # enough of this group's values to fill k with its copies
-        if kg >= min(ggeom.shape):
+        if kg >= min(ggeom.shape) - 1:  # (ARPACK's eigsh takes k < N - 1 of an operator)
             s = dense_values(part, ggeom, gkw)
             s, top = (s[:kg] if which == "largest" else s[s.size - kg:]), s[0]
             r = np.zeros(s.size)
