@@ -231,3 +231,15 @@ def test_all_but_one_value_of_a_tiny_layer(which):
     ref = dense_sv(w, (1, 3), padding="same", padding_mode="reflect")
     s = tc.singular_values(w, (1, 3), padding="same", padding_mode="reflect", k=2, which=which, method="svds")
     np.testing.assert_allclose(s.values, ref[:2] if which == "largest" else ref[-2:], rtol=1e-12)
+
+
+def test_a_rank_deficient_layer_gets_zeros_with_a_usable_certificate():
+    """Two equal output channels: C has repeated rows, so its bottom values are 0. Their
+    vectors are null vectors, whose ``u = A v / ||A v||`` is rounding; the certificate is then
+    the square root of ``||N v - sigma^2 v||``, small, not ``||A^H u||`` (about sigma_max)."""
+    w = np.random.default_rng(3).standard_normal((4, 4, 3, 3))
+    w[1] = w[0]
+    ref = dense_sv(w, (4, 9, 8), padding=1)
+    s = tc.singular_values(w, (4, 9, 8), padding=1, k=3, which="smallest", method="svds")
+    assert np.all(s.values == 0) and np.all(ref[-3:] < 1e-14 * ref[0])
+    assert np.all(s.residuals <= 1e-3 * ref[0])

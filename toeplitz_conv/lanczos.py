@@ -169,6 +169,9 @@ def certify(A: ConvOperator, V: np.ndarray, U: np.ndarray | None = None) -> tupl
     the unit vector ``(u, v) / sqrt(2)`` of the Hermitian ``[[0, A], [A^H, 0]]``, whose
     eigenvalues are the singular values, their negatives and zeros, so a singular value (or 0)
     lies within the residual of ``sigma``; a ``sigma`` within it of 0 is reported as 0.
+    Without ``U`` the residual is the smaller of that and ``sqrt(||N v - sigma^2 v||)`` (a
+    squared singular value lies within ``||N v - sigma^2 v||`` of ``sigma^2``): for a null
+    vector ``v``, ``A v / ||A v||`` is rounding and only the second is small.
 
     Its rounding is about ``eps * sigma_max``, so a small value is certified down to the dense
     SVD's resolution. (The residual ``||N v - sigma^2 v||`` of the normal operator cannot go
@@ -183,14 +186,18 @@ def certify(A: ConvOperator, V: np.ndarray, U: np.ndarray | None = None) -> tupl
     if U is None:
         sigma = np.linalg.norm(AV, axis=0)
         U = AV / np.where(sigma > 0, sigma, 1.0)
+        r_right = np.linalg.norm(back(U) - V * sigma, axis=0)
+        # r_left is 0; and ||N v - sigma^2 v|| = sigma r_right bounds |s - sigma| by its square
+        # root too: the better bound for a (near-)null v, whose u = A v / ||A v|| is rounding
+        residual = np.minimum(r_right / np.sqrt(2), np.sqrt(sigma * r_right))
     else:
         U = U / np.linalg.norm(U, axis=0)
         proj = np.sum(U.conj() * AV, axis=0)
         sigma = np.abs(proj)
         U = U * (proj / np.where(sigma > 0, sigma, 1.0))  # the phase that makes u^H A v = sigma >= 0
-    r_left = np.linalg.norm(AV - U * sigma, axis=0)
-    r_right = np.linalg.norm(back(U) - V * sigma, axis=0)
-    residual = np.hypot(r_left, r_right) / np.sqrt(2)
+        r_left = np.linalg.norm(AV - U * sigma, axis=0)
+        r_right = np.linalg.norm(back(U) - V * sigma, axis=0)
+        residual = np.hypot(r_left, r_right) / np.sqrt(2)
     return np.where(sigma <= residual, 0.0, sigma), residual
 
 
