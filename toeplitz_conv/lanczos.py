@@ -31,7 +31,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .conv import conv_matrix
-from .dissection import GridLU, affordable_lu, lu_applies
+from .dissection import affordable_lu, lu_applies
 from .geometry import ConvGeometry
 from .memory import check_size, human_bytes, memory_limit
 from .operator import ConvOperator
@@ -178,7 +178,7 @@ def certify(A: ConvOperator, V: np.ndarray, U: np.ndarray | None = None) -> tupl
     below ``eps * sigma_max^2``, and would take any value under ``sqrt(eps) * sigma_max`` for
     0.) The partner ``u`` matters there: ``A v / ||A v||`` carries the rounding of ``A v``
     (``eps * sigma_max``) relative to ``sigma``, so a bottom value from an LU comes with its
-    own ``u`` (:func:`_polish`)."""
+    own ``u`` (:meth:`~toeplitz_conv.dissection.GridLU.polish`)."""
     m, n = A.shape
     op, back = (A.matmat, A.rmatmat) if n <= m else (A.rmatmat, A.matmat)
     V = V / np.linalg.norm(V, axis=0)
@@ -247,27 +247,6 @@ SMALLEST_LANCZOS_MACS = 5e11
 SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
 
 
-#: Steps of inverse iteration, each solve refined once, that polish the bottom vectors found
-#: through the grid LU: Lanczos's vectors carry the solves' error (about ``eps * cond(C)``) in
-#: every direction, and along the top of the spectrum that error dominates the residual (a
-#: 64 -> 64 layer on 56x56: ``||N v - mu v||`` was 2e-11 against ``sigma^2`` = 1.7e-14, so the
-#: certificate could not tell the value from 0). Polished, the residual is rounding.
-POLISH_STEPS = 2
-
-
-def _polish(V: np.ndarray, lu: GridLU, A: ConvOperator,
-            trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
-    """``(V, U)``: the bottom right singular vectors ``V`` (eigenvectors of ``N = C^H C``) after
-    ``POLISH_STEPS`` of refined inverse iteration on their span and Rayleigh-Ritz with ``N``
-    itself, and their left partners ``U = C^-H V`` (``C^H u = sigma v``), each solve refined."""
-    Q = np.linalg.qr(V)[0]
-    for _ in range(POLISH_STEPS):
-        Q = np.linalg.qr(lu.solve(lu.solve(Q, trans, refine=1), "N", refine=1))[0]
-    AQ = A.matmat(Q)
-    V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
-    return V, lu.solve(V, trans, refine=1)
-
-
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
     """``(values, residuals, sigma_max, route)``: the bottom ``k`` singular values (descending)
@@ -275,7 +254,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     caller's rank tolerance reuses it), and which route gave them. The first affordable of:
     Lanczos on ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one
     grid (:func:`~toeplitz_conv.dissection.affordable_lu`; its vectors polished by refined
-    inverse iteration, :func:`_polish`);
+    inverse iteration, :meth:`~toeplitz_conv.dissection.GridLU.polish`);
     shift-invert Lanczos on the explicit normal matrix (the bottom eigenvalues become the top
     ones of ``(N + delta I)^-1``, well separated); Lanczos on ``C^-1 C^-H`` from SuperLU's LU
     of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
@@ -301,7 +280,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 # a product is two solves that read every factor: the smallest Krylov spaces that
                 # resolve the inverse's well separated top (10 products at 56x56 where 20 took 22)
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 8), check_ncv=12)[1]
-                V, U = _polish(V, g, A, trans)
+                V, U = g.polish(V, trans)
             route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
         except ArpackNoConvergence:  # C numerically singular: the inverse's top is rounding noise
             no_grid = "Lanczos on the inverse from its LU by nested dissection did not converge"
