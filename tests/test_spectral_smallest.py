@@ -93,14 +93,19 @@ def test_residuals_scale_with_the_weight():
     assert b.residuals[0] == pytest.approx(a.residuals[0] * 2.0**40, rel=1e-3, abs=1e-30 * 2.0**40)
 
 
-def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
-    """Past the sparse LU, Lanczos on c I - N gets a budget of multiply-adds (a clustered bottom
-    could otherwise run for days): past it, a ValueError with the way out and the dense size."""
+def _only_lanczos_with_no_budget(monkeypatch):
+    """Every LU out of reach, and Lanczos on c I - N allowed one product: it gives up."""
     monkeypatch.setattr(dissection, "MAX_MACS", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
     monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
+
+
+def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
+    """Past the sparse LU, Lanczos on c I - N gets a budget of multiply-adds (a clustered bottom
+    could otherwise run for days): past it, a ValueError with the way out and the dense size."""
+    _only_lanczos_with_no_budget(monkeypatch)
     w = np.random.default_rng(0).standard_normal((8, 8, 3, 3))
     with pytest.raises(ValueError, match=r"did not converge to the 1 smallest singular values of this 1,568 x 1,568 "
                                          r"layer .* about 1e\+00 multiply-adds .* method='dense' if it fits in "
@@ -118,11 +123,7 @@ def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
     from toeplitz_conv import spectral
 
     monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
-    monkeypatch.setattr(dissection, "MAX_MACS", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
+    _only_lanczos_with_no_budget(monkeypatch)
     w = np.random.default_rng(1).standard_normal((4, 4, 3, 3))
     s = tc.singular_values(w, (4, 10, 10), padding=1, k=2, which="smallest", tol=1e-14)
     assert s.method == "dense"
