@@ -54,10 +54,13 @@ def test_every_split_gives_jacrevs_matrix(name):
     found = middle.splits(net, TORCH_MACS_PER_S, 8)
     assert found, "no position splits the network"
     for split in found:
-        J = middle.jacobian(net, sample(net, x), split, block=5)
-        np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()),
-                                   err_msg=f"meeting at position {split.node}")
-        assert J.has_sorted_indices and not np.any(J.data == 0)
+        # blocks of output colours: a row of the last axis, two rows, two planes, all of them
+        ext = split.reverse.extents
+        for block in sorted({5, 2 * ext[-1], 2 * int(np.prod(ext[2:])), 10**6}):
+            J = middle.jacobian(net, sample(net, x), split, block=block)
+            np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(ref).max()),
+                                       err_msg=f"meeting at position {split.node}, blocks of {block}")
+            assert J.has_sorted_indices and not np.any(J.data == 0)
     J, plan = network_jacobian(net, x, "middle")
     assert plan.method == "middle" and plan.split is not None
     assert plan.colours["middle"] == plan.split.forward.colours + plan.split.reverse.colours
