@@ -123,3 +123,19 @@ def test_the_adjoint_convolution_is_torchs_transpose():
     got = P._conv(y, layer, (2, 4), transposed=True)
     want = torch.nn.functional.conv_transpose2d(y, model[0].weight, padding=(2, 4), dilation=2, groups=2)
     np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-12)
+
+
+def test_a_one_by_one_convolution_goes_back_by_its_flipped_kernel():
+    """The adjoint's flipped 1x1 kernel of one input channel keeps negative strides on its
+    axes of length 1 (numpy calls it contiguous; torch refuses it): it is copied."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 1, (1, 3), padding=(0, 1)),
+                          nn.Tanh(), nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)).double().eval()
+    x = torch.randn(1, 1, 13, 12, dtype=torch.float64)
+    net, ref = tc.compile(model, (1, 13, 12)), torch_jacobian(model, x)
+    found = middle.splits(net, TORCH_MACS_PER_S, 8)
+    assert [s.node for s in found] == [1, 2, 3, 4, 5, 6]
+    for split in found:  # the 1x1 layer forwards (after it), then backwards by its adjoint
+        J = middle.jacobian(net, sample(net, x), split, block=8)
+        np.testing.assert_allclose(J.toarray(), ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max(),
+                                   err_msg=f"meeting at position {split.node}")

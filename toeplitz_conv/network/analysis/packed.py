@@ -318,7 +318,10 @@ class _Indices(dict):  # type: ignore[type-arg]
 
 
 def torch_tensor(a: Any) -> torch.Tensor:
+    """``a`` as a tensor (shared where it can be). numpy calls an array contiguous whatever the
+    stride of an axis of length 1, but torch refuses a negative one (a flipped 1x1 kernel)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a))
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if min(a.strides, default=0) >= 0 else a.copy())
 
