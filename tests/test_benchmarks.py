@@ -82,6 +82,16 @@ def test_fuzz_totals_smoke_prints_its_table(capsys):
     assert code == 0, out  # no WRONG answer and no crash in the first cases of each family
 
 
+def test_fuzz_jacobian_first_cases_agree_with_jacrev(capsys):
+    """Random stencil networks and programs: every Jacobian method equals jacrev, or refuses."""
+    code = _load("fuzz_jacobian").main(["--seed", "3", "--cases", "12"])
+    out = capsys.readouterr().out
+    assert re.search(r"^1[0-2] models, 0 with a failure$", out, re.M), out
+    counts = {m: int(n) for m, n in re.findall(r"^  (\w+(?: splits)?) +ran +(\d+)", out, re.M)}
+    assert counts["middle"] > 0 and counts["packed"] > 0, out  # the stencil methods ran on some
+    assert code == 0
+
+
 @pytest.mark.slow
 def test_bench_architectures_quick_prints_its_table(capsys):
     module = _load("bench_architectures")

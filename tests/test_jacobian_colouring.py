@@ -143,7 +143,11 @@ def test_packed_convolutions_a_seed_at_a_time_are_the_same(monkeypatch, name):
 @pytest.mark.parametrize("method, model, shape, why", [
     ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1)), (1, 8, 8), "changes the spatial shape"),
     ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 8, 8),
-     "is not a stride-1 convolution with zero 'same' padding"),
+     "is not a stride-1 convolution with zero 'same' padding.*padding \\(1, 1\\) before and \\(1, 1\\) "
+     "after, mode 'reflect'"),
+    ("middle", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 2, padding="same")),
+     (1, 8, 8), "as wide on both sides of each axis.*kernel \\(2, 2\\).*padding \\(0, 0\\) before and "
+     "\\(1, 1\\) after"),
     ("packed", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softmax(dim=1)), (1, 8, 8),
      "is not a convolution or an elementwise node"),
     ("packed", nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 5, padding=2)), (1, 6, 6),

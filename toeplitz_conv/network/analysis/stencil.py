@@ -81,7 +81,11 @@ def structure(net: Network) -> tuple[list[tuple[int, ...]], str | None]:
         if isinstance(layer, Conv) and not isinstance(layer, ConvTranspose):
             h = conv_half_widths(layer)
             if h is None:
-                return R, f"{why} is not a stride-1 convolution with zero 'same' padding"
+                g = conv_geometry(cast(np.ndarray, layer.p("weight")).shape, layer.in_shape, **layer.kw)
+                return R, (f"{why} is not a stride-1 convolution with zero 'same' padding, as wide on "
+                           f"both sides of each axis (an odd kernel extent): it has kernel {tuple(g.kernel)}, "
+                           f"dilation {tuple(g.dilation)}, stride {tuple(g.stride)}, padding "
+                           f"{tuple(g.pad_lo)} before and {tuple(g.pad_hi)} after, mode {g.padding_mode!r}")
             R.append(tuple(r + hh for r, hh in zip(ins[0], h)))
         elif isinstance(layer, (Activation, BatchNorm, Reshape)) or (
                 isinstance(layer, Combine) and all(diagonal_of(M) is not None for M in layer.matrices)):

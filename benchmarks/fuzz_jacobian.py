@@ -1,0 +1,199 @@
+"""Fuzz the exact network Jacobian against ``torch.func.jacrev``, every method.
+
+Two kinds of random model, float64, one sample:
+
+- *stencil networks*, where the packed and meeting methods apply: 1D/2D/3D, 1-3 channels,
+  convolutions with ``padding='same'`` (kernels 1-5, sometimes even; dilation 1-2; groups;
+  with or without bias), activations (ReLU, tanh, sigmoid, ELU, leaky ReLU, softplus), batch
+  norm in eval mode, residual blocks, the output ``f(x)`` or ``x - f(x)``; images from
+  smaller than a cone to a few cones wide;
+- *programs* of ``fuzz_programs.py`` (concatenations, slices, pooling, upsampling, products,
+  ...), those that compile.
+
+Each model is compiled, and ``tc.jacobian(net, x, method=m)`` runs for ``m`` in ``auto``,
+``forward``, ``packed``, ``middle``, ``reverse`` and ``chain``, and ``tc.jacobian(model, x)``
+on the model itself (``model`` below: it compiles only if it needs to); the meeting also at every
+position that splits the network, with a random block of output colours. A case passes when
+every method that runs agrees with jacrev to ``rtol 1e-10`` (``atol 1e-12`` of the largest
+entry) and stores no zeros, and every method that does not run refuses with a ``ValueError``
+naming what it needs (``model`` and ``auto`` must always run).
+
+    python benchmarks/fuzz_jacobian.py --seed 1 --cases 200
+
+Prints each failure and, at the end, how often each method ran, was refused, or failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import toeplitz_conv as tc  # noqa: E402
+from fuzz_programs import OPS, Program  # noqa: E402
+from toeplitz_conv.network.analysis import middle  # noqa: E402
+from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, sample  # noqa: E402
+
+METHODS = ("model", "auto", "forward", "packed", "middle", "reverse", "chain")
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "elu": F.elu,
+               "leaky": lambda v: F.leaky_relu(v, 0.1), "softplus": F.softplus}
+# compile refuses these, and the Jacobian refuses a model that reads the batch size
+REFUSED_PROGRAM_OPS = {"view_add_", "slice_mul_", "alias_iadd", "no_grad", "literal_batch", "numel_scale"}
+
+
+class Stencil(nn.Module):
+    """Runs ``ops`` (convolutions, activations, batch norms, residual blocks) in order."""
+
+    def __init__(self, nd: int, c_in: int, rng: np.random.Generator):
+        super().__init__()
+        conv = [nn.Conv1d, nn.Conv2d, nn.Conv3d][nd - 1]
+        bn = [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d][nd - 1]
+        self.ops, self.mods = [], nn.ModuleList()
+        c = c_in
+
+        def a_conv(c_from: int, c_to: int) -> nn.Module:
+            g = int(rng.choice([g for g in (1, 2, 3) if c_from % g == 0 and c_to % g == 0]))
+            even = rng.random() < 0.15
+            k = int(rng.choice([2, 4])) if even else int(rng.choice([1, 3, 3, 5]))
+            d = int(rng.choice([1, 1, 2]))
+            return conv(c_from, c_to, k, padding="same", dilation=d, groups=g, bias=bool(rng.random() < 0.5))
+
+        for _ in range(int(rng.integers(1, 5))):
+            kind = str(rng.choice(["conv", "conv", "act", "act", "bn", "res"]))
+            if kind == "conv":
+                c_out = int(rng.integers(1, 4))
+                self.mods.append(a_conv(c, c_out))
+                self.ops.append(("mod", len(self.mods) - 1))
+                c = c_out
+            elif kind == "act":
+                self.ops.append(("act", str(rng.choice(list(ACTIVATIONS)))))
+            elif kind == "bn":
+                m = bn(c)
+                with torch.no_grad():
+                    m.running_mean.normal_()
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.normal_()
+                    m.bias.normal_()
+                self.mods.append(m)
+                self.ops.append(("mod", len(self.mods) - 1))
+            else:  # h + conv(act(conv(h)))
+                self.mods.extend([a_conv(c, c), a_conv(c, c)])
+                self.ops.append(("res", len(self.mods) - 2, str(rng.choice(list(ACTIVATIONS)))))
+        self.residual_out = c == c_in and rng.random() < 0.5
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        with torch.no_grad():
+            for mod in self.mods:
+                if isinstance(mod, nn.modules.conv._ConvNd):
+                    mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * 0.5)
+                    if mod.bias is not None:
+                        mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
+
+    def forward(self, x):
+        h = x
+        for op in self.ops:
+            if op[0] == "mod":
+                h = self.mods[op[1]](h)
+            elif op[0] == "act":
+                h = ACTIVATIONS[op[1]](h)
+            else:
+                h = h + self.mods[op[1] + 1](ACTIVATIONS[op[2]](self.mods[op[1]](h)))
+        return x - h if self.residual_out else h
+
+
+def _where() -> str:
+    """The library's innermost frame of the exception being handled."""
+    frames = [f for f in traceback.extract_tb(sys.exc_info()[2]) if "toeplitz_conv" in f.filename]
+    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+
+
+def case(rng: np.random.Generator):
+    """A random model and its input shape."""
+    if rng.random() < 0.7:
+        nd = int(rng.choice([1, 2, 2, 3]))
+        c_in = int(rng.integers(1, 4))
+        hi = {1: 40, 2: 14, 3: 7}[nd]
+        spatial = tuple(int(x) for x in rng.integers(3, hi + 1, nd))
+        return Stencil(nd, c_in, rng).double().eval(), (c_in, *spatial)
+    ops = [str(o) for o in rng.choice([o for o in OPS if o not in REFUSED_PROGRAM_OPS], int(rng.integers(1, 6)))]
+    side = int(rng.integers(4, 11))
+    return Program(ops, int(rng.integers(2**31))).double().eval(), (2, side, side)
+
+
+def main(argv=None) -> int:
+    """Run the cases; the number of models with a failure."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cases", type=int, default=200)
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    # torch warns that an even kernel's 'same' padding may copy the input: expected here
+    warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+    counts = {m: {"ran": 0, "refused": 0, "failed": 0} for m in (*METHODS, "middle splits")}
+    failures = cases = 0
+    for i in range(args.cases):
+        model, shape = case(rng)
+        x = torch.randn(1, *shape, dtype=torch.float64)
+        try:
+            net = tc.compile(model, shape)
+        except (ValueError, TypeError) as e:  # a program compile refuses, saying why
+            print(f"case {i}: compile refused {shape}: {str(e)[:120]}")
+            continue
+        cases += 1
+        ref = torch.func.jacrev(lambda v: model(v[None])[0])(x[0]).reshape(-1, x[0].numel()).detach().numpy()
+        atol = 1e-12 * max(1.0, float(np.abs(ref).max()))
+        bad = []
+
+        def check(name, J):
+            ok = np.allclose(J.toarray(), ref, rtol=1e-10, atol=atol) and not np.any(J.data == 0)
+            counts[name]["ran" if ok else "failed"] += 1
+            if not ok:
+                diff = float(np.abs(J.toarray() - ref).max())
+                bad.append(f"{name}: max diff {diff:.3g}, zeros stored {int(np.sum(J.data == 0))}")
+
+        for m in METHODS:
+            try:
+                J = tc.jacobian(model if m == "model" else net, x, method="auto" if m == "model" else m)
+            except ValueError as e:
+                if m in ("model", "auto") or not str(e).startswith(f"method={m!r} needs"):
+                    counts[m]["failed"] += 1
+                    bad.append(f"{m}: refused: {str(e)[:160]} at {_where()}")
+                else:
+                    counts[m]["refused"] += 1
+                continue
+            except Exception as e:  # noqa: BLE001 - a fuzz reports every failure
+                counts[m]["failed"] += 1
+                bad.append(f"{m}: {type(e).__name__}: {str(e)[:160]} at {_where()}")
+                continue
+            check(m, J)
+        for split in middle.splits(net, TORCH_MACS_PER_S, 8):
+            block = int(rng.integers(1, split.reverse.colours + 2))
+            try:
+                check("middle splits", middle.jacobian(net, sample(net, x), split, block))
+            except Exception as e:  # noqa: BLE001
+                counts["middle splits"]["failed"] += 1
+                bad.append(f"middle at {split.node}, block {block}: {type(e).__name__}: {str(e)[:160]} "
+                           f"at {_where()}")
+        if bad:
+            failures += 1
+            print(f"case {i}: FAILED {type(model).__name__} {shape} {getattr(model, 'ops', '')}")
+            for b in bad:
+                print("   ", b)
+    print(f"\n{cases} models, {failures} with a failure")
+    for m, c in counts.items():
+        print(f"  {m:14s} ran {c['ran']:4d}  refused {c['refused']:4d}  failed {c['failed']:4d}")
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main() else 0)
