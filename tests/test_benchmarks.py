@@ -92,6 +92,16 @@ def test_fuzz_jacobian_first_cases_agree_with_jacrev(capsys):
     assert code == 0
 
 
+def test_fuzz_spectral_first_cases_agree_with_the_dense_svd(capsys):
+    """Random layers: every spectral method that applies equals the dense SVD, or refuses."""
+    code = _load("fuzz_spectral").main(["--seed", "5", "--cases", "16"])
+    out = capsys.readouterr().out
+    assert re.search(r"^1[0-6] layers, 0 with a failure$", out, re.M), out
+    counts = {m: int(n) for m, n in re.findall(r"^  (\w+) +ran +(\d+)", out, re.M)}
+    assert counts["svds"] > 0 and counts["blocks"] + counts["fft"] > 0, out
+    assert code == 0
+
+
 @pytest.mark.slow
 def test_bench_architectures_quick_prints_its_table(capsys):
     module = _load("bench_architectures")

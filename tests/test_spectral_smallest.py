@@ -244,3 +244,41 @@ def test_a_rank_deficient_layer_gets_zeros_with_a_usable_certificate():
     s = tc.singular_values(w, (4, 9, 8), padding=1, k=3, which="smallest", method="svds")
     assert np.all(s.values == 0) and np.all(ref[-3:] < 1e-14 * ref[0])
     assert np.all(s.residuals <= 1e-3 * ref[0])
+
+
+def test_a_numerically_singular_grid_lu_leaves_the_values_above_its_null_space_to_another_route():
+    """A 2-tap dilated kernel with replicate padding: one zero singular value, and the grid
+    LU's pivots are tiny but not 0. The inverse's null direction (1 / eps^2) swamps its other
+    eigenvalues: only the zero was resolved, the 13 values above it had certificates of about
+    sigma_max and were reported as 0. The certificates send them to the next route."""
+    w = np.array([[[0.7129130347106278, 2.0441190583934326]]])
+    kw = dict(padding="same", dilation=2, padding_mode="replicate")
+    ref = dense_sv(w, (1, 24), **kw)
+    s = tc.singular_values(w, (1, 24), k=14, which="smallest", method="svds", **kw)
+    assert ref[-1] < 1e-15 * ref[0] and ref[-2] > 0.4 * ref[0]
+    np.testing.assert_allclose(s.values[:-1], ref[-14:-1], rtol=1e-10)
+    assert s.values[-1] == 0 and np.all(s.residuals <= 1e-6 * ref[0])
+    assert "the inverse from its LU by nested dissection left a value unresolved" in s.route
+    assert "a numerically singular layer" in s.route
+
+
+def test_values_no_route_resolved_are_refused_or_taken_densely(monkeypatch):
+    """A route whose vectors are not singular vectors (here: random ones) gives certificates
+    of about sigma_max: 'svds' refuses, saying how loose and what to do; 'auto' takes the
+    dense SVD."""
+    from toeplitz_conv import spectral
+
+    def random_vectors(w, geom, A, N, size, k, *rest):
+        return np.linalg.qr(np.random.default_rng(0).standard_normal((size, k)))[0], "a test's route"
+
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)
+    monkeypatch.setattr(lanczos, "_bottom_past_the_grid", random_vectors)
+    monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
+    w = np.random.default_rng(2).standard_normal((3, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"the 2 smallest singular values of this 192 x 192 layer were not "
+                                         r"resolved by a test's route.*certificate of .* sigma_max.*"
+                                         r"method='dense'"):
+        tc.singular_values(w, (3, 8, 8), padding=1, k=2, which="smallest", method="svds")
+    s = tc.singular_values(w, (3, 8, 8), padding=1, k=2, which="smallest")
+    assert s.method == "dense"
+    np.testing.assert_allclose(s.values, dense_sv(w, (3, 8, 8), padding=1)[-2:], rtol=1e-12)

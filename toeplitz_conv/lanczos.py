@@ -240,6 +240,17 @@ SHIFT_INVERT_MAX_NNZ = 5_000_000
 #: 56x56 would take half an hour, so it stays with Lanczos on ``c I - N``.
 SHIFT_INVERT_C_MAX_NNZ = 40_000_000
 
+#: The grid route's polished certificates are about ``eps * sigma_max`` (a null vector's
+#: ``sqrt(eps) * sigma_max``); past this fraction of ``sigma_max`` a value was not resolved
+#: (a numerically singular layer: the inverse's null space swamps its other eigenvalues).
+GRID_RESOLVED = 1e-6
+
+#: Any route's values are refused past this fraction of ``sigma_max`` (or ``100 sqrt(tol)``):
+#: values from the wrong part of the spectrum (a route that resolved only a null space) had
+#: certificates of 0.3-0.6 sigma_max; shift-invert's null vectors of non-square layers, right,
+#: up to 1e-3.
+UNRESOLVED = 1e-2
+
 #: Past the sparse LU, Lanczos on ``c I - N`` may crawl for days where the bottom clusters (a
 #: 64 -> 64 3x3 layer on 56x56: 16,000 products, ten minutes, unconverged): it gets this many
 #: multiply-adds (about two minutes at one BLAS thread's rate here), then says so.
@@ -260,7 +271,9 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
     for missed copies (:func:`top_eigenpairs`). Each value comes from its vectors with the
     residual of its singular triplet (:func:`certify`): a value within it of 0 is reported as
-    0 (a rank-deficient layer), not as a solver failure."""
+    0 (a rank-deficient layer), not as a solver failure. The grid route's values stand only
+    with certificates within ``GRID_RESOLVED`` of ``sigma_max`` (else the routes after it
+    run); any route's, within ``UNRESOLVED`` (else :class:`NoConvergence`)."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     A = ConvOperator(w, geom)
     N, size = _normal_operator(A)
@@ -271,7 +284,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     trans: Literal["T", "H"] = "H" if np.iscomplexobj(w) else "T"
     grid, grid_says = affordable_lu(w, geom)
     no_grid = "" if lu_applies(geom) is not None else grid_says  # why not, for a square layer
-    V, U, route = None, None, ""  # U: the left vectors, where a route gives them
+    values, route = None, ""  # (sigma, residual) of a route's vectors
     if grid is not None:
         g = grid
         inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
@@ -280,14 +293,27 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                 # a product is two solves that read every factor: the smallest Krylov spaces that
                 # resolve the inverse's well separated top (10 products at 56x56 where 20 took 22)
                 V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 8), check_ncv=12)[1]
-                V, U = g.polish(V, trans)
+                values = certify(A, *g.polish(V, trans))
             route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
+            worst = float(np.max(values[1])) / np.sqrt(top2)
+            if worst > GRID_RESOLVED:  # the inverse's top is a (numerical) null space whose
+                # 1 / eps swamps the rest: only the null vectors were resolved
+                values = None
+                no_grid = (f"the inverse from its LU by nested dissection left a value unresolved (a "
+                           f"certificate of {worst:.1e} sigma_max: a numerically singular layer)")
         except ArpackNoConvergence:  # C numerically singular: the inverse's top is rounding noise
             no_grid = "Lanczos on the inverse from its LU by nested dissection did not converge"
-    if V is None:
+    if values is None:
         V, route = _bottom_past_the_grid(w, geom, A, N, size, k, tol, v0, top2, kw, trans, no_grid)
         route += f" ({no_grid})" if no_grid else ""
-    sigma, residual = certify(A, V, U)
+        values = certify(A, V)
+    sigma, residual = values
+    loose = float(np.max(residual)) / np.sqrt(top2)
+    if loose > max(UNRESOLVED, 100 * np.sqrt(tol)):  # values of the wrong part of the spectrum
+        raise NoConvergence(
+            f"the {k} smallest singular values of this {A.shape[0]:,} x {A.shape[1]:,} layer were not "
+            f"resolved by {route}: a certificate of {loose:.1e} sigma_max. Use method='dense' if it "
+            f"fits in memory ({human_bytes(dense_bytes(w, geom))}).")
     order = np.argsort(sigma)[::-1]
     return sigma[order], residual[order], float(np.sqrt(top2)), route
 
@@ -315,6 +341,7 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
             lu_c = None
+    tried = "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
     try:
         with blas_threads(LANCZOS_BLAS_THREADS):
             if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
@@ -323,28 +350,27 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
-                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
-                return V, "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
+                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], tried
+            tried = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
             if lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
-                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1]
-                return V, "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
+                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], tried
             c = 1.01 * top2
             shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
             ncv = max(4 * k, k + 96)
             products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
+            tried = (f"Lanczos on c I - N (its normal matrix is too large for a sparse LU, and it was given "
+                     f"about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it)")
             V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
             return V, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
-            f"layer (its normal matrix is too large for a sparse LU"
-            f"{'; ' + no_grid if no_grid else ''}; and the bottom of its spectrum is clustered; it "
-            f"was given about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it): use "
-            f"method='dense' if it fits in memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; "
-            f"got tol={tol}.") from e
+            f"layer by {tried}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
+            f"clustered, or numerically null. Use method='dense' if it fits in "
+            f"memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; got tol={tol}.") from e
 
 
 # --------------------------------------------------------------------------- the layer
