@@ -211,8 +211,8 @@ from toeplitz_conv.operator import ConvOperator
 w = weight(512, 512)
 g = conv_geometry(w.shape, (512, 7, 7), padding=1)
 A = ConvOperator(w, g)
-N, size = lanczos._normal_operator(A)
-v0 = _old_circulant('{commit}').warm_start(w, g) + 1e-2 * lanczos._start(w.dtype, size)
+N, size = lanczos.normal_operator(A)
+v0 = _old_circulant('{commit}').warm_start(w, g) + 1e-2 * lanczos.start_vector(w.dtype, size)
 with lanczos.blas_threads(lanczos.LANCZOS_BLAS_THREADS):
     V = lanczos.top_eigenpairs(N, 1, 1e-10, v0, 33, 1000)[1]  # operator_norm's tol
 value = lanczos.certify(A, V)[0][0]"""

@@ -13,7 +13,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator
 
 import toeplitz_conv as tc
 from helpers import MODES
-from toeplitz_conv import lanczos
+from toeplitz_conv import lanczos, svds
 
 
 def dense_sv(w, shape, **kw):
@@ -98,8 +98,8 @@ def test_the_fuzzers_grouped_layer_by_auto():
 
 def test_repeated_smallest_without_a_sparse_lu(monkeypatch):
     """The other branch for the bottom (Lanczos on ``c I - N``) is checked for copies too."""
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_C_MAX_NNZ", 0)
     for key in ("1d-circular-seed3", "1d-circular-k-straddles"):
         w, shape, kw, k = REPEATED[key]
         ref = dense_sv(w, shape, **kw)

@@ -8,7 +8,7 @@ import pytest
 
 import toeplitz_conv as tc
 from helpers import MODES
-from toeplitz_conv import dissection, lanczos
+from toeplitz_conv import dissection, svds
 
 EPS = np.finfo(np.float64).eps
 
@@ -53,9 +53,9 @@ def test_smallest_matches_the_dense_svd_with_a_certificate(case, mode, branch, m
     else:
         monkeypatch.setattr(dissection, "MAX_MACS", 0)
     if branch in ("lu-of-c", "matrix-free"):  # past the LU of N: the LU of a square C, else c I - N
-        monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
+        monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
     if branch == "matrix-free":
-        monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
+        monkeypatch.setattr(svds, "SHIFT_INVERT_C_MAX_NNZ", 0)
     built = []
     real_lu = dissection.GridLU
     monkeypatch.setattr(dissection, "GridLU", lambda *a: built.append(1) or real_lu(*a))
@@ -96,10 +96,10 @@ def test_residuals_scale_with_the_weight():
 def _only_lanczos_with_no_budget(monkeypatch):
     """Every LU out of reach, and Lanczos on c I - N allowed one product: it gives up."""
     monkeypatch.setattr(dissection, "MAX_MACS", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 1.0)
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_C_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SMALLEST_LANCZOS_MACS", 1.0)
+    monkeypatch.setattr(svds, "SMALLEST_LANCZOS_MIN_PRODUCTS", 1)
 
 
 def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
@@ -111,8 +111,8 @@ def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
                                          r"layer .* about 1e\+00 multiply-adds .* method='dense' if it fits in "
                                          r"memory \(56\.3 MiB\)"):
         tc.singular_values(w, (8, 14, 14), padding=1, k=1, which="smallest", method="svds", tol=1e-14)
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MACS", 5e11)  # the default budget: it converges
-    monkeypatch.setattr(lanczos, "SMALLEST_LANCZOS_MIN_PRODUCTS", 3000)
+    monkeypatch.setattr(svds, "SMALLEST_LANCZOS_MACS", 5e11)  # the default budget: it converges
+    monkeypatch.setattr(svds, "SMALLEST_LANCZOS_MIN_PRODUCTS", 3000)
     s = tc.singular_values(w, (8, 14, 14), padding=1, k=1, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, dense_sv(w, (8, 14, 14), padding=1)[-1:], rtol=1e-8)
 
@@ -139,8 +139,8 @@ def test_the_lus_of_c_are_skipped_past_the_memory_limit(monkeypatch):
     SuperLU where it is not affordable."""
     from scipy.sparse import linalg as sla
 
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    for module in (lanczos, dissection):
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    for module in (svds, dissection):
         monkeypatch.setattr(module, "memory_limit", lambda: (1000, "a test's"))
     tried = []
     real_splu, real_grid = sla.splu, dissection.GridLU
@@ -151,7 +151,7 @@ def test_the_lus_of_c_are_skipped_past_the_memory_limit(monkeypatch):
     s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, ref, rtol=1e-8)
     assert tried == []
-    for module in (lanczos, dissection):  # fits: the LUs run
+    for module in (svds, dissection):  # fits: the LUs run
         monkeypatch.setattr(module, "memory_limit", lambda: (2**40, "a test's"))
     s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds")
     np.testing.assert_allclose(s.values, ref, rtol=1e-8)
@@ -200,8 +200,8 @@ def test_the_route_says_which_lu_ran_and_why_another_did_not(monkeypatch):
     assert top.route == "Lanczos on the normal operator"
     assert tc.singular_values(w, (4, 9, 9), padding=1).route is None
     monkeypatch.setattr(dissection, "MAX_MACS", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_MAX_NNZ", 0)
-    monkeypatch.setattr(lanczos, "SHIFT_INVERT_C_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_C_MAX_NNZ", 0)
     s = tc.singular_values(w, (4, 9, 9), padding=1, k=1, which="smallest", method="svds")
     assert s.route.startswith("Lanczos on c I - N (its LU by nested dissection would take ")
     assert "(at most 0e+00)" in s.route
@@ -272,7 +272,7 @@ def test_values_no_route_resolved_are_refused_or_taken_densely(monkeypatch):
         return np.linalg.qr(np.random.default_rng(0).standard_normal((size, k)))[0], "a test's route"
 
     monkeypatch.setattr(dissection, "MAX_MACS", 0)
-    monkeypatch.setattr(lanczos, "_bottom_past_the_grid", random_vectors)
+    monkeypatch.setattr(svds, "_bottom_past_the_grid", random_vectors)
     monkeypatch.setattr(spectral, "DENSE_SMALLEST_MAX", 16)  # so that 'auto' takes Lanczos first
     w = np.random.default_rng(2).standard_normal((3, 3, 3, 3))
     with pytest.raises(ValueError, match=r"the 2 smallest singular values of this 192 x 192 layer were not "

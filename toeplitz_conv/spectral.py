@@ -22,7 +22,7 @@ Four exact routes to the spectrum of the convolution matrix ``C`` of one layer:
 ``'svds'``
     Lanczos (ARPACK ``eigsh``) on the normal operator ``A^H A`` (or ``A A^H``, whichever is
     smaller) of the matrix-free operator (:mod:`toeplitz_conv.operator`): the top (or
-    bottom) ``k`` values of any layer, never storing ``C`` (:mod:`toeplitz_conv.lanczos`).
+    bottom) ``k`` values of any layer, never storing ``C`` (:mod:`toeplitz_conv.svds`).
     Repeated values come out as often as they repeat: a grouped layer is block diagonal, so
     each distinct group is solved once and its values repeated, and a second Lanczos run on
     the operator deflated of the vectors found fetches the copies the first one missed.
@@ -47,10 +47,11 @@ from .geometry import ConvGeometry, conv_geometry, with_geometry_doc
 from .memory import check_size, memory_limit
 from .circulant import fft_applies, fft_singular_values
 from .dissection import lu_applies
-from .lanczos import NoConvergence, dense_bytes, dense_values, svds_values
+from .lanczos import NoConvergence, dense_bytes, dense_values
 from .spectrum import Spectrum as Spectrum  # the public result type, re-exported
 from .spectrum import (Method, Resolved, Which, check_k, check_method, check_tol, check_which,
                        finite_weight, unit_scale, zero_tiny)
+from .svds import svds_values
 
 #: Dense SVD is ``auto``'s choice for all singular values, and for the top ``k`` while the
 #: matrix's larger side is at most this: past it Lanczos wins (a 1024 x 1024 dense SVD takes
