@@ -15,6 +15,7 @@ against ``np.linalg.svd`` of the explicit matrix, put through the library's own 
 (``'svds'``); a method that does not apply must say so with a ``ValueError``.
 
     python benchmarks/fuzz_spectral.py --seed 1 --cases 300
+    python benchmarks/fuzz_spectral.py --seed 1 --cases 300 --tight   # 'auto' takes Lanczos nearly always
 
 Prints each failure and, at the end, how often each method ran, was refused, or failed.
 (``fuzz_spectra.py`` fuzzes the bottom of square layers with the dissection tree cut at
@@ -80,7 +81,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cases", type=int, default=300)
+    p.add_argument("--tight", action="store_true",
+                   help="'auto' past the dense SVD at 4 rows and columns (Lanczos and the LUs for nearly "
+                        "every layer), the dissection tree's fronts of 4 unknowns")
     args = p.parse_args(argv)
+    if args.tight:
+        from toeplitz_conv import dissection, spectral
+
+        spectral.DENSE_AUTO_MAX = spectral.DENSE_SMALLEST_MAX = 4
+        dissection.LEAF_VARS = 4
     rng = np.random.default_rng(args.seed)
     counts = {m: {"ran": 0, "refused": 0, "failed": 0} for m in (*METHODS, "operator_norm", "condition_number")}
     failures = layers = 0
