@@ -16,7 +16,9 @@ on the model itself (``model`` below: it compiles only if it needs to); the meet
 position that splits the network, with a random block of output colours. A case passes when
 every method that runs agrees with jacrev to ``rtol 1e-10`` (``atol 1e-12`` of the largest
 entry) and stores no zeros, and every method that does not run refuses with a ``ValueError``
-naming what it needs (``model`` and ``auto`` must always run).
+naming what it needs (``model`` and ``auto`` must always run). And ``lipschitz_bound`` by
+``auto``, ``product`` and ``windowed`` must be at least ``||J(x)||_2`` (a bound holds at
+every ``x``).
 
     python benchmarks/fuzz_jacobian.py --seed 1 --cases 200
     python benchmarks/fuzz_jacobian.py --seed 1 --cases 200 --tight   # the large inputs' chunked paths
@@ -46,6 +48,7 @@ from toeplitz_conv.network.analysis import middle  # noqa: E402
 from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, sample  # noqa: E402
 
 METHODS = ("model", "auto", "forward", "packed", "middle", "reverse", "chain")
+BOUNDS = ("auto", "product", "windowed")
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "elu": F.elu,
                "leaky": lambda v: F.leaky_relu(v, 0.1), "softplus": F.softplus}
 # compile refuses these, and the Jacobian refuses a model that reads the batch size
@@ -156,7 +159,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     # torch warns that an even kernel's 'same' padding may copy the input: expected here
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
-    counts = {m: {"ran": 0, "refused": 0, "failed": 0} for m in (*METHODS, "middle splits")}
+    counts = {m: {"ran": 0, "refused": 0, "failed": 0}
+              for m in (*METHODS, "middle splits", *(f"bound {b}" for b in BOUNDS))}
     failures = cases = 0
     for i in range(args.cases):
         model, shape = case(rng)
@@ -193,6 +197,18 @@ def main(argv=None) -> int:
                 bad.append(f"{m}: {type(e).__name__}: {str(e)[:160]} at {_where()}")
                 continue
             check(m, J)
+        norm = float(np.linalg.norm(ref, 2))  # a Lipschitz bound holds at every x: at this one too
+        for m in BOUNDS:
+            try:
+                bound = float(net.lipschitz_bound(method=m))
+            except Exception as e:  # noqa: BLE001
+                counts[f"bound {m}"]["failed"] += 1
+                bad.append(f"lipschitz_bound({m!r}): {type(e).__name__}: {str(e)[:160]} at {_where()}")
+                continue
+            ok = bound >= norm * (1 - 1e-9)
+            counts[f"bound {m}"]["ran" if ok else "failed"] += 1
+            if not ok:
+                bad.append(f"lipschitz_bound({m!r}) = {bound!r} below ||J(x)||_2 = {norm!r}")
         for split in middle.splits(net, TORCH_MACS_PER_S, 8):
             block = int(rng.integers(1, split.reverse.colours + 2))
             try:
@@ -208,7 +224,7 @@ def main(argv=None) -> int:
                 print("   ", b)
     print(f"\n{cases} models, {failures} with a failure")
     for m, c in counts.items():
-        print(f"  {m:14s} ran {c['ran']:4d}  refused {c['refused']:4d}  failed {c['failed']:4d}")
+        print(f"  {m:16s} ran {c['ran']:4d}  refused {c['refused']:4d}  failed {c['failed']:4d}")
     return failures
 
 
