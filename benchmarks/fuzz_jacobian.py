@@ -43,6 +43,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
+from _fuzz import print_failed, print_totals, tally  # noqa: E402
 from fuzz_programs import OPS, Program  # noqa: E402
 from toeplitz_conv.network.analysis import middle  # noqa: E402
 from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, sample  # noqa: E402
@@ -159,8 +160,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     # torch warns that an even kernel's 'same' padding may copy the input: expected here
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
-    counts = {m: {"ran": 0, "refused": 0, "failed": 0}
-              for m in (*METHODS, "middle splits", *(f"bound {b}" for b in BOUNDS))}
+    counts = tally((*METHODS, "middle splits", *(f"bound {b}" for b in BOUNDS)))
     failures = cases = 0
     for i in range(args.cases):
         model, shape = case(rng)
@@ -226,12 +226,8 @@ def main(argv=None) -> int:
                            f"at {_where()}")
         if bad:
             failures += 1
-            print(f"case {i}: FAILED {type(model).__name__} {shape} {getattr(model, 'ops', '')}")
-            for b in bad:
-                print("   ", b)
-    print(f"\n{cases} models, {failures} with a failure")
-    for m, c in counts.items():
-        print(f"  {m:16s} ran {c['ran']:4d}  refused {c['refused']:4d}  failed {c['failed']:4d}")
+            print_failed(i, f"{type(model).__name__} {shape} {getattr(model, 'ops', '')}", bad)
+    print_totals(cases, "models", failures, counts)
     return failures
 
 

@@ -29,10 +29,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
+from _fuzz import print_failed, print_totals, tally  # noqa: E402
 
 EPS = np.finfo(np.float64).eps
 METHODS = ("auto", "blocks", "fft", "svds", "dense")
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
         spectral.DENSE_AUTO_MAX = spectral.DENSE_SMALLEST_MAX = 4
         dissection.LEAF_VARS = 4
     rng = np.random.default_rng(args.seed)
-    counts = {m: {"ran": 0, "refused": 0, "failed": 0} for m in (*METHODS, "operator_norm", "condition_number")}
+    counts = tally((*METHODS, "operator_norm", "condition_number"))
     failures = layers = 0
     for i in range(args.cases):
         w, shape, kw = case(rng)
@@ -148,12 +150,8 @@ def main(argv=None) -> int:
                 bad.append(f"{name}: {got} vs {value}")
         if bad:
             failures += 1
-            print(f"case {i}: FAILED {w.shape} {w.dtype} {shape} {kw} -> {M.shape}, k={k}, {which}")
-            for b in bad:
-                print("   ", b)
-    print(f"\n{layers} layers, {failures} with a failure")
-    for m, c in counts.items():
-        print(f"  {m:16s} ran {c['ran']:4d}  refused {c['refused']:4d}  failed {c['failed']:4d}")
+            print_failed(i, f"{w.shape} {w.dtype} {shape} {kw} -> {M.shape}, k={k}, {which}", bad)
+    print_totals(layers, "layers", failures, counts)
     return failures
 
 
