@@ -385,3 +385,29 @@ def test_refusals():
             tc.jacobian(net, x)
     finally:
         tc.set_memory_limit(None)
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_boxes_read_backwards_equal_ufunc_at(repeats):
+    """The backward scatter of window maxima: a plain scatter where each tap reads an input
+    once (a convolution's windows), ufunc.at where one tap reads it several times (nearest
+    upsampling's): both equal np.maximum.at everywhere but the padding row."""
+    rng = np.random.default_rng(0)
+    p_out, p_in, taps = 50, 40, 3
+    table = np.stack([rng.permutation(p_in + 10)[:p_out] for _ in range(taps)], axis=1)  # >= p_in: padding
+    if repeats:
+        table[:, 1] = rng.integers(0, p_in, p_out)
+    Mo = rng.integers(-100, 100, (2, p_out, 4)).astype(np.int32)
+    ref = np.full((p_in + 1, 2, 4), reach.NONE, dtype=np.int32)
+    for t in range(taps):
+        np.maximum.at(ref, np.minimum(table[:, t], p_in), Mo.transpose(1, 0, 2))
+    np.testing.assert_array_equal(reach._scatter_max(Mo, table, p_in), ref[:p_in].transpose(1, 0, 2))
+
+
+def test_box_volumes_axis_by_axis():
+    """Each box's volume, and 0 where it reaches nothing, as the product over its axes."""
+    rng = np.random.default_rng(1)
+    M = rng.integers(-3, 9, (200, 6)).astype(np.int32)
+    M[::5] = reach.NONE
+    lo, hi, reached = reach.bounds(M)
+    np.testing.assert_array_equal(reach.volumes(M), np.where(reached, np.prod(hi - lo + 1, axis=1), 0))

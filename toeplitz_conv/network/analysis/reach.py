@@ -66,9 +66,13 @@ def bounds(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def volumes(M: np.ndarray) -> np.ndarray:
     """The number of coordinates in each box (0 where it reaches nothing), float64."""
-    lo, hi, reached = bounds(M)
-    vol = np.prod((hi - lo + 1).astype(np.float64), axis=1)
-    return np.where(reached, vol, 0.0)
+    d = M.shape[1] // 2
+    vol = np.ones(M.shape[0])
+    for a in range(d):  # hi - lo + 1 (lo is stored negated), axis by axis: a reduction over
+        # a short axis crawls
+        vol *= np.add(M[:, a], M[:, d + a], dtype=np.float64) + 1
+    vol[M[:, 0] == NONE] = 0.0
+    return vol
 
 
 # --------------------------------------------------------------------------- generic matrices
@@ -124,7 +128,13 @@ def _scatter_max(Mo: np.ndarray, table: np.ndarray, p_in: int) -> np.ndarray:
     Mo_t = np.ascontiguousarray(Mo.transpose(1, 0, 2))
     table = np.minimum(table, p_in)
     for t in range(table.shape[1]):
-        np.maximum.at(out, table[:, t], Mo_t)
+        idx = table[:, t]
+        if np.bincount(idx, minlength=p_in + 1)[:p_in].max(initial=0) <= 1:
+            # one tap of a convolution's windows reads each input once (the padding row, read
+            # many times, is dropped): a plain gather and scatter, not the slow ufunc.at
+            out[idx] = np.maximum(out[idx], Mo_t)
+        else:
+            np.maximum.at(out, idx, Mo_t)
     return np.ascontiguousarray(out[:p_in].transpose(1, 0, 2))
 
 
