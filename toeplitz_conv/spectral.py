@@ -66,6 +66,14 @@ DENSE_AUTO_MAX = 256
 #: dense SVD's 3.6 s; 16 -> 16 on 16x16: 0.14 s against 7.9 s).
 DENSE_SMALLEST_MAX = 4096
 
+
+def _dense_bottom_max(geom: ConvGeometry) -> int:
+    """The size up to which ``'auto'`` takes the bottom of the spectrum from the dense SVD:
+    ``DENSE_SMALLEST_MAX``, or ``DENSE_AUTO_MAX`` for a square layer on one grid (its LU by
+    nested dissection is faster)."""
+    return DENSE_AUTO_MAX if lu_applies(geom) is None else DENSE_SMALLEST_MAX
+
+
 def _resolve(method: Method, geom: ConvGeometry, k: int | None,
              which: Which = "largest") -> Resolved:
     reason = fft_applies(geom)
@@ -77,7 +85,7 @@ def _resolve(method: Method, geom: ConvGeometry, k: int | None,
             return "fft"
         if k is None or max(m, n) <= DENSE_AUTO_MAX or k >= min(m, n):
             return "dense"
-        if which == "smallest" and max(m, n) <= DENSE_SMALLEST_MAX and lu_applies(geom) is not None:
+        if which == "smallest" and max(m, n) <= _dense_bottom_max(geom):
             return "dense"  # Lanczos converges slowly at the clustered bottom (but not from a grid LU)
         return "svds"
     if method == "blocks" and (why := blocks_apply(geom)) is not None:
@@ -304,8 +312,7 @@ def condition_number(weight: npt.ArrayLike, input_shape: Sequence[int], *,
     geom = conv_geometry(w.shape, input_shape, **kw)
     method = check_method(method)
     exact_all = blocks_apply(geom) is None or fft_applies(geom) is None
-    past = DENSE_AUTO_MAX if lu_applies(geom) is None else DENSE_SMALLEST_MAX  # a grid LU: fast bottom
-    if method == "auto" and not exact_all and max(geom.shape) > past:
+    if method == "auto" and not exact_all and max(geom.shape) > _dense_bottom_max(geom):
         method = "svds"
     if method == "svds" and min(geom.shape) < 2:
         method = "dense"

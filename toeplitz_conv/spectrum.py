@@ -101,9 +101,9 @@ class Spectrum:
         [C^H, 0]]``, whose eigenvalues are the singular values (with signs and zeros), so a
         singular value lies within it of ``values[j]`` (0 where a group's values came from its
         dense SVD; for a null vector without its own ``u``, the smaller
-        ``sqrt(||N v - s^2 v||)``, ``N = C^H C``). Its rounding is about ``eps * sigma_max``: a small value is told apart from
-        0 as finely as the dense SVD does. ``None`` for the direct methods (``'blocks'``,
-        ``'fft'``, ``'dense'``), exact to rounding.
+        ``sqrt(||N v - s^2 v||)``, ``N = C^H C``). Its rounding is about ``eps * sigma_max``:
+        a small value is told apart from 0 as finely as the dense SVD does. ``None`` for the
+        direct methods (``'blocks'``, ``'fft'``, ``'dense'``), exact to rounding.
     route : str or None
         How ``'svds'`` reached the values, e.g. ``"Lanczos on C^-1 C^-H (LU by nested
         dissection: 7.7e+11 multiply-adds, 4.85 GiB of factors), polished by refined inverse

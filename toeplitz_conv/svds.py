@@ -64,7 +64,7 @@ SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
     """``(values, residuals, sigma_max, route)``: the bottom ``k`` singular values (descending)
-    with their residuals (:func:`certify`), the top one to 1e-6 (the shift needs it; the
+    with their residuals (:func:`~toeplitz_conv.lanczos.certify`), the top one to 1e-6 (the shift needs it; the
     caller's rank tolerance reuses it), and which route gave them. The first affordable of:
     Lanczos on ``N^-1 = C^-1 C^-H`` from the nested-dissection LU of a square layer on one
     grid (:func:`~toeplitz_conv.dissection.affordable_lu`; its vectors polished by refined
@@ -72,11 +72,11 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     shift-invert Lanczos on the explicit normal matrix (the bottom eigenvalues become the top
     ones of ``(N + delta I)^-1``, well separated); Lanczos on ``C^-1 C^-H`` from SuperLU's LU
     of any other square ``C``; plain Lanczos on ``c I - N`` (with a budget). All are checked
-    for missed copies (:func:`top_eigenpairs`). Each value comes from its vectors with the
-    residual of its singular triplet (:func:`certify`): a value within it of 0 is reported as
+    for missed copies (:func:`~toeplitz_conv.lanczos.top_eigenpairs`). Each value comes from its vectors with the
+    residual of its singular triplet (:func:`~toeplitz_conv.lanczos.certify`): a value within it of 0 is reported as
     0 (a rank-deficient layer), not as a solver failure. The grid route's values stand only
     with certificates within ``GRID_RESOLVED`` of ``sigma_max`` (else the routes after it
-    run); any route's, within ``UNRESOLVED`` (else :class:`NoConvergence`)."""
+    run); any route's, within ``UNRESOLVED`` (else :class:`~toeplitz_conv.lanczos.NoConvergence`)."""
     w = w.astype(np.result_type(w.dtype, np.float64), copy=False)
     A = ConvOperator(w, geom)
     N, size = normal_operator(A)
@@ -179,7 +179,7 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
                 tol: float, kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
     """``(values, residuals, sigma_max, route)``: at least the top (or bottom) ``k`` singular
-    values by Lanczos, unsorted, the residual of each singular triplet (:func:`certify`; 0 for
+    values by Lanczos, unsorted, the residual of each singular triplet (:func:`~toeplitz_conv.lanczos.certify`; 0 for
     a group's dense SVD), the largest singular value (exact from the top, to about 1e-6 from
     the bottom), and the routes that gave them. A layer whose groups repeat is solved one
     distinct group at a time, each for ``ceil(k / count)`` values repeated ``count`` times
