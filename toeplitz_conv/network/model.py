@@ -1,20 +1,10 @@
 """A compiled model: a graph of sparse matrices, run as a multilayer perceptron.
 
-Forward and backward are the equations of an MLP, one sample per column of ``X``
-(``X = x.reshape(N, -1).T``), run along the graph: forward in topological order, backward
-in reverse, each node with its transpose::
-
-    forward:   z^l = W^l a^(l-1) + b^l,      a^l = sigma(z^l)
-    backward:  delta^l = (W^(l+1))^T delta^(l+1) * sigma'(z^l)
-               (a node read by several others gets the sum of their deltas; a sum node
-               passes delta to each input, a concatenation splits it)
-               dL/db^l = sum over samples (and positions) of delta^l
-               dL/dW^l = delta^l (a^(l-1))^T, read through W's structure: for a
-               convolution only the entries of the kernel exist, so the sum runs over the
-               (row, col, tap) triples (:func:`toeplitz_conv.conv_weight_grad`).
-
-The exact Jacobian at one sample is the same chain with matrices in place of vectors
-(:mod:`.jacobian`).
+:class:`Network` is the object a user holds: its nodes, their shapes and names, the run
+(forward and backward: the equations of an MLP along the graph, :mod:`.mlp`), the
+parameters (:mod:`.params`), the matrices held (:mod:`.footprint`) and the analyses
+(:mod:`.analysis`: linear maps, the exact Jacobian, norms and Lipschitz bounds). Each method
+says what it computes and hands the work to the module that owns it.
 """
 
 from __future__ import annotations
@@ -26,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from .._args import as_array, is_int
-from . import export, faithful, footprint, reads
+from .._args import is_int
+from . import export, faithful, footprint, mlp, reads
 from . import params as setting
 from .analysis import bounds, chain, lipschitz
 from .analysis import jacobian as analysis_jacobian
@@ -39,17 +29,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .layers import Layer
-
-
-def _network_input(x: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
-    shape = tuple(input_shape)
-    if x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape:
-        return x
-    hint = " (add a batch axis: x[None])" if tuple(x.shape) == shape else ""
-    raise ValueError(
-        f"x must be a batch of shape (N, {', '.join(map(str, shape))}) for this network "
-        f"(compiled for input_shape={shape}); got x.shape={tuple(x.shape)}{hint}."
-    )
 
 
 class Network:
@@ -182,14 +161,8 @@ class Network:
         -------
         (N, *output_shape) ndarray
         """
-        xa = _network_input(setting.real(as_array(x, "x"), "x", self.dtype), self.input_shape)
-        n = xa.shape[0]
-        self.check_batch(n)
-        acts = [np.ascontiguousarray(xa.reshape(n, -1).T, dtype=self.dtype)]
-        for layer in self.layers:
-            acts.append(layer.run([acts[p] for p in layer.inputs]))
-        self._acts = acts
-        return acts[self.output].T.reshape(n, *self.output_shape)
+        self._acts = acts = mlp.forward(self, x)
+        return acts[self.output].T.reshape(acts[0].shape[1], *self.output_shape)
 
     __call__ = forward
 
@@ -221,32 +194,7 @@ class Network:
         """
         if self._acts is None:
             raise ValueError("backward needs the activations of a forward pass; call forward(x) first.")
-        acts = self._acts
-        n = acts[0].shape[1]
-        d = setting.real(as_array(grad_output, "grad_output"), "grad_output", self.dtype)
-        if tuple(d.shape) != (n, *self.output_shape):
-            raise ValueError(
-                f"grad_output must have the shape of the last forward's output "
-                f"{(n, *self.output_shape)}; got grad_output.shape={tuple(d.shape)}."
-            )
-        deltas: list[np.ndarray | None] = [None] * len(acts)
-        deltas[self.output] = np.ascontiguousarray(d.reshape(n, -1).T, dtype=self.dtype)
-        grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        for i in range(len(self.layers) - 1, -1, -1):
-            delta, deltas[i + 1] = deltas[i + 1], None
-            if delta is None:  # the node does not reach the output
-                continue
-            layer = self.layers[i]
-            d_inputs, layer_grads = layer.back(delta, [acts[p] for p in layer.inputs], acts[i + 1])
-            if layer.param_reads is not None:  # parameters an affine op reads: torch's gradient
-                layer_grads = layer.param_reads.gradients(delta, [acts[p] for p in layer.inputs], layer.in_shapes,
-                                                          layer.out_shape, self.params)
-            for p, dX in zip(layer.inputs, d_inputs):
-                deltas[p] = dX if deltas[p] is None else deltas[p] + dX
-            for local, arr in layer_grads.items():
-                grads[layer.param_names[local]] += arr.reshape(grads[layer.param_names[local]].shape)
-        dx = deltas[0] if deltas[0] is not None else np.zeros_like(acts[0])
-        return grads, dx.T.reshape(n, *self.input_shape)
+        return mlp.backward(self, self._acts, grad_output)
 
     # ------------------------------------------------------------------ parameters
     def update(self, new_params: Mapping[str, npt.ArrayLike]) -> None:
