@@ -189,6 +189,33 @@ def test_large_norms_by_lanczos_match_the_dense_svd():
     assert ref <= matrix_norm(C) <= ref * (1 + 1e-8)
 
 
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) + x
+
+
+def test_float32_networks_get_float64_norms_and_bounds():
+    """A float32 network's norms are those of its float32 entries, computed in float64: the
+    residual sum's [I | I] (every singular value sqrt 2) past the dense limit made ARPACK in
+    single precision fail (error 3), and single precision cannot reach the 1e-10 tolerance."""
+    torch.manual_seed(0)
+    model = _Residual().float().eval()  # the tests' default dtype is float64
+    net32, net64 = tc.compile(model, (2, 24, 24)), tc.compile(model.double(), (2, 24, 24))
+    assert net32.dtype == np.float32 and net32.layers[-1].matrix.shape[0] * net32.layers[-1].matrix.shape[1] > 2**18
+    rows32, rows64 = net32.layer_norms(), net64.layer_norms()
+    assert rows32[-1].constant == pytest.approx(np.sqrt(2), rel=1e-9)
+    for a, b in zip(rows32, rows64):
+        assert a.constant == pytest.approx(b.constant, rel=1e-9), (a, b)
+    for method in ("product", "windowed"):
+        assert float(net32.lipschitz_bound(method)) == pytest.approx(float(net64.lipschitz_bound(method)), rel=1e-9)
+    M = sp.hstack([sp.eye(1000), sp.eye(1000)]).astype(np.float32)
+    assert matrix_norm(M) == pytest.approx(np.sqrt(2), rel=1e-9)
+
+
 def test_layer_norms_table():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(-1.5), nn.AvgPool2d(2), nn.Flatten(),
                           nn.Linear(8, 3), nn.LogSoftmax(dim=1)).double()

@@ -157,7 +157,7 @@ def empirical_lower_bound(net: Network, samples: npt.ArrayLike, steps: int = 3) 
             v = np.linalg.svd(J.toarray())[2][0]
         else:
             from scipy.sparse.linalg import svds
-            v = svds(J, k=1, random_state=0)[2][0]
+            v = svds(J.astype(np.float64), k=1, random_state=0)[2][0]  # float64: ARPACK in float32 can fail
         return s, v.reshape(shape)
 
     for x in X:

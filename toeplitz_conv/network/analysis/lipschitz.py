@@ -64,7 +64,10 @@ def operator_norm(A: LinearOperator, tol: float = _TOL) -> float:
     Parameters
     ----------
     A : (m, n) scipy.sparse.linalg.LinearOperator
-        Real; computed in its dtype.
+        Real. Computed in float64 whatever its dtype: a float32 matrix's norm is that of its
+        entries, exactly as stored (in float32, ARPACK cannot reach the tolerance, and fails
+        outright on a map whose singular values are all equal, such as a residual sum's
+        ``[I | I]``).
     tol : float
         Lanczos' relative tolerance on ``sigma^2``.
 
@@ -75,13 +78,14 @@ def operator_norm(A: LinearOperator, tol: float = _TOL) -> float:
     m, n = A.shape
     if m == 0 or n == 0:
         return 0.0
+    f64 = np.float64
     if m * n <= DENSE_MAX or min(m, n) <= DENSE_SIDE:
-        D = A @ np.eye(n, dtype=A.dtype) if n <= m else (A.H @ np.eye(m, dtype=A.dtype)).T
-        return float(np.linalg.norm(D, 2))
+        D = A @ np.eye(n, dtype=f64) if n <= m else (A.H @ np.eye(m, dtype=f64)).T
+        return float(np.linalg.norm(np.asarray(D, dtype=f64), 2))
     if n <= m:
-        op = LinearOperator((n, n), matvec=lambda x: A.rmatvec(A.matvec(x)), dtype=A.dtype)
+        op = LinearOperator((n, n), matvec=lambda x: np.asarray(A.rmatvec(A.matvec(x)), dtype=f64), dtype=f64)
     else:
-        op = LinearOperator((m, m), matvec=lambda x: A.matvec(A.rmatvec(x)), dtype=A.dtype)
+        op = LinearOperator((m, m), matvec=lambda x: np.asarray(A.matvec(A.rmatvec(x)), dtype=f64), dtype=f64)
     v0 = np.random.default_rng(0).standard_normal(op.shape[0])
     with blas_threads(BLAS_THREADS):
         lam = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=min(op.shape[0], 24),
