@@ -6,6 +6,7 @@ of every node kind, against ``torch.func.jacrev``; the colouring itself (no two 
 colour share a row; the boxes hold the true pattern); ``'auto'``'s choice; the refusals.
 """
 
+import copy
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -359,6 +360,34 @@ def test_float32_network():
     assert J.dtype == np.float32
     np.testing.assert_allclose(J.toarray(), torch_jacobian(model, x), atol=1e-5)
 
+
+
+class _Float32Mix(nn.Module):
+    """A clone (an identity node), an in-place ReLU, batch norm and residual sums: nodes whose
+    derivative factors numpy gives as float64 in a float32 network."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.bn = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        h = self.a(x).clone().relu_()
+        h = h + torch.tanh(self.bn(h))
+        return x - self.b(h)
+
+
+@pytest.mark.parametrize("method", ["auto", "forward", "packed", "middle", "reverse", "chain"])
+def test_float32_network_every_method(method):
+    torch.manual_seed(4)
+    model = _Float32Mix().float().eval()
+    with torch.no_grad():
+        model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 2, 12, 12, dtype=torch.float32)
+    net = tc.compile(model, (2, 12, 12))
+    J = tc.jacobian(net, x, method=method)
+    assert J.dtype == np.float32
+    ref = torch_jacobian(copy.deepcopy(model).double(), x.double())  # the same weights, float64
+    np.testing.assert_allclose(J.toarray(), ref, atol=1e-5 * np.abs(ref).max())
 
 def test_refusals():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)).double()

@@ -88,11 +88,12 @@ class Packed:
                            if i + 1 in net.layers[j].inputs) for i in range(len(net.layers))]
 
     def _flat(self, a: np.ndarray) -> torch.Tensor:
-        """``(C, *spatial)`` values -> ``(C, prod(padded))``, zero in the padding."""
+        """``(C, *spatial)`` values -> ``(C, prod(padded))`` in the network's dtype, zero in the
+        padding (an activation's derivative or an identity's diagonal may come as float64)."""
         import torch
         import torch.nn.functional as F
 
-        t = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, *self.spatial)))
+        t = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, *self.spatial), dtype=self.net.dtype))
         pads = [p for pp in reversed(self.pad) for p in (pp, pp)]
         return F.pad(t, pads).reshape(t.shape[0], -1)
 
@@ -115,17 +116,17 @@ class Packed:
                 scales.append([None])
             elif isinstance(layer, Activation):
                 Y = layer.function.forward(X[0][:, None])
-                vals.append(Y[:, 0])
+                vals.append(Y[:, 0].astype(self.net.dtype, copy=False))
                 scales.append([self._flat(layer.function.backward(np.ones_like(Y), X[0][:, None], Y)[:, 0])])
             else:  # a diagonal affine node: batch norm, a reshape, a residual sum or difference
                 kept = bool(getattr(layer, "built", True))
-                mats = [sp.eye_array(X[0].size)] if isinstance(layer, Reshape) else (
+                mats = [sp.eye_array(X[0].size, dtype=self.net.dtype)] if isinstance(layer, Reshape) else (
                     layer.matrices if isinstance(layer, Combine) else [layer.matrix])
                 diags = [cast(np.ndarray, diagonal_of(M)) for M in mats]
                 if not kept:  # a batch norm's diagonal, read and let go
                     layer.release()
                 y = sum(d * v for d, v in zip(diags, X))
-                vals.append(y + (layer.bias if layer.bias is not None else 0))
+                vals.append(np.asarray(y + (layer.bias if layer.bias is not None else 0), dtype=self.net.dtype))
                 scales.append([self._flat(d) for d in diags])
             for p in set(layer.inputs):  # free what no later node reads
                 if last[p] <= i and p != self.net.output:
