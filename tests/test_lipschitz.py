@@ -3,6 +3,8 @@
 is exact for one layer, tightens when linear layers merge, and is refused where no global
 constant exists. The dot test on every operator the library produces."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -215,6 +217,23 @@ def test_float32_networks_get_float64_norms_and_bounds():
     M = sp.hstack([sp.eye(1000), sp.eye(1000)]).astype(np.float32)
     assert matrix_norm(M) == pytest.approx(np.sqrt(2), rel=1e-9)
 
+
+
+def test_float32_batch_norm_bound_is_that_of_the_real_map():
+    """Batch norm's scale gamma / sqrt(var + eps) is derived: rounded in float32 it moved a
+    linear network's bound (exact for linear networks) by ~1e-8, below the norm of the map the
+    float32 parameters define. The bound is now of that map, to rounding."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1, bias=False)).float().eval()
+    with torch.no_grad():
+        model[0].running_var.uniform_(0.3, 3.0)
+        model[0].weight.uniform_(-2.0, 2.0)
+    net = tc.compile(model, (3, 5, 5))
+    exact = copy.deepcopy(model).double()  # the same parameters; the scale in float64
+    J = torch.func.jacrev(lambda v: exact(v[None])[0])(torch.zeros(3, 5, 5)).reshape(50, 75).detach().numpy()
+    norm = np.linalg.norm(J, 2)
+    assert float(net.lipschitz_bound("windowed")) == pytest.approx(norm, rel=1e-13)
+    assert float(net.lipschitz_bound("product")) >= norm * (1 - 1e-13)
 
 def test_layer_norms_table():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(-1.5), nn.AvgPool2d(2), nn.Flatten(),

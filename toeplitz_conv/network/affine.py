@@ -267,7 +267,13 @@ class BatchNorm(Affine):
                      self.p("weight") if self.p("weight") is not None else np.ones_like(mean))
         beta = cast(np.ndarray,
                     self.p("bias") if self.p("bias") is not None else np.zeros_like(mean))
-        self.scale = scale = gamma * self.invstd  # per channel: W = diag(scale repeated)
+        # per channel: W = diag(scale repeated). The scale is derived, so it is computed in
+        # float64 and rounded once to the network's dtype; the float64 operator (the norms and
+        # bounds) keeps it unrounded: a float32 network's bound is then that of the real map
+        # its float32 parameters define, not of a scale rounded twice
+        f64 = np.float64
+        self.scale64 = gamma.astype(f64) / np.sqrt(var.astype(f64) + f64(m.eps))
+        self.scale = scale = self.scale64.astype(self.dtype)
         positions = prod(self.in_shape[1:])
         self.bias = np.repeat(beta - mean * scale, positions)
         self.release()
@@ -279,7 +285,8 @@ class BatchNorm(Affine):
         return prod(self.in_shape), False
 
     def operator(self, dtype: npt.DTypeLike | None = None) -> LinearOperator:
-        d = np.repeat(self.scale, prod(self.in_shape[1:]))[:, None]
+        scale = self.scale64 if dtype is not None and np.dtype(dtype) == np.float64 else self.scale
+        d = np.repeat(scale, prod(self.in_shape[1:]))[:, None]
         d = d if dtype is None else d.astype(dtype)
 
         def apply(X: np.ndarray) -> np.ndarray:
