@@ -1,6 +1,6 @@
 """Fuzz the exact network Jacobian against ``torch.func.jacrev``, every method.
 
-Two kinds of random model, float64, one sample:
+Two kinds of random model, float64 (or float32 with ``--float32``), one sample:
 
 - *stencil networks*, where the packed and meeting methods apply: 1D/2D/3D, 1-3 channels,
   convolutions with ``padding='same'`` (kernels 1-5, sometimes even; dilation 1-2; groups;
@@ -22,6 +22,7 @@ every ``x``; a program that multiplies two tensors depending on the input may be
 
     python benchmarks/fuzz_jacobian.py --seed 1 --cases 200
     python benchmarks/fuzz_jacobian.py --seed 1 --cases 200 --tight   # the large inputs' chunked paths
+    python benchmarks/fuzz_jacobian.py --seed 1 --cases 200 --float32 # float32 models
 
 Prints each failure and, at the end, how often each method ran, was refused, or failed.
 """
@@ -29,6 +30,7 @@ Prints each failure and, at the end, how often each method ran, was refused, or 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import traceback
@@ -131,17 +133,17 @@ def _where() -> str:
     return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
 
 
-def case(rng: np.random.Generator):
-    """A random model and its input shape."""
+def case(rng: np.random.Generator, dtype):
+    """A random model (in ``dtype``) and its input shape."""
     if rng.random() < 0.7:
         nd = int(rng.choice([1, 2, 2, 3]))
         c_in = int(rng.integers(1, 4))
         hi = {1: 40, 2: 14, 3: 7}[nd]
         spatial = tuple(int(x) for x in rng.integers(3, hi + 1, nd))
-        return Stencil(nd, c_in, rng).double().eval(), (c_in, *spatial)
+        return Stencil(nd, c_in, rng).to(dtype).eval(), (c_in, *spatial)
     ops = [str(o) for o in rng.choice([o for o in OPS if o not in REFUSED_PROGRAM_OPS], int(rng.integers(1, 6)))]
     side = int(rng.integers(4, 11))
-    return Program(ops, int(rng.integers(2**31))).double().eval(), (2, side, side)
+    return Program(ops, int(rng.integers(2**31))).to(dtype).eval(), (2, side, side)
 
 
 def main(argv=None) -> int:
@@ -153,7 +155,12 @@ def main(argv=None) -> int:
                    help="the limits that large inputs meet, at these sizes: one seed a block, one seed's "
                         "convolution at a time, entries as COO triples, the chain's rows and the boxes' "
                         "reads in small chunks")
+    p.add_argument("--float32", action="store_true",
+                   help="float32 models: each method against jacrev of the same weights in float64 to "
+                        "rtol 1e-4, the bounds (computed in float64) at least its norm")
     args = p.parse_args(argv)
+    dtype = torch.float32 if args.float32 else torch.float64
+    rtol, atol_rel = (1e-4, 1e-5) if args.float32 else (1e-10, 1e-12)
     if args.tight:
         _tighten()
     rng = np.random.default_rng(args.seed)
@@ -163,20 +170,21 @@ def main(argv=None) -> int:
     counts = tally((*METHODS, "middle splits", *(f"bound {b}" for b in BOUNDS)))
     failures = cases = 0
     for i in range(args.cases):
-        model, shape = case(rng)
-        x = torch.randn(1, *shape, dtype=torch.float64)
+        model, shape = case(rng, dtype)
+        x = torch.randn(1, *shape, dtype=torch.float64).to(dtype)
         try:
             net = tc.compile(model, shape)
         except (ValueError, TypeError) as e:  # a program compile refuses, saying why
             print(f"case {i}: compile refused {shape}: {str(e)[:120]}")
             continue
         cases += 1
-        ref = torch.func.jacrev(lambda v: model(v[None])[0])(x[0]).reshape(-1, x[0].numel()).detach().numpy()
-        atol = 1e-12 * max(1.0, float(np.abs(ref).max()))
+        exact = model if dtype == torch.float64 else copy.deepcopy(model).double()  # the same weights
+        ref = torch.func.jacrev(lambda v: exact(v[None])[0])(x[0].double()).reshape(-1, x[0].numel()).detach().numpy()
+        atol = atol_rel * max(1.0, float(np.abs(ref).max()))
         bad = []
 
         def check(name, J):
-            ok = np.allclose(J.toarray(), ref, rtol=1e-10, atol=atol) and not np.any(J.data == 0)
+            ok = np.allclose(J.toarray(), ref, rtol=rtol, atol=atol) and not np.any(J.data == 0)
             counts[name]["ran" if ok else "failed"] += 1
             if not ok:
                 diff = float(np.abs(J.toarray() - ref).max())
