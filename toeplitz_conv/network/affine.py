@@ -110,6 +110,12 @@ class Affine(Layer):
         """``(nnz, exact)`` of ``W`` without building it."""
         raise NotImplementedError
 
+    def exact_matrix(self) -> sp.csr_array:
+        """``W`` in float64 for the certified analyses (LipSDP): the entries as the network
+        holds them, except constants derived from parameters (batch norm's scale), which are
+        computed in float64 from them, as :meth:`operator` does in float64. Not kept."""
+        return sp.csr_array(self.matrix, dtype=np.float64)
+
     def operator(self, dtype: npt.DTypeLike | None = None) -> LinearOperator:
         """``W`` as a ``scipy.sparse.linalg.LinearOperator`` in ``dtype`` (default: its own),
         without keeping a matrix: a convolution's, a linear layer's and a batch norm's are
@@ -280,6 +286,9 @@ class BatchNorm(Affine):
 
     def make_matrix(self) -> sp.sparray:
         return sp.diags_array(np.repeat(self.scale, prod(self.in_shape[1:])), format="csr")
+
+    def exact_matrix(self) -> sp.csr_array:
+        return sp.csr_array(sp.diags_array(np.repeat(self.scale64, prod(self.in_shape[1:])), format="csr"))
 
     def estimate_nnz(self) -> tuple[int, bool]:
         return prod(self.in_shape), False

@@ -120,7 +120,8 @@ def chain_of(net: Network) -> Chain:
             slopes.append((float(alpha), float(beta)))
             current = []
         elif not isinstance(layer, Reshape):
-            current.append(sp.csr_array(layer.matrix, dtype=np.float64))
+            current.append(layer.exact_matrix() if isinstance(layer, Affine)  # derived constants unrounded
+                           else sp.csr_array(layer.matrix, dtype=np.float64))
     runs.append(current)
     weights, width = [], int(np.prod(net.input_shape))
     for run in runs:
