@@ -236,6 +236,34 @@ def test_float32_batch_norm_bound_is_that_of_the_real_map():
         assert float(net.lipschitz_bound(method)) == pytest.approx(norm, rel=1e-13), method
     assert float(net.lipschitz_bound("product")) >= norm * (1 - 1e-13)
 
+
+class _Pooled(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how, self.conv = how, nn.Conv2d(2, 2, 3, bias=False)
+        self.pool = nn.AvgPool2d(5, stride=2) if how == "module" else nn.AdaptiveAvgPool2d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "functional":
+            return F.avg_pool2d(y, 5, stride=2)
+        return F.adaptive_avg_pool2d(y, 3) if self.how == "adaptive" else self.pool(y)
+
+
+@pytest.mark.parametrize("how", ["module", "functional", "adaptive", "adaptive-module"])
+def test_float32_average_pooling_bound_is_that_of_the_real_map(how):
+    """Average pooling's weights 1 / k round in float32 (1/25 rounds down by 2e-8): the bound
+    reads the matrix made in float64 from its formula, so it is the real map's, to rounding."""
+    torch.manual_seed(1)
+    model = _Pooled(how).float().eval()
+    net = tc.compile(model, (2, 13, 13))
+    exact = copy.deepcopy(model).double()
+    J = torch.func.jacrev(lambda v: exact(v[None])[0])(torch.zeros(2, 13, 13)).reshape(-1, 338).detach().numpy()
+    norm = np.linalg.norm(J, 2)
+    for method in ("windowed", "lipsdp"):  # both exact for a linear chain
+        assert float(net.lipschitz_bound(method)) == pytest.approx(norm, rel=1e-13), method
+    assert net.layer_norms()[-1].constant * net.layer_norms()[0].constant >= norm * (1 - 1e-13)
+
 def test_layer_norms_table():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(-1.5), nn.AvgPool2d(2), nn.Flatten(),
                           nn.Linear(8, 3), nn.LogSoftmax(dim=1)).double()

@@ -320,14 +320,26 @@ class Fixed(Affine):
     """A parameter-free affine map: pooling, padding, upsampling, a permutation, a sum over axes.
 
     Its matrix is given, not built: it is held for the network's life (``release`` keeps it).
+    ``exact``, where given, makes the same matrix in float64 from its formula (an average
+    pooling's ``1 / k`` in a float32 network): the certified analyses read that one.
     """
+
+    _exact: Callable[[], sp.sparray] | None = None
 
     def __init__(self, name: str, module: Any, in_shape: Sequence[int], out_shape: Sequence[int],
                  matrix: sp.sparray, bias: np.ndarray | None = None,
-                 kind: str | None = None) -> None:
-        self._fixed = matrix
+                 kind: str | None = None, exact: Callable[[], sp.sparray] | None = None) -> None:
+        self._fixed, self._exact = matrix, exact
         self.bias = bias
         super().__init__(name, module, in_shape, out_shape, {}, {}, kind)
+
+    def exact_matrix(self) -> sp.csr_array:
+        return sp.csr_array(self._exact() if self._exact is not None else self.matrix, dtype=np.float64)
+
+    def operator(self, dtype: npt.DTypeLike | None = None) -> LinearOperator:
+        if self._exact is not None and dtype is not None and np.dtype(dtype) == np.float64:
+            return aslinearoperator(self.exact_matrix())
+        return super().operator(dtype)
 
     @property
     def dtype(self) -> np.dtype:
@@ -343,6 +355,7 @@ class Fixed(Affine):
         """Take the matrix and bias of the same op built again (it reads parameters as constants)."""
         other = cast(Affine, other)
         self._fixed, self.bias = other.matrix, other.bias
+        self._exact = other._exact if isinstance(other, Fixed) else None
         self.release()
 
 

@@ -9,6 +9,7 @@ upsampling, ...) reuse the function builders of :mod:`.ops`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from math import prod
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -22,7 +23,7 @@ from .functional import adaptive_windows, normalise, torch_argmax
 from .layers import BatchNorm, Conv, ConvTranspose, Fixed, Layer, Linear, MaxPool, PReLU, Reshape
 from .linear_ops import SampleMixingError
 from .nodes import Normalise
-from .ops import activation, fold, gather, gelu_function, interpolate, softmax_node
+from .ops import activation, exact_pooling, fold, gather, gelu_function, interpolate, softmax_node
 
 if TYPE_CHECKING:
     from torch import nn
@@ -85,17 +86,18 @@ def _batch_norm(call: Call) -> BatchNorm:
 
 def _avg_pool(call: Call) -> Fixed:
     m, shape = cast("nn.AvgPool1d | nn.AvgPool2d | nn.AvgPool3d", call.module), call.shape
-    P = avg_pool_matrix(shape, m.kernel_size, stride=m.stride, padding=m.padding,
-                        ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
-                        divisor_override=getattr(m, "divisor_override", None), dtype=call.dtype)
+    P = partial(avg_pool_matrix, shape, m.kernel_size, stride=m.stride, padding=m.padding,
+                ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                divisor_override=getattr(m, "divisor_override", None))
     geom = PoolGeometry(shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode, type(m).__name__)
-    return Fixed(call.label, m, shape, geom.out_shape, P)
+    return Fixed(call.label, m, shape, geom.out_shape, P(dtype=call.dtype), exact=exact_pooling(P, call.dtype))
 
 
 def _adaptive_avg_pool(call: Call) -> Fixed:
     m, shape = cast("_AdaptiveAvgPoolNd", call.module), call.shape
     out = adaptive_output_size(m.output_size, shape[1:])
-    return Fixed(call.label, m, shape, (shape[0], *out), adaptive_avg_pool_matrix(shape, m.output_size, dtype=call.dtype))
+    P = partial(adaptive_avg_pool_matrix, shape, m.output_size)
+    return Fixed(call.label, m, shape, (shape[0], *out), P(dtype=call.dtype), exact=exact_pooling(P, call.dtype))
 
 
 def _layer_norm(call: Call) -> Normalise:

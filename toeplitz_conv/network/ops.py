@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from functools import partial
 from math import prod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from ..pool import adaptive_avg_pool_matrix, avg_pool_matrix
@@ -46,11 +48,18 @@ if TYPE_CHECKING:
 
 
 def affine(call: Call, matrix: sp.sparray, bias: np.ndarray | None, out_shape: Sequence[int],
-           kind: str | None = None) -> Fixed:
-    """A one-input linear node: a reshape when ``matrix`` is the identity and there is no bias."""
+           kind: str | None = None, exact: Callable[[], sp.sparray] | None = None) -> Fixed:
+    """A one-input linear node: a reshape when ``matrix`` is the identity and there is no bias
+    (``exact``: the matrix in float64 from its formula, :class:`~.affine.Fixed`)."""
     if bias is None and is_identity(matrix):
         return Reshape(call.label, call.module, call.shape, out_shape, call.dtype, kind=kind or call.kind)
-    return Fixed(call.label, call.module, call.shape, out_shape, matrix, bias, kind=kind or call.kind)
+    return Fixed(call.label, call.module, call.shape, out_shape, matrix, bias, kind=kind or call.kind, exact=exact)
+
+
+def exact_pooling(build: Callable[..., sp.sparray], dtype: npt.DTypeLike) -> Callable[[], sp.sparray] | None:
+    """For a network not in float64, ``build(dtype=float64)``: a pooling's weights ``1 / k``
+    unrounded for the certified analyses; None in float64 (the matrix is already that)."""
+    return None if np.dtype(dtype) == np.float64 else partial(build, dtype=np.float64)
 
 
 def gather(call: Call) -> Fixed | Combine:
@@ -106,16 +115,16 @@ def functional_interpolate(call: Call) -> Fixed:
 def functional_avg_pool(call: Call) -> Fixed:
     """``F.avg_pool1d/2d/3d``: the pooling matrix from its geometry (:func:`~toeplitz_conv.avg_pool_matrix`)."""
     kernel = call.arg(1, "kernel_size")
-    P = avg_pool_matrix(call.shape, kernel, stride=call.arg(2, "stride") or kernel, padding=call.arg(3, "padding", 0),
-                        ceil_mode=call.arg(4, "ceil_mode", False), count_include_pad=call.arg(5, "count_include_pad", True),
-                        divisor_override=call.arg(6, "divisor_override"), dtype=call.dtype)
-    return affine(call, P, None, tuple(call.value.shape[1:]))
+    P = partial(avg_pool_matrix, call.shape, kernel, stride=call.arg(2, "stride") or kernel,
+                padding=call.arg(3, "padding", 0), ceil_mode=call.arg(4, "ceil_mode", False),
+                count_include_pad=call.arg(5, "count_include_pad", True), divisor_override=call.arg(6, "divisor_override"))
+    return affine(call, P(dtype=call.dtype), None, tuple(call.value.shape[1:]), exact=exact_pooling(P, call.dtype))
 
 
 def functional_adaptive_avg_pool(call: Call) -> Fixed:
     """``F.adaptive_avg_pool1d/2d/3d``: :func:`~toeplitz_conv.adaptive_avg_pool_matrix`."""
-    P = adaptive_avg_pool_matrix(call.shape, call.arg(1, "output_size"), dtype=call.dtype)
-    return affine(call, P, None, tuple(call.value.shape[1:]))
+    P = partial(adaptive_avg_pool_matrix, call.shape, call.arg(1, "output_size"))
+    return affine(call, P(dtype=call.dtype), None, tuple(call.value.shape[1:]), exact=exact_pooling(P, call.dtype))
 
 
 # --------------------------------------------------------------------------- arithmetic
