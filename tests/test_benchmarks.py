@@ -116,3 +116,13 @@ def test_bench_architectures_quick_prints_its_table(capsys):
         assert row["notes"] == "ok", (name, row["notes"])  # compiled, forward and gradients as autograd's
         assert float(row["max diff vs jacrev"]) < 1e-12, (name, row)
         assert row["chain check"] == "(auto is)" or float(row["chain check"]) < 1e-12, (name, row)
+
+
+@pytest.mark.slow
+def test_bench_resnet50_quick_runs_every_phase(capsys):
+    _load("bench_resnet50").main(["--quick", "--only", "compile,jacobian,layer_norms"])
+    out = capsys.readouterr().out
+    assert "| compile " in out and "175 nodes" in out and "failed" not in out, out
+    row = next(line for line in out.splitlines() if line.startswith("| jacobian "))
+    err = float(row.split("3 rows vs autograd: ")[1].split(" rel.")[0])
+    assert err < 1e-5, row  # float32: its rounding, summed in another order
