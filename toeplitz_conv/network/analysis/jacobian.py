@@ -67,6 +67,12 @@ BLOCK_BYTES = 2**25
 #: (one seed at a time, a large image's blocks would each pay the per-call overheads).
 MIN_BLOCK = 8
 
+#: What a block of vector-Jacobian products holds, over its size estimate ``block * per_seed``:
+#: the vmapped backward keeps more than four activations per seed alive (a residual sum's
+#: pending gradient, batch norm's), and each block's values, targets and masks are copied
+#: (measured on ResNet-18 and ResNet-50 variants, benchmarks/RESULTS.md: up to 3.2x).
+VJP_BLOCK_FACTOR = 4
+
 #: Entries are written into one slot per (row, colour) while the slots number at most this
 #: many times the result's nonzeros (the boxes are tight); else kept as COO triples.
 SLOTS_PER_ENTRY = 2
@@ -232,7 +238,7 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     features = sum(prod(layer.out_shape) for layer in net.layers)
     nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
         "forward": 2 * result + block * per_seed,
-        "reverse": 2 * result + block * per_seed + 2 * features * itemsize,
+        "reverse": 2 * result + VJP_BLOCK_FACTOR * block * per_seed + 2 * features * itemsize,
         "chain": result + int(sum(_macs(layer) for layer in net.layers) * (itemsize + idx)
                               + 2 * max(sums) * (itemsize + idx)),
     }
