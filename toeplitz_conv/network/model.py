@@ -353,7 +353,10 @@ class Network:
     def lipschitz_bound(self, method: str = "auto", window: int | None = None) -> bounds.Bound:
         """A certified upper bound of the network's Lipschitz constant in the 2-norm; never below
         :meth:`local_lipschitz`, exact for linear networks. The inequalities are proved in
-        :mod:`toeplitz_conv.network.analysis.bounds` and the modules it names.
+        :mod:`toeplitz_conv.network.analysis.bounds` and the modules it names. Computed in
+        float64: a float32 network's bound is that of the map its parameters define (batch
+        norm's scale and average pooling's weights from their formulas, not rounded), and its
+        :meth:`local_lipschitz` is the float32 Jacobian's norm, within float32 rounding of it.
 
         Parameters
         ----------
