@@ -208,20 +208,41 @@ def test_the_route_says_which_lu_ran_and_why_another_did_not(monkeypatch):
     np.testing.assert_allclose(s.values, dense_sv(w, (4, 9, 9), padding=1)[-1:], rtol=1e-8)
 
 
-@pytest.mark.parametrize("route", ["grid-lu", "shift-invert"])
+@pytest.mark.parametrize("route", ["grid-lu", "shift-invert", "superlu-c"])
 def test_complex_weights_at_the_bottom(route, monkeypatch):
     """Complex kernels: the LU solves with C^H, and the certificate's left vectors take the phase
-    that makes u^H C v real and positive."""
-    if route == "shift-invert":
+    that makes u^H C v real and positive (SuperLU's LU of C: past shift-invert's size)."""
+    if route != "grid-lu":
         monkeypatch.setattr(dissection, "MAX_MACS", 0)
+    if route == "superlu-c":
+        monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
     rng = np.random.default_rng(6)
     w = rng.standard_normal((3, 3, 3, 3)) + 1j * rng.standard_normal((3, 3, 3, 3))
     ref = dense_sv(w, (3, 8, 9), padding=1, padding_mode="reflect")
     s = tc.singular_values(w, (3, 8, 9), padding=1, padding_mode="reflect", k=2, which="smallest", method="svds")
-    assert s.route.startswith("Lanczos on C^-1" if route == "grid-lu" else "shift-invert")
+    assert s.route.startswith({"grid-lu": "Lanczos on C^-1 C^-H (LU by nested dissection", "shift-invert": "shift-invert",
+                               "superlu-c": "Lanczos on C^-1 C^-H (SuperLU's LU of C), polished"}[route]), s.route
     np.testing.assert_allclose(s.values, ref[-2:], rtol=1e-8)
     assert np.all(np.abs(s.values - ref[-2:]) <= s.residuals + 64 * EPS * ref[0])
     assert np.all(s.residuals <= 1e-9 * ref[0])
+
+
+def test_superlus_lu_of_c_is_polished_like_the_grids(monkeypatch):
+    """An ill-conditioned square layer (condition number 1e9) past shift-invert's size takes
+    SuperLU's LU of C. Unpolished, its inverse's vectors certified the bottom only to 4e-9
+    sigma_max, above the values themselves, which were then reported as 0; refined inverse
+    iteration brings the certificates to rounding and the values to the dense SVD's."""
+    monkeypatch.setattr(dissection, "MAX_MACS", 0)
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    w = np.array([-2.647462003884479, -0.2772198864931002, -0.7992165848351771, 0.8177852162954359,
+                  -2.680129182800545, 1.987967393188791, -0.33575092370807186, -1.575351648860976,
+                  0.4226639770391049, 0.4862626899645115, 0.42431455149174147, 2.1616987039564033]).reshape(1, 1, 2, 3, 2)
+    kw = dict(padding="same", dilation=(2, 1, 1))  # a fuzz case: the grid LU met a zero pivot
+    ref = dense_sv(w, (1, 8, 8, 7), **kw)
+    s = tc.singular_values(w, (1, 8, 8, 7), k=2, which="smallest", method="svds", **kw)
+    assert s.route.startswith("Lanczos on C^-1 C^-H (SuperLU's LU of C), polished by refined inverse iteration")
+    np.testing.assert_allclose(s.values, ref[-2:], rtol=1e-8)
+    assert np.all(s.residuals <= 64 * EPS * ref[0])
 
 
 @pytest.mark.parametrize("which", ["largest", "smallest"])
@@ -269,7 +290,7 @@ def test_values_no_route_resolved_are_refused_or_taken_densely(monkeypatch):
     from toeplitz_conv import spectral
 
     def random_vectors(w, geom, A, N, size, k, *rest):
-        return np.linalg.qr(np.random.default_rng(0).standard_normal((size, k)))[0], "a test's route"
+        return np.linalg.qr(np.random.default_rng(0).standard_normal((size, k)))[0], None, "a test's route"
 
     monkeypatch.setattr(dissection, "MAX_MACS", 0)
     monkeypatch.setattr(svds, "_bottom_past_the_grid", random_vectors)
@@ -282,3 +303,19 @@ def test_values_no_route_resolved_are_refused_or_taken_densely(monkeypatch):
     s = tc.singular_values(w, (3, 8, 8), padding=1, k=2, which="smallest")
     assert s.method == "dense"
     np.testing.assert_allclose(s.values, dense_sv(w, (3, 8, 8), padding=1)[-2:], rtol=1e-12)
+
+
+def test_superlus_lu_of_c_is_not_tried_where_the_grid_found_c_singular(monkeypatch):
+    """On a C the grid LU found numerically singular, scipy's SuperLU was seen to write out of
+    bounds (BLAS "illegal value" errors, then a crash): past shift-invert's size such a layer
+    goes to Lanczos on c I - N, never to SuperLU's LU of C."""
+    monkeypatch.setattr(svds, "SHIFT_INVERT_MAX_NNZ", 0)
+    w = np.array([[[0.7129130347106278, 2.0441190583934326]]])
+    kw = dict(padding="same", dilation=2, padding_mode="replicate")
+    calls = []
+    monkeypatch.setattr("scipy.sparse.linalg.splu", lambda *a, **k: calls.append(a) or pytest.fail("splu ran"))
+    ref = dense_sv(w, (1, 24), **kw)
+    s = tc.singular_values(w, (1, 24), k=3, which="smallest", method="svds", **kw)
+    assert s.route.startswith("Lanczos on c I - N") and "a numerically singular layer" in s.route, s.route
+    np.testing.assert_allclose(s.values[:-1], ref[-3:-1], rtol=1e-8)
+    assert s.values[-1] == 0 and not calls

@@ -22,7 +22,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator
 
 from .conv import conv_matrix
-from .dissection import affordable_lu, lu_applies
+from .dissection import POLISH_STEPS, affordable_lu, lu_applies
 from .geometry import ConvGeometry
 from .lanczos import (LANCZOS_BLAS_THREADS, NoConvergence, blas_threads, certify, dense_bytes, dense_values,
                       distinct_groups, lanczos_values, normal_operator, start_vector, top_eigenpairs)
@@ -88,6 +88,7 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
     grid, grid_says = affordable_lu(w, geom)
     no_grid = "" if lu_applies(geom) is not None else grid_says  # why not, for a square layer
     values, route = None, ""  # (sigma, residual) of a route's vectors
+    singular = False  # the grid LU found C numerically singular
     if grid is not None:
         g = grid
         inv = LinearOperator((size, size), matvec=lambda x: g.solve(g.solve(x, trans)), dtype=w.dtype)
@@ -101,15 +102,16 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             worst = float(np.max(values[1])) / np.sqrt(top2)
             if worst > GRID_RESOLVED:  # the inverse's top is a (numerical) null space whose
                 # 1 / eps swamps the rest: only the null vectors were resolved
-                values = None
+                values, singular = None, True
                 no_grid = (f"the inverse from its LU by nested dissection left a value unresolved (a "
                            f"certificate of {worst:.1e} sigma_max: a numerically singular layer)")
         except ArpackNoConvergence:  # C numerically singular: the inverse's top is rounding noise
+            singular = True
             no_grid = "Lanczos on the inverse from its LU by nested dissection did not converge"
     if values is None:
-        V, route = _bottom_past_the_grid(w, geom, A, N, size, k, tol, v0, top2, kw, trans, no_grid)
+        V, U, route = _bottom_past_the_grid(w, geom, A, N, size, k, tol, v0, top2, kw, trans, no_grid, singular)
         route += f" ({no_grid})" if no_grid else ""
-        values = certify(A, V)
+        values = certify(A, V, U)
     sigma, residual = values
     loose = float(np.max(residual)) / np.sqrt(top2)
     if loose > max(UNRESOLVED, 100 * np.sqrt(tol)):  # values of the wrong part of the spectrum
@@ -123,10 +125,14 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
 
 def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N: LinearOperator, size: int,
                           k: int, tol: float, v0: np.ndarray, top2: float, kw: Mapping[str, Any],
-                          trans: Literal["T", "H"], no_grid: str) -> tuple[np.ndarray, str]:
-    """``(V, route)``: the bottom right singular vectors of a layer without (or past) the grid
-    LU (``no_grid`` says why not, for a square layer), by the first affordable of the routes
-    after it (:func:`smallest_values`)."""
+                          trans: Literal["T", "H"], no_grid: str,
+                          singular: bool = False) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``(V, U, route)``: the bottom right singular vectors of a layer without (or past) the
+    grid LU (``no_grid`` says why not, for a square layer), their left partners where the route
+    polished them (else None), and the route, by the first affordable of the routes after it
+    (:func:`smallest_values`). SuperLU's LU of a square ``C`` (past shift-invert's size) has
+    its vectors polished as the grid LU's are (:func:`_polish`); it is not tried on a ``C``
+    the grid LU found ``singular`` (numerically)."""
     from scipy.sparse import eye_array
     from scipy.sparse.linalg import splu
 
@@ -139,7 +145,9 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
     C = conv_matrix(w, geom.in_shape, **kw) if small or square else None
     Nm = None if C is None or not small else sp_csc(C.conj().T @ C if n <= m else C @ C.conj().T)
     lu_c = None
-    if Nm is None and square and C is not None:  # the LU of C itself: N^-1 = C^-1 C^-H
+    if Nm is None and square and C is not None and not singular:  # the LU of C itself: N^-1 = C^-1 C^-H
+        # (not on a numerically singular C: scipy's SuperLU has been seen to write out of bounds
+        # on one, BLAS "illegal value" errors then a crash; on N + delta I it has not)
         try:
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
@@ -153,13 +161,14 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
-                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], tried
+                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], None, tried
             tried = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
             if lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
-                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], tried
+                V, U = _polish(solver, C, top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], trans)
+                return V, U, tried + ", polished by refined inverse iteration"
             c = 1.01 * top2
             shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
             ncv = max(4 * k, k + 96)
@@ -167,13 +176,30 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             tried = (f"Lanczos on c I - N (its normal matrix is too large for a sparse LU, and it was given "
                      f"about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it)")
             V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
-            return V, "Lanczos on c I - N"
+            return V, None, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
             f"layer by {tried}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
             f"clustered, or numerically null. Use method='dense' if it fits in "
             f"memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; got tol={tol}.") from e
+
+
+def _polish(lu: Any, C: Any, V: np.ndarray, trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
+    """``(V, U)`` from SuperLU's LU of a square ``C``, as :meth:`~toeplitz_conv.dissection.GridLU.polish`
+    from the grid's: refined inverse iteration on the span of ``V``, Rayleigh-Ritz with ``N``
+    itself, and the left partners ``U = C^-H V``, each solve refined once."""
+    def solve(B: np.ndarray, t: str) -> np.ndarray:
+        X = lu.solve(B, trans=t)
+        M = C if t == "N" else (C.T if t == "T" else C.conj().T)
+        return cast(np.ndarray, X + lu.solve(B - M @ X, trans=t))
+
+    Q = np.linalg.qr(V)[0]
+    for _ in range(POLISH_STEPS):
+        Q = np.linalg.qr(solve(solve(Q, trans), "N"))[0]
+    AQ = C @ Q
+    V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
+    return V, solve(V, trans)
 
 
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
