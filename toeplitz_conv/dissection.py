@@ -35,6 +35,7 @@ error of a random solve (:attr:`GridLU.backward_error`); the caller then takes a
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -56,7 +57,7 @@ MAX_MACS = 5e12
 MAX_BACKWARD_ERROR = 1e-10
 
 #: Steps of inverse iteration, each solve refined once, that polish the bottom vectors found
-#: through the LU (:meth:`GridLU.polish`): Lanczos's vectors carry the solves' error (about
+#: through an LU (:func:`polish`): Lanczos's vectors carry the solves' error (about
 #: ``eps * cond(C)``) in every direction, and along the top of the spectrum that error dominates
 #: the residual (a 64 -> 64 layer on 56x56: ``||N v - mu v||`` was 2e-11 against ``sigma^2`` =
 #: 1.7e-14, so the certificate could not tell the value from 0). Polished, the residual is
@@ -276,16 +277,8 @@ class GridLU:
         return x
 
     def polish(self, V: np.ndarray, trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
-        """``(V, U)``: the bottom right singular vectors ``V`` (eigenvectors of ``N = C^H C``;
-        ``trans`` is ``C^H``'s: ``'T'`` for a real layer) after ``POLISH_STEPS`` of refined
-        inverse iteration on their span and Rayleigh-Ritz with ``N`` itself, and their left
-        partners ``U = C^-H V`` (``C^H u = sigma v``), each solve refined."""
-        Q = np.linalg.qr(V)[0]
-        for _ in range(POLISH_STEPS):
-            Q = np.linalg.qr(self.solve(self.solve(Q, trans, refine=1), "N", refine=1))[0]
-        AQ = self._op.matmat(Q)
-        V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
-        return V, self.solve(V, trans, refine=1)
+        """:func:`polish` with this LU's solves, each refined once."""
+        return polish(lambda b, t: self.solve(b, t, refine=1), self._op.matmat, V, trans)
 
     def _solve(self, b: np.ndarray, trans: Literal["N", "T", "H"]) -> np.ndarray:
         r = np.empty(b.shape, dtype=np.result_type(b, self.dtype))
@@ -330,6 +323,22 @@ class GridLU:
                 r2[lo:hi] = sla.lu_solve((lu, piv), rhs, trans=code, check_finite=False)
         out: np.ndarray = r[self._perm]
         return out
+
+
+def polish(solve: Callable[[np.ndarray, Literal["N", "T", "H"]], np.ndarray],
+           matmat: Callable[[np.ndarray], np.ndarray], V: np.ndarray,
+           trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
+    """``(V, U)``: the bottom right singular vectors ``V`` of a square ``C`` (eigenvectors of
+    ``N = C^H C``; ``trans`` is ``C^H``'s: ``'T'`` for a real layer) after ``POLISH_STEPS`` of
+    inverse iteration on their span and Rayleigh-Ritz with ``N`` itself, and their left
+    partners ``U = C^-H V`` (``C^H u = sigma v``). ``solve(b, t)`` is ``C^-1 b`` (``t`` =
+    ``'N'``) or ``C^-T b`` / ``C^-H b`` from an LU, refined; ``matmat(X)`` is ``C X``."""
+    Q = np.linalg.qr(V)[0]
+    for _ in range(POLISH_STEPS):
+        Q = np.linalg.qr(solve(solve(Q, trans), "N"))[0]
+    AQ = matmat(Q)
+    V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
+    return V, solve(V, trans)
 
 
 def affordable_lu(w: np.ndarray, geom: ConvGeometry) -> tuple[GridLU | None, str]:

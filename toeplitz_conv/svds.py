@@ -22,7 +22,7 @@ from scipy.sparse import csc_array as sp_csc
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator
 
 from .conv import conv_matrix
-from .dissection import POLISH_STEPS, affordable_lu, lu_applies
+from .dissection import affordable_lu, lu_applies, polish
 from .geometry import ConvGeometry
 from .lanczos import (LANCZOS_BLAS_THREADS, NoConvergence, blas_threads, certify, dense_bytes, dense_values,
                       distinct_groups, lanczos_values, normal_operator, start_vector, top_eigenpairs)
@@ -186,20 +186,14 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
 
 
 def _polish(lu: Any, C: Any, V: np.ndarray, trans: Literal["T", "H"]) -> tuple[np.ndarray, np.ndarray]:
-    """``(V, U)`` from SuperLU's LU of a square ``C``, as :meth:`~toeplitz_conv.dissection.GridLU.polish`
-    from the grid's: refined inverse iteration on the span of ``V``, Rayleigh-Ritz with ``N``
-    itself, and the left partners ``U = C^-H V``, each solve refined once."""
-    def solve(B: np.ndarray, t: str) -> np.ndarray:
+    """:func:`~toeplitz_conv.dissection.polish` with SuperLU's LU of a square ``C``, each solve
+    refined once by ``C`` itself."""
+    def solve(B: np.ndarray, t: Literal["N", "T", "H"]) -> np.ndarray:
         X = lu.solve(B, trans=t)
         M = C if t == "N" else (C.T if t == "T" else C.conj().T)
         return cast(np.ndarray, X + lu.solve(B - M @ X, trans=t))
 
-    Q = np.linalg.qr(V)[0]
-    for _ in range(POLISH_STEPS):
-        Q = np.linalg.qr(solve(solve(Q, trans), "N"))[0]
-    AQ = C @ Q
-    V = Q @ np.linalg.eigh(AQ.conj().T @ AQ)[1]
-    return V, solve(V, trans)
+    return polish(solve, lambda X: cast(np.ndarray, C @ X), V, trans)
 
 
 def svds_values(w: np.ndarray, geom: ConvGeometry, k: int, which: Literal["largest", "smallest"],
