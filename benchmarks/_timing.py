@@ -63,6 +63,21 @@ def compare_min(fns: dict, *, warmup: int = 2, min_runs: int = 3, max_runs: int 
     return best
 
 
+def rss() -> int:
+    """The process's resident set now, in bytes (Linux: ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss() -> int:
+    """The process's peak resident set so far, in bytes (``ru_maxrss``). In a child started by
+    a larger process it is at least the parent's, as Linux keeps it across exec: spawn the
+    benchmarks' workers from a light parent."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def fmt_time(t: float | None) -> str:
     if t is None:
         return "-"

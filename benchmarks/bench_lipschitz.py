@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,11 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from _timing import fmt_bytes, machine_info, markdown_table  # noqa: E402
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from _timing import fmt_bytes, machine_info, markdown_table, peak_rss  # noqa: E402
 
 
 def tiny_cnn():
@@ -113,7 +108,7 @@ def worker(name: str, width: int, samples: int, steps: int) -> dict:
                    else msg.split("N = ")[1].split(" ")[0].join(["N = ", " too large"]) if "N = " in msg else msg[:60])
             out[method] = f"refused: {why}"
         out[method + "_s"] = time.perf_counter() - t
-        out[method + "_peak"] = _peak()
+        out[method + "_peak"] = peak_rss()
     x = np.random.default_rng(0).standard_normal((samples, *shape))
     t = time.perf_counter()
     from toeplitz_conv.network.analysis.bounds import empirical_lower_bound
@@ -145,7 +140,7 @@ def sdp_worker(side: str) -> dict:
 
         settings = ACCURATE if side == "dense-accurate" else lipsdp.SCS_SETTINGS
         value = _dense_lipsdp(_dense_weights_of(model, shape), [(0.0, 1.0)] * 2, solver=cp.SCS, **settings)
-    return {"side": side, "value": value, "s": time.perf_counter() - t, "peak": _peak()}
+    return {"side": side, "value": value, "s": time.perf_counter() - t, "peak": peak_rss()}
 
 
 def _run(args: list[str]) -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,16 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from _timing import fmt_bytes, fmt_time, machine_info, markdown_table, peak_rss, rss  # noqa: E402
 
 
 def dncnn(depth=8, c=16):
@@ -84,13 +74,13 @@ def worker(side: str, size: int, repeats: int) -> dict:
     else:
         def run():
             return torch.func.jacrev(lambda v: model(v[None])[0])(x)
-    base = _rss()
+    base = rss()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         J = run()
         best = min(best, time.perf_counter() - t0)
-    out = {"time": best, "peak": max(_peak() - base, 0)}
+    out = {"time": best, "peak": max(peak_rss() - base, 0)}
     if side == "ours":
         out["nnz"] = int(J.nnz)
         if size <= 32:  # the independent check: jacrev's dense Jacobian, same process
@@ -179,11 +169,11 @@ def resnet_worker(size: int, batch: int, width: int = 64) -> dict:
 
     torch.manual_seed(0)
     model = resnet18(width=width).eval()
-    base = _rss()
+    base = rss()
     t0 = time.perf_counter()
     net = tc.compile(model, (3, size, size))
     t_compile = time.perf_counter() - t0
-    peak = max(_peak() - base, 0)
+    peak = max(peak_rss() - base, 0)
     mats = [layer.matrix for layer in net.layers if layer.linear]
     csr = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in mats)
     nnz = sum(m.nnz for m in mats)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,16 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from _timing import fmt_bytes, fmt_time, machine_info, markdown_table, peak_rss, rss  # noqa: E402
 
 
 def resnet18(width: int):
@@ -136,7 +126,7 @@ def worker(how: str, width: int, size: int) -> dict:
     import toeplitz_conv as tc
 
     model = resnet18(width)
-    base = _rss()
+    base = rss()
     t0 = time.perf_counter()
     net = tc.compile(model, (3, size, size))
     if how == "old":
@@ -155,7 +145,7 @@ def worker(how: str, width: int, size: int) -> dict:
     t_norms = time.perf_counter() - t0
     held = net.memory_report()
     return {"compile": t_compile, "bound_t": t_bound, "norms_t": t_norms, "bound": bound,
-            "norms": len(norms), "peak": _peak(), "above": _peak() - base, "held": held.built,
+            "norms": len(norms), "peak": peak_rss(), "above": peak_rss() - base, "held": held.built,
             "all": held.total}
 
 

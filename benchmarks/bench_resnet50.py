@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
+from _timing import fmt_bytes, fmt_time, machine_info, markdown_table, peak_rss  # noqa: E402
 
 PHASES = ("compile", "plan", "jacobian", "layer_norms", "lipschitz_bound")
 
@@ -72,10 +71,6 @@ def resnet50(width: int = 64, classes: int = 1000, blocks=(3, 4, 6, 3)):
     return nn.Sequential(*layers)
 
 
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _colours(plan) -> str:
     n = plan.colours.get(plan.method)
     return "no colouring" if n is None else f"{n:,} colours"
@@ -94,7 +89,7 @@ def worker(phase: str, width: int, size: int, classes: int) -> dict:
     t0 = time.perf_counter()
     net = tc.compile(model, (3, size, size))
     out: dict = {"compile_s": time.perf_counter() - t0, "params": sum(p.numel() for p in model.parameters())}
-    base = _peak()
+    base = peak_rss()
     t0 = time.perf_counter()
     if phase == "compile":
         out["what"] = f"{len(net.layers)} nodes; matrices if all built: {fmt_bytes(net.memory_report().total)}"
@@ -125,7 +120,7 @@ def worker(phase: str, width: int, size: int, classes: int) -> dict:
         bound = net.lipschitz_bound()
         out["what"] = f"{float(bound):.4g} by '{bound.method}'"
     out.setdefault("seconds", time.perf_counter() - t0)
-    out.update(peak=_peak(), above=max(_peak() - base, 0))
+    out.update(peak=peak_rss(), above=max(peak_rss() - base, 0))
     return out
 
 

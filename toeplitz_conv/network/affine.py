@@ -113,7 +113,8 @@ class Affine(Layer):
     def exact_matrix(self) -> sp.csr_array:
         """``W`` in float64 for the certified analyses (LipSDP): the entries as the network
         holds them, except constants derived from parameters (batch norm's scale), which are
-        computed in float64 from them, as :meth:`operator` does in float64. Not kept."""
+        computed in float64 from them, as :meth:`operator` does in float64. The float64 copy is
+        not kept; the node's own matrix is read as :attr:`matrix` reads it (built, and kept)."""
         return sp.csr_array(self.matrix, dtype=np.float64)
 
     def operator(self, dtype: npt.DTypeLike | None = None) -> LinearOperator:
