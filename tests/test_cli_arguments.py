@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 import toeplitz_conv as tc  # noqa: E402
-from toeplitz_conv import _cli_args, _cli_limits, cli, verify  # noqa: E402
+from toeplitz_conv import _cli_args, _cli_figures, _cli_limits, cli, verify  # noqa: E402
 
 LAYER = ["--input", "1x5x5", "--kernel", "1x1x3x3"]
 TINY = ["--input", "1x2x2", "--kernel", "1x1x2x2"]  # one output pixel: a one-frame GIF
@@ -38,8 +38,10 @@ def no_work(monkeypatch, tmp_path):
     def trap(*args, **kwargs):
         raise AssertionError("work was done before the arguments were checked")
 
-    for name in ("conv_matrix", "conv_weight_grad", "spy", "explore", "animate", "gradient_figure"):
-        monkeypatch.setattr(cli, name, trap)
+    for module in (cli, _cli_figures):  # the demo and verify; the commands that draw
+        for name in ("conv_matrix", "conv_weight_grad", "spy", "explore", "animate", "gradient_figure"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, trap)
     monkeypatch.setattr(verify, "cases", trap)
     yield
     written = [p.name for p in tmp_path.rglob("*") if p.suffix in (".png", ".gif", ".html", ".htm")]
@@ -249,7 +251,7 @@ def test_a_layer_the_estimate_lets_through_the_library_builds(capsys, monkeypatc
     code, _, err = run(capsys, "spy", *argv, "-o", "C.png")
     assert code == 0, err
     monkeypatch.setenv("TOEPLITZ_CONV_MAX_BYTES", str(total - 1))
-    monkeypatch.setattr(cli, "conv_matrix", lambda *a, **k: pytest.fail("built past the limit"))
+    monkeypatch.setattr(_cli_figures, "conv_matrix", lambda *a, **k: pytest.fail("built past the limit"))
     refused(capsys, ["spy", *argv], "arguments --input", "more than the memory limit")
 
 
@@ -310,7 +312,7 @@ def test_running_out_of_memory_anyway_is_one_line(capsys, monkeypatch):
     def exhausted(*args, **kwargs):
         raise MemoryError("Unable to allocate 2.2 GiB")
 
-    monkeypatch.setattr(cli, "conv_matrix", exhausted)
+    monkeypatch.setattr(_cli_figures, "conv_matrix", exhausted)  # spy's matrix
     code, _, err = run(capsys, "spy", *LAYER)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("toeplitz-conv spy: error: the layer is too large for this machine (MemoryError")

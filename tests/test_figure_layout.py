@@ -47,11 +47,12 @@ def test_spy_png_fills_its_canvas_and_nothing_touches_the_edge(tmp_path, capsys,
 def spy_of(args):
     """The figure the spy command would draw for ``args`` (same layer, same call)."""
     from toeplitz_conv._cli_args import layer_geometry
-    from toeplitz_conv.cli import _layer, build_parser
+    from toeplitz_conv._cli_figures import random_layer
+    from toeplitz_conv.cli import build_parser
 
     parsed = build_parser().parse_args(["spy", *args])
     geom = layer_geometry(parsed)
-    w, inp, opts = _layer(parsed)
+    w, inp, opts = random_layer(parsed)
     C = tc.conv_matrix(w, inp, **opts)
     ax = tc.spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape,
                 layer=geom.describe())

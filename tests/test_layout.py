@@ -28,7 +28,7 @@ FLOORS = {
     "pattern": 4,
     "_sparse": 4, "conv": 5, "pool": 5, "probe": 5,
     "operator": 6, "diagnose": 6, "testing": 6, "circulant": 7, "dissection": 7, "lanczos": 7, "svds": 7, "spectrum": 7, "blockdiag": 7, "spectral": 7, "network": 8, "torch_sparse": 8, "plot": 9, "verify": 10,
-    "_cli_args": 11, "_cli_limits": 11, "_against": 11, "cli": 11, "__init__": 12, "__main__": 12,
+    "_cli_args": 11, "_cli_limits": 11, "_against": 11, "_cli_figures": 11, "cli": 11, "__init__": 12, "__main__": 12,
 }
 
 

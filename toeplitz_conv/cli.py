@@ -9,8 +9,9 @@ Commands::
     toeplitz-conv verify [--atol 1e-10]    the library against PyTorch over a grid of geometries
     toeplitz-conv --version
 
-Every argument is checked before any work (:mod:`toeplitz_conv._cli_args`, and what the layer
-would cost: :mod:`toeplitz_conv._cli_limits`): a bad one gives one line naming the flag, the
+The commands that draw are in :mod:`toeplitz_conv._cli_figures`. Every argument is checked
+before any work (:mod:`toeplitz_conv._cli_args`, and what the layer would cost:
+:mod:`toeplitz_conv._cli_limits`): a bad one gives one line naming the flag, the
 rule and what arrived, as argparse writes it
 (``toeplitz-conv spy: error: argument --dpi: ...``), and exit status 2. Exit status 1 means a
 check of ``demo`` or ``verify`` failed.
@@ -19,38 +20,23 @@ check of ``demo`` or ``verify`` failed.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
-from types import ModuleType
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
-import numpy.typing as npt
 
 from . import verify
 from ._against import against_arguments, check_against, load_callable
-from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, check_animated_channels,
-                        dpi_argument, image_suffixes, layer_arguments, layer_flags, layer_geometry,
-                        layer_options, output_argument, output_file, output_folder, parse_atol)
-from ._cli_limits import (EXPLORE_BYTES_PER_NONZERO, SPY_BYTES_PER_NONZERO, check_animation,
-                          check_frames_memory, check_memory, check_pixels, spy_image)
-from .conv import conv_matrix, conv_weight_grad, csr_size
-from .memory import human_bytes
-from .plot import animate, explore, gradient_figure, spy
-from .plot.explorer import EXPLORER_MAX_ENTRIES, EXPLORER_MAX_NONZEROS
-from .plot.layout import figure_size
+from ._cli_args import (ArgumentError, CommandParser, UsageError, arg_type, dpi_argument, layer_arguments,
+                        layer_geometry, output_argument, output_folder, parse_atol)
+from ._cli_figures import OutputError, animate_command, demo_figures, explore_command, spy_command
+from .conv import conv_matrix, conv_weight_grad
 
 PROG = "toeplitz-conv"
 DISTRIBUTION = "toeplitz-conv"  # [project] name in pyproject.toml
-
-
-class _OutputError(ValueError):
-    """A file or folder named on the command line cannot be written."""
 
 
 def version() -> str:
@@ -59,20 +45,6 @@ def version() -> str:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # run from a source tree: the package says it
         return getattr(sys.modules.get(__package__), "__version__", "unknown")
-
-
-def _pyplot() -> ModuleType:
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg")  # writing files only: no window
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _x(shape: Sequence[int]) -> str:
-    return "x".join(map(str, shape))
 
 
 # --------------------------------------------------------------------------- demo
@@ -84,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
+        raise OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
     x = np.arange(1.0, 17.0).reshape(1, 4, 4)
     w = np.array([[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]]])  # Sobel x
     C = conv_matrix(w, x.shape)
@@ -126,7 +98,7 @@ def _demo(args: argparse.Namespace) -> int:
         for name, ok in checks.items():
             print(f"  {'ok  ' if ok else 'FAIL'} {name}")
         status = 0 if all(checks.values()) else 1
-    _demo_figures(out, x, w, delta)
+    demo_figures(out, x, w, delta)
     return status
 
 
@@ -135,132 +107,6 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, ta: str, tb: str) -> str:
     width = max(len(ta), *(len(s) for s in la)) + 4
     lines = [ta.ljust(width) + tb] + [s.ljust(width) + t for s, t in zip(la, lb)]
     return "\n".join(lines)
-
-
-def _demo_figures(out: Path, x: npt.NDArray[np.float64], w: npt.NDArray[np.float64],
-                  delta: npt.NDArray[np.float64]) -> None:
-    plt = _pyplot()
-    C = conv_matrix(w, x.shape)
-    fig, ax = plt.subplots(figsize=(9, 3), layout="constrained")
-    spy(C, ax=ax, input_shape=x.shape, output_shape=(1, 2, 2),
-        title="the demo's C: 3x3 Sobel kernel on a 4x4 image (4 x 16)")
-    spy_path = out / "demo_spy.png"
-    fig = gradient_figure(x, w, grad_output=delta.reshape(1, 2, 2))
-    grad_path = out / "demo_gradient.png"
-    try:
-        ax.figure.savefig(spy_path, dpi=100)
-        fig.savefig(grad_path, dpi=100)
-    except OSError as e:
-        raise _OutputError(f"argument --out: cannot write to {str(out)!r}: {e}") from None
-    finally:
-        plt.close("all")
-    print(f"\nwrote the spy plot to {spy_path} and the gradient figure to {grad_path}")
-
-
-# --------------------------------------------------------------------------- spy
-
-
-def _layer(args: argparse.Namespace, transposed: bool = False
-           ) -> tuple[npt.NDArray[np.float64], tuple[int, ...], dict[str, Any]]:
-    """``(weight, input_shape, options)`` of the layer the arguments describe, its random
-    weights drawn: called once the caller has its geometry (:func:`layer_geometry`), so
-    a broken layer is refused before anything is drawn."""
-    w = np.random.default_rng(args.seed).standard_normal(args.kernel)
-    return w, args.input, layer_options(args, transposed)
-
-
-def _save(fig_or_anim: Any, out: Path, **kw: Any) -> None:
-    """Write a figure (or an animation, ``writer=`` in ``kw``) to ``out``, creating its folder."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (fig_or_anim.save if "writer" in kw else fig_or_anim.savefig)(out, **kw)
-    except (OSError, ValueError) as e:  # a full disk, a path that changed since the check
-        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
-
-
-def _spy(args: argparse.Namespace) -> int:
-    geom = layer_geometry(args)
-    out = output_file("-o/--output", args.output, "conv_matrix.png", image_suffixes(), "the image file")
-    m, n = geom.shape
-    check_memory(args, "spy", geom, SPY_BYTES_PER_NONZERO, spy_image(geom, args.mode))
-    layer = f"{geom.describe()}\n{_x(geom.in_shape)} -> {_x(geom.out_shape)}"
-    size = figure_size(m, n, colorbar=args.mode != "markers",  # the figure spy will draw
-                       title_lines=layer.count("\n") + 3)
-    check_pixels(args.dpi, *size, "the spy plot")
-
-    w, inp, opts = _layer(args)
-    C = conv_matrix(w, inp, **opts)
-    nbytes = C.data.nbytes + C.indices.nbytes + C.indptr.nbytes
-    print(f"input  {_x(geom.in_shape)} -> output {_x(geom.out_shape)}   (kernel {_x(w.shape)}, "
-          f"random N(0, 1) weights, seed {args.seed})")
-    print(f"C: {m:,} x {n:,}, {C.nnz:,} nonzeros, density {100 * C.nnz / (m * n):.3g}%, "
-          f"{human_bytes(nbytes)} as CSR ({human_bytes(m * n * 8)} dense)")
-    plt = _pyplot()  # the Agg backend before spy makes its figure
-    ax = spy(C, input_shape=geom.in_shape, output_shape=geom.out_shape, mode=args.mode, layer=layer)
-    try:
-        _save(ax.figure, out, dpi=args.dpi)
-    finally:
-        plt.close(ax.figure)
-    print(f"wrote {out}")
-    return 0
-
-
-# --------------------------------------------------------------------------- explore
-
-
-def _explore(args: argparse.Namespace) -> int:
-    geom = layer_geometry(args)
-    m, n = geom.shape
-    if max(m, n) > EXPLORER_MAX_ENTRIES:
-        raise ArgumentError(
-            f"arguments {layer_flags(args)}: explore is for small "
-            f"layers, at most {EXPLORER_MAX_ENTRIES:,} input and output entries (to stay readable); "
-            f"got {n:,} inputs and {m:,} outputs.")
-    nnz = csr_size(geom, 8)[0]
-    if nnz > EXPLORER_MAX_NONZEROS:
-        raise ArgumentError(f"arguments {layer_flags(args)}: explore is for small layers, at most "
-                            f"{EXPLORER_MAX_NONZEROS:,} nonzeros in C (to keep the file small); got {nnz:,}.")
-    out = output_file("-o/--output", args.output, "layer.html", {".html", ".htm"}, "the HTML file")
-    check_memory(args, "explore", geom, EXPLORE_BYTES_PER_NONZERO)
-    w, inp, opts = _layer(args)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        explore(w, inp, path=out, **opts)
-    except OSError as e:
-        raise _OutputError(f"argument -o/--output: cannot write {str(out)!r}: {e}") from None
-    print(f"wrote {out}: {_x(geom.in_shape)} -> {_x(geom.out_shape)}, open it in a browser")
-    return 0
-
-
-# --------------------------------------------------------------------------- animate
-
-
-def _animate(args: argparse.Namespace) -> int:
-    check_animated_channels(args)
-    geom = layer_geometry(args, transposed=args.transposed)
-    check_animation(args, geom)
-    out = output_file("-o/--output", args.output, "conv.gif", {".gif"}, "the GIF file")
-    check_memory(args, "animate", geom)
-    plt = _pyplot()
-    w, inp, opts = _layer(args, transposed=args.transposed)
-    anim = animate(w, inp, transposed=args.transposed, **opts)
-    try:
-        fig = plt.gcf()  # the figure animate drew into: its size fixes the frames' pixels
-        pixels = check_pixels(args.dpi, *cast("tuple[float, float]", fig.get_size_inches()), "each frame")
-        check_frames_memory(geom.shape[1] if args.transposed else geom.shape[0], pixels, args.dpi)
-    except ArgumentError:
-        with warnings.catch_warnings():  # matplotlib's "deleted without rendering": we meant it
-            warnings.simplefilter("ignore", UserWarning)
-            del anim
-            plt.close("all")
-            gc.collect()
-        raise
-    try:
-        _save(anim, out, writer="pillow", dpi=args.dpi)
-    finally:
-        plt.close("all")
-    print(f"wrote {out}")
-    return 0
 
 
 # --------------------------------------------------------------------------- verify
@@ -313,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="values as colour, markers, or a nonzero histogram (default auto)")
     dpi_argument(spy_cmd, 110, "image")
     output_argument(spy_cmd, "conv_matrix.png", "image file to write (.png, .pdf, .svg)")
-    spy_cmd.set_defaults(func=_spy)
+    spy_cmd.set_defaults(func=spy_command)
 
     explore_cmd = sub.add_parser(
         "explore", help="write a layer's interactive explorer (one HTML file)",
@@ -324,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: toeplitz-conv explore --input 1x5x5 --kernel 1x1x3x3 --stride 2 --padding 1 -o layer.html")
     layer_arguments(explore_cmd)
     output_argument(explore_cmd, "layer.html", "HTML file to write")
-    explore_cmd.set_defaults(func=_explore)
+    explore_cmd.set_defaults(func=explore_command)
 
     animate_cmd = sub.add_parser(
         "animate", help="the kernel sliding over the input, with the matrix row it is (a GIF)",
@@ -339,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="the transposed convolution (conv_transpose2d) instead")
     dpi_argument(animate_cmd, 100, "frames")
     output_argument(animate_cmd, "conv.gif", "GIF file to write")
-    animate_cmd.set_defaults(func=_animate)
+    animate_cmd.set_defaults(func=animate_command)
 
     verify_cmd = sub.add_parser(
         "verify", help="check the library against PyTorch over a grid of geometries",
