@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
     python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 8x8
     python benchmarks/bench_jacobian.py --targets  # 48x48 vs jacrev, 256x256, 512x512, ResNet-18 (~4 min)
+    python benchmarks/bench_jacobian.py --calibrate  # the plan's estimates against the times, float64 and float32 (~3 min)
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
    Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to
@@ -137,6 +138,38 @@ def table(model_name, sizes, sides, tmp):
                           "max diff vs first", "jac* / ours: time, peak"], rows))
 
 
+def calibrate(cases, repeats=2, longest=60.0):
+    """The cost model against the clock: every method ``jacobian_plan`` estimates, run in this
+    process (the fastest of ``repeats``), in float64 and float32; estimates past ``longest``
+    seconds are not run."""
+    import torch
+
+    import toeplitz_conv as tc
+
+    rows = []
+    for dtype in (torch.float64, torch.float32):
+        for name, size in cases:
+            torch.manual_seed(0)
+            model = (dncnn() if name == "dncnn" else resnet18()).to(dtype).eval()
+            shape = (1, size, size) if name == "dncnn" else (3, size, size)
+            x = torch.randn(1, *shape, dtype=dtype)
+            net = tc.compile(model, shape)
+            plan = tc.jacobian_plan(net, x)
+            tc.jacobian(net, x, method=plan.method)  # warm up
+            for method, estimate in sorted(plan.seconds.items()):
+                ran = float("inf")
+                if estimate <= longest:
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        tc.jacobian(net, x, method=method)
+                        ran = min(ran, time.perf_counter() - t0)
+                done = ran < float("inf")
+                rows.append([str(dtype).removeprefix("torch."), f"{name} {size}x{size}",
+                             method + (" (auto)" if method == plan.method else ""), f"{estimate:.3g} s",
+                             fmt_time(ran) if done else "not run", f"{estimate / ran:.2f}" if done else "-"])
+    print(markdown_table(["dtype", "model", "method", "estimate", "ran", "estimate / ran"], rows))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -144,6 +177,8 @@ def main(argv=None):
     ap.add_argument("--targets", action="store_true",
                     help="only the targets' cells: DnCNN 48x48 auto/packed/jacrev, 256x256 auto/packed, "
                          "512x512 auto; ResNet-18 model/jacrev")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="the plan's estimated time of each method against its time, float64 and float32")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -155,6 +190,11 @@ def main(argv=None):
     import torch  # noqa: F401  (machine_info reports its version)
 
     print(machine_info() + "\n")
+    if args.calibrate:
+        print("## The cost model: jacobian_plan's estimates against the times\n")
+        calibrate([("dncnn", 8)] if args.quick else
+                  [("dncnn", 32), ("dncnn", 64), ("dncnn", 128), ("resnet", 32)])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")
         if args.quick:

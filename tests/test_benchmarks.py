@@ -63,6 +63,15 @@ def test_bench_jacobian_quick_prints_its_tables(capsys):
 
 
 @pytest.mark.slow
+def test_bench_jacobian_calibrate_quick_runs_every_estimated_method(capsys):
+    _load("bench_jacobian").main(["--calibrate", "--quick"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if "| dncnn 8x8 |" in line]
+    assert {row[1].strip() for row in rows} == {"float64", "float32"}
+    assert {row[3].split()[0] for row in rows} >= {"forward", "reverse", "chain"}  # 8x8: no cones narrower than the image
+    assert all(float(row[6]) > 0 for row in rows)  # each estimate run and timed
+
+
+@pytest.mark.slow
 def test_bench_lipschitz_quick_prints_its_table(capsys):
     _load("bench_lipschitz").main(["--quick"])
     out = capsys.readouterr().out

@@ -226,6 +226,23 @@ def test_auto_takes_reverse_for_a_classifier_and_the_cones_for_a_denoiser():
     np.testing.assert_allclose(tc.jacobian(denoiser, x).toarray(), torch_jacobian(denoiser, x), atol=1e-12)
 
 
+def test_the_cost_model_reads_the_dtype_and_counts_one_pull_per_reverse_colour():
+    torch.manual_seed(4)
+    denoiser = DnCNN(depth=4, c=4).eval()
+    x = torch.randn(1, 1, 40, 40)
+    p64 = tc.jacobian_plan(denoiser.double(), x.double())
+    p32 = tc.jacobian_plan(denoiser.float(), x)
+    torch_methods = {"forward", "reverse", "packed", "middle"}
+    assert torch_methods < set(p64.seconds) and set(p64.seconds) == set(p32.seconds)
+    for method in ("forward", "reverse", "packed"):  # float32 convolutions run about four times as fast
+        assert p32.seconds[method] < p64.seconds[method] / 2, method
+    assert p32.seconds["middle"] < p64.seconds["middle"]  # its meeting's products: the same rate
+    assert p32.seconds["chain"] == p64.seconds["chain"]  # scipy's sparse products: the same rate
+    # reverse: one forward, then one pull per colour (the input's gradient only), the forward's cost each
+    colours = p64.colours["reverse"]
+    assert p64.seconds["reverse"] == pytest.approx(p64.seconds["forward"] * (colours + 1) / p64.colours["forward"])
+
+
 class NoGradHead(nn.Module):
     """A classifier whose forward runs a layer under no_grad: autograd passes nothing through it."""
 

@@ -53,9 +53,11 @@ if TYPE_CHECKING:
 Method = Literal["auto", "forward", "packed", "middle", "reverse", "chain"]
 Resolved = Literal["forward", "packed", "middle", "reverse", "chain"]
 
-#: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), and of
-#: scipy's sparse products in the chain: the cost model's two rates (measured, benchmarks/).
+#: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), of its
+#: float32 ones (about four times as many: oneDNN's kernels), and of scipy's sparse products in
+#: the chain (the same in both): the cost model's rates (measured, benchmarks/RESULTS.md).
 TORCH_MACS_PER_S = 5e9
+TORCH_FLOAT32_MACS_PER_S = 2e10
 CHAIN_MACS_PER_S = 1.4e9
 
 #: Bytes of activations one block of seeds may hold (the block's size follows from it). Small
@@ -91,6 +93,11 @@ def _macs(layer: Layer) -> float:
         w = cast(np.ndarray, layer.p("weight"))
         return float(w.size) * prod(layer.in_shape[:-1])
     return out * max(1, len(layer.inputs))
+
+
+def torch_rate(dtype: Any) -> float:
+    """The cost model's rate of torch's convolutions for a network of ``dtype``."""
+    return TORCH_FLOAT32_MACS_PER_S if np.dtype(dtype) == np.float32 else TORCH_MACS_PER_S
 
 
 def _row_nnz(layer: Layer) -> float:
@@ -216,14 +223,15 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     lat_f, lat_r = lattice(M_out, net.input_shape), lattice(M_in, net.output_shape)
     nnz = int(reach.volumes(M_out).sum())
     fwd = sum(_macs(layer) for layer in net.layers)
-    seconds = {
-        "forward": lat_f.colours * fwd / TORCH_MACS_PER_S,
-        "reverse": (2 * lat_r.colours + 1) * fwd / TORCH_MACS_PER_S,
+    rate = torch_rate(net.dtype)
+    seconds = {  # reverse: one forward, then each colour's pull (the input's gradient, no weights')
+        "forward": lat_f.colours * fwd / rate,
+        "reverse": (lat_r.colours + 1) * fwd / rate,
         "chain": sum(sums[layer.inputs[0]] * _row_nnz(layer) for layer in net.layers) / CHAIN_MACS_PER_S,
     }
     radii, why_not = stencil.radii(net, lat_f)
     if why_not is None:
-        seconds["packed"] = lat_f.colours * stencil.work(net, radii, lat_f) / TORCH_MACS_PER_S
+        seconds["packed"] = lat_f.colours * stencil.work(net, radii, lat_f) / rate
     itemsize = np.dtype(net.dtype).itemsize
     idx = np.dtype(index_dtype(nnz, n_out, n_in)).itemsize
     widest = max(prod(layer.out_shape) for layer in net.layers)
@@ -231,7 +239,7 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     per_seed = itemsize * (n_in + n_out + 4 * widest) + 16 * prod(net.input_shape[1:])
     floor = MIN_BLOCK if MIN_BLOCK * per_seed <= memory_limit()[0] // 4 else 1
     block = int(max(floor, min(BLOCK_BYTES // max(per_seed, 1), max(lat_f.colours, lat_r.colours))))
-    split = min(middle.splits(net, TORCH_MACS_PER_S, block), key=lambda s: s.seconds, default=None)
+    split = min(middle.splits(net, rate, block), key=lambda s: s.seconds, default=None)
     if split is not None:
         seconds["middle"] = split.seconds
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
