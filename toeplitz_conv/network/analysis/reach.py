@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import scipy.sparse as sp
 
-from ...geometry import conv_geometry
 from ...pattern import conv_pattern
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, MaxPool, Reshape
 from ..nodes import Grouped, Product
@@ -141,8 +140,7 @@ def _scatter_max(Mo: np.ndarray, table: np.ndarray, p_in: int) -> np.ndarray:
 def _conv_table(layer: Conv) -> tuple[np.ndarray, Any]:
     """The spatial window table of a convolution (the taps of its first input channel) and
     its geometry."""
-    weight = cast(np.ndarray, layer.p("weight"))
-    geom = conv_geometry(weight.shape, layer.in_shape, **layer.kw)
+    geom = layer.geometry
     pat = conv_pattern(geom)
     K = prod(geom.kernel)
     return np.asarray(pat.src[:, :K]), geom

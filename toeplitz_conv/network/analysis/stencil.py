@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import scipy.sparse as sp
 
-from ...geometry import ConvGeometry, conv_geometry
 from ..layers import Activation, BatchNorm, Conv, ConvTranspose, Layer, Reshape
 from ..nodes import Combine
 from .colouring import Lattice
@@ -36,13 +35,9 @@ def diagonal_of(M: sp.sparray) -> np.ndarray | None:
     return d
 
 
-def _geometry(layer: Conv) -> ConvGeometry:
-    return conv_geometry(cast(np.ndarray, layer.p("weight")).shape, layer.in_shape, **layer.kw)
-
-
 def conv_half_widths(layer: Conv) -> tuple[int, ...] | None:
     """Per axis the half-width of a stride-1, zero-padded, size-keeping convolution, else None."""
-    g = _geometry(layer)
+    g = layer.geometry
     h = tuple(d * (k - 1) // 2 for k, d in zip(g.kernel, g.dilation))
     ok = (g.padding_mode == "zeros" and all(s == 1 for s in g.stride)
           and all(d * (k - 1) == 2 * hh for k, d, hh in zip(g.kernel, g.dilation, h))
@@ -84,7 +79,7 @@ def structure(net: Network) -> tuple[list[tuple[int, ...]], str | None]:
         if isinstance(layer, Conv) and not isinstance(layer, ConvTranspose):
             h = conv_half_widths(layer)
             if h is None:
-                g = _geometry(layer)
+                g = layer.geometry
                 return R, (f"{why} is not a stride-1 convolution with zero 'same' padding, as wide on "
                            f"both sides of each axis (an odd kernel extent): it has kernel {tuple(g.kernel)}, "
                            f"dilation {tuple(g.dilation)}, stride {tuple(g.stride)}, padding "
