@@ -23,11 +23,18 @@ Each cell runs in a fresh subprocess: *time* is compile + Jacobian (the compile 
 brackets), *peak* the process's peak resident set (``ru_maxrss``: imports, model, compile and
 the Jacobian, all of it). A dense reference is not run where its result alone would exceed
 6 GiB. Every method's result is compared with the first one in its row (max abs difference).
+
+``--calibrate`` holds ``jacobian_plan``'s estimates against what each method takes, float64
+and float32, each method in its own process: the time (the fastest of two calls after a first)
+and the memory (a second call's peak resident set above the process's before it, ``VmHWM``
+reset: what the method holds, which the estimate and the up-front refusal speak of; the
+first call also pays torch.func's one-time imports and code).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -39,7 +46,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
+from _timing import fmt_bytes, fmt_time, hwm, machine_info, markdown_table, reset_peak  # noqa: E402
 from bench_network import dncnn, resnet18  # noqa: E402
 
 DENSE_LIMIT = 6 * 2**30
@@ -138,36 +145,67 @@ def table(model_name, sizes, sides, tmp):
                           "max diff vs first", "jac* / ours: time, peak"], rows))
 
 
-def calibrate(cases, repeats=2, longest=60.0):
-    """The cost model against the clock: every method ``jacobian_plan`` estimates, run in this
-    process (the fastest of ``repeats``), in float64 and float32; estimates past ``longest``
-    seconds are not run."""
+def _calibration_net(dtype_name: str, name: str, size: int):
     import torch
 
     import toeplitz_conv as tc
 
+    torch.manual_seed(0)
+    dtype = getattr(torch, dtype_name)
+    model = (dncnn() if name == "dncnn" else resnet18()).to(dtype).eval()
+    shape = (1, size, size) if name == "dncnn" else (3, size, size)
+    x = torch.randn(1, *shape, dtype=dtype)
+    return tc.compile(model, shape), x
+
+
+def calibration_worker(dtype_name: str, name: str, size: int, method: str, repeats: int = 2) -> dict:
+    """One method in this (fresh) process: the plan's estimates, the peak resident set a call adds
+    to the process (:func:`reset_peak`; after a first call, which pays torch.func's one-time
+    imports and code, 25-75 MiB), and the fastest of ``repeats`` calls."""
+    import toeplitz_conv as tc
+
+    net, x = _calibration_net(dtype_name, name, size)
+    plan = tc.jacobian_plan(net, x, method=method)
+    tc.jacobian(net, x, method=method)
+    gc.collect()
+    start = reset_peak()
+    tc.jacobian(net, x, method=method)
+    held = hwm() - start
+    ran = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tc.jacobian(net, x, method=method)
+        ran = min(ran, time.perf_counter() - t0)
+    return {"seconds": plan.seconds[method], "nbytes": plan.nbytes[method], "ran": ran, "held": held}
+
+
+def calibrate(cases, longest=60.0):
+    """The cost model against the clock and the memory: every method ``jacobian_plan``
+    estimates, each in a fresh process (:func:`calibration_worker`), in float64 and float32;
+    estimates past ``longest`` seconds are not run."""
+    import toeplitz_conv as tc
+
     rows = []
-    for dtype in (torch.float64, torch.float32):
+    for dtype_name in ("float64", "float32"):
         for name, size in cases:
-            torch.manual_seed(0)
-            model = (dncnn() if name == "dncnn" else resnet18()).to(dtype).eval()
-            shape = (1, size, size) if name == "dncnn" else (3, size, size)
-            x = torch.randn(1, *shape, dtype=dtype)
-            net = tc.compile(model, shape)
+            net, x = _calibration_net(dtype_name, name, size)
             plan = tc.jacobian_plan(net, x)
-            tc.jacobian(net, x, method=plan.method)  # warm up
             for method, estimate in sorted(plan.seconds.items()):
-                ran = float("inf")
+                cell = ["not run", "-", "-", "-"]
                 if estimate <= longest:
-                    for _ in range(repeats):
-                        t0 = time.perf_counter()
-                        tc.jacobian(net, x, method=method)
-                        ran = min(ran, time.perf_counter() - t0)
-                done = ran < float("inf")
-                rows.append([str(dtype).removeprefix("torch."), f"{name} {size}x{size}",
-                             method + (" (auto)" if method == plan.method else ""), f"{estimate:.3g} s",
-                             fmt_time(ran) if done else "not run", f"{estimate / ran:.2f}" if done else "-"])
-    print(markdown_table(["dtype", "model", "method", "estimate", "ran", "estimate / ran"], rows))
+                    cmd = [sys.executable, os.path.abspath(__file__), "--calibration-worker",
+                           dtype_name, name, str(size), method]
+                    done = subprocess.run(cmd, capture_output=True, text=True)
+                    if done.returncode:
+                        cell = [(done.stderr.strip().splitlines() or ["failed"])[-1][:60], "-", "-", "-"]
+                    else:
+                        r = json.loads(done.stdout.strip().splitlines()[-1])
+                        cell = [fmt_time(r["ran"]), f"{r['seconds'] / r['ran']:.2f}", fmt_bytes(r["held"]),
+                                f"{r['nbytes'] / max(r['held'], 1):.2f}"]
+                rows.append([dtype_name, f"{name} {size}x{size}", method + (" (auto)" if method == plan.method else ""),
+                             f"{estimate:.3g} s", cell[0], cell[1], fmt_bytes(plan.nbytes[method]), *cell[2:]])
+    print(markdown_table(["dtype", "model", "method", "estimate", "ran", "estimate / ran", "memory estimate",
+                          "held (peak above the start)", "estimate / held"], rows))
 
 
 def main(argv=None):
@@ -180,7 +218,12 @@ def main(argv=None):
     ap.add_argument("--calibrate", action="store_true",
                     help="the plan's estimated time of each method against its time, float64 and float32")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--calibration-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.calibration_worker:
+        dtype_name, name, size, method = args.calibration_worker
+        print(json.dumps(calibration_worker(dtype_name, name, int(size), method)))
+        return
     if args.worker:
         name, side, size, path = args.worker
         print(json.dumps(worker(name, side, int(size), path)))

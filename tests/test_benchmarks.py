@@ -135,3 +135,16 @@ def test_bench_resnet50_quick_runs_every_phase(capsys):
     row = next(line for line in out.splitlines() if line.startswith("| jacobian "))
     err = float(row.split("3 rows vs autograd: ")[1].split(" rel.")[0])
     assert err < 1e-5, row  # float32: its rounding, summed in another order
+
+
+def test_reset_peak_measures_the_peak_of_what_runs_after_it():
+    import numpy as np
+
+    timing = _load("_timing")
+    big = np.ones(2**24)  # 128 MiB, touched
+    del big
+    start = timing.reset_peak()
+    assert timing.hwm() < start + 32 * 2**20  # the earlier peak is forgotten
+    block = np.ones(2**23)  # 64 MiB
+    assert timing.hwm() - start >= 60 * 2**20
+    del block
