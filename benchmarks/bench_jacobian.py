@@ -236,7 +236,7 @@ def main(argv=None):
     if args.calibrate:
         print("## The cost model: jacobian_plan's estimates against the times\n")
         calibrate([("dncnn", 8)] if args.quick else
-                  [("dncnn", 32), ("dncnn", 64), ("dncnn", 128), ("resnet", 32)])
+                  [("dncnn", 32), ("dncnn", 64), ("dncnn", 128), ("dncnn", 256), ("resnet", 32)])
         return
     with tempfile.TemporaryDirectory() as tmp:
         print("## Exact Jacobian of a bias-free 8-layer DnCNN (16 channels, 3x3, x - f(x)), float64\n")

@@ -51,6 +51,13 @@ def _nonzeros(M: sp.csr_array, data: np.ndarray) -> sp.csr_array:
     return sp.csr_array((data[keep], M.indices[keep], kept[M.indptr]), shape=M.shape)
 
 
+def product_bytes(nnz: float, itemsize: int, idx: int) -> float:
+    """Bytes one :func:`product` of operands of about ``nnz`` entries holds at once: an operand
+    and its result, and where torch runs it their int64 index copies and torch's result."""
+    lo, hi = _TORCH_NNZ
+    return 2 * nnz * (itemsize + idx + (16 if lo <= nnz <= hi else 0))
+
+
 def product(A: sp.sparray, B: sp.sparray) -> sp.csr_array:
     """``A @ B`` of two sparse matrices as CSR. A diagonal factor scales rows or columns;
     mid-sized products run in torch's sparse CSR product (multithreaded on the CPU; the same

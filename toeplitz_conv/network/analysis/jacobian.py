@@ -75,6 +75,11 @@ MIN_BLOCK = 8
 #: (measured on ResNet-18 and ResNet-50 variants, benchmarks/RESULTS.md: up to 3.2x).
 VJP_BLOCK_FACTOR = 4
 
+#: The same for a block of Jacobian-vector products (``'forward'``), over ``block * (per_seed +
+#: the float64 convolution's unfolded input)``: a DnCNN-8's at 128x128 held 209-450 MiB above
+#: the compiled network, run to run, for an estimate of 313 MiB without it (benchmarks/RESULTS.md).
+JVP_BLOCK_FACTOR = 2
+
 #: Entries are written into one slot per (row, colour) while the slots number at most this
 #: many times the result's nonzeros (the boxes are tight); else kept as COO triples.
 SLOTS_PER_ENTRY = 2
@@ -93,6 +98,18 @@ def _macs(layer: Layer) -> float:
         w = cast(np.ndarray, layer.p("weight"))
         return float(w.size) * prod(layer.in_shape[:-1])
     return out * max(1, len(layer.inputs))
+
+
+def _unfold_bytes(net: Network) -> int:
+    """What torch's float64 convolution holds per sample beyond its output: it unfolds its input
+    (im2col: channels x taps values at every output position; a transposed one, the same at
+    every input position). Its float32 convolutions (oneDNN) do not."""
+    if np.dtype(net.dtype) != np.float64:
+        return 0
+    sizes = [max(layer.in_shape[0], layer.out_shape[0]) * prod(cast(np.ndarray, layer.p("weight")).shape[2:])
+             * max(prod(layer.in_shape[1:]), prod(layer.out_shape[1:]))
+             for layer in net.layers if isinstance(layer, Conv)]
+    return 8 * max(sizes, default=0)
 
 
 def torch_rate(dtype: Any) -> float:
@@ -245,13 +262,13 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
     features = sum(prod(layer.out_shape) for layer in net.layers)
     nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
-        "forward": 2 * result + block * per_seed,
+        "forward": 2 * result + JVP_BLOCK_FACTOR * block * (per_seed + _unfold_bytes(net)),
         "reverse": 2 * result + VJP_BLOCK_FACTOR * block * per_seed + 2 * features * itemsize,
         "chain": result + int(sum(_macs(layer) for layer in net.layers) * (itemsize + idx)
-                              + 2 * max(sums) * (itemsize + idx)),
+                              + chain.product_bytes(max(sums), itemsize, idx)),
     }
-    if why_not is None:
-        nbytes["packed"] = nbytes["forward"]
+    if why_not is None:  # its convolutions unfold at most packed.CONV_WORKSPACE_BYTES at a time
+        nbytes["packed"] = 2 * result + block * per_seed + packed.CONV_WORKSPACE_BYTES
     if split is not None:
         nbytes["middle"] = 2 * result + split.nbytes + block * per_seed
     if method == "auto":
