@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_jacobian.py            # DnCNN-8 at 32-256 (+512 with --big), ResNet-18 (~6 min)
     python benchmarks/bench_jacobian.py --quick    # smoke run: the DnCNN at 8x8
     python benchmarks/bench_jacobian.py --targets  # 48x48 vs jacrev, 256x256, 512x512, ResNet-18 (~4 min)
-    python benchmarks/bench_jacobian.py --calibrate  # the plan's estimates against the times, float64 and float32 (~3 min)
+    python benchmarks/bench_jacobian.py --calibrate  # the plan's estimates against the times and peaks, float64 and float32 (~20 min)
 
 1. A bias-free 8-layer DnCNN (16 channels, 3x3, ``x - f(x)``), float64, one sample: the
    Jacobian by ``tc.jacobian(net, x, method=...)`` for ``'auto'`` (it resolves to

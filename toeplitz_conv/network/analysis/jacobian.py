@@ -75,9 +75,10 @@ MIN_BLOCK = 8
 #: (measured on ResNet-18 and ResNet-50 variants, benchmarks/RESULTS.md: up to 3.2x).
 VJP_BLOCK_FACTOR = 4
 
-#: The same for a block of Jacobian-vector products (``'forward'``), over ``block * (per_seed +
-#: the float64 convolution's unfolded input)``: a DnCNN-8's at 128x128 held 209-450 MiB above
-#: the compiled network, run to run, for an estimate of 313 MiB without it (benchmarks/RESULTS.md).
+#: The same for a block of Jacobian-vector products (``'forward'``, ``'packed'``), over ``block *
+#: (per_seed + the float64 convolution's unfolded input)``: a DnCNN-8's at 128x128 held 209-450
+#: MiB above the compiled network, run to run, for an estimate of 313 MiB without it; packed, 100-182
+#: MiB for 185 (benchmarks/RESULTS.md).
 JVP_BLOCK_FACTOR = 2
 
 #: Entries are written into one slot per (row, colour) while the slots number at most this
@@ -268,7 +269,7 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
                               + chain.product_bytes(max(sums), itemsize, idx)),
     }
     if why_not is None:  # its convolutions unfold at most packed.CONV_WORKSPACE_BYTES at a time
-        nbytes["packed"] = 2 * result + block * per_seed + packed.CONV_WORKSPACE_BYTES
+        nbytes["packed"] = 2 * result + JVP_BLOCK_FACTOR * block * per_seed + packed.CONV_WORKSPACE_BYTES
     if split is not None:
         nbytes["middle"] = 2 * result + split.nbytes + block * per_seed
     if method == "auto":
