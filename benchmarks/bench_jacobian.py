@@ -216,7 +216,7 @@ def main(argv=None):
                     help="only the targets' cells: DnCNN 48x48 auto/packed/jacrev, 256x256 auto/packed, "
                          "512x512 auto; ResNet-18 model/jacrev")
     ap.add_argument("--calibrate", action="store_true",
-                    help="the plan's estimated time of each method against its time, float64 and float32")
+                    help="the plan's estimated time and memory of each method against its time and peak, float64 and float32")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--calibration-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
