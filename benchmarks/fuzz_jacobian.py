@@ -48,7 +48,8 @@ import toeplitz_conv as tc  # noqa: E402
 from _fuzz import print_failed, print_totals, tally  # noqa: E402
 from fuzz_programs import OPS, Program  # noqa: E402
 from toeplitz_conv.network.analysis import middle  # noqa: E402
-from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, sample  # noqa: E402
+from toeplitz_conv.network.analysis.cost import TORCH_MACS_PER_S  # noqa: E402
+from toeplitz_conv.network.analysis.jacobian import sample  # noqa: E402
 
 METHODS = ("model", "auto", "forward", "packed", "middle", "reverse", "chain")
 BOUNDS = ("auto", "product", "windowed")

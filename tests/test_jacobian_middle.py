@@ -11,7 +11,8 @@ from torch import nn
 import toeplitz_conv as tc
 from graph_models import STENCILS, DnCNN
 from toeplitz_conv.network.analysis import middle, packed, stencil
-from toeplitz_conv.network.analysis.jacobian import TORCH_MACS_PER_S, network_jacobian, sample
+from toeplitz_conv.network.analysis.cost import TORCH_MACS_PER_S
+from toeplitz_conv.network.analysis.jacobian import network_jacobian, sample
 
 
 def torch_jacobian(model, x):

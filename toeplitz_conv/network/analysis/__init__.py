@@ -8,6 +8,7 @@
   products through the model's own torch operations;
 - :mod:`.packed`: the same for stencil networks, each colour's tangents packed into its cones;
 - :mod:`.chain`: the Jacobian as the product of the nodes' sparse matrices, and linear maps;
+- :mod:`.cost`: the methods' cost model: each node's multiply-adds, the rates, what a block holds;
 - :mod:`.jacobian`: :func:`jacobian` and :func:`jacobian_plan`: the method chosen by its cost;
 - :mod:`.lipschitz`: node norms and the product bound (norms composed along the graph);
 - :mod:`.certify`: the windowed bound (activations averaged over windows of the graph);

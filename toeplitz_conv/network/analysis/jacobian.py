@@ -25,8 +25,8 @@ Five exact methods, each giving the same CSR matrix:
     per row of each node's matrix, at sparse-product speed.
 
 :func:`jacobian_plan` estimates each from the geometry before anything runs — colours, the
-result's nonzeros (at most the summed box volumes), multiply-adds, bytes — and ``'auto'``
-takes the fastest estimate; the plan says which ran and why.
+result's nonzeros (at most the summed box volumes), multiply-adds, bytes (:mod:`.cost`) — and
+``'auto'`` takes the fastest estimate; the plan says which ran and why.
 """
 
 from __future__ import annotations
@@ -42,9 +42,7 @@ import scipy.sparse as sp
 from ..._args import as_array, check_choice
 from ...indexing import index_dtype
 from ...memory import check_size, human_bytes, memory_limit
-from ..layers import Conv, ConvTranspose, Layer, Linear
-from ..nodes import Grouped
-from . import chain, compressed, middle, packed, reach, stencil
+from . import chain, compressed, cost, middle, packed, reach, stencil
 from .colouring import Lattice, lattice, valid
 
 if TYPE_CHECKING:
@@ -52,13 +50,6 @@ if TYPE_CHECKING:
 
 Method = Literal["auto", "forward", "packed", "middle", "reverse", "chain"]
 Resolved = Literal["forward", "packed", "middle", "reverse", "chain"]
-
-#: Multiply-adds a second of torch's float64 convolutions under ``vmap(jvp)`` (2 cores), of its
-#: float32 ones (about four times as many: oneDNN's kernels), and of scipy's sparse products in
-#: the chain (the same in both): the cost model's rates (measured, benchmarks/RESULTS.md).
-TORCH_MACS_PER_S = 5e9
-TORCH_FLOAT32_MACS_PER_S = 2e10
-CHAIN_MACS_PER_S = 1.4e9
 
 #: Bytes of activations one block of seeds may hold (the block's size follows from it). Small
 #: blocks are no slower: a DnCNN-8's Jacobian at 48x48 and 96x96 took 0.93x and 0.85x the
@@ -69,62 +60,9 @@ BLOCK_BYTES = 2**25
 #: (one seed at a time, a large image's blocks would each pay the per-call overheads).
 MIN_BLOCK = 8
 
-#: What a block of vector-Jacobian products holds, over its size estimate ``block * per_seed``:
-#: the vmapped backward keeps more than four activations per seed alive (a residual sum's
-#: pending gradient, batch norm's), and each block's values, targets and masks are copied
-#: (measured on ResNet-18 and ResNet-50 variants, benchmarks/RESULTS.md: up to 3.2x).
-VJP_BLOCK_FACTOR = 4
-
-#: The same for a block of Jacobian-vector products (``'forward'``, ``'packed'``), over ``block *
-#: (per_seed + the float64 convolution's unfolded input)``: a DnCNN-8's at 128x128 held 209-450
-#: MiB above the compiled network, run to run, for an estimate of 313 MiB without it; packed, 100-182
-#: MiB for 185 (benchmarks/RESULTS.md).
-JVP_BLOCK_FACTOR = 2
-
 #: Entries are written into one slot per (row, colour) while the slots number at most this
 #: many times the result's nonzeros (the boxes are tight); else kept as COO triples.
 SLOTS_PER_ENTRY = 2
-
-
-def _macs(layer: Layer) -> float:
-    """Multiply-adds of one node on one sample, from its geometry."""
-    out = float(prod(layer.out_shape))
-    if isinstance(layer, ConvTranspose):
-        w = cast(np.ndarray, layer.p("weight"))
-        return float(w.size) * prod(layer.in_shape[1:])
-    if isinstance(layer, Conv):
-        w = cast(np.ndarray, layer.p("weight"))
-        return float(w.size) * prod(layer.out_shape[1:])
-    if isinstance(layer, Linear):
-        w = cast(np.ndarray, layer.p("weight"))
-        return float(w.size) * prod(layer.in_shape[:-1])
-    return out * max(1, len(layer.inputs))
-
-
-def _unfold_bytes(net: Network) -> int:
-    """What torch's float64 convolution holds per sample beyond its output: it unfolds its input
-    (im2col: channels x taps values at every output position; a transposed one, the same at
-    every input position). Its float32 convolutions (oneDNN) do not."""
-    if np.dtype(net.dtype) != np.float64:
-        return 0
-    sizes = [max(layer.in_shape[0], layer.out_shape[0]) * prod(cast(np.ndarray, layer.p("weight")).shape[2:])
-             * max(prod(layer.in_shape[1:]), prod(layer.out_shape[1:]))
-             for layer in net.layers if isinstance(layer, Conv)]
-    return 8 * max(sizes, default=0)
-
-
-def torch_rate(dtype: Any) -> float:
-    """The cost model's rate of torch's convolutions for a network of ``dtype``."""
-    return TORCH_FLOAT32_MACS_PER_S if np.dtype(dtype) == np.float32 else TORCH_MACS_PER_S
-
-
-def _row_nnz(layer: Layer) -> float:
-    """Mean stored entries per row of the node's matrices (what one row of the chain costs)."""
-    if isinstance(layer, (Conv, Linear)):
-        return _macs(layer) / prod(layer.out_shape)
-    if isinstance(layer, Grouped):  # a dense block per group
-        return float(layer.groups().shape[1])
-    return float(max(1, len(layer.inputs)))
 
 
 @dataclass(frozen=True)
@@ -240,12 +178,12 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
             layer.release()
     lat_f, lat_r = lattice(M_out, net.input_shape), lattice(M_in, net.output_shape)
     nnz = int(reach.volumes(M_out).sum())
-    fwd = sum(_macs(layer) for layer in net.layers)
-    rate = torch_rate(net.dtype)
+    fwd = sum(cost.macs(layer) for layer in net.layers)
+    rate = cost.torch_rate(net.dtype)
     seconds = {  # reverse: one forward, then each colour's pull (the input's gradient, no weights')
         "forward": lat_f.colours * fwd / rate,
         "reverse": (lat_r.colours + 1) * fwd / rate,
-        "chain": sum(sums[layer.inputs[0]] * _row_nnz(layer) for layer in net.layers) / CHAIN_MACS_PER_S,
+        "chain": sum(sums[layer.inputs[0]] * cost.row_nnz(layer) for layer in net.layers) / cost.CHAIN_MACS_PER_S,
     }
     radii, why_not = stencil.radii(net, lat_f)
     if why_not is None:
@@ -263,13 +201,13 @@ def plan(net: Network, x: np.ndarray, method: object = "auto") -> JacobianPlan:
     result = nnz * (itemsize + idx) + idx * (n_out + 1)
     features = sum(prod(layer.out_shape) for layer in net.layers)
     nbytes = {  # the result twice (entries, then the CSR), a block of seeds, what each method holds
-        "forward": 2 * result + JVP_BLOCK_FACTOR * block * (per_seed + _unfold_bytes(net)),
-        "reverse": 2 * result + VJP_BLOCK_FACTOR * block * per_seed + 2 * features * itemsize,
-        "chain": result + int(sum(_macs(layer) for layer in net.layers) * (itemsize + idx)
+        "forward": 2 * result + cost.JVP_BLOCK_FACTOR * block * (per_seed + cost.unfold_bytes(net)),
+        "reverse": 2 * result + cost.VJP_BLOCK_FACTOR * block * per_seed + 2 * features * itemsize,
+        "chain": result + int(sum(cost.macs(layer) for layer in net.layers) * (itemsize + idx)
                               + chain.product_bytes(max(sums), itemsize, idx)),
     }
     if why_not is None:  # its convolutions unfold at most packed.CONV_WORKSPACE_BYTES at a time
-        nbytes["packed"] = 2 * result + JVP_BLOCK_FACTOR * block * per_seed + packed.CONV_WORKSPACE_BYTES
+        nbytes["packed"] = 2 * result + cost.JVP_BLOCK_FACTOR * block * per_seed + packed.CONV_WORKSPACE_BYTES
     if split is not None:
         nbytes["middle"] = 2 * result + split.nbytes + block * per_seed
     if method == "auto":
