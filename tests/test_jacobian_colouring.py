@@ -465,22 +465,39 @@ def test_box_volumes_axis_by_axis():
 
 
 _PEAK_SCRIPT = r"""
-import os, sys
+import gc, sys
 sys.path.insert(0, sys.argv[1])
 import torch, toeplitz_conv as tc
-from bench_resnet50 import resnet50
+from _timing import hwm, reset_peak, rss
+model_name, method, warm = sys.argv[2], sys.argv[3], sys.argv[4] == "warm"
 torch.manual_seed(0)
-model = resnet50(16, 100).eval()  # bottleneck blocks: residual sums, batch norm
-x = torch.randn(1, 3, 112, 112)
-net = tc.compile(model, (3, 112, 112))
-plan = tc.jacobian_plan(net, x, method="reverse")
-with open("/proc/self/statm") as f:
-    base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-tc.jacobian(net, x, method="reverse")
-with open("/proc/self/status") as f:  # this process's own peak (ru_maxrss keeps the parent's across exec)
-    peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-print(plan.nbytes["reverse"], peak - base)
+if model_name == "resnet50":
+    from bench_resnet50 import resnet50
+    model, shape, dtype = resnet50(16, 100).eval(), (3, 112, 112), torch.float32  # residual sums, batch norm
+else:
+    from bench_network import dncnn
+    model, shape, dtype = dncnn().double().eval(), (1, 64, 64), torch.float64
+x = torch.randn(1, *shape, dtype=dtype)
+net = tc.compile(model, shape)
+plan = tc.jacobian_plan(net, x, method=method)
+if warm:  # torch.func's one-time imports and code first; the peak starts again after them
+    tc.jacobian(net, x, method=method)
+    gc.collect()
+    base = reset_peak()
+else:  # the peak since the process started (ru_maxrss would keep the parent's across exec)
+    base = rss()
+tc.jacobian(net, x, method=method)
+print(plan.nbytes[method], hwm() - base)
 """
+
+
+def _estimate_and_held(model_name, method, warm):
+    """``(estimate, held)``: the plan's memory estimate and the peak resident set the Jacobian
+    added, in a fresh process."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(bench), model_name, method,
+                           "warm" if warm else "cold"], capture_output=True, text=True, check=True)
+    return tuple(map(int, done.stdout.split()[-2:]))
 
 
 @pytest.mark.slow
@@ -488,34 +505,8 @@ print(plan.nbytes["reverse"], peak - base)
 def test_the_reverse_memory_estimate_covers_what_a_resnet_holds():
     """The estimate the refusals read must not be below what the method holds: a ResNet-50
     layout's vector-Jacobian blocks held 2.6x their old estimate (it said 108 MiB, 159 held)."""
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(bench)], capture_output=True, text=True,
-                          check=True)
-    estimate, held = map(int, done.stdout.split()[-2:])
+    estimate, held = _estimate_and_held("resnet50", "reverse", warm=False)
     assert held <= estimate, (held / 2**20, estimate / 2**20)
-
-
-_DNCNN_PEAK_SCRIPT = r"""
-import gc, os, sys
-sys.path.insert(0, sys.argv[1])
-import torch, toeplitz_conv as tc
-from bench_network import dncnn
-torch.manual_seed(0)
-model, method = dncnn().double().eval(), sys.argv[2]
-x = torch.randn(1, 1, 64, 64, dtype=torch.float64)
-net = tc.compile(model, (1, 64, 64))
-plan = tc.jacobian_plan(net, x, method=method)
-tc.jacobian(net, x, method=method)  # torch.func's one-time imports and code
-gc.collect()
-with open("/proc/self/clear_refs", "w") as f:  # the peak starts again from here
-    f.write("5")
-with open("/proc/self/statm") as f:
-    base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-tc.jacobian(net, x, method=method)
-with open("/proc/self/status") as f:
-    peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-print(plan.nbytes[method], peak - base)
-"""
 
 
 @pytest.mark.slow
@@ -525,8 +516,5 @@ def test_the_forward_and_chain_memory_estimates_cover_what_a_denoiser_holds(meth
     """A DnCNN-8 at 64x64 in float64: 'forward' held 117-120 MiB for an estimate of 55 MiB (torch's
     float64 convolutions unfold their input, 4.7 MB a seed here), 'chain' 1.07 GiB for 978 MiB
     (torch's sparse products copy their operands' indices to int64)."""
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    done = subprocess.run([sys.executable, "-c", _DNCNN_PEAK_SCRIPT, str(bench), method], capture_output=True,
-                          text=True, check=True)
-    estimate, held = map(int, done.stdout.split()[-2:])
+    estimate, held = _estimate_and_held("dncnn", method, warm=True)
     assert held <= estimate, (held / 2**20, estimate / 2**20)
