@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 import traceback
@@ -57,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from _timing import compare_min, fmt_bytes, fmt_time, machine_info, markdown_table  # noqa: E402
+from _timing import compare_min, fmt_bytes, fmt_time, machine_info, markdown_table, peak_rss  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -577,7 +576,7 @@ def _run(args):
             rows.append([name] + ["-"] * (len(COLUMNS) - 2) + ["failed: " + _err(e)])
         print(f"  done: {name} ({fmt_time(time.perf_counter() - t_start)} so far)", file=sys.stderr, flush=True)
     print(markdown_table(COLUMNS, rows))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     print(f"\ntotal {fmt_time(time.perf_counter() - t_start)}, peak RSS {fmt_bytes(peak)}; "
           "load avg at the end " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 

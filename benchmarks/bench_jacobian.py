@@ -37,7 +37,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -46,14 +45,13 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import fmt_bytes, fmt_time, hwm, machine_info, markdown_table, reset_peak  # noqa: E402
+from _timing import fmt_bytes, fmt_time, hwm, machine_info, markdown_table, peak_rss, reset_peak  # noqa: E402
 from bench_network import dncnn, resnet18  # noqa: E402
 
 DENSE_LIMIT = 6 * 2**30
 
 
 def worker(model_name: str, side: str, size: int, out_path: str) -> dict:
-    import numpy as np
     import scipy.sparse as sp
     import torch
 
@@ -89,7 +87,7 @@ def worker(model_name: str, side: str, size: int, out_path: str) -> dict:
         total = time.perf_counter() - t0
         info = {"method": side}
     sp.save_npz(out_path, J)
-    return {"time": total, "compile": compile_s, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    return {"time": total, "compile": compile_s, "peak": peak_rss(),
             "nnz": int(J.nnz), **info}
 
 
@@ -105,7 +103,6 @@ def _spawn(model_name, side, size, tmp):
 
 
 def _cell(r, first):
-    import numpy as np
     import scipy.sparse as sp
 
     if "error" in r:
