@@ -20,7 +20,6 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -32,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 import toeplitz_conv as tc  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _timing import peak_rss  # noqa: E402
 from bench_network import resnet18  # noqa: E402
 
 
@@ -127,7 +127,7 @@ def first_call_worker(what: str) -> dict:
     try:
         report = tc.memory_report(model, (3, 224, 224), backward=what != "forward")
     except ValueError as e:  # past the memory limit: refused before anything is built
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss()
         return dict(report_s=time.perf_counter() - t0, refused=str(e).split(". Largest")[0], peak=peak)
     t_report = time.perf_counter() - t0
     tc.convert(model)
@@ -138,7 +138,7 @@ def first_call_worker(what: str) -> dict:
     else:
         model(x).sum().backward()
     t_call = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     nnz = sum(c.nnz for c in report.layers)
     return dict(report_s=t_report, estimate=report.total_bytes, call_s=t_call, peak=peak, nnz=nnz)
 
