@@ -117,6 +117,62 @@ def test_the_matrix_free_bottom_stops_at_its_budget_and_says_so(monkeypatch):
     np.testing.assert_allclose(s.values, dense_sv(w, (8, 14, 14), padding=1)[-1:], rtol=1e-8)
 
 
+def _zero_sum_layer():
+    """A 648-column 3D replicate-padded layer whose kernels each sum to 0: the constant image of
+    each channel is a null vector, so its bottom is three zeros at rounding (and two values
+    below 3e-7 sigma_max): shift-invert's ``(N + delta I)^-1`` has a cluster at ``1 / delta``
+    that Lanczos cannot separate to ``tol``. Without a budget it ran 116,662 products (33 s)."""
+    w = np.random.default_rng(0).standard_normal((3, 3, 3, 2, 2))
+    w -= w.mean(axis=(2, 3, 4), keepdims=True)
+    return w, (3, 6, 6, 6), dict(padding="same", padding_mode="replicate", dilation=(2, 1, 1))
+
+
+def _counting_products(monkeypatch):
+    """Count the products of every Lanczos run on an inverse (or any operator svds hands it)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    count, real = [0], svds.top_eigenpairs
+
+    def counted(op, *args, **kw):
+        def matvec(x):
+            count[0] += 1
+            return op @ x
+        return real(LinearOperator(op.shape, matvec=matvec, dtype=op.dtype), *args, **kw)
+    monkeypatch.setattr(svds, "top_eigenpairs", counted)
+    return count
+
+
+def test_shift_invert_lanczos_stops_at_its_budget_of_products(monkeypatch):
+    """Lanczos on ``(N + delta I)^-1`` at a bottom clustered below ``sqrt(delta)`` gives up after
+    its budget of products, with the way out; 'auto' then takes the dense SVD."""
+    monkeypatch.setattr(svds, "affordable_lu", lambda w, geom: (None, "(the grid LU left out here)"))
+    monkeypatch.setattr(svds, "INVERSE_LANCZOS_MAX_PRODUCTS", 400, raising=False)  # (absent: no budget)
+    count = _counting_products(monkeypatch)
+    w, shape, kw = _zero_sum_layer()
+    ref = dense_sv(w, shape, **kw)
+    with pytest.raises(ValueError, match=r"did not converge to the 2 smallest singular values of this 648 x 648 "
+                                         r"layer by shift-invert Lanczos .* method='dense'"):
+        tc.singular_values(w, shape, k=2, which="smallest", method="svds", **kw)
+    assert 0 < count[0] <= 400 + 2 * 20  # the restart under way finishes past the budget
+    count[0] = 0
+    s = tc.singular_values(w, shape, k=2, which="smallest", **kw)
+    assert s.method == "dense" and count[0] <= 400 + 2 * 20
+    np.testing.assert_array_equal(s.values, [0.0, 0.0])  # three zeros at rounding: the rank rule's 0
+    assert ref[-3] <= 648 * EPS * ref[0]
+
+
+def test_the_grid_lus_lanczos_stops_at_its_budget_and_the_next_route_takes_over(monkeypatch):
+    """The grid LU's inverse gets a budget of products too: past it the routes after it run,
+    and their values still match the dense SVD."""
+    monkeypatch.setattr(svds, "GRID_LANCZOS_MAX_PRODUCTS", 1, raising=False)
+    count = _counting_products(monkeypatch)
+    w = np.random.default_rng(0).standard_normal((3, 3, 3, 3))  # one restart does not resolve it
+    s = tc.singular_values(w, (3, 9, 8), padding=1, k=2, which="smallest", method="svds", tol=1e-14)
+    assert "shift-invert" in s.route and "did not converge" in s.route
+    np.testing.assert_allclose(s.values, dense_sv(w, (3, 9, 8), padding=1)[-2:], rtol=1e-8)
+    assert count[0] > 0
+
+
 def test_auto_takes_the_dense_svd_where_lanczos_gives_up(monkeypatch):
     """'auto' past the dense size for the bottom runs Lanczos; where it gives up (its budget
     spent at a clustered bottom), the dense SVD, if it fits in memory, gives the values."""

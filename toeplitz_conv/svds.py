@@ -60,6 +60,21 @@ UNRESOLVED = 1e-2
 SMALLEST_LANCZOS_MACS = 5e11
 SMALLEST_LANCZOS_MIN_PRODUCTS = 3000
 
+#: Lanczos on an inverse (the grid LU's ``C^-1 C^-H``, shift-invert's ``(N + delta I)^-1``,
+#: SuperLU's ``C^-1 C^-H``) meets a well separated top in tens to a few thousand products (300
+#: fuzzed square layers: at most 6,700 on the grid LU's inverse, 1,100 by shift-invert). Where
+#: the bottom clusters below what a route resolves (a numerically singular layer) it does not
+#: converge, and ARPACK's own limit (ten restarts a column) let a 1,344-column layer run 242,000
+#: products, 222 s, before it gave up: each run on an inverse gets at most these many products
+#: (the grid LU's solves cost least), then the next route, or ``'auto'``'s dense SVD, takes over.
+GRID_LANCZOS_MAX_PRODUCTS = 20_000
+INVERSE_LANCZOS_MAX_PRODUCTS = 5_000
+
+
+def _restarts(products: int, k: int, ncv: int) -> int:
+    """ARPACK's ``maxiter`` (restarts, each about ``ncv - k`` products) for a budget of products."""
+    return max(1, products // max(1, ncv - k))
+
 
 def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
                     kw: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float, str]:
@@ -96,7 +111,9 @@ def smallest_values(w: np.ndarray, geom: ConvGeometry, k: int, tol: float,
             with blas_threads(None):  # the solves are BLAS alone
                 # a product is two solves that read every factor: the smallest Krylov spaces that
                 # resolve the inverse's well separated top (10 products at 56x56 where 20 took 22)
-                V = top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 8), check_ncv=12)[1]
+                ncv = max(2 * k + 1, 8)
+                V = top_eigenpairs(inv, k, tol, v0, ncv, _restarts(GRID_LANCZOS_MAX_PRODUCTS, k, ncv),
+                                   check_ncv=12)[1]
                 values = certify(A, *g.polish(V, trans))
             route = f"Lanczos on C^-1 C^-H ({grid_says}), polished by refined inverse iteration"
             worst = float(np.max(values[1])) / np.sqrt(top2)
@@ -161,13 +178,17 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
-                return top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], None, tried
+                ncv = max(2 * k + 1, 20)
+                return top_eigenpairs(inv, k, tol, v0, ncv, _restarts(INVERSE_LANCZOS_MAX_PRODUCTS, k, ncv))[1], \
+                    None, tried
             tried = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
             if lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
-                V, U = _polish(solver, C, top_eigenpairs(inv, k, tol, v0, max(2 * k + 1, 20))[1], trans)
+                ncv = max(2 * k + 1, 20)
+                found = top_eigenpairs(inv, k, tol, v0, ncv, _restarts(INVERSE_LANCZOS_MAX_PRODUCTS, k, ncv))[1]
+                V, U = _polish(solver, C, found, trans)
                 return V, U, tried + ", polished by refined inverse iteration"
             c = 1.01 * top2
             shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
@@ -175,7 +196,7 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
             tried = (f"Lanczos on c I - N (its normal matrix is too large for a sparse LU, and it was given "
                      f"about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it)")
-            V = top_eigenpairs(shifted, k, tol, v0, ncv, max(1, products // (ncv - k)))[1]
+            V = top_eigenpairs(shifted, k, tol, v0, ncv, _restarts(products, k, ncv))[1]
             return V, None, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
         raise NoConvergence(
