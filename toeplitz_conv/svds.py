@@ -199,9 +199,10 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             V = top_eigenpairs(shifted, k, tol, v0, ncv, _restarts(products, k, ncv))[1]
             return V, None, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
+        budget = "" if "multiply-adds" in tried else f" in {INVERSE_LANCZOS_MAX_PRODUCTS:,} products"
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
-            f"layer by {tried}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
+            f"layer by {tried}{budget}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
             f"clustered, or numerically null. Use method='dense' if it fits in "
             f"memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; got tol={tol}.") from e
 
