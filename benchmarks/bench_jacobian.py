@@ -51,18 +51,25 @@ from bench_network import dncnn, resnet18  # noqa: E402
 DENSE_LIMIT = 6 * 2**30
 
 
+def _model(name: str, size: int, dtype_name: str):
+    """``(model, input_shape, x)``: the benchmark's DnCNN-8 or ResNet-18 (seed 0) in eval mode and
+    one sample, in ``dtype_name``."""
+    import torch
+
+    torch.manual_seed(0)
+    dtype = getattr(torch, dtype_name)
+    model = (dncnn() if name == "dncnn" else resnet18()).to(dtype).eval()
+    shape = (1, size, size) if name == "dncnn" else (3, size, size)
+    return model, shape, torch.randn(1, *shape, dtype=dtype)
+
+
 def worker(model_name: str, side: str, size: int, out_path: str) -> dict:
     import scipy.sparse as sp
     import torch
 
     import toeplitz_conv as tc
 
-    torch.manual_seed(0)
-    if model_name == "dncnn":
-        model, shape = dncnn().double().eval(), (1, size, size)
-    else:
-        model, shape = resnet18().double().eval(), (3, size, size)
-    x = torch.randn(1, *shape, dtype=torch.float64)
+    model, shape, x = _model(model_name, size, "float64")
     t0 = time.perf_counter()
     compile_s = 0.0
     if side == "model":  # as a user calls it: the model itself, 'auto' (it compiles if it needs to)
@@ -143,15 +150,9 @@ def table(model_name, sizes, sides, tmp):
 
 
 def _calibration_net(dtype_name: str, name: str, size: int):
-    import torch
-
     import toeplitz_conv as tc
 
-    torch.manual_seed(0)
-    dtype = getattr(torch, dtype_name)
-    model = (dncnn() if name == "dncnn" else resnet18()).to(dtype).eval()
-    shape = (1, size, size) if name == "dncnn" else (3, size, size)
-    x = torch.randn(1, *shape, dtype=dtype)
+    model, shape, x = _model(name, size, dtype_name)
     return tc.compile(model, shape), x
 
 
