@@ -169,7 +169,14 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             lu_c = splu(sp_csc(C))
         except RuntimeError:  # exactly singular: Lanczos below finds the zeros
             lu_c = None
+
+    def inverse_top(inv: LinearOperator) -> np.ndarray:
+        """The top ``k`` eigenvectors of an inverse of ``N`` by Lanczos, within its budget of products."""
+        ncv = max(2 * k + 1, 20)
+        return top_eigenpairs(inv, k, tol, v0, ncv, _restarts(INVERSE_LANCZOS_MAX_PRODUCTS, k, ncv))[1]
+
     tried = "shift-invert Lanczos (SuperLU's LU of the normal matrix N + delta I)"
+    given = f" in {INVERSE_LANCZOS_MAX_PRODUCTS:,} products"  # the budget, where ``tried`` does not say it
     try:
         with blas_threads(LANCZOS_BLAS_THREADS):
             if Nm is not None and Nm.nnz <= SHIFT_INVERT_MAX_NNZ:
@@ -178,17 +185,13 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
                            f"N is {size:,} x {size:,} with {Nm.nnz:,} nonzeros; its LU fills in")
                 lu = splu(sp_csc(Nm + delta * eye_array(size, dtype=Nm.dtype)))
                 inv = LinearOperator((size, size), matvec=lu.solve, dtype=Nm.dtype)
-                ncv = max(2 * k + 1, 20)
-                return top_eigenpairs(inv, k, tol, v0, ncv, _restarts(INVERSE_LANCZOS_MAX_PRODUCTS, k, ncv))[1], \
-                    None, tried
+                return inverse_top(inv), None, tried
             tried = "Lanczos on C^-1 C^-H (SuperLU's LU of C)"
             if lu_c is not None and C is not None:
                 solver = cast(Any, lu_c)
                 inv = LinearOperator((size, size), matvec=lambda x: solver.solve(solver.solve(x, trans=trans)),
                                      dtype=C.dtype)  # (C^H C)^-1 = C^-1 C^-H
-                ncv = max(2 * k + 1, 20)
-                found = top_eigenpairs(inv, k, tol, v0, ncv, _restarts(INVERSE_LANCZOS_MAX_PRODUCTS, k, ncv))[1]
-                V, U = _polish(solver, C, found, trans)
+                V, U = _polish(solver, C, inverse_top(inv), trans)
                 return V, U, tried + ", polished by refined inverse iteration"
             c = 1.01 * top2
             shifted = LinearOperator((size, size), matvec=lambda x: c * x - N @ x, dtype=N.dtype)
@@ -196,13 +199,13 @@ def _bottom_past_the_grid(w: np.ndarray, geom: ConvGeometry, A: ConvOperator, N:
             products = max(SMALLEST_LANCZOS_MIN_PRODUCTS, int(SMALLEST_LANCZOS_MACS / (2 * m * geom.taps)))
             tried = (f"Lanczos on c I - N (its normal matrix is too large for a sparse LU, and it was given "
                      f"about {SMALLEST_LANCZOS_MACS:.0e} multiply-adds of products with it)")
+            given = ""
             V = top_eigenpairs(shifted, k, tol, v0, ncv, _restarts(products, k, ncv))[1]
             return V, None, "Lanczos on c I - N"
     except ArpackNoConvergence as e:
-        budget = "" if "multiply-adds" in tried else f" in {INVERSE_LANCZOS_MAX_PRODUCTS:,} products"
         raise NoConvergence(
             f"Lanczos did not converge to the {k} smallest singular values of this {m:,} x {n:,} "
-            f"layer by {tried}{budget}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
+            f"layer by {tried}{given}{'; ' + no_grid if no_grid else ''}: the bottom of its spectrum is "
             f"clustered, or numerically null. Use method='dense' if it fits in "
             f"memory ({human_bytes(dense_bytes(w, geom))}), or a larger tol; got tol={tol}.") from e
 
